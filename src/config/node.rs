@@ -1,0 +1,290 @@
+//! YAML text to a tree of spanned nodes.
+//!
+//! serde-saphyr parses the YAML; this module keeps every node together with
+//! the byte range it was written at, so later checks can point at any key or
+//! value. Typed reading happens in [`super::reader`], which collects every
+//! problem instead of stopping at the first as a derived `Deserialize` would.
+
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+use serde_saphyr::options::{DuplicateKeyPolicy, Options};
+
+use crate::diagnostic::{Code, Diagnostic, Span};
+
+/// A YAML value with the span it was written at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// What the value is.
+    pub value: Value,
+    /// Where: the whole scalar including quotes; for collections, only their
+    /// first character.
+    pub span: Span,
+}
+
+/// The kinds of YAML value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// `null`, `~` or nothing.
+    Null,
+    /// `true` or `false` (YAML 1.2: no `yes`, `no`, `on`, `off`).
+    Bool(bool),
+    /// An integer that fits 64 bits signed.
+    Int(i64),
+    /// Any other number.
+    Float(f64),
+    /// A string, quoted or not.
+    Str(String),
+    /// A sequence.
+    List(Vec<Node>),
+    /// A mapping, in the order written.
+    Map(Vec<(Node, Node)>),
+}
+
+impl Value {
+    /// What kind of value this is, for messages: "a mapping", "a string".
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Self::Null => "null",
+            Self::Bool(_) => "a boolean",
+            Self::Int(_) => "an integer",
+            Self::Float(_) => "a number",
+            Self::Str(_) => "a string",
+            Self::List(_) => "a list",
+            Self::Map(_) => "a mapping",
+        }
+    }
+}
+
+/// Parses `text` into a node tree.
+///
+/// # Errors
+///
+/// A diagnostic at the position where the YAML stops making sense.
+pub fn parse(text: &str) -> Result<Node, Diagnostic> {
+    let mut options = Options::default();
+    // YAML 1.2 booleans only: `n`, `no` and `off` stay strings.
+    options.strict_booleans = true;
+    // Identifiers such as `007` stay strings instead of becoming the number 7.
+    options.leading_zero_numbers_as_strings = true;
+    options.underscored_numbers_as_strings = true;
+    // Duplicate keys reach the reader, which reports both places.
+    options.duplicate_keys = DuplicateKeyPolicy::PassThrough;
+    options.with_snippet = false;
+    if text.trim().is_empty() {
+        return Err(Diagnostic::error(
+            Code::YamlSyntax,
+            "the pipeline file is empty",
+            Span::new(0, 0),
+        )
+        .help(
+            "a pipeline declares `sources`, `connect`, `match`, `sinks` and `outputs`".to_string(),
+        ));
+    }
+    serde_saphyr::from_str_with_options::<Spanned<Raw>>(text, options)
+        .map(|raw| into_node(raw, text))
+        .map_err(|error| yaml_error(&error, text))
+}
+
+fn yaml_error(error: &serde_saphyr::Error, text: &str) -> Diagnostic {
+    use serde_saphyr::MessageFormatter as _;
+    let message = serde_saphyr::DefaultMessageFormatter.format_message(error);
+    // Line and column are reliable for every error kind; byte offsets are
+    // not filled in for parser errors.
+    let offset = error.location().map_or(0, |location| {
+        offset_of(text, location.line(), location.column())
+    });
+    Diagnostic::error(
+        Code::YamlSyntax,
+        format!("invalid YAML: {}", message.escape_debug()),
+        Span::new(offset, offset),
+    )
+}
+
+/// The byte offset of one-based `line` and character `column` in `text`.
+fn offset_of(text: &str, line: u64, column: u64) -> usize {
+    let line_start = text
+        .split_inclusive('\n')
+        .take(usize::try_from(line.saturating_sub(1)).unwrap_or(usize::MAX))
+        .map(str::len)
+        .sum::<usize>();
+    let rest = &text[line_start..];
+    let column = usize::try_from(column.saturating_sub(1)).unwrap_or(usize::MAX);
+    line_start
+        + rest
+            .char_indices()
+            .nth(column)
+            .map_or(rest.len(), |(i, _)| i)
+}
+
+/// A node as serde-saphyr hands it over, before spans become [`Span`]s.
+enum Raw {
+    Null,
+    Bool(bool),
+    Int(i64),
+    /// A number too big for `i64`, or a float.
+    Float(f64),
+    Str(String),
+    List(Vec<Spanned<Raw>>),
+    Map(Vec<(Spanned<Raw>, Spanned<Raw>)>),
+}
+
+fn into_node(raw: Spanned<Raw>, text: &str) -> Node {
+    let location = raw.defined;
+    let span = location.span();
+    let to_usize = |n: Option<u64>| n.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let start = to_usize(span.byte_offset()).min(text.len());
+    let end = (start + to_usize(span.byte_len())).min(text.len());
+    let span = Span::new(start, end);
+    let value = match raw.value {
+        Raw::Null => Value::Null,
+        Raw::Bool(b) => Value::Bool(b),
+        Raw::Int(i) => Value::Int(i),
+        Raw::Float(f) => Value::Float(f),
+        Raw::Str(s) => Value::Str(s),
+        Raw::List(items) => Value::List(
+            items
+                .into_iter()
+                .map(|item| into_node(item, text))
+                .collect(),
+        ),
+        Raw::Map(entries) => Value::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (into_node(k, text), into_node(v, text)))
+                .collect(),
+        ),
+    };
+    Node { value, span }
+}
+
+impl<'de> Deserialize<'de> for Raw {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawVisitor)
+    }
+}
+
+struct RawVisitor;
+
+impl<'de> Visitor<'de> for RawVisitor {
+    type Value = Raw;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Raw, E> {
+        Ok(Raw::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Raw, E> {
+        Ok(Raw::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Raw, D::Error> {
+        Raw::deserialize(deserializer)
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Raw, E> {
+        Ok(Raw::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
+        Ok(Raw::Int(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Raw, E> {
+        #[allow(clippy::cast_precision_loss)]
+        // Out of `i64` range: kept as a number, reported if used as an integer.
+        Ok(i64::try_from(v).map_or(Raw::Float(v as f64), Raw::Int))
+    }
+
+    fn visit_i128<E>(self, v: i128) -> Result<Raw, E> {
+        #[allow(clippy::cast_precision_loss)]
+        Ok(i64::try_from(v).map_or(Raw::Float(v as f64), Raw::Int))
+    }
+
+    fn visit_u128<E>(self, v: u128) -> Result<Raw, E> {
+        #[allow(clippy::cast_precision_loss)]
+        Ok(i64::try_from(v).map_or(Raw::Float(v as f64), Raw::Int))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
+        Ok(Raw::Float(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Raw, E> {
+        Ok(Raw::Str(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Raw, E> {
+        Ok(Raw::Str(v))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Raw::List(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(entry) = map.next_entry()? {
+            entries.push(entry);
+        }
+        Ok(Raw::Map(entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str) -> Value {
+        let Value::Map(mut entries) = parse(text).unwrap().value else {
+            panic!("not a map")
+        };
+        entries.remove(0).1.value
+    }
+
+    #[test]
+    fn yaml_1_2_scalars() {
+        assert_eq!(value("a: n"), Value::Str("n".into()));
+        assert_eq!(value("a: on"), Value::Str("on".into()));
+        assert_eq!(value("a: true"), Value::Bool(true));
+        assert_eq!(value("a: 007"), Value::Str("007".into()));
+        assert_eq!(value("a: '5'"), Value::Str("5".into()));
+        assert_eq!(value("a: -5"), Value::Int(-5));
+        assert_eq!(value("a: 1.5"), Value::Float(1.5));
+        assert_eq!(value("a:"), Value::Null);
+    }
+
+    #[test]
+    fn spans_cover_scalars_with_their_quotes() {
+        let text = "key: 'it''s'\n";
+        let Value::Map(entries) = parse(text).unwrap().value else {
+            panic!("not a map")
+        };
+        let (k, v) = &entries[0];
+        assert_eq!(&text[k.span.start..k.span.end], "key");
+        assert_eq!(&text[v.span.start..v.span.end], "'it''s'");
+    }
+
+    #[test]
+    fn duplicate_keys_reach_the_reader() {
+        let Value::Map(entries) = parse("a: 1\na: 2\n").unwrap().value else {
+            panic!("not a map")
+        };
+        assert_eq!(entries.len(), 2);
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let error = parse("a: [1, 2\nb: 3\n").unwrap_err();
+        assert_eq!(error.code, Code::YamlSyntax);
+        assert!(error.primary.span.start > 0, "{error:?}");
+    }
+}

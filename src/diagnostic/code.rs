@@ -1,0 +1,69 @@
+//! Stable diagnostic codes. Tests and the README name them; never renumber.
+
+use std::fmt;
+
+macro_rules! codes {
+    ($($variant:ident = $code:literal: $summary:literal,)*) => {
+        /// A stable identifier for a kind of finding.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Code {
+            $(
+                #[doc = $summary]
+                $variant,
+            )*
+        }
+
+        impl Code {
+            /// Every code, in order.
+            pub const ALL: &[Code] = &[$(Code::$variant),*];
+
+            /// The code as printed: `E204`.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $code,)*
+                }
+            }
+
+            /// One line saying what the code is about.
+            pub const fn summary(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $summary,)*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    YamlSyntax = "E001": "the file is not valid YAML",
+    UnknownKey = "E002": "a key the pipeline format does not have",
+    MissingKey = "E003": "a required key is missing",
+    WrongShape = "E004": "a value of the wrong kind (a list where a mapping belongs, ...)",
+    DuplicateKey = "E005": "a key given twice in one mapping",
+    InvalidName = "E006": "a source, sink or field name that is not an identifier, or is reserved",
+    InvalidDuration = "E007": "a duration that does not parse",
+    InvalidFieldType = "E008": "a schema type that does not exist",
+    InvalidChoice = "E009": "a value that is not one of the allowed words",
+    InvalidRecord = "E010": "an inline record that does not fit its source's schema",
+    ExprSyntax = "E101": "an expression that does not parse",
+    InvalidLiteral = "E102": "a literal that is out of range or has a bad escape",
+    UnknownName = "E201": "an expression names a field or variable that does not exist",
+    UnknownFunction = "E202": "an expression calls a function that does not exist",
+    WrongArity = "E203": "a function called with the wrong number of arguments",
+    TypeMismatch = "E204": "a value of the wrong type for an operator, function or place",
+    NullableValue = "E205": "a value that may be null used where a value is required",
+    InvalidFormat = "E206": "a timestamp format string that does not parse",
+    UnknownSource = "E301": "a reference to a source that is not declared",
+    UnknownSink = "E302": "an output routed to a sink that is not declared",
+    KeyTypeMismatch = "E303": "connected sources whose keys have different types",
+    WaitRule = "E304": "a connected source without a wait rule, or a wait rule for a source that is not connected",
+    TooFewSides = "E305": "`connect` names fewer than two sources",
+    InvalidSide = "E306": "an output's `side` that is not a connected source or does not apply to its outcome",
+    EvalFailed = "E401": "an expression failed while evaluating a record",
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,331 @@
+//! Checked trees to closures, built once per expression and called per
+//! event. Field reads are slot and index lookups; nothing here looks a name
+//! up or touches the parser.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use super::functions;
+use super::typed::{Arith, Node, Order, Typed, Var};
+use super::value::{Record, Value};
+use crate::diagnostic::Span;
+use crate::time::{Duration, EventTime};
+
+/// What an expression can read while it is evaluated.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Env<'a> {
+    /// The record in each slot; `None` for an absent side.
+    pub records: &'a [Option<Record>],
+    /// The key of a match.
+    pub key: Option<&'a Value>,
+    /// The missing sides of a timeout, joined with `, `.
+    pub missing: Option<&'a Value>,
+    /// The side whose wait ran out.
+    pub expired: Option<&'a Value>,
+}
+
+impl<'a> Env<'a> {
+    /// An environment with only `records`, as a source's expressions see it.
+    pub fn records(records: &'a [Option<Record>]) -> Self {
+        Self {
+            records,
+            ..Self::default()
+        }
+    }
+
+    fn var(&self, var: Var) -> Value {
+        let value = match var {
+            Var::Record(slot) => {
+                return self
+                    .records
+                    .get(slot)
+                    .and_then(Option::as_ref)
+                    .map_or(Value::Null, |r| Value::Record(r.clone()));
+            }
+            Var::Key => self.key,
+            Var::Missing => self.missing,
+            Var::Expired => self.expired,
+        };
+        value.cloned().unwrap_or(Value::Null)
+    }
+}
+
+/// Why evaluating an expression failed for one event, and where in the
+/// expression.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EvalError {
+    /// What went wrong: "cannot convert \"x\" to an integer".
+    pub message: String,
+    /// The failing part, in the expression's text.
+    pub span: Span,
+}
+
+impl EvalError {
+    /// A failure described by `message` at `span`.
+    pub fn new(message: impl Into<String>, span: Span) -> Self {
+        Self {
+            message: message.into(),
+            span,
+        }
+    }
+
+    /// A value of a kind the type checker ruled out. Reported, not panicked
+    /// on, so a checker bug cannot take a pipeline down.
+    pub(crate) fn unexpected(value: &Value, span: Span) -> Self {
+        Self::new(format!("internal error: unexpected value `{value}`"), span)
+    }
+}
+
+impl fmt::Display for EvalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+type EvalFn = dyn Fn(&Env<'_>) -> Result<Value, EvalError> + Send + Sync;
+
+/// A compiled expression.
+pub struct Compiled(Box<EvalFn>);
+
+impl Compiled {
+    pub(crate) fn new(
+        f: impl Fn(&Env<'_>) -> Result<Value, EvalError> + Send + Sync + 'static,
+    ) -> Self {
+        Self(Box::new(f))
+    }
+
+    /// Evaluates the expression in `env`.
+    ///
+    /// # Errors
+    ///
+    /// A failure of a fallible operation (a conversion, integer overflow,
+    /// division by zero), located in the expression.
+    #[inline]
+    pub fn eval(&self, env: &Env<'_>) -> Result<Value, EvalError> {
+        (self.0)(env)
+    }
+}
+
+impl fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Compiled(..)")
+    }
+}
+
+/// Compiles a checked tree.
+pub(crate) fn compile(typed: &Typed) -> Compiled {
+    let span = typed.span;
+    match &typed.node {
+        Node::Const(value) => {
+            let value = value.clone();
+            Compiled::new(move |_| Ok(value.clone()))
+        }
+        Node::Var(var) => {
+            let var = *var;
+            Compiled::new(move |env| Ok(env.var(var)))
+        }
+        Node::Field(..) => field(typed),
+        Node::Neg(operand) => {
+            let operand = compile(operand);
+            Compiled::new(move |env| match operand.eval(env)? {
+                Value::Int(i) => i
+                    .checked_neg()
+                    .map(Value::Int)
+                    .ok_or_else(|| overflow("-", span)),
+                Value::Float(x) => Ok(Value::Float(-x)),
+                Value::Duration(d) => d
+                    .millis()
+                    .checked_neg()
+                    .map(|ms| Value::Duration(Duration::from_millis(ms)))
+                    .ok_or_else(|| overflow("-", span)),
+                other => Err(EvalError::unexpected(&other, span)),
+            })
+        }
+        Node::Not(operand) => {
+            let operand = compile(operand);
+            Compiled::new(move |env| Ok(Value::Bool(!truth(operand.eval(env)?, span)?)))
+        }
+        Node::Arith(arith, lhs, rhs) => arithmetic(*arith, compile(lhs), compile(rhs), span),
+        Node::Order(order, lhs, rhs) => {
+            let (order, lhs, rhs) = (*order, compile(lhs), compile(rhs));
+            Compiled::new(move |env| {
+                let ordering = compare(&lhs.eval(env)?, &rhs.eval(env)?);
+                Ok(Value::Bool(ordering.is_some_and(|ordering| match order {
+                    Order::Lt => ordering == Ordering::Less,
+                    Order::Le => ordering != Ordering::Greater,
+                    Order::Gt => ordering == Ordering::Greater,
+                    Order::Ge => ordering != Ordering::Less,
+                })))
+            })
+        }
+        Node::Equal(negated, lhs, rhs) => {
+            let (negated, lhs, rhs) = (*negated, compile(lhs), compile(rhs));
+            Compiled::new(move |env| Ok(Value::Bool((lhs.eval(env)? == rhs.eval(env)?) != negated)))
+        }
+        Node::And(lhs, rhs) => {
+            let (lhs, rhs) = (compile(lhs), compile(rhs));
+            Compiled::new(move |env| {
+                Ok(Value::Bool(
+                    truth(lhs.eval(env)?, span)? && truth(rhs.eval(env)?, span)?,
+                ))
+            })
+        }
+        Node::Or(lhs, rhs) => {
+            let (lhs, rhs) = (compile(lhs), compile(rhs));
+            Compiled::new(move |env| {
+                Ok(Value::Bool(
+                    truth(lhs.eval(env)?, span)? || truth(rhs.eval(env)?, span)?,
+                ))
+            })
+        }
+        Node::If(condition, then, otherwise) => {
+            let (condition, then, otherwise) =
+                (compile(condition), compile(then), compile(otherwise));
+            Compiled::new(move |env| {
+                if truth(condition.eval(env)?, span)? {
+                    then.eval(env)
+                } else {
+                    otherwise.eval(env)
+                }
+            })
+        }
+        Node::Call(builtin, args) => {
+            functions::compile(builtin, args.iter().map(compile).collect(), span)
+        }
+    }
+}
+
+/// A chain of field reads. When it starts at a record slot, it compiles to
+/// a walk of field indexes with no intermediate values.
+fn field(typed: &Typed) -> Compiled {
+    let mut path = Vec::new();
+    let mut base = typed;
+    while let Node::Field(record, index) = &base.node {
+        path.push(*index);
+        base = record;
+    }
+    path.reverse();
+    if let Node::Var(Var::Record(slot)) = base.node {
+        if let [index] = path[..] {
+            return Compiled::new(move |env| {
+                Ok(env
+                    .records
+                    .get(slot)
+                    .and_then(Option::as_ref)
+                    .map_or(Value::Null, |r| r.get(index).clone()))
+            });
+        }
+        return Compiled::new(move |env| {
+            let Some(record) = env.records.get(slot).and_then(Option::as_ref) else {
+                return Ok(Value::Null);
+            };
+            Ok(walk(record, &path))
+        });
+    }
+    let base = compile(base);
+    Compiled::new(move |env| match base.eval(env)? {
+        Value::Record(record) => Ok(walk(&record, &path)),
+        _ => Ok(Value::Null),
+    })
+}
+
+fn walk(record: &Record, path: &[usize]) -> Value {
+    let mut record = record;
+    for (depth, &index) in path.iter().enumerate() {
+        match record.get(index) {
+            Value::Record(inner) if depth + 1 < path.len() => record = inner,
+            value if depth + 1 == path.len() => return value.clone(),
+            _ => return Value::Null,
+        }
+    }
+    Value::Record(record.clone())
+}
+
+fn truth(value: Value, span: Span) -> Result<bool, EvalError> {
+    match value {
+        Value::Bool(b) => Ok(b),
+        other => Err(EvalError::unexpected(&other, span)),
+    }
+}
+
+/// Orders two values of one kind; `None` for NaN and for kinds without an
+/// order.
+fn compare(a: &Value, b: &Value) -> Option<Ordering> {
+    match (a, b) {
+        (Value::Int(a), Value::Int(b)) => Some(a.cmp(b)),
+        (Value::Float(a), Value::Float(b)) => a.partial_cmp(b),
+        (Value::Str(a), Value::Str(b)) => Some(a.cmp(b)),
+        (Value::Timestamp(a), Value::Timestamp(b)) => Some(a.cmp(b)),
+        (Value::Duration(a), Value::Duration(b)) => Some(a.cmp(b)),
+        _ => None,
+    }
+}
+
+fn overflow(op: &str, span: Span) -> EvalError {
+    EvalError::new(format!("integer overflow in `{op}`"), span)
+}
+
+fn arithmetic(arith: Arith, lhs: Compiled, rhs: Compiled, span: Span) -> Compiled {
+    Compiled::new(move |env| {
+        let (a, b) = (lhs.eval(env)?, rhs.eval(env)?);
+        apply(arith, a, b, span)
+    })
+}
+
+fn apply(arith: Arith, a: Value, b: Value, span: Span) -> Result<Value, EvalError> {
+    let checked = |result: Option<i64>, op: &str| result.ok_or_else(|| overflow(op, span));
+    let ms = |result: Option<i64>, op: &str| checked(result, op).map(Duration::from_millis);
+    Ok(match (arith, a, b) {
+        (Arith::AddInt, Value::Int(a), Value::Int(b)) => {
+            Value::Int(checked(a.checked_add(b), "+")?)
+        }
+        (Arith::SubInt, Value::Int(a), Value::Int(b)) => {
+            Value::Int(checked(a.checked_sub(b), "-")?)
+        }
+        (Arith::MulInt, Value::Int(a), Value::Int(b)) => {
+            Value::Int(checked(a.checked_mul(b), "*")?)
+        }
+        (Arith::DivInt | Arith::RemInt | Arith::DivideDuration, _, Value::Int(0)) => {
+            return Err(EvalError::new("division by zero", span));
+        }
+        (Arith::DivInt, Value::Int(a), Value::Int(b)) => {
+            Value::Int(checked(a.checked_div(b), "/")?)
+        }
+        (Arith::RemInt, Value::Int(a), Value::Int(b)) => {
+            Value::Int(checked(a.checked_rem(b), "%")?)
+        }
+        (Arith::AddFloat, Value::Float(a), Value::Float(b)) => Value::Float(a + b),
+        (Arith::SubFloat, Value::Float(a), Value::Float(b)) => Value::Float(a - b),
+        (Arith::MulFloat, Value::Float(a), Value::Float(b)) => Value::Float(a * b),
+        (Arith::DivFloat, Value::Float(a), Value::Float(b)) => Value::Float(a / b),
+        (Arith::RemFloat, Value::Float(a), Value::Float(b)) => Value::Float(a % b),
+        (Arith::Concat, Value::Str(a), Value::Str(b)) => {
+            let mut joined = String::with_capacity(a.len() + b.len());
+            joined.push_str(&a);
+            joined.push_str(&b);
+            Value::Str(joined.into())
+        }
+        (Arith::ShiftTimestamp, Value::Timestamp(t), Value::Duration(d)) => Value::Timestamp(
+            EventTime::from_millis(checked(t.millis().checked_add(d.millis()), "+")?),
+        ),
+        (Arith::UnshiftTimestamp, Value::Timestamp(t), Value::Duration(d)) => Value::Timestamp(
+            EventTime::from_millis(checked(t.millis().checked_sub(d.millis()), "-")?),
+        ),
+        (Arith::Elapsed, Value::Timestamp(a), Value::Timestamp(b)) => {
+            Value::Duration(ms(a.millis().checked_sub(b.millis()), "-")?)
+        }
+        (Arith::AddDuration, Value::Duration(a), Value::Duration(b)) => {
+            Value::Duration(ms(a.millis().checked_add(b.millis()), "+")?)
+        }
+        (Arith::SubDuration, Value::Duration(a), Value::Duration(b)) => {
+            Value::Duration(ms(a.millis().checked_sub(b.millis()), "-")?)
+        }
+        (Arith::ScaleDuration, Value::Duration(d), Value::Int(n)) => {
+            Value::Duration(ms(d.millis().checked_mul(n), "*")?)
+        }
+        (Arith::DivideDuration, Value::Duration(d), Value::Int(n)) => {
+            Value::Duration(ms(d.millis().checked_div(n), "/")?)
+        }
+        (_, a, _) => return Err(EvalError::unexpected(&a, span)),
+    })
+}

@@ -1,0 +1,658 @@
+//! The built-in functions: their signatures, type rules and implementations.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use jiff::fmt::strtime::{self, BrokenDownTime};
+
+use super::ast::Ident;
+use super::compile::{Compiled, Env, EvalError};
+use super::error::{ExprError, ExprErrorKind};
+use super::typed::{Node, Typed};
+use super::types::{Kind, Type};
+use super::value::Value;
+use crate::diagnostic::{Span, did_you_mean};
+use crate::time::{Duration, EventTime};
+
+/// A built-in function as documented: name, signature and what it does.
+#[derive(Clone, Copy, Debug)]
+pub struct Function {
+    /// The name called.
+    pub name: &'static str,
+    /// Parameters and result, as the README shows them.
+    pub signature: &'static str,
+    /// What it does, including when it fails.
+    pub summary: &'static str,
+    min_args: usize,
+    max_args: Option<usize>,
+}
+
+const fn function(
+    name: &'static str,
+    signature: &'static str,
+    summary: &'static str,
+    min_args: usize,
+    max_args: Option<usize>,
+) -> Function {
+    Function {
+        name,
+        signature,
+        summary,
+        min_args,
+        max_args,
+    }
+}
+
+/// Every built-in function.
+pub const FUNCTIONS: &[Function] = &[
+    function("lower", "lower(string) -> string", "lowercase", 1, Some(1)),
+    function("upper", "upper(string) -> string", "uppercase", 1, Some(1)),
+    function(
+        "trim",
+        "trim(string) -> string",
+        "without leading and trailing whitespace",
+        1,
+        Some(1),
+    ),
+    function(
+        "contains",
+        "contains(string, string) -> bool",
+        "whether the first contains the second",
+        2,
+        Some(2),
+    ),
+    function(
+        "starts_with",
+        "starts_with(string, string) -> bool",
+        "whether the first starts with the second",
+        2,
+        Some(2),
+    ),
+    function(
+        "ends_with",
+        "ends_with(string, string) -> bool",
+        "whether the first ends with the second",
+        2,
+        Some(2),
+    ),
+    function(
+        "substring",
+        "substring(string, start: int[, length: int]) -> string",
+        "the characters from `start` (0-based), `length` of them or to the end; clamped to the string",
+        2,
+        Some(3),
+    ),
+    function(
+        "len",
+        "len(string) -> int",
+        "the number of characters",
+        1,
+        Some(1),
+    ),
+    function(
+        "concat",
+        "concat(any, ...) -> string",
+        "the text forms of its arguments, joined; records print as tuples `(a,b,c)`",
+        1,
+        None,
+    ),
+    function(
+        "coalesce",
+        "coalesce(T?, ..., T) -> T",
+        "the first argument that is not null",
+        2,
+        None,
+    ),
+    function(
+        "to_string",
+        "to_string(any) -> string",
+        "the text form of a value",
+        1,
+        Some(1),
+    ),
+    function(
+        "to_int",
+        "to_int(string | float | int | timestamp | duration) -> int",
+        "an integer: parses a string, truncates a float, milliseconds of a timestamp or duration; \
+         fails on text that is not an integer and on floats out of range",
+        1,
+        Some(1),
+    ),
+    function(
+        "to_float",
+        "to_float(string | int | float) -> float",
+        "a float; fails on text that is not a number",
+        1,
+        Some(1),
+    ),
+    function(
+        "abs",
+        "abs(int | float | duration) -> same",
+        "the absolute value; fails on integer overflow",
+        1,
+        Some(1),
+    ),
+    function(
+        "round",
+        "round(float[, digits: int]) -> float",
+        "rounded half away from zero, to `digits` decimals (default 0)",
+        1,
+        Some(2),
+    ),
+    function(
+        "parse_timestamp",
+        "parse_timestamp(string[, format: string literal]) -> timestamp",
+        "parses RFC 3339 (`2024-05-01T12:00:00Z`), or `format` in strftime syntax (UTC unless the format \
+         has an offset); fails on text that does not match",
+        1,
+        Some(2),
+    ),
+    function(
+        "format_timestamp",
+        "format_timestamp(timestamp[, format: string literal]) -> string",
+        "RFC 3339, or `format` in strftime syntax, in UTC",
+        1,
+        Some(2),
+    ),
+];
+
+/// A type-checked call, ready to compile.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Builtin {
+    Lower,
+    Upper,
+    Trim,
+    Contains,
+    StartsWith,
+    EndsWith,
+    Substring,
+    Len,
+    Concat,
+    Coalesce,
+    ToString,
+    ToInt(Kind),
+    ToFloat(Kind),
+    Abs(Kind),
+    Round,
+    ParseTimestamp(Option<Arc<str>>),
+    FormatTimestamp(Option<Arc<str>>),
+}
+
+/// Checks a call of `function` with checked `args`; `span` covers the call.
+pub(crate) fn check(
+    function: &Ident,
+    args: &[Typed],
+    span: Span,
+) -> Result<(Builtin, Type), ExprError> {
+    let Some(spec) = FUNCTIONS.iter().find(|f| f.name == function.name) else {
+        return Err(ExprError::new(
+            ExprErrorKind::UnknownFunction {
+                name: function.name.clone(),
+                suggestion: did_you_mean(&function.name, FUNCTIONS.iter().map(|f| f.name)),
+            },
+            function.span,
+        ));
+    };
+    check_arity(spec, args.len(), span)?;
+    let name = spec.name;
+    if name != "coalesce" {
+        for arg in args {
+            non_null(arg, name)?;
+        }
+    }
+    signature(name, args)
+}
+
+fn check_arity(spec: &Function, given: usize, span: Span) -> Result<(), ExprError> {
+    if given < spec.min_args || spec.max_args.is_some_and(|max| given > max) {
+        let plural = |n: usize| if n == 1 { "argument" } else { "arguments" };
+        let expected = match spec.max_args {
+            Some(max) if max == spec.min_args => format!("{max} {}", plural(max)),
+            Some(max) if max == spec.min_args + 1 => {
+                format!("{} or {max} {}", spec.min_args, plural(max))
+            }
+            Some(max) => format!("{} to {max} {}", spec.min_args, plural(max)),
+            None => format!("at least {} {}", spec.min_args, plural(spec.min_args)),
+        };
+        return Err(ExprError::new(
+            ExprErrorKind::WrongArity {
+                function: spec.name,
+                expected,
+                found: given,
+            },
+            span,
+        ));
+    }
+    Ok(())
+}
+
+/// The implementation and result type of `name` for `args`, whose number
+/// is already checked.
+fn signature(name: &str, args: &[Typed]) -> Result<(Builtin, Type), ExprError> {
+    let string = |i: usize| expect(&args[i], name, &[Kind::String]);
+    let checked = match name {
+        "lower" | "upper" | "trim" => {
+            string(0)?;
+            let builtin = match name {
+                "lower" => Builtin::Lower,
+                "upper" => Builtin::Upper,
+                _ => Builtin::Trim,
+            };
+            (builtin, Type::STRING)
+        }
+        "contains" | "starts_with" | "ends_with" => {
+            string(0)?;
+            string(1)?;
+            let builtin = match name {
+                "contains" => Builtin::Contains,
+                "starts_with" => Builtin::StartsWith,
+                _ => Builtin::EndsWith,
+            };
+            (builtin, Type::BOOL)
+        }
+        "substring" => {
+            string(0)?;
+            for arg in &args[1..] {
+                expect(arg, name, &[Kind::Int])?;
+            }
+            (Builtin::Substring, Type::STRING)
+        }
+        "len" => {
+            string(0)?;
+            (Builtin::Len, Type::INT)
+        }
+        "concat" => (Builtin::Concat, Type::STRING),
+        "to_string" => (Builtin::ToString, Type::STRING),
+        "coalesce" => (Builtin::Coalesce, coalesce_type(args)?),
+        "to_int" => {
+            let kind = expect(
+                &args[0],
+                name,
+                &[
+                    Kind::String,
+                    Kind::Float,
+                    Kind::Int,
+                    Kind::Timestamp,
+                    Kind::Duration,
+                ],
+            )?;
+            (Builtin::ToInt(kind), Type::INT)
+        }
+        "to_float" => {
+            let kind = expect(&args[0], name, &[Kind::String, Kind::Int, Kind::Float])?;
+            (Builtin::ToFloat(kind), Type::FLOAT)
+        }
+        "abs" => {
+            let kind = expect(&args[0], name, &[Kind::Int, Kind::Float, Kind::Duration])?;
+            (Builtin::Abs(kind.clone()), Type::of(kind))
+        }
+        "round" => {
+            expect(&args[0], name, &[Kind::Float])?;
+            if let Some(digits) = args.get(1) {
+                expect(digits, name, &[Kind::Int])?;
+            }
+            (Builtin::Round, Type::FLOAT)
+        }
+        "parse_timestamp" => {
+            string(0)?;
+            (
+                Builtin::ParseTimestamp(format_literal(args.get(1), name)?),
+                Type::TIMESTAMP,
+            )
+        }
+        "format_timestamp" => {
+            expect(&args[0], name, &[Kind::Timestamp])?;
+            (
+                Builtin::FormatTimestamp(format_literal(args.get(1), name)?),
+                Type::STRING,
+            )
+        }
+        other => unreachable!("FUNCTIONS lists `{other}` but `check` has no rule for it"),
+    };
+    Ok(checked)
+}
+
+fn non_null(arg: &Typed, function: &str) -> Result<(), ExprError> {
+    if arg.ty.nullable && !arg.ty.is_unknown() {
+        return Err(ExprError::new(
+            ExprErrorKind::Nullable {
+                what: arg.text.clone(),
+                used: format!("as an argument of `{function}`"),
+            },
+            arg.span,
+        ));
+    }
+    Ok(())
+}
+
+/// The kind of `arg` if it is one of `allowed`.
+fn expect(arg: &Typed, function: &str, allowed: &[Kind]) -> Result<Kind, ExprError> {
+    if arg.ty.is_unknown() || allowed.contains(&arg.ty.kind) {
+        return Ok(arg.ty.kind.clone());
+    }
+    let names: Vec<String> = allowed
+        .iter()
+        .map(|kind| format!("`{}`", Type::of(kind.clone())))
+        .collect();
+    let expected = match names.as_slice() {
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+        [] => unreachable!("every function allows some kind"),
+    };
+    Err(ExprError::new(
+        ExprErrorKind::TypeMismatch {
+            message: format!("`{function}` expects {expected}, found `{}`", arg.ty),
+            label: format!("this is `{}`", arg.ty),
+            help: None,
+        },
+        arg.span,
+    ))
+}
+
+fn coalesce_type(args: &[Typed]) -> Result<Type, ExprError> {
+    let mut result: Option<Type> = None;
+    for arg in args {
+        if arg.ty.is_unknown() {
+            return Ok(Type::UNKNOWN);
+        }
+        result = Some(match result {
+            None => arg.ty.clone(),
+            Some(so_far) => super::check::unify(&so_far, &arg.ty).ok_or_else(|| {
+                ExprError::new(
+                    ExprErrorKind::TypeMismatch {
+                        message: format!(
+                            "`coalesce` arguments have different types: `{so_far}` and `{}`",
+                            arg.ty
+                        ),
+                        label: format!("this is `{}`", arg.ty),
+                        help: None,
+                    },
+                    arg.span,
+                )
+            })?,
+        });
+    }
+    let mut ty = result.expect("coalesce takes at least two arguments");
+    // Null only if every argument may be null.
+    ty.nullable = args.iter().all(|arg| arg.ty.nullable);
+    Ok(ty)
+}
+
+/// The format argument: a string literal strftime accepts.
+fn format_literal(arg: Option<&Typed>, function: &str) -> Result<Option<Arc<str>>, ExprError> {
+    let Some(arg) = arg else { return Ok(None) };
+    let Node::Const(Value::Str(format)) = &arg.node else {
+        expect(arg, function, &[Kind::String])?;
+        return Err(ExprError::new(
+            ExprErrorKind::TypeMismatch {
+                message: format!("the format of `{function}` must be a string literal"),
+                label: "not a literal".to_string(),
+                help: Some("formats are checked before the pipeline runs, so write them out: \"%Y-%m-%d %H:%M:%S\"".into()),
+            },
+            arg.span,
+        ));
+    };
+    let sample = BrokenDownTime::from(jiff::Timestamp::UNIX_EPOCH);
+    if let Err(error) = sample.to_string(format.as_ref()) {
+        return Err(ExprError::new(
+            ExprErrorKind::InvalidFormat {
+                problem: error.to_string(),
+            },
+            arg.span,
+        ));
+    }
+    Ok(Some(format.clone()))
+}
+
+/// Compiles a checked call; `span` is where failures are reported.
+pub(crate) fn compile(builtin: &Builtin, mut args: Vec<Compiled>, span: Span) -> Compiled {
+    let one = |args: &mut Vec<Compiled>| args.remove(0);
+    match builtin.clone() {
+        Builtin::Lower => string_map(one(&mut args), str::to_lowercase),
+        Builtin::Upper => string_map(one(&mut args), str::to_uppercase),
+        Builtin::Trim => string_map(one(&mut args), |s| s.trim().to_string()),
+        Builtin::Contains => string_test(args, |a, b| a.contains(b)),
+        Builtin::StartsWith => string_test(args, |a, b| a.starts_with(b)),
+        Builtin::EndsWith => string_test(args, |a, b| a.ends_with(b)),
+        Builtin::Len => {
+            let arg = one(&mut args);
+            Compiled::new(move |env| {
+                let s = arg.eval(env)?;
+                let count = as_str(&s, span)?.chars().count();
+                Ok(Value::Int(i64::try_from(count).unwrap_or(i64::MAX)))
+            })
+        }
+        Builtin::Substring => substring(args, span),
+        Builtin::Concat => Compiled::new(move |env| {
+            let mut out = String::new();
+            for arg in &args {
+                match arg.eval(env)? {
+                    Value::Str(s) => out.push_str(&s),
+                    other => {
+                        let _ = write!(out, "{other}");
+                    }
+                }
+            }
+            Ok(Value::Str(out.into()))
+        }),
+        Builtin::Coalesce => Compiled::new(move |env| {
+            for arg in &args {
+                let value = arg.eval(env)?;
+                if value != Value::Null {
+                    return Ok(value);
+                }
+            }
+            Ok(Value::Null)
+        }),
+        Builtin::ToString => {
+            let arg = one(&mut args);
+            Compiled::new(move |env| {
+                Ok(match arg.eval(env)? {
+                    s @ Value::Str(_) => s,
+                    other => Value::Str(other.to_string().into()),
+                })
+            })
+        }
+        Builtin::ToInt(_) => {
+            let arg = one(&mut args);
+            Compiled::new(move |env| to_int(arg.eval(env)?, span))
+        }
+        Builtin::ToFloat(_) => {
+            let arg = one(&mut args);
+            Compiled::new(move |env| to_float(arg.eval(env)?, span))
+        }
+        Builtin::Abs(_) => {
+            let arg = one(&mut args);
+            Compiled::new(move |env| match arg.eval(env)? {
+                Value::Int(i) => i
+                    .checked_abs()
+                    .map(Value::Int)
+                    .ok_or_else(|| EvalError::new("integer overflow in `abs`", span)),
+                Value::Float(x) => Ok(Value::Float(x.abs())),
+                Value::Duration(d) => d
+                    .millis()
+                    .checked_abs()
+                    .map(|ms| Value::Duration(Duration::from_millis(ms)))
+                    .ok_or_else(|| EvalError::new("duration overflow in `abs`", span)),
+                other => Err(EvalError::unexpected(&other, span)),
+            })
+        }
+        Builtin::Round => round(args, span),
+        Builtin::ParseTimestamp(format) => {
+            let arg = one(&mut args);
+            Compiled::new(move |env| {
+                let text = arg.eval(env)?;
+                parse_timestamp(as_str(&text, span)?, format.as_deref())
+                    .map(Value::Timestamp)
+                    .map_err(|problem| EvalError::new(problem, span))
+            })
+        }
+        Builtin::FormatTimestamp(format) => {
+            let arg = one(&mut args);
+            Compiled::new(move |env| {
+                let Value::Timestamp(time) = arg.eval(env)? else {
+                    return Err(EvalError::new("expected a timestamp", span));
+                };
+                format_timestamp(time, format.as_deref())
+                    .map(|s| Value::Str(s.into()))
+                    .map_err(|p| EvalError::new(p, span))
+            })
+        }
+    }
+}
+
+fn as_str(value: &Value, span: Span) -> Result<&str, EvalError> {
+    match value {
+        Value::Str(s) => Ok(s),
+        other => Err(EvalError::unexpected(other, span)),
+    }
+}
+
+fn string_map(arg: Compiled, f: impl Fn(&str) -> String + Send + Sync + 'static) -> Compiled {
+    Compiled::new(move |env| match arg.eval(env)? {
+        Value::Str(s) => Ok(Value::Str(f(&s).into())),
+        other => Ok(other),
+    })
+}
+
+fn string_test(
+    args: Vec<Compiled>,
+    f: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
+) -> Compiled {
+    let [a, b]: [Compiled; 2] = args
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("checked: two arguments"));
+    Compiled::new(move |env| match (a.eval(env)?, b.eval(env)?) {
+        (Value::Str(a), Value::Str(b)) => Ok(Value::Bool(f(&a, &b))),
+        _ => Ok(Value::Null),
+    })
+}
+
+fn substring(args: Vec<Compiled>, span: Span) -> Compiled {
+    let mut args = args.into_iter();
+    let (text, start) = (args.next().expect("checked"), args.next().expect("checked"));
+    let length = args.next();
+    Compiled::new(move |env: &Env<'_>| {
+        let text = text.eval(env)?;
+        let text = as_str(&text, span)?;
+        let Value::Int(start) = start.eval(env)? else {
+            return Err(EvalError::new("expected an integer start", span));
+        };
+        let start = usize::try_from(start.max(0)).unwrap_or(usize::MAX);
+        let length = match &length {
+            Some(length) => match length.eval(env)? {
+                Value::Int(n) => usize::try_from(n.max(0)).unwrap_or(usize::MAX),
+                other => return Err(EvalError::unexpected(&other, span)),
+            },
+            None => usize::MAX,
+        };
+        Ok(Value::Str(
+            text.chars()
+                .skip(start)
+                .take(length)
+                .collect::<String>()
+                .into(),
+        ))
+    })
+}
+
+fn round(args: Vec<Compiled>, span: Span) -> Compiled {
+    let mut args = args.into_iter();
+    let value = args.next().expect("checked: one or two arguments");
+    let digits = args.next();
+    Compiled::new(move |env| {
+        let Value::Float(x) = value.eval(env)? else {
+            return Err(EvalError::new("expected a float", span));
+        };
+        let digits = match &digits {
+            Some(digits) => match digits.eval(env)? {
+                Value::Int(d) => i32::try_from(d.clamp(-308, 308)).unwrap_or(0),
+                other => return Err(EvalError::unexpected(&other, span)),
+            },
+            None => 0,
+        };
+        let scale = 10f64.powi(digits);
+        let rounded = (x * scale).round() / scale;
+        Ok(Value::Float(if rounded.is_finite() { rounded } else { x }))
+    })
+}
+
+fn to_int(value: Value, span: Span) -> Result<Value, EvalError> {
+    match value {
+        Value::Int(i) => Ok(Value::Int(i)),
+        Value::Str(s) => {
+            s.trim().parse().map(Value::Int).map_err(|_| {
+                EvalError::new(format!("cannot convert {:?} to an integer", &*s), span)
+            })
+        }
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+        // Range-checked before the cast.
+        Value::Float(x) if x.is_finite() && x >= i64::MIN as f64 && x < i64::MAX as f64 => {
+            Ok(Value::Int(x.trunc() as i64))
+        }
+        Value::Float(x) => Err(EvalError::new(
+            format!("cannot convert {x} to an integer"),
+            span,
+        )),
+        Value::Timestamp(t) => Ok(Value::Int(t.millis())),
+        Value::Duration(d) => Ok(Value::Int(d.millis())),
+        other => Err(EvalError::unexpected(&other, span)),
+    }
+}
+
+fn to_float(value: Value, span: Span) -> Result<Value, EvalError> {
+    match value {
+        Value::Float(x) => Ok(Value::Float(x)),
+        #[allow(clippy::cast_precision_loss)] // Nearest float, as documented.
+        Value::Int(i) => Ok(Value::Float(i as f64)),
+        Value::Str(s) => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite())
+            .map(Value::Float)
+            .ok_or_else(|| EvalError::new(format!("cannot convert {:?} to a float", &*s), span)),
+        other => Err(EvalError::unexpected(&other, span)),
+    }
+}
+
+/// Parses `text` as RFC 3339, or with a strftime `format` (UTC unless the
+/// text carries an offset).
+pub(crate) fn parse_timestamp(text: &str, format: Option<&str>) -> Result<EventTime, String> {
+    let timestamp = match format {
+        None => text
+            .trim()
+            .parse::<jiff::Timestamp>()
+            .map_err(|error| format!("cannot parse {text:?} as an RFC 3339 timestamp: {error}"))?,
+        Some(format) => {
+            let fail = |error: jiff::Error| {
+                format!("cannot parse {text:?} with format {format:?}: {error}")
+            };
+            let parsed = strtime::parse(format, text).map_err(fail)?;
+            if let Some(timestamp) = parsed.timestamp() {
+                timestamp
+            } else if parsed.offset().is_some() {
+                parsed.to_timestamp().map_err(fail)?
+            } else {
+                let civil = parsed.to_datetime().map_err(fail)?;
+                jiff::tz::Offset::UTC.to_timestamp(civil).map_err(fail)?
+            }
+        }
+    };
+    Ok(EventTime::from_millis(timestamp.as_millisecond()))
+}
+
+fn format_timestamp(time: EventTime, format: Option<&str>) -> Result<String, String> {
+    let timestamp = jiff::Timestamp::from_millisecond(time.millis()).map_err(|_| {
+        format!(
+            "{} ms is outside the range of calendar dates",
+            time.millis()
+        )
+    })?;
+    match format {
+        None => Ok(timestamp.to_string()),
+        Some(format) => BrokenDownTime::from(timestamp)
+            .to_string(format)
+            .map_err(|error| error.to_string()),
+    }
+}

@@ -1,0 +1,204 @@
+//! Runtime values: what expressions compute and records hold.
+
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+
+use super::types::{Kind, Type};
+use crate::time::{Duration, EventTime};
+
+/// A value computed by an expression or held in a record field.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// Absent.
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// A 64-bit signed integer.
+    Int(i64),
+    /// A 64-bit float.
+    Float(f64),
+    /// UTF-8 text, shared rather than copied.
+    Str(Arc<str>),
+    /// A point in time.
+    Timestamp(EventTime),
+    /// A span of time.
+    Duration(Duration),
+    /// A record: a row of values laid out by a schema.
+    Record(Record),
+}
+
+/// A row of values in the order of its schema's fields; cheap to clone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record(Arc<[Value]>);
+
+impl Record {
+    /// A record holding `values`, which must follow the schema's field order.
+    pub fn new(values: Vec<Value>) -> Self {
+        Self(values.into())
+    }
+
+    /// The field at `index`; [`Value::Null`] past the end.
+    pub fn get(&self, index: usize) -> &Value {
+        self.0.get(index).unwrap_or(&Value::Null)
+    }
+
+    /// The fields in order.
+    pub fn values(&self) -> &[Value] {
+        &self.0
+    }
+}
+
+impl From<&str> for Value {
+    fn from(text: &str) -> Self {
+        Self::Str(text.into())
+    }
+}
+
+impl fmt::Display for Value {
+    /// The text form used by `concat`, `to_string` and templates. Strings are
+    /// written as they are and records as tuples, the way Flink prints them:
+    /// `(order-1,app,1000)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Null => f.write_str("null"),
+            Self::Bool(b) => write!(f, "{b}"),
+            Self::Int(i) => write!(f, "{i}"),
+            Self::Float(x) => write_float(f, *x),
+            Self::Str(s) => f.write_str(s),
+            Self::Timestamp(t) => write!(f, "{t}"),
+            Self::Duration(d) => write!(f, "{d}"),
+            Self::Record(record) => {
+                f.write_char('(')?;
+                for (i, value) in record.values().iter().enumerate() {
+                    if i > 0 {
+                        f.write_char(',')?;
+                    }
+                    write!(f, "{value}")?;
+                }
+                f.write_char(')')
+            }
+        }
+    }
+}
+
+/// Floats always show they are floats (`3.0`, not `3`); non-finite values
+/// print as `NaN`, `inf` and `-inf`.
+fn write_float(f: &mut fmt::Formatter<'_>, x: f64) -> fmt::Result {
+    if x.is_finite() {
+        write!(f, "{x:?}")
+    } else {
+        write!(f, "{x}")
+    }
+}
+
+impl Value {
+    /// Appends this value as JSON, using `ty` for record field names.
+    /// Timestamps and durations become strings in their text form; floats
+    /// that JSON cannot hold (NaN, infinities) become `null`.
+    pub fn write_json(&self, ty: &Type, out: &mut String) {
+        match (self, &ty.kind) {
+            (Self::Bool(b), _) => out.push_str(if *b { "true" } else { "false" }),
+            (Self::Int(i), _) => {
+                let _ = write!(out, "{i}");
+            }
+            (Self::Float(x), _) if x.is_finite() => {
+                let _ = write!(out, "{x:?}");
+            }
+            // JSON has no NaN or infinities.
+            (Self::Null | Self::Float(_), _) => out.push_str("null"),
+            (Self::Str(s), _) => write_json_string(s, out),
+            (Self::Timestamp(_) | Self::Duration(_), _) => {
+                write_json_string(&self.to_string(), out);
+            }
+            (Self::Record(record), Kind::Record(layout)) => {
+                out.push('{');
+                for (i, (field, value)) in layout.fields.iter().zip(record.values()).enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_json_string(&field.name, out);
+                    out.push(':');
+                    value.write_json(&field.ty, out);
+                }
+                out.push('}');
+            }
+            // A record without a layout cannot name its fields; a list is
+            // the faithful rendering.
+            (Self::Record(record), _) => {
+                out.push('[');
+                for (i, value) in record.values().iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    value.write_json(&Type::UNKNOWN, out);
+                }
+                out.push(']');
+            }
+        }
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn write_json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::types::{Field, RecordType};
+
+    #[test]
+    fn records_print_as_flink_tuples() {
+        let inner = Value::Record(Record::new(vec![Value::Int(5), Value::Null]));
+        let record = Record::new(vec![
+            "order-1".into(),
+            Value::Float(3.0),
+            inner,
+            Value::Bool(true),
+        ]);
+        assert_eq!(
+            Value::Record(record).to_string(),
+            "(order-1,3.0,(5,null),true)"
+        );
+    }
+
+    #[test]
+    fn json_names_fields_and_escapes_strings() {
+        let layout = Arc::new(RecordType {
+            name: "app".into(),
+            fields: vec![
+                Field {
+                    name: "id".into(),
+                    ty: Type::STRING,
+                },
+                Field {
+                    name: "amount".into(),
+                    ty: Type::FLOAT,
+                },
+                Field {
+                    name: "note".into(),
+                    ty: Type::STRING.or_null(),
+                },
+            ],
+        });
+        let record = Record::new(vec!["a\"b\n对".into(), Value::Float(f64::NAN), Value::Null]);
+        let mut out = String::new();
+        Value::Record(record).write_json(&Type::record(layout), &mut out);
+        assert_eq!(out, r#"{"id":"a\"b\n对","amount":null,"note":null}"#);
+    }
+}

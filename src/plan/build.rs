@@ -1,0 +1,462 @@
+//! Config to graph: resolve names, check and compile expressions, convert
+//! inline records, and report every problem found along the way.
+
+use super::graph::{
+    Bound, Graph, Input, MatchNode, Route, Side, SideNode, SinkId, SinkNode, SourceNode,
+};
+use super::records;
+use crate::config::{ExprText, OutcomeKind, Pipeline, SourceConfig, SourceKind, WaitConfig};
+use crate::diagnostic::{Code, Diagnostic, Span, did_you_mean};
+use crate::expr::{self, Kind, Scope, SideScope, Type};
+use crate::time::Duration;
+
+pub(super) fn build(pipeline: &Pipeline) -> Result<Graph, Vec<Diagnostic>> {
+    let mut builder = Builder {
+        pipeline,
+        diagnostics: Vec::new(),
+    };
+    let graph = builder.graph();
+    match graph {
+        Some(graph) if builder.diagnostics.is_empty() => Ok(graph),
+        _ => {
+            let mut diagnostics = builder.diagnostics;
+            crate::diagnostic::sort(&mut diagnostics);
+            Err(diagnostics)
+        }
+    }
+}
+
+struct Builder<'p> {
+    pipeline: &'p Pipeline,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// A connected source before its expressions are compiled.
+struct Connected<'p> {
+    config: &'p SourceConfig,
+    key: &'p ExprText,
+    wait: Option<Duration>,
+}
+
+impl<'p> Builder<'p> {
+    fn report(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.push(diagnostic);
+    }
+
+    fn graph(&mut self) -> Option<Graph> {
+        let connected = self.connected();
+        let sources: Vec<Option<SourceNode>> = connected
+            .iter()
+            .enumerate()
+            .map(|(side, c)| self.source(c, Side(side)))
+            .collect();
+        let sources: Option<Vec<SourceNode>> = sources.into_iter().collect();
+        let sources = sources?;
+        let key_type = self.key_type(&sources)?;
+        let sides: Vec<SideScope> = sources
+            .iter()
+            .map(|source| SideScope {
+                name: source.name.clone(),
+                layout: source.layout.clone(),
+                nullable: false,
+            })
+            .collect();
+        let condition = self.pipeline.condition.as_ref().and_then(|text| {
+            let scope = Scope::outcome(&sides, key_type.clone(), false);
+            self.bind(
+                text,
+                &scope,
+                "the match `condition`",
+                |ty| ty.kind == Kind::Bool || ty.is_unknown(),
+                "`bool`",
+            )
+        });
+        if self.pipeline.condition.is_some() && condition.is_none() {
+            return None;
+        }
+        let sinks: Vec<SinkNode> = self
+            .pipeline
+            .sinks
+            .iter()
+            .map(|sink| SinkNode {
+                name: sink.name.value.clone(),
+                kind: sink.kind,
+            })
+            .collect();
+        let routes = self.routes(&sides, &key_type, &sinks)?;
+        let waits: Vec<Duration> = connected
+            .iter()
+            .map(|c| c.wait.unwrap_or(Duration::ZERO))
+            .collect();
+        let matcher = MatchNode {
+            sides: sources
+                .iter()
+                .zip(waits)
+                .map(|(source, wait)| SideNode {
+                    name: source.name.clone(),
+                    wait,
+                    layout: source.layout.clone(),
+                })
+                .collect(),
+            key_type,
+            condition,
+        };
+        Some(Graph {
+            name: self.pipeline.name.as_ref().map(|n| n.value.clone()),
+            sources,
+            matcher,
+            routes,
+            sinks,
+        })
+    }
+
+    /// The sources named in `connect`, with their wait rules; reports
+    /// unknown sources and missing or stray wait rules.
+    fn connected(&mut self) -> Vec<Connected<'p>> {
+        let pipeline = self.pipeline;
+        let declared = || pipeline.sources.iter().map(|s| s.name.value.as_str());
+        let mut connected = Vec::new();
+        for entry in &pipeline.connect {
+            match pipeline
+                .sources
+                .iter()
+                .find(|s| s.name.value == entry.source.value)
+            {
+                Some(config) => connected.push(Connected {
+                    config,
+                    key: &entry.key,
+                    wait: None,
+                }),
+                None => self.report(unknown_source(
+                    &entry.source.value,
+                    entry.source.span,
+                    declared(),
+                )),
+            }
+        }
+        if pipeline.connect.len() < 2 {
+            self.report(
+                Diagnostic::error(
+                    Code::TooFewSides,
+                    format!(
+                        "`connect` names {} source(s); matching needs at least two",
+                        pipeline.connect.len()
+                    ),
+                    pipeline.connect_span,
+                )
+                .help(
+                    "list each source to match with its key expression, e.g. `app: order_id`"
+                        .to_string(),
+                ),
+            );
+        }
+        match &pipeline.wait {
+            WaitConfig::Missing => {}
+            WaitConfig::All(wait) => connected.iter_mut().for_each(|c| c.wait = Some(wait.value)),
+            WaitConfig::PerSide(rules) => {
+                for (name, wait) in rules {
+                    if let Some(c) = connected
+                        .iter_mut()
+                        .find(|c| c.config.name.value == name.value)
+                    {
+                        c.wait = Some(wait.value);
+                    } else if declared().any(|source| source == name.value) {
+                        self.report(
+                            Diagnostic::error(
+                                Code::WaitRule,
+                                format!("wait rule for `{}`, which is not connected", name.value),
+                                name.span,
+                            )
+                            .label("not listed in `connect`")
+                            .secondary(
+                                pipeline.connect_span,
+                                "the connected sources are listed here",
+                            ),
+                        );
+                    } else {
+                        self.report(unknown_source(&name.value, name.span, declared()));
+                    }
+                }
+                for (c, entry) in connected.iter().zip(&pipeline.connect) {
+                    if c.wait.is_none() {
+                        self.report(
+                            Diagnostic::error(
+                                Code::WaitRule,
+                                format!("`{}` has no wait rule", c.config.name.value),
+                                entry.source.span,
+                            )
+                            .label("connected here")
+                            .secondary(
+                                pipeline.match_span,
+                                "wait rules are listed under `match.wait`",
+                            )
+                            .help(format!(
+                                "add `{}: 5s` (or the right wait) under `match.wait`",
+                                c.config.name.value
+                            )),
+                        );
+                    }
+                }
+            }
+        }
+        connected
+    }
+
+    fn source(&mut self, connected: &Connected<'_>, side: Side) -> Option<SourceNode> {
+        let config = connected.config;
+        let scope = Scope::source(&config.name.value, config.schema.clone());
+        let what = format!("the `event_time` of `{}`", config.name.value);
+        let event_time = self.bind(
+            &config.event_time,
+            &scope,
+            &what,
+            |ty| matches!(ty.kind, Kind::Int | Kind::Timestamp | Kind::Unknown),
+            "`int` (milliseconds since the epoch) or `timestamp`",
+        );
+        let what = format!("the key of `{}`", config.name.value);
+        let key = self.bind(
+            connected.key,
+            &scope,
+            &what,
+            |ty| {
+                matches!(
+                    ty.kind,
+                    Kind::String | Kind::Int | Kind::Bool | Kind::Timestamp | Kind::Unknown
+                )
+            },
+            "`string`, `int`, `bool` or `timestamp`",
+        );
+        let input = match &config.kind {
+            SourceKind::Inline { records } => {
+                let converted = records::convert(records, &config.schema, &mut self.diagnostics);
+                Input::Inline(converted?)
+            }
+        };
+        Some(SourceNode {
+            name: config.name.value.clone(),
+            side,
+            layout: config.schema.clone(),
+            input,
+            event_time: event_time?,
+            watermark_lag: config.watermark_lag.value,
+            idle_timeout: config.idle_timeout.as_ref().map(|t| t.value),
+            key: key?,
+        })
+    }
+
+    /// The one key type of all sides; reports sides that differ.
+    fn key_type(&mut self, sources: &[SourceNode]) -> Option<Type> {
+        let (first, rest) = sources.split_first()?;
+        let mut consistent = true;
+        for source in rest {
+            if source.key.ty.kind != first.key.ty.kind {
+                self.report(
+                    Diagnostic::error(
+                        Code::KeyTypeMismatch,
+                        format!(
+                            "the key of `{}` is `{}` but the key of `{}` is `{}`",
+                            source.name, source.key.ty, first.name, first.key.ty
+                        ),
+                        source.key.text.span,
+                    )
+                    .label(format!("`{}`", source.key.ty))
+                    .secondary(first.key.text.span, format!("`{}`", first.key.ty))
+                    .help("keys are compared for equality, so every side's key must have the same type".to_string()),
+                );
+                consistent = false;
+            }
+        }
+        consistent.then(|| first.key.ty.clone())
+    }
+
+    fn routes(
+        &mut self,
+        sides: &[SideScope],
+        key_type: &Type,
+        sinks: &[SinkNode],
+    ) -> Option<Vec<Route>> {
+        let mut routes = Vec::new();
+        let mut complete = true;
+        for output in &self.pipeline.outputs {
+            let outcome = output.outcome.value;
+            let side = match &output.side {
+                None => None,
+                Some(side) if outcome != OutcomeKind::TimedOut => {
+                    self.report(
+                        Diagnostic::error(
+                            Code::InvalidSide,
+                            format!(
+                                "`side` applies only to `timed_out`, not to `{}`",
+                                outcome.name()
+                            ),
+                            side.span,
+                        )
+                        .secondary(output.outcome.span, "this output is for this outcome"),
+                    );
+                    complete = false;
+                    continue;
+                }
+                Some(side) => {
+                    if let Some(index) = sides.iter().position(|s| s.name == side.value) {
+                        Some(Side(index))
+                    } else {
+                        let help = did_you_mean(&side.value, sides.iter().map(|s| s.name.as_str()))
+                            .map(|s| format!("did you mean `{s}`?"));
+                        self.report(
+                            Diagnostic::error(
+                                Code::InvalidSide,
+                                format!("`{}` is not a connected source", side.value),
+                                side.span,
+                            )
+                            .label("`side` names the source whose wait ran out")
+                            .help(help),
+                        );
+                        complete = false;
+                        continue;
+                    }
+                }
+            };
+            let sink = sinks.iter().position(|s| s.name == output.sink.value);
+            if sink.is_none() {
+                let help = did_you_mean(&output.sink.value, sinks.iter().map(|s| s.name.as_str()))
+                    .map_or_else(
+                        || "declare it under `sinks`, e.g. `console: {type: stdout}`".to_string(),
+                        |s| format!("did you mean `{s}`?"),
+                    );
+                self.report(
+                    Diagnostic::error(
+                        Code::UnknownSink,
+                        format!("unknown sink `{}`", output.sink.value),
+                        output.sink.span,
+                    )
+                    .label("not declared under `sinks`")
+                    .help(help),
+                );
+            }
+            let template = output.template.as_ref().map(|text| {
+                let timed_out = outcome == OutcomeKind::TimedOut;
+                let sides: Vec<SideScope> = sides
+                    .iter()
+                    .enumerate()
+                    .map(|(index, s)| SideScope {
+                        nullable: timed_out && side != Some(Side(index)),
+                        ..s.clone()
+                    })
+                    .collect();
+                let scope = Scope::outcome(&sides, key_type.clone(), timed_out);
+                self.bind(
+                    text,
+                    &scope,
+                    &format!("the template of a `{}` output", outcome.name()),
+                    |_| true,
+                    "",
+                )
+            });
+            match (sink, template) {
+                (Some(sink), None) => routes.push(Route {
+                    outcome,
+                    side,
+                    sink: SinkId(sink),
+                    template: None,
+                }),
+                (Some(sink), Some(Some(template))) => {
+                    routes.push(Route {
+                        outcome,
+                        side,
+                        sink: SinkId(sink),
+                        template: Some(template),
+                    });
+                }
+                _ => complete = false,
+            }
+        }
+        complete.then_some(routes)
+    }
+
+    /// Parses, checks and compiles `text` in `scope`; the result must be
+    /// non-null and satisfy `accepts`, described by `expected`.
+    fn bind(
+        &mut self,
+        text: &ExprText,
+        scope: &Scope,
+        what: &str,
+        accepts: impl Fn(&Type) -> bool,
+        expected: &str,
+    ) -> Option<Bound> {
+        let place = |span: Span| text.file_span(span);
+        let expr = match expr::parse(&text.text) {
+            Ok(expr) => expr,
+            Err(error) => {
+                self.report(error.to_diagnostic(place));
+                return None;
+            }
+        };
+        let typed = match expr::check(&expr, scope) {
+            Ok(typed) => typed,
+            Err(errors) => {
+                self.diagnostics
+                    .extend(errors.iter().map(|error| error.to_diagnostic(place)));
+                return None;
+            }
+        };
+        let ty = typed.ty().clone();
+        if !accepts(&ty) {
+            self.report(
+                Diagnostic::error(Code::TypeMismatch, format!("{what} must be {expected}, found `{ty}`"), place(expr.span))
+                    .label(format!("this is `{ty}`"))
+                    .help((ty.kind == Kind::String && expected.contains("timestamp")).then(|| {
+                        "parse text with `parse_timestamp(field)` (RFC 3339) or `parse_timestamp(field, \"%Y-%m-%d %H:%M:%S\")`"
+                            .to_string()
+                    })),
+            );
+            return None;
+        }
+        if ty.nullable && !ty.is_unknown() {
+            self.report(
+                Diagnostic::error(
+                    Code::NullableValue,
+                    format!("{what} may be null"),
+                    place(expr.span),
+                )
+                .label(format!("this is `{ty}`"))
+                .help(format!("give a default with `coalesce({expr}, ...)`")),
+            );
+            return None;
+        }
+        let compiled = expr::compile(&typed);
+        Some(Bound {
+            expr,
+            ty,
+            compiled,
+            text: text.clone(),
+        })
+    }
+}
+
+fn unknown_source<'a>(
+    name: &str,
+    span: Span,
+    declared: impl Iterator<Item = &'a str>,
+) -> Diagnostic {
+    let declared: Vec<&str> = declared.collect();
+    let help = did_you_mean(name, declared.iter().copied()).map_or_else(
+        || {
+            format!(
+                "the declared sources are {}",
+                declared
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+        |s| format!("did you mean `{s}`?"),
+    );
+    Diagnostic::error(
+        Code::UnknownSource,
+        format!("unknown source `{name}`"),
+        span,
+    )
+    .label("not declared under `sources`")
+    .help(help)
+}

@@ -1,0 +1,134 @@
+//! `runner explain`: the compiled graph as text, every expression printed
+//! back as canonical source. Deterministic, so it can be diffed and tested.
+
+use std::fmt;
+
+use super::graph::{Bound, Graph, Input, SourceNode};
+use crate::config::{OutcomeKind, SinkKind};
+use crate::expr::Kind;
+
+impl fmt::Display for Graph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "pipeline {}",
+            self.name.as_deref().unwrap_or("(unnamed)")
+        )?;
+        for source in &self.sources {
+            write_source(f, source)?;
+        }
+        self.write_match(f)?;
+        self.write_outputs(f)
+    }
+}
+
+fn write_source(f: &mut fmt::Formatter<'_>, source: &SourceNode) -> fmt::Result {
+    let input = match &source.input {
+        Input::Inline(records) => {
+            let plural = if records.len() == 1 { "" } else { "s" };
+            format!("inline, {} record{plural}", records.len())
+        }
+    };
+    writeln!(f, "\nsource {}: {input}", source.name)?;
+    row(f, "schema", &source.layout)?;
+    let unit = if source.event_time.ty.kind == Kind::Int {
+        " (milliseconds since the epoch)"
+    } else {
+        ""
+    };
+    row(
+        f,
+        "event time",
+        format_args!("{}{unit}", typed(&source.event_time)),
+    )?;
+    row(
+        f,
+        "watermark",
+        format_args!("max event time - {} - 1ms", source.watermark_lag),
+    )?;
+    if let Some(idle) = source.idle_timeout {
+        row(f, "idle after", format_args!("{idle} without events"))?;
+    }
+    row(f, "key by", typed(&source.key))?;
+    row(f, "feeds", format_args!("match side {}", source.side.0))
+}
+
+impl Graph {
+    fn write_match(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self
+            .matcher
+            .sides
+            .iter()
+            .map(|side| side.name.as_str())
+            .collect();
+        writeln!(
+            f,
+            "\nmatch: connect {} on key : {}",
+            names.join(", "),
+            self.matcher.key_type
+        )?;
+        let width = names.iter().map(|name| name.len()).max().unwrap_or(0);
+        for (index, side) in self.matcher.sides.iter().enumerate() {
+            row(
+                f,
+                &format!("side {index}"),
+                format_args!("{:width$}  waits {}", side.name, side.wait),
+            )?;
+        }
+        row(
+            f,
+            "watermark",
+            "minimum over the sides; +inf once a side's input ends",
+        )?;
+        let mut emits = vec![OutcomeKind::Matched.name()];
+        match &self.matcher.condition {
+            Some(condition) => {
+                row(f, "condition", &condition.expr)?;
+                emits.push(OutcomeKind::Mismatched.name());
+            }
+            None => row(f, "condition", "none")?,
+        }
+        emits.push(OutcomeKind::TimedOut.name());
+        row(f, "emits", emits.join(", "))
+    }
+
+    fn write_outputs(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, route) in self.routes.iter().enumerate() {
+            let sink = &self.sinks[route.sink.0].name;
+            match route.side {
+                Some(side) => {
+                    let side = &self.matcher.sides[side.0].name;
+                    writeln!(
+                        f,
+                        "\noutput #{index}: {} (wait of {side} ran out) -> sink {sink}",
+                        route.outcome.name()
+                    )?;
+                }
+                None => writeln!(
+                    f,
+                    "\noutput #{index}: {} -> sink {sink}",
+                    route.outcome.name()
+                )?,
+            }
+            match &route.template {
+                Some(template) => row(f, "template", &template.expr)?,
+                None => row(f, "template", "none: one JSON object per outcome")?,
+            }
+        }
+        for sink in &self.sinks {
+            let kind = match sink.kind {
+                SinkKind::Stdout => "stdout",
+            };
+            writeln!(f, "\nsink {}: {kind}", sink.name)?;
+        }
+        Ok(())
+    }
+}
+
+fn row(f: &mut fmt::Formatter<'_>, label: &str, value: impl fmt::Display) -> fmt::Result {
+    writeln!(f, "  {label:<11} {value}")
+}
+
+fn typed(bound: &Bound) -> String {
+    format!("{} : {}", bound.expr, bound.ty)
+}

@@ -1,0 +1,135 @@
+//! The operator graph: what runs, with names resolved to ids and every
+//! expression compiled.
+
+use std::sync::Arc;
+
+use crate::config::{ExprText, OutcomeKind, SinkKind};
+use crate::diagnostic::Span;
+use crate::expr::{Compiled, Expr, Record, RecordType, Type};
+use crate::time::Duration;
+
+/// Index of a connected input of the match: a position in
+/// [`Graph::sources`] and in [`MatchNode::sides`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Side(pub usize);
+
+/// Index of a sink in [`Graph::sinks`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SinkId(pub usize);
+
+/// A compiled pipeline.
+#[derive(Debug)]
+pub struct Graph {
+    /// The pipeline's name, if it has one.
+    pub name: Option<String>,
+    /// One source per side, in side order.
+    pub sources: Vec<SourceNode>,
+    /// The connect-and-match operator.
+    pub matcher: MatchNode,
+    /// Which outcomes go where, in the order declared.
+    pub routes: Vec<Route>,
+    /// The sinks.
+    pub sinks: Vec<SinkNode>,
+}
+
+/// A source with its timestamp assigner and key-by.
+#[derive(Debug)]
+pub struct SourceNode {
+    /// The source's name.
+    pub name: String,
+    /// The side of the match it feeds.
+    pub side: Side,
+    /// The layout of its records.
+    pub layout: Arc<RecordType>,
+    /// Where its events come from.
+    pub input: Input,
+    /// The event time of a record: `int` milliseconds or a `timestamp`.
+    pub event_time: Bound,
+    /// How far the source's watermark trails its newest event time.
+    pub watermark_lag: Duration,
+    /// After how long without events the source stops holding back the
+    /// watermark.
+    pub idle_timeout: Option<Duration>,
+    /// The key of a record.
+    pub key: Bound,
+}
+
+/// Where a source's events come from.
+#[derive(Debug)]
+pub enum Input {
+    /// Records from the pipeline file, already checked against the schema.
+    Inline(Vec<InlineRecord>),
+}
+
+/// A record written in the pipeline file.
+#[derive(Debug)]
+pub struct InlineRecord {
+    /// Its values.
+    pub record: Record,
+    /// Where it is written.
+    pub span: Span,
+}
+
+/// The connect-and-match operator.
+#[derive(Debug)]
+pub struct MatchNode {
+    /// The sides, in the order `connect` lists them.
+    pub sides: Vec<SideNode>,
+    /// The type every side's key has.
+    pub key_type: Type,
+    /// What a complete match must satisfy.
+    pub condition: Option<Bound>,
+}
+
+/// One side of the match.
+#[derive(Debug)]
+pub struct SideNode {
+    /// The source's name.
+    pub name: String,
+    /// How long, in event time, an event of this side waits for the others.
+    pub wait: Duration,
+    /// The layout of its records.
+    pub layout: Arc<RecordType>,
+}
+
+/// A route from an outcome to a sink.
+#[derive(Debug)]
+pub struct Route {
+    /// Which outcome.
+    pub outcome: OutcomeKind,
+    /// For timeouts: only those where this side's wait ran out.
+    pub side: Option<Side>,
+    /// Where to write.
+    pub sink: SinkId,
+    /// How to render: a template, or JSON when `None`.
+    pub template: Option<Bound>,
+}
+
+/// A sink.
+#[derive(Debug)]
+pub struct SinkNode {
+    /// Its name.
+    pub name: String,
+    /// What it writes to.
+    pub kind: SinkKind,
+}
+
+/// A compiled expression with what it was compiled from.
+#[derive(Debug)]
+pub struct Bound {
+    /// The parsed expression, printed by `explain`.
+    pub expr: Expr,
+    /// Its type.
+    pub ty: Type,
+    /// The closure that evaluates it.
+    pub compiled: Compiled,
+    /// Its text in the pipeline file, to locate evaluation errors.
+    pub text: ExprText,
+}
+
+impl Bound {
+    /// The pipeline-file span of `span`, a byte range of the expression.
+    pub fn file_span(&self, span: Span) -> Span {
+        self.text.file_span(span)
+    }
+}

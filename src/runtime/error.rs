@@ -1,0 +1,58 @@
+//! Errors that stop a run.
+
+use std::io;
+
+use crate::diagnostic::{Code, Diagnostic, Span};
+
+/// Why a run stopped before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// An expression failed on an event.
+    #[error("{message}")]
+    Eval {
+        /// What failed and why.
+        message: String,
+        /// The failing part of the expression, in the pipeline file.
+        failing: Span,
+        /// The record it failed on, when the record is in the pipeline file.
+        record: Option<Span>,
+    },
+    /// The async runtime could not start.
+    #[error("cannot start the runtime: {0}")]
+    Start(#[source] io::Error),
+    /// A sink could not be written.
+    #[error("cannot write to sink `{sink}`: {source}")]
+    Write {
+        /// The sink.
+        sink: String,
+        /// The I/O error.
+        source: io::Error,
+    },
+}
+
+impl RunError {
+    /// Whether the run stopped because a reader of its output went away (a
+    /// closed pipe), which is how `runner ... | head` ends: not a failure.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Self::Write { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
+    }
+
+    /// The diagnostic, for errors located in the pipeline file.
+    pub fn to_diagnostic(&self) -> Option<Diagnostic> {
+        match self {
+            Self::Eval {
+                message,
+                failing,
+                record,
+            } => {
+                let diagnostic = Diagnostic::error(Code::EvalFailed, message.clone(), *failing)
+                    .label("failed here");
+                Some(match record {
+                    Some(record) => diagnostic.secondary(*record, "on this record"),
+                    None => diagnostic,
+                })
+            }
+            Self::Start(_) | Self::Write { .. } => None,
+        }
+    }
+}

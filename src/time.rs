@@ -1,0 +1,191 @@
+//! Event time, watermarks and durations.
+//!
+//! Every time in a pipeline is event time: milliseconds since the Unix epoch,
+//! read from the events themselves. These newtypes keep event times,
+//! watermarks and durations from being mixed up as bare integers.
+
+use std::fmt;
+
+/// A point in event time, in milliseconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventTime(i64);
+
+impl EventTime {
+    /// The event time `ms` milliseconds after the epoch.
+    pub const fn from_millis(ms: i64) -> Self {
+        Self(ms)
+    }
+
+    /// Milliseconds since the epoch.
+    pub const fn millis(self) -> i64 {
+        self.0
+    }
+
+    /// This time moved by `by`, clamped to the representable range.
+    #[must_use]
+    pub const fn saturating_add(self, by: Duration) -> Self {
+        Self(self.0.saturating_add(by.0))
+    }
+}
+
+impl fmt::Display for EventTime {
+    /// RFC 3339 in UTC with millisecond precision where needed, or the raw
+    /// milliseconds if the time is outside the calendar's range.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match jiff::Timestamp::from_millisecond(self.0) {
+            Ok(ts) => write!(f, "{ts}"),
+            Err(_) => write!(f, "{}ms", self.0),
+        }
+    }
+}
+
+/// A span of event time in milliseconds; negative only as the result of
+/// arithmetic in expressions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Duration(i64);
+
+impl Duration {
+    /// No time at all.
+    pub const ZERO: Self = Self(0);
+
+    /// A duration of `ms` milliseconds.
+    pub const fn from_millis(ms: i64) -> Self {
+        Self(ms)
+    }
+
+    /// Length in milliseconds.
+    pub const fn millis(self) -> i64 {
+        self.0
+    }
+}
+
+/// Units in the canonical rendering, largest first.
+const UNITS: [(&str, i64); 5] = [
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1_000),
+    ("ms", 1),
+];
+
+impl fmt::Display for Duration {
+    /// The canonical form: `0s`, `250ms`, `1m30s`, `-5s`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 == 0 {
+            return f.write_str("0s");
+        }
+        if self.0 < 0 {
+            f.write_str("-")?;
+        }
+        let mut rest = self.0.unsigned_abs();
+        for (unit, ms) in UNITS {
+            let ms = ms.unsigned_abs();
+            if rest >= ms {
+                write!(f, "{}{unit}", rest / ms)?;
+                rest %= ms;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Duration {
+    /// The number of milliseconds in one `unit` (`ms`, `s`, `m`, `h`, `d`).
+    pub fn unit_millis(unit: &str) -> Option<i64> {
+        UNITS
+            .iter()
+            .find(|(name, _)| *name == unit)
+            .map(|&(_, ms)| ms)
+    }
+}
+
+/// How far event time has progressed on an input or at an operator: no event
+/// at or before the watermark is expected any more.
+///
+/// Ordered so that [`Watermark::MIN`] (nothing seen yet) precedes every event
+/// time and [`Watermark::MAX`] (the input has ended) reaches every one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Watermark(i64);
+
+impl Watermark {
+    /// Before any event: holds back everything downstream.
+    pub const MIN: Self = Self(i64::MIN);
+    /// After the end of bounded input: fires every pending timer.
+    pub const MAX: Self = Self(i64::MAX);
+
+    /// The bounded out-of-orderness watermark after seeing `max_seen`:
+    /// `max_seen - lag - 1ms`, so events up to `lag` behind the newest one
+    /// are still on time.
+    pub const fn bounded(max_seen: EventTime, lag: Duration) -> Self {
+        Self(max_seen.0.saturating_sub(lag.0).saturating_sub(1))
+    }
+
+    /// Whether a timer for `deadline` fires at this watermark.
+    pub const fn reached(self, deadline: EventTime) -> bool {
+        self.0 >= deadline.0
+    }
+
+    /// Whether `time` is at or behind this watermark: an event that late
+    /// arrived after the operator promised not to expect it.
+    pub const fn is_late(self, time: EventTime) -> bool {
+        time.0 <= self.0
+    }
+}
+
+impl fmt::Display for Watermark {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::MIN => f.write_str("-inf"),
+            Self::MAX => f.write_str("+inf"),
+            Self(ms) => write!(f, "{ms}ms"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_render_canonically() {
+        for (ms, text) in [
+            (0, "0s"),
+            (250, "250ms"),
+            (5_000, "5s"),
+            (90_000, "1m30s"),
+            (86_400_000 + 1, "1d1ms"),
+            (-5_000, "-5s"),
+            (i64::MIN, "-106751991167d7h12m55s808ms"),
+        ] {
+            assert_eq!(Duration::from_millis(ms).to_string(), text);
+        }
+    }
+
+    #[test]
+    fn bounded_watermark_trails_by_lag_and_one_millisecond() {
+        let wm = Watermark::bounded(EventTime::from_millis(5_000), Duration::from_millis(2_000));
+        assert_eq!(wm, Watermark(2_999));
+        assert!(wm.reached(EventTime::from_millis(2_999)));
+        assert!(!wm.reached(EventTime::from_millis(3_000)));
+        assert!(Watermark::MAX.reached(EventTime::from_millis(i64::MAX)));
+        assert!(!Watermark::MIN.reached(EventTime::from_millis(i64::MIN + 1)));
+    }
+
+    #[test]
+    fn bounded_watermark_saturates() {
+        let wm = Watermark::bounded(EventTime::from_millis(i64::MIN), Duration::from_millis(5));
+        assert_eq!(wm, Watermark::MIN);
+    }
+
+    #[test]
+    fn event_times_render_as_rfc3339() {
+        assert_eq!(
+            EventTime::from_millis(1_500).to_string(),
+            "1970-01-01T00:00:01.5Z"
+        );
+        assert_eq!(
+            EventTime::from_millis(i64::MAX).to_string(),
+            "9223372036854775807ms"
+        );
+    }
+}
