@@ -72,16 +72,6 @@ pub fn parse(text: &str) -> Result<Node, Diagnostic> {
     // Duplicate keys reach the reader, which reports both places.
     options.duplicate_keys = DuplicateKeyPolicy::PassThrough;
     options.with_snippet = false;
-    if text.trim().is_empty() {
-        return Err(Diagnostic::error(
-            Code::YamlSyntax,
-            "the pipeline file is empty",
-            Span::new(0, 0),
-        )
-        .help(
-            "a pipeline declares `sources`, `connect`, `match`, `sinks` and `outputs`".to_string(),
-        ));
-    }
     serde_saphyr::from_str_with_options::<Spanned<Raw>>(text, options)
         .map(|raw| into_node(raw, text))
         .map_err(|error| yaml_error(&error, text))
@@ -95,11 +85,19 @@ fn yaml_error(error: &serde_saphyr::Error, text: &str) -> Diagnostic {
     let offset = error.location().map_or(0, |location| {
         offset_of(text, location.line(), location.column())
     });
+    // The usual cause inside a pipeline: an expression with `: ` or ` #`
+    // written as a plain scalar, where YAML reads a mapping or a comment.
+    let help = message.contains("mapping values are not allowed").then(|| {
+        "a `: ` inside an unquoted value starts a mapping; put the whole expression in single \
+         quotes, or use a block scalar (`|`)"
+            .to_string()
+    });
     Diagnostic::error(
         Code::YamlSyntax,
         format!("invalid YAML: {}", message.escape_debug()),
         Span::new(offset, offset),
     )
+    .help(help)
 }
 
 /// The byte offset of one-based `line` and character `column` in `text`.

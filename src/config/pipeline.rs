@@ -31,6 +31,20 @@ pub(super) fn read(root: &Node, text: &str) -> Result<Pipeline, Vec<Diagnostic>>
 }
 
 fn pipeline(r: &mut Reader<'_>, root: &Node) -> Option<Pipeline> {
+    if root.value == Value::Null {
+        r.report(
+            Diagnostic::error(
+                Code::WrongShape,
+                "the pipeline file has no content",
+                Span::new(0, 0),
+            )
+            .help(
+                "a pipeline declares `sources`, `connect`, `match`, `sinks` and `outputs`"
+                    .to_string(),
+            ),
+        );
+        return None;
+    }
     let mut top = r.map(root, Span::new(0, 0), "the pipeline")?;
     let name = top
         .optional("name")

@@ -260,8 +260,9 @@ impl Checker<'_> {
             }
             BinaryOp::Eq | BinaryOp::Ne => {
                 let comparable = match (&lhs.ty.kind, &rhs.ty.kind) {
-                    (Kind::Record(_), _) | (_, Kind::Record(_)) => false,
+                    // Any value may be tested for null, a record too.
                     (Kind::Null, _) | (_, Kind::Null) => true,
+                    (Kind::Record(_), _) | (_, Kind::Record(_)) => false,
                     (a, b) => a == b,
                 };
                 if !comparable {

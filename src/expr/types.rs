@@ -104,7 +104,7 @@ impl fmt::Display for Type {
             Kind::String => f.write_str("string")?,
             Kind::Timestamp => f.write_str("timestamp")?,
             Kind::Duration => f.write_str("duration")?,
-            Kind::Record(record) => write!(f, "record `{}`", record.name)?,
+            Kind::Record(record) => write!(f, "record({})", record.name)?,
             Kind::Unknown => f.write_str("unknown")?,
         }
         if self.nullable {

@@ -5,7 +5,9 @@ use super::graph::{
     Bound, Graph, Input, MatchNode, Route, Side, SideNode, SinkId, SinkNode, SourceNode,
 };
 use super::records;
-use crate::config::{ExprText, OutcomeKind, Pipeline, SourceConfig, SourceKind, WaitConfig};
+use crate::config::{
+    ExprText, OutcomeKind, OutputConfig, Pipeline, SourceConfig, SourceKind, WaitConfig,
+};
 use crate::diagnostic::{Code, Diagnostic, Span, did_you_mean};
 use crate::expr::{self, Kind, Scope, SideScope, Type};
 use crate::time::Duration;
@@ -14,6 +16,7 @@ pub(super) fn build(pipeline: &Pipeline) -> Result<Graph, Vec<Diagnostic>> {
     let mut builder = Builder {
         pipeline,
         diagnostics: Vec::new(),
+        keys: Vec::new(),
     };
     let graph = builder.graph();
     match graph {
@@ -29,6 +32,9 @@ pub(super) fn build(pipeline: &Pipeline) -> Result<Graph, Vec<Diagnostic>> {
 struct Builder<'p> {
     pipeline: &'p Pipeline,
     diagnostics: Vec<Diagnostic>,
+    /// Each side's key type and where the key is written, for every key
+    /// that checked, also when the rest of its source did not.
+    keys: Vec<(String, Type, Span)>,
 }
 
 /// A connected source before its expressions are compiled.
@@ -43,37 +49,36 @@ impl<'p> Builder<'p> {
         self.diagnostics.push(diagnostic);
     }
 
+    /// Checks every part whose inputs are sound, then assembles the graph
+    /// if nothing was wrong.
     fn graph(&mut self) -> Option<Graph> {
-        let connected = self.connected();
+        let (connected, all_connected) = self.connected();
         let sources: Vec<Option<SourceNode>> = connected
             .iter()
             .enumerate()
             .map(|(side, c)| self.source(c, Side(side)))
             .collect();
-        let sources: Option<Vec<SourceNode>> = sources.into_iter().collect();
-        let sources = sources?;
-        let key_type = self.key_type(&sources)?;
-        let sides: Vec<SideScope> = sources
+        let key_type = self.key_type();
+        // Conditions and templates name the sides; with a side missing from
+        // `connect`, every mention of it would be one more false error.
+        let sides: Vec<SideScope> = connected
             .iter()
-            .map(|source| SideScope {
-                name: source.name.clone(),
-                layout: source.layout.clone(),
+            .map(|c| SideScope {
+                name: c.config.name.value.clone(),
+                layout: c.config.schema.clone(),
                 nullable: false,
             })
             .collect();
-        let condition = self.pipeline.condition.as_ref().and_then(|text| {
-            let scope = Scope::outcome(&sides, key_type.clone(), false);
-            self.bind(
+        let condition = match &self.pipeline.condition {
+            Some(text) if all_connected => Some(self.bind(
                 text,
-                &scope,
+                &Scope::outcome(&sides, key_type.clone(), false),
                 "the match `condition`",
                 |ty| ty.kind == Kind::Bool || ty.is_unknown(),
                 "`bool`",
-            )
-        });
-        if self.pipeline.condition.is_some() && condition.is_none() {
-            return None;
-        }
+            )),
+            _ => None,
+        };
         let sinks: Vec<SinkNode> = self
             .pipeline
             .sinks
@@ -83,18 +88,20 @@ impl<'p> Builder<'p> {
                 kind: sink.kind,
             })
             .collect();
-        let routes = self.routes(&sides, &key_type, &sinks)?;
-        let waits: Vec<Duration> = connected
-            .iter()
-            .map(|c| c.wait.unwrap_or(Duration::ZERO))
-            .collect();
+        let routes = self.routes(all_connected.then_some(&sides[..]), &key_type, &sinks);
+        let sources: Vec<SourceNode> = sources.into_iter().collect::<Option<_>>()?;
+        let condition = condition.map_or(Some(None), |bound| bound.map(Some))?;
+        let routes = routes?;
+        if !self.diagnostics.is_empty() {
+            return None;
+        }
         let matcher = MatchNode {
             sides: sources
                 .iter()
-                .zip(waits)
-                .map(|(source, wait)| SideNode {
+                .zip(&connected)
+                .map(|(source, c)| SideNode {
                     name: source.name.clone(),
-                    wait,
+                    wait: c.wait.unwrap_or(Duration::ZERO),
                     layout: source.layout.clone(),
                 })
                 .collect(),
@@ -112,26 +119,29 @@ impl<'p> Builder<'p> {
 
     /// The sources named in `connect`, with their wait rules; reports
     /// unknown sources and missing or stray wait rules.
-    fn connected(&mut self) -> Vec<Connected<'p>> {
+    fn connected(&mut self) -> (Vec<Connected<'p>>, bool) {
         let pipeline = self.pipeline;
         let declared = || pipeline.sources.iter().map(|s| s.name.value.as_str());
         let mut connected = Vec::new();
+        let mut all_connected = true;
         for entry in &pipeline.connect {
-            match pipeline
+            if let Some(config) = pipeline
                 .sources
                 .iter()
                 .find(|s| s.name.value == entry.source.value)
             {
-                Some(config) => connected.push(Connected {
+                connected.push(Connected {
                     config,
                     key: &entry.key,
                     wait: None,
-                }),
-                None => self.report(unknown_source(
+                });
+            } else {
+                all_connected = false;
+                self.report(unknown_source(
                     &entry.source.value,
                     entry.source.span,
                     declared(),
-                )),
+                ));
             }
         }
         if pipeline.connect.len() < 2 {
@@ -199,7 +209,7 @@ impl<'p> Builder<'p> {
                 }
             }
         }
-        connected
+        (connected, all_connected)
     }
 
     fn source(&mut self, connected: &Connected<'_>, side: Side) -> Option<SourceNode> {
@@ -226,6 +236,10 @@ impl<'p> Builder<'p> {
             },
             "`string`, `int`, `bool` or `timestamp`",
         );
+        if let Some(key) = &key {
+            self.keys
+                .push((config.name.value.clone(), key.ty.clone(), key.text.span));
+        }
         let input = match &config.kind {
             SourceKind::Inline { records } => {
                 let converted = records::convert(records, &config.schema, &mut self.diagnostics);
@@ -244,34 +258,35 @@ impl<'p> Builder<'p> {
         })
     }
 
-    /// The one key type of all sides; reports sides that differ.
-    fn key_type(&mut self, sources: &[SourceNode]) -> Option<Type> {
-        let (first, rest) = sources.split_first()?;
-        let mut consistent = true;
-        for source in rest {
-            if source.key.ty.kind != first.key.ty.kind {
+    /// The one key type of all sides, from those whose key checked out;
+    /// reports sides that differ. Unknown when none can tell.
+    fn key_type(&mut self) -> Type {
+        let Some((first_name, first, first_span)) = self.keys.first().cloned() else {
+            return Type::UNKNOWN;
+        };
+        for (name, ty, span) in self.keys.clone().into_iter().skip(1) {
+            if ty.kind != first.kind {
                 self.report(
                     Diagnostic::error(
                         Code::KeyTypeMismatch,
-                        format!(
-                            "the key of `{}` is `{}` but the key of `{}` is `{}`",
-                            source.name, source.key.ty, first.name, first.key.ty
-                        ),
-                        source.key.text.span,
+                        format!("the key of `{name}` is `{ty}` but the key of `{first_name}` is `{first}`"),
+                        span,
                     )
-                    .label(format!("`{}`", source.key.ty))
-                    .secondary(first.key.text.span, format!("`{}`", first.key.ty))
+                    .label(format!("`{ty}`"))
+                    .secondary(first_span, format!("`{first}`"))
                     .help("keys are compared for equality, so every side's key must have the same type".to_string()),
                 );
-                consistent = false;
             }
         }
-        consistent.then(|| first.key.ty.clone())
+        first
     }
 
+    /// The routes of every output. Sinks and the use of `side` are checked
+    /// always; side names and templates only when every side is known
+    /// (`sides` is `None` when `connect` names an unknown source).
     fn routes(
         &mut self,
-        sides: &[SideScope],
+        sides: Option<&[SideScope]>,
         key_type: &Type,
         sinks: &[SinkNode],
     ) -> Option<Vec<Route>> {
@@ -279,98 +294,101 @@ impl<'p> Builder<'p> {
         let mut complete = true;
         for output in &self.pipeline.outputs {
             let outcome = output.outcome.value;
-            let side = match &output.side {
-                None => None,
-                Some(side) if outcome != OutcomeKind::TimedOut => {
-                    self.report(
-                        Diagnostic::error(
-                            Code::InvalidSide,
-                            format!(
-                                "`side` applies only to `timed_out`, not to `{}`",
-                                outcome.name()
-                            ),
-                            side.span,
-                        )
-                        .secondary(output.outcome.span, "this output is for this outcome"),
-                    );
-                    complete = false;
-                    continue;
+            let sink = self.sink(output, sinks);
+            let side = self.side(output, sides);
+            let template = match (&output.template, sides, &side) {
+                (None, ..) => Some(None),
+                (Some(text), Some(sides), Ok(side)) => {
+                    let timed_out = outcome == OutcomeKind::TimedOut;
+                    let sides: Vec<SideScope> = sides
+                        .iter()
+                        .enumerate()
+                        .map(|(index, s)| SideScope {
+                            nullable: timed_out && *side != Some(Side(index)),
+                            ..s.clone()
+                        })
+                        .collect();
+                    let scope = Scope::outcome(&sides, key_type.clone(), timed_out);
+                    let what = format!("the template of a `{}` output", outcome.name());
+                    self.bind(text, &scope, &what, |_| true, "").map(Some)
                 }
-                Some(side) => {
-                    if let Some(index) = sides.iter().position(|s| s.name == side.value) {
-                        Some(Side(index))
-                    } else {
-                        let help = did_you_mean(&side.value, sides.iter().map(|s| s.name.as_str()))
-                            .map(|s| format!("did you mean `{s}`?"));
-                        self.report(
-                            Diagnostic::error(
-                                Code::InvalidSide,
-                                format!("`{}` is not a connected source", side.value),
-                                side.span,
-                            )
-                            .label("`side` names the source whose wait ran out")
-                            .help(help),
-                        );
-                        complete = false;
-                        continue;
-                    }
-                }
+                (Some(_), ..) => None,
             };
-            let sink = sinks.iter().position(|s| s.name == output.sink.value);
-            if sink.is_none() {
-                let help = did_you_mean(&output.sink.value, sinks.iter().map(|s| s.name.as_str()))
-                    .map_or_else(
-                        || "declare it under `sinks`, e.g. `console: {type: stdout}`".to_string(),
-                        |s| format!("did you mean `{s}`?"),
-                    );
-                self.report(
-                    Diagnostic::error(
-                        Code::UnknownSink,
-                        format!("unknown sink `{}`", output.sink.value),
-                        output.sink.span,
-                    )
-                    .label("not declared under `sinks`")
-                    .help(help),
-                );
-            }
-            let template = output.template.as_ref().map(|text| {
-                let timed_out = outcome == OutcomeKind::TimedOut;
-                let sides: Vec<SideScope> = sides
-                    .iter()
-                    .enumerate()
-                    .map(|(index, s)| SideScope {
-                        nullable: timed_out && side != Some(Side(index)),
-                        ..s.clone()
-                    })
-                    .collect();
-                let scope = Scope::outcome(&sides, key_type.clone(), timed_out);
-                self.bind(
-                    text,
-                    &scope,
-                    &format!("the template of a `{}` output", outcome.name()),
-                    |_| true,
-                    "",
-                )
-            });
-            match (sink, template) {
-                (Some(sink), None) => routes.push(Route {
+            match (sink, side, template) {
+                (Some(sink), Ok(side), Some(template)) => routes.push(Route {
                     outcome,
                     side,
-                    sink: SinkId(sink),
-                    template: None,
+                    sink,
+                    template,
                 }),
-                (Some(sink), Some(Some(template))) => {
-                    routes.push(Route {
-                        outcome,
-                        side,
-                        sink: SinkId(sink),
-                        template: Some(template),
-                    });
-                }
                 _ => complete = false,
             }
         }
         complete.then_some(routes)
+    }
+
+    fn sink(&mut self, output: &OutputConfig, sinks: &[SinkNode]) -> Option<SinkId> {
+        if let Some(index) = sinks.iter().position(|s| s.name == output.sink.value) {
+            return Some(SinkId(index));
+        }
+        let help = did_you_mean(&output.sink.value, sinks.iter().map(|s| s.name.as_str()))
+            .map_or_else(
+                || "declare it under `sinks`, e.g. `console: {type: stdout}`".to_string(),
+                |s| format!("did you mean `{s}`?"),
+            );
+        self.report(
+            Diagnostic::error(
+                Code::UnknownSink,
+                format!("unknown sink `{}`", output.sink.value),
+                output.sink.span,
+            )
+            .label("not declared under `sinks`")
+            .help(help),
+        );
+        None
+    }
+
+    /// The output's `side`, if it has one; `Err` when it is wrong (and
+    /// reported) or cannot be checked.
+    fn side(
+        &mut self,
+        output: &OutputConfig,
+        sides: Option<&[SideScope]>,
+    ) -> Result<Option<Side>, ()> {
+        let Some(side) = &output.side else {
+            return Ok(None);
+        };
+        let outcome = output.outcome.value;
+        if outcome != OutcomeKind::TimedOut {
+            self.report(
+                Diagnostic::error(
+                    Code::InvalidSide,
+                    format!(
+                        "`side` applies only to `timed_out`, not to `{}`",
+                        outcome.name()
+                    ),
+                    side.span,
+                )
+                .secondary(output.outcome.span, "this output is for this outcome"),
+            );
+            return Err(());
+        }
+        let sides = sides.ok_or(())?;
+        if let Some(index) = sides.iter().position(|s| s.name == side.value) {
+            return Ok(Some(Side(index)));
+        }
+        let help = did_you_mean(&side.value, sides.iter().map(|s| s.name.as_str()))
+            .map(|s| format!("did you mean `{s}`?"));
+        self.report(
+            Diagnostic::error(
+                Code::InvalidSide,
+                format!("`{}` is not a connected source", side.value),
+                side.span,
+            )
+            .label("`side` names the source whose wait ran out")
+            .help(help),
+        );
+        Err(())
     }
 
     /// Parses, checks and compiles `text` in `scope`; the result must be

@@ -1,0 +1,127 @@
+//! Running the real `runner` binary and comparing with expected files.
+//!
+//! Set `RUNNER_BLESS=1` to write the expected files from the actual output
+//! instead of comparing; review the diff before committing it.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The result of one run of the binary.
+#[derive(Debug)]
+pub(crate) struct Run {
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) status: i32,
+}
+
+/// Runs `runner` with `args` in the crate's root directory.
+pub(crate) fn runner(args: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("the runner binary starts");
+    finish(output)
+}
+
+/// Runs `runner` on a pipeline given as text, written to a temporary file
+/// called `name`.
+pub(crate) fn runner_on(name: &str, pipeline: &str, args: &[&str]) -> Run {
+    let dir = scratch(name);
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, pipeline).expect("the scratch file is writable");
+    let path = path.to_str().expect("scratch paths are UTF-8").to_string();
+    let mut all: Vec<&str> = args.to_vec();
+    all.push(&path);
+    runner(&all)
+}
+
+fn finish(output: Output) -> Run {
+    Run {
+        stdout: String::from_utf8(output.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8(output.stderr).expect("stderr is UTF-8"),
+        status: output
+            .status
+            .code()
+            .expect("runner exits with a status, not a signal"),
+    }
+}
+
+/// The crate's root directory.
+pub(crate) fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh directory for one test's files.
+pub(crate) fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("the scratch directory can be made");
+    dir
+}
+
+/// Compares `actual` with the contents of `expected` (relative to the crate
+/// root), or writes it there when blessing. Returns a readable diff on a
+/// mismatch.
+pub(crate) fn compare(expected: &Path, actual: &str) -> Result<(), String> {
+    let path = root().join(expected);
+    if std::env::var_os("RUNNER_BLESS").is_some() {
+        std::fs::write(&path, actual)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        return Ok(());
+    }
+    let wanted = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "cannot read {} ({e}); run with RUNNER_BLESS=1 to create it",
+            expected.display()
+        )
+    })?;
+    if wanted == actual {
+        return Ok(());
+    }
+    Err(format!(
+        "{} differs (- expected, + actual):\n{}",
+        expected.display(),
+        diff(&wanted, actual)
+    ))
+}
+
+/// A line diff: `-` for lines only expected, `+` for lines only actual.
+pub(crate) fn diff(expected: &str, actual: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
+    // Longest common subsequence, fine for the short outputs compared here.
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, String::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            let _ = writeln!(out, "  {}", a[i]);
+            (i, j) = (i + 1, j + 1);
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            let _ = writeln!(out, "+ {}", b[j]);
+            j += 1;
+        } else {
+            let _ = writeln!(out, "- {}", a[i]);
+            i += 1;
+        }
+    }
+    if expected.ends_with('\n') != actual.ends_with('\n') {
+        out.push_str("(the two differ in a final newline)\n");
+    }
+    out
+}
+
+#[test]
+fn diff_marks_changed_lines() {
+    assert_eq!(diff("a\nb\nc\n", "a\nx\nc\n"), "  a\n+ x\n- b\n  c\n");
+}

@@ -1,0 +1,8 @@
+//! Integration tests: one test binary, one module per feature.
+#![allow(missing_docs)]
+
+mod cases;
+mod cli;
+mod event_time;
+mod harness;
+mod pipelines;
