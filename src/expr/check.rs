@@ -478,3 +478,212 @@ fn compare_mismatch(symbol: &str, lhs: &Typed, rhs: &Typed) -> ExprError {
         lhs.span.to(rhs.span),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::{Field, RecordType, Scope, SideScope, parse};
+    use super::*;
+    use crate::diagnostic::{Code, Span};
+
+    fn layout(name: &str) -> Arc<RecordType> {
+        let field = |name: &str, ty: Type| Field {
+            name: name.into(),
+            ty,
+        };
+        let amount = Arc::new(RecordType {
+            name: format!("{name}.money"),
+            fields: vec![field("value", Type::INT), field("currency", Type::STRING)],
+        });
+        Arc::new(RecordType {
+            name: name.into(),
+            fields: vec![
+                field("order_id", Type::STRING),
+                field("amount", Type::INT),
+                field("price", Type::FLOAT),
+                field("note", Type::STRING.or_null()),
+                field("paid_at", Type::TIMESTAMP),
+                field("money", Type::record(amount)),
+            ],
+        })
+    }
+
+    /// A source's scope: `app`'s fields by name.
+    fn source() -> Scope {
+        Scope::source("app", layout("app"))
+    }
+
+    /// A timeout's scope: `app` present, `bank` possibly absent.
+    fn timeout() -> Scope {
+        let sides = [
+            SideScope {
+                name: "app".into(),
+                layout: layout("app"),
+                nullable: false,
+            },
+            SideScope {
+                name: "bank".into(),
+                layout: layout("bank"),
+                nullable: true,
+            },
+        ];
+        Scope::outcome(&sides, Type::STRING, true)
+    }
+
+    fn type_of(text: &str, scope: &Scope) -> Result<String, Vec<(Code, Span)>> {
+        let expr = parse(text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+        check(&expr, scope)
+            .map(|typed| typed.ty.to_string())
+            .map_err(|errors| {
+                errors
+                    .iter()
+                    .map(|error| (error.code(), error.span))
+                    .collect()
+            })
+    }
+
+    macro_rules! types {
+        ($scope:expr; $($text:expr => $ty:expr,)*) => {
+            $(assert_eq!(type_of($text, &$scope), Ok($ty.to_string()), "type of {:?}", $text);)*
+        };
+    }
+
+    macro_rules! errors {
+        ($scope:expr; $($text:expr => [$(($code:ident, $start:expr, $end:expr)),*],)*) => {
+            $(assert_eq!(
+                type_of($text, &$scope),
+                Err(vec![$((Code::$code, Span::new($start, $end))),*]),
+                "errors of {:?}", $text
+            );)*
+        };
+    }
+
+    #[test]
+    fn names_resolve_to_fields_records_and_variables() {
+        types! { source();
+            "order_id" => "string",
+            "app.order_id" => "string",
+            "money.value" => "int",
+            "app.money.currency" => "string",
+            "note" => "string?",
+            "app" => "record(app)",
+        }
+        types! { timeout();
+            "key" => "string",
+            "missing" => "string",
+            "expired" => "string",
+            "app.amount" => "int",
+            "bank" => "record(bank)?",
+        }
+    }
+
+    #[test]
+    fn operators_and_functions_have_their_types() {
+        types! { source();
+            "amount + 1" => "int",
+            "price * 2.5" => "float",
+            "order_id + \"-x\"" => "string",
+            "paid_at + 5m" => "timestamp",
+            "5m + paid_at" => "timestamp",
+            "paid_at - paid_at" => "duration",
+            "2 * 1s" => "duration",
+            "amount > 1 and not (price < 2.0)" => "bool",
+            "if amount > 0 then \"pos\" else null" => "string?",
+            "coalesce(note, \"none\")" => "string",
+            "coalesce(note, note)" => "string?",
+            "concat(app, amount, price, paid_at, 5s)" => "string",
+            "to_int(order_id) + to_int(price) + to_int(paid_at)" => "int",
+            "parse_timestamp(order_id, \"%Y-%m-%d\")" => "timestamp",
+            "format_timestamp(paid_at)" => "string",
+            "substring(order_id, 1, 2)" => "string",
+            "round(price, 2)" => "float",
+            "abs(-1s)" => "duration",
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_functions() {
+        errors! { source();
+            "odrer_id" => [(UnknownName, 0, 8)],
+            "app.odrer_id" => [(UnknownName, 4, 12)],
+            "money.val" => [(UnknownName, 6, 9)],
+            "lowr(order_id)" => [(UnknownFunction, 0, 4)],
+            "lower(nope) + upper(nada)" => [(UnknownName, 6, 10), (UnknownName, 20, 24)],
+        }
+        errors! { timeout();
+            "order_id" => [(UnknownName, 0, 8)],
+        }
+    }
+
+    #[test]
+    fn wrong_arity() {
+        errors! { source();
+            "lower()" => [(WrongArity, 0, 7)],
+            "lower(order_id, order_id)" => [(WrongArity, 0, 25)],
+            "coalesce(note)" => [(WrongArity, 0, 14)],
+            "substring(order_id)" => [(WrongArity, 0, 19)],
+        }
+    }
+
+    #[test]
+    fn mismatched_types() {
+        errors! { source();
+            "order_id == 1" => [(TypeMismatch, 0, 13)],
+            "amount < price" => [(TypeMismatch, 0, 14)],
+            "amount + 1.5" => [(TypeMismatch, 0, 12)],
+            "order_id + 1" => [(TypeMismatch, 0, 12)],
+            "not amount" => [(TypeMismatch, 4, 10)],
+            "amount and true" => [(TypeMismatch, 0, 6)],
+            "if amount then 1 else 2" => [(TypeMismatch, 3, 9)],
+            "if true then 1 else \"x\"" => [(TypeMismatch, 20, 23)],
+            "lower(amount)" => [(TypeMismatch, 6, 12)],
+            "app == app" => [(TypeMismatch, 0, 10)],
+            "amount.value" => [(TypeMismatch, 7, 12)],
+            "parse_timestamp(order_id, order_id)" => [(TypeMismatch, 26, 34)],
+            "format_timestamp(paid_at, \"%Q%\")" => [(InvalidFormat, 26, 31)],
+        }
+    }
+
+    #[test]
+    fn nulls_must_be_handled() {
+        errors! { source();
+            "len(note)" => [(NullableValue, 4, 8)],
+            "note + \"x\"" => [(NullableValue, 0, 4)],
+            "note < \"x\"" => [(NullableValue, 0, 4)],
+            "if null then 1 else 2" => [(NullableValue, 3, 7)],
+        }
+        errors! { timeout();
+            "bank.amount" => [(NullableValue, 0, 4)],
+            "concat(bank)" => [(NullableValue, 7, 11)],
+        }
+        types! { source();
+            "note == null" => "bool",
+            "note != \"x\"" => "bool",
+            "null == null" => "bool",
+            "if note != null then len(note) else 0" => "int",
+            "if note == null then 0 else len(note)" => "int",
+            "note != null and len(note) > 2" => "bool",
+            "note == null or len(note) > 2" => "bool",
+            "if not (note == null) then len(note) else 0" => "int",
+        }
+        types! { timeout();
+            "if bank != null then bank.amount else 0" => "int",
+            "bank != null and bank.money.value == app.money.value" => "bool",
+        }
+        // Narrowing holds only where the test has run.
+        errors! { source();
+            "note != null or len(note) > 2" => [(NullableValue, 20, 24)],
+            "if note != null then 0 else len(note)" => [(NullableValue, 32, 36)],
+        }
+    }
+
+    #[test]
+    fn one_mistake_is_reported_once() {
+        // `nope` is unknown; the `+` and the comparison built on it are not
+        // reported again.
+        errors! { source();
+            "nope + 1 > amount" => [(UnknownName, 0, 4)],
+        }
+    }
+}

@@ -329,3 +329,185 @@ fn apply(arith: Arith, a: Value, b: Value, span: Span) -> Result<Value, EvalErro
         (_, a, _) => return Err(EvalError::unexpected(&a, span)),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::{Field, RecordType, Scope, Type, check, parse};
+    use super::*;
+
+    fn layout() -> Arc<RecordType> {
+        let field = |name: &str, ty: Type| Field {
+            name: name.into(),
+            ty,
+        };
+        Arc::new(RecordType {
+            name: "app".into(),
+            fields: vec![
+                field("id", Type::STRING),
+                field("amount", Type::INT),
+                field("price", Type::FLOAT),
+                field("note", Type::STRING.or_null()),
+                field("at", Type::TIMESTAMP),
+            ],
+        })
+    }
+
+    fn record() -> Record {
+        Record::new(vec![
+            Value::from(" Ürün-7 "),
+            Value::Int(250),
+            Value::Float(2.5),
+            Value::Null,
+            Value::Timestamp(EventTime::from_millis(1_714_557_600_123)),
+        ])
+    }
+
+    fn eval(text: &str) -> Result<Value, EvalError> {
+        let expr = parse(text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+        let typed = check(&expr, &Scope::source("app", layout()))
+            .unwrap_or_else(|e| panic!("{text}: {e:?}"));
+        let slots = [Some(record())];
+        compile(&typed.0).eval(&Env::records(&slots))
+    }
+
+    macro_rules! evaluates {
+        ($($text:expr => $value:expr,)*) => {
+            $(assert_eq!(eval($text), Ok(Value::from($value)), "value of {:?}", $text);)*
+        };
+    }
+
+    macro_rules! fails {
+        ($($text:expr => ($message:expr, $start:expr, $end:expr),)*) => {
+            $(assert_eq!(
+                eval($text),
+                Err(EvalError::new($message, Span::new($start, $end))),
+                "failure of {:?}", $text
+            );)*
+        };
+    }
+
+    impl From<i64> for Value {
+        fn from(i: i64) -> Self {
+            Value::Int(i)
+        }
+    }
+
+    impl From<bool> for Value {
+        fn from(b: bool) -> Self {
+            Value::Bool(b)
+        }
+    }
+
+    impl From<f64> for Value {
+        fn from(x: f64) -> Self {
+            Value::Float(x)
+        }
+    }
+
+    #[test]
+    fn arithmetic_and_comparison() {
+        evaluates! {
+            "amount + 1 * 2" => 252,
+            "-amount % 7" => -5,
+            "7 / 2" => 3,
+            "-7 / 2" => -3,
+            "price * 2.0" => 5.0,
+            "amount >= 250 and price < 3.0" => true,
+            "\"a\" < \"b\"" => true,
+            "id + \"!\"" => " Ürün-7 !",
+            "to_int(at + 1s - at)" => 1000,
+            "at - 1d < at" => true,
+            "1h30m == 90m" => true,
+        }
+    }
+
+    #[test]
+    fn arithmetic_failures_are_located() {
+        fails! {
+            "amount / (amount - 250)" => ("division by zero", 0, 23),
+            "amount % 0" => ("division by zero", 0, 10),
+            "9223372036854775807 + amount" => ("integer overflow in `+`", 0, 28),
+            "-(-9223372036854775807 - 1)" => ("integer overflow in `-`", 0, 27),
+        }
+    }
+
+    #[test]
+    fn logic_short_circuits() {
+        evaluates! {
+            "false and amount / 0 == 1" => false,
+            "true or amount / 0 == 1" => true,
+            "if amount > 0 then \"pos\" else to_string(amount / 0)" => "pos",
+        }
+    }
+
+    #[test]
+    fn nulls() {
+        evaluates! {
+            "note == null" => true,
+            "note != \"x\"" => true,
+            "coalesce(note, id)" => " Ürün-7 ",
+            "if note == null then 0 else len(note)" => 0,
+        }
+    }
+
+    #[test]
+    fn string_functions_count_characters() {
+        evaluates! {
+            "trim(id)" => "Ürün-7",
+            "lower(trim(id))" => "ürün-7",
+            "upper(id)" => " ÜRÜN-7 ",
+            "len(id)" => 8,
+            "substring(trim(id), 1, 3)" => "rün",
+            "substring(id, 5)" => "-7 ",
+            "substring(id, 50)" => "",
+            "substring(id, -3, 2)" => " Ü",
+            "contains(id, \"rü\")" => true,
+            "starts_with(trim(id), \"Ü\")" => true,
+            "ends_with(id, \"7\")" => false,
+            "concat(\"[\", app, \"]\")" => "[( Ürün-7 ,250,2.5,null,2024-05-01T10:00:00.123Z)]",
+        }
+    }
+
+    #[test]
+    fn conversions() {
+        evaluates! {
+            "to_int(\" 42 \")" => 42,
+            "to_int(-2.9)" => -2,
+            "to_int(at)" => 1_714_557_600_123,
+            "to_float(\"2.5\") + price" => 5.0,
+            "to_float(amount)" => 250.0,
+            "to_string(price)" => "2.5",
+            "to_string(2.0)" => "2.0",
+            "to_string(90s)" => "1m30s",
+            "abs(-amount)" => 250,
+            "round(2.345, 2)" => 2.35,
+            "round(-2.5)" => -3.0,
+        }
+        fails! {
+            "to_int(id)" => ("cannot convert \" Ürün-7 \" to an integer", 0, 10),
+            "to_float(\"x\")" => ("cannot convert \"x\" to a float", 0, 13),
+            "to_int(1e300)" => ("cannot convert 1e300 to an integer", 0, 13),
+        }
+    }
+
+    #[test]
+    fn timestamps() {
+        evaluates! {
+            "format_timestamp(at)" => "2024-05-01T10:00:00.123Z",
+            "format_timestamp(at, \"%Y/%m/%d %H:%M\")" => "2024/05/01 10:00",
+            "parse_timestamp(\"2024-05-01T12:00:00.123+02:00\") == at" => true,
+            "parse_timestamp(\"2024-05-01 10:00:00.123\", \"%Y-%m-%d %H:%M:%S%.f\") == at" => true,
+            "to_int(parse_timestamp(\"1970-01-02\", \"%Y-%m-%d\"))" => 86_400_000,
+        }
+        let failure = eval("parse_timestamp(\"2024-13-01\", \"%Y-%m-%d\")").unwrap_err();
+        assert!(
+            failure
+                .message
+                .starts_with("cannot parse \"2024-13-01\" with format \"%Y-%m-%d\""),
+            "{failure}"
+        );
+        assert_eq!(failure.span, Span::new(0, 41));
+    }
+}

@@ -591,7 +591,7 @@ fn to_int(value: Value, span: Span) -> Result<Value, EvalError> {
             Ok(Value::Int(x.trunc() as i64))
         }
         Value::Float(x) => Err(EvalError::new(
-            format!("cannot convert {x} to an integer"),
+            format!("cannot convert {} to an integer", Value::Float(x)),
             span,
         )),
         Value::Timestamp(t) => Ok(Value::Int(t.millis())),

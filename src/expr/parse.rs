@@ -154,7 +154,10 @@ fn primary(pair: Pair<'_, Rule>) -> Result<Parsed, ExprError> {
     let span = span_of(&pair);
     let kind = match pair.as_rule() {
         Rule::group => {
-            let inner = exprs(pair).next().expect("`group` holds one `expr`")?;
+            let mut inner = exprs(pair).next().expect("`group` holds one `expr`")?;
+            // The parentheses belong to the operand: an error about it
+            // underlines them too.
+            inner.span = span;
             return Ok(Parsed {
                 expr: inner,
                 grouped: true,
