@@ -6,3 +6,5 @@ mod cli;
 mod event_time;
 mod harness;
 mod pipelines;
+mod readme;
+mod robustness;

@@ -141,7 +141,7 @@ pub const FUNCTIONS: &[Function] = &[
     ),
     function(
         "parse_timestamp",
-        "parse_timestamp(string[, format: string literal]) -> timestamp",
+        "parse_timestamp(string[, format]) -> timestamp",
         "parses RFC 3339 (`2024-05-01T12:00:00Z`), or `format` in strftime syntax (UTC unless the format \
          has an offset); fails on text that does not match",
         1,
@@ -149,7 +149,7 @@ pub const FUNCTIONS: &[Function] = &[
     ),
     function(
         "format_timestamp",
-        "format_timestamp(timestamp[, format: string literal]) -> string",
+        "format_timestamp(timestamp[, format]) -> string",
         "RFC 3339, or `format` in strftime syntax, in UTC",
         1,
         Some(2),

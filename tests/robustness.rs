@@ -1,0 +1,172 @@
+//! Bad input never crashes: random mutations of the example pipelines, and
+//! random expression text, go through parsing, checking and running, and
+//! end in a result or diagnostics, never a panic.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use runner::diagnostic::{SourceFile, Style, render};
+use runner::runtime::{Outputs, SharedBuffer, run_blocking};
+
+/// Deterministic, so a failure can be replayed from its case number.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        usize::try_from(self.0 >> 33).unwrap() % n.max(1)
+    }
+}
+
+/// Fragments that tend to break YAML and expressions in interesting ways.
+const TOKENS: &[&str] = &[
+    "{",
+    "}",
+    "[",
+    "]",
+    ":",
+    ": ",
+    "'",
+    "\"",
+    "#",
+    "- ",
+    "\n",
+    "  ",
+    "\t",
+    "null",
+    "~",
+    "concat(",
+    ")",
+    "(",
+    ",",
+    "\\",
+    "é",
+    "对账",
+    "9223372036854775808",
+    "-",
+    "*",
+    "&a ",
+    "*a",
+    "|",
+    ">-",
+    "!!str ",
+    "?",
+    "1e999",
+    "0s",
+    "5",
+    "if ",
+    " then ",
+    " else ",
+    " and ",
+    "not ",
+    "==",
+    "<",
+    ".",
+    "`",
+    "key",
+    "missing",
+    "app",
+    "ts",
+    "records: []",
+    "\u{0}",
+    "\u{feff}",
+    "<<: *a",
+];
+
+fn mutate(text: &str, rng: &mut Lcg) -> String {
+    let mut text = text.to_string();
+    for _ in 0..=rng.below(3) {
+        let boundaries: Vec<usize> = (0..=text.len())
+            .filter(|&i| text.is_char_boundary(i))
+            .collect();
+        let at = boundaries[rng.below(boundaries.len())];
+        match rng.below(4) {
+            0 => {
+                let end = boundaries
+                    .iter()
+                    .copied()
+                    .filter(|&b| b >= at)
+                    .nth(1 + rng.below(8))
+                    .unwrap_or(text.len());
+                text.replace_range(at..end, "");
+            }
+            1 | 2 => text.insert_str(at, TOKENS[rng.below(TOKENS.len())]),
+            _ => {
+                let lines: Vec<&str> = text.lines().collect();
+                let line = lines[rng.below(lines.len())].to_string();
+                text.insert_str(at, &format!("{line}\n"));
+            }
+        }
+    }
+    text
+}
+
+fn survive(name: &str, text: &str) -> Result<(), String> {
+    catch_unwind(AssertUnwindSafe(|| {
+        let file = SourceFile::new(name, text);
+        match runner::compile(&file) {
+            Ok(graph) => {
+                let _ = run_blocking(
+                    graph,
+                    Outputs {
+                        stdout: Box::new(SharedBuffer::new()),
+                    },
+                );
+            }
+            Err(diagnostics) => {
+                assert!(!diagnostics.is_empty(), "a failure without diagnostics");
+                let _ = render(&diagnostics, &file, Style::Plain);
+            }
+        }
+    }))
+    .map_err(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()));
+        format!("panicked: {message:?}\n--- input ---\n{text}")
+    })
+}
+
+#[test]
+fn mutated_example_pipelines_never_panic() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut cases = 0;
+    for name in ["bill_check", "three_way"] {
+        let original = std::fs::read_to_string(format!("{root}/pipelines/{name}.yaml")).unwrap();
+        let mut rng = Lcg(name.len() as u64);
+        for case in 0..1_500 {
+            let text = mutate(&original, &mut rng);
+            if let Err(problem) = survive(name, &text) {
+                panic!("{name} case {case} {problem}");
+            }
+            cases += 1;
+        }
+    }
+    assert_eq!(cases, 3_000);
+}
+
+#[test]
+fn random_expressions_never_panic() {
+    let mut rng = Lcg(7);
+    for case in 0..5_000 {
+        let text: String = (0..rng.below(12))
+            .map(|_| TOKENS[rng.below(TOKENS.len())])
+            .collect();
+        let result = catch_unwind(|| {
+            if let Ok(expr) = runner::expr::parse(&text) {
+                // What parses must print back to something that parses the same.
+                let printed = expr.to_string();
+                let reparsed = runner::expr::parse(&printed).map(|e| e.to_string());
+                assert_eq!(
+                    reparsed.as_deref(),
+                    Ok(printed.as_str()),
+                    "canonical form of {text:?}"
+                );
+            }
+        });
+        assert!(result.is_ok(), "case {case}: {text:?}");
+    }
+}
