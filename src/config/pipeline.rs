@@ -20,14 +20,7 @@ const SINK_TYPES: &[&str] = &["stdout"];
 pub(super) fn read(root: &Node, text: &str) -> Result<Pipeline, Vec<Diagnostic>> {
     let mut reader = Reader::new(text);
     let pipeline = pipeline(&mut reader, root);
-    match pipeline {
-        Some(pipeline) if reader.diagnostics.is_empty() => Ok(pipeline),
-        _ => {
-            let mut diagnostics = reader.diagnostics;
-            crate::diagnostic::sort(&mut diagnostics);
-            Err(diagnostics)
-        }
-    }
+    crate::diagnostic::conclude(pipeline, reader.diagnostics)
 }
 
 fn pipeline(r: &mut Reader<'_>, root: &Node) -> Option<Pipeline> {

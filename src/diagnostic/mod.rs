@@ -135,6 +135,24 @@ impl fmt::Display for Severity {
     }
 }
 
+/// `value` if nothing was found wrong; otherwise every finding, sorted.
+///
+/// # Errors
+///
+/// The findings, when there are any or there is no value.
+pub fn conclude<T>(
+    value: Option<T>,
+    mut diagnostics: Vec<Diagnostic>,
+) -> Result<T, Vec<Diagnostic>> {
+    match value {
+        Some(value) if diagnostics.is_empty() => Ok(value),
+        _ => {
+            sort(&mut diagnostics);
+            Err(diagnostics)
+        }
+    }
+}
+
 /// Sorts findings by position in the file, then by code, so every run reports
 /// them in the same order.
 pub fn sort(diagnostics: &mut [Diagnostic]) {

@@ -5,7 +5,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use super::functions;
+use super::builtins;
 use super::typed::{Arith, Node, Order, Typed, Var};
 use super::value::{Record, Value};
 use crate::diagnostic::Span;
@@ -190,7 +190,7 @@ pub(crate) fn compile(typed: &Typed) -> Compiled {
             })
         }
         Node::Call(builtin, args) => {
-            functions::compile(builtin, args.iter().map(compile).collect(), span)
+            builtins::compile(builtin, args.iter().map(compile).collect(), span)
         }
     }
 }

@@ -14,6 +14,7 @@
 //! the pipeline file is the caller's business. Nothing here knows YAML.
 
 mod ast;
+mod builtins;
 mod check;
 mod compile;
 mod error;
@@ -34,7 +35,7 @@ pub use typed::Var;
 pub use types::{Field, Kind, RecordType, SCALAR_TYPES, Type};
 pub use value::{Record, Value, write_json_string};
 
-pub(crate) use functions::parse_timestamp;
+pub(crate) use builtins::parse_timestamp;
 
 /// An expression after [`check`]: its type, ready to [`compile`].
 #[derive(Clone, Debug, PartialEq)]

@@ -19,14 +19,7 @@ pub(super) fn build(pipeline: &Pipeline) -> Result<Graph, Vec<Diagnostic>> {
         keys: Vec::new(),
     };
     let graph = builder.graph();
-    match graph {
-        Some(graph) if builder.diagnostics.is_empty() => Ok(graph),
-        _ => {
-            let mut diagnostics = builder.diagnostics;
-            crate::diagnostic::sort(&mut diagnostics);
-            Err(diagnostics)
-        }
-    }
+    crate::diagnostic::conclude(graph, builder.diagnostics)
 }
 
 struct Builder<'p> {
