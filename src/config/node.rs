@@ -9,6 +9,7 @@ use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
+use serde_saphyr::budget::{Budget, BudgetBreach};
 use serde_saphyr::options::{DuplicateKeyPolicy, Options};
 
 use crate::diagnostic::{Code, Diagnostic, Span};
@@ -72,6 +73,15 @@ pub fn parse(text: &str) -> Result<Node, Diagnostic> {
     // Duplicate keys reach the reader, which reports both places.
     options.duplicate_keys = DuplicateKeyPolicy::PassThrough;
     options.with_snippet = false;
+    // The default budget guards against YAML bombs but stops at 250,000
+    // nodes; inline records may take more. Aliases stay tightly limited.
+    let mut budget = Budget::default();
+    budget.max_nodes = 2_500_000;
+    budget.max_events = 10_000_000;
+    // Nothing in a pipeline nests deeply; a low cap keeps reading, which
+    // recurses, far from the end of any thread's stack.
+    budget.max_depth = 24;
+    options.budget = Some(budget);
     serde_saphyr::from_str_with_options::<Spanned<Raw>>(text, options)
         .map(|raw| into_node(raw, text))
         .map_err(|error| yaml_error(&error, text))
@@ -87,6 +97,23 @@ fn yaml_error(error: &serde_saphyr::Error, text: &str) -> Diagnostic {
     });
     // The usual cause inside a pipeline: an expression with `: ` or ` #`
     // written as a plain scalar, where YAML reads a mapping or a comment.
+    if let serde_saphyr::Error::Budget { breach, .. } = error {
+        let why = match breach {
+            BudgetBreach::Nodes { nodes } => format!("it has more than {} values", nodes - 1),
+            BudgetBreach::Depth { depth } => format!("it nests deeper than {} levels", depth - 1),
+            other => format!("{other:?}"),
+        };
+        return Diagnostic::error(
+            Code::YamlSyntax,
+            format!("the pipeline file is too large to read safely: {why}"),
+            Span::new(offset, offset),
+        )
+        .label("reading stopped here")
+        .help(
+            "keep inline records for small examples; large data sets belong in data files"
+                .to_string(),
+        );
+    }
     let help = message.contains("mapping values are not allowed").then(|| {
         "a `: ` inside an unquoted value starts a mapping; put the whole expression in single \
          quotes, or use a block scalar (`|`)"
@@ -277,6 +304,18 @@ mod tests {
             panic!("not a map")
         };
         assert_eq!(entries.len(), 2);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let nested = |depth: usize| format!("a: {}1{}\n", "[".repeat(depth), "]".repeat(depth));
+        let error = parse(&nested(100)).unwrap_err();
+        assert_eq!(
+            error.message,
+            "the pipeline file is too large to read safely: it nests deeper than 24 levels"
+        );
+        let error = parse(&nested(100_000)).unwrap_err();
+        assert_eq!(error.message, "invalid YAML: recursion limit exceeded");
     }
 
     #[test]

@@ -434,6 +434,17 @@ mod tests {
     }
 
     #[test]
+    fn expressions_at_the_depth_limit_run_on_a_small_stack() {
+        // Test threads have 2 MiB of stack; the CLI's main thread has more.
+        let sum = format!("amount{}", " + 1".repeat(120));
+        assert_eq!(eval(&sum), Ok(Value::Int(370)));
+        let calls = format!("{}id{}", "trim(".repeat(60), ")".repeat(60));
+        assert_eq!(eval(&calls), Ok(Value::from("Ürün-7")));
+        let negations = format!("{}amount", "-".repeat(120));
+        assert_eq!(eval(&negations), Ok(Value::Int(250)));
+    }
+
+    #[test]
     fn logic_short_circuits() {
         evaluates! {
             "false and amount / 0 == 1" => false,

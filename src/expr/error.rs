@@ -31,6 +31,11 @@ pub enum ExprErrorKind {
         /// The second comparison operator.
         op: &'static str,
     },
+    /// An expression nested deeper than the parser allows.
+    TooDeep {
+        /// The deepest nesting allowed.
+        limit: usize,
+    },
     /// A literal that is out of range or has a bad escape.
     InvalidLiteral {
         /// What is wrong with it.
@@ -102,7 +107,8 @@ impl ExprError {
         match self.kind {
             ExprErrorKind::Syntax { .. }
             | ExprErrorKind::UnclosedString
-            | ExprErrorKind::ChainedComparison { .. } => Code::ExprSyntax,
+            | ExprErrorKind::ChainedComparison { .. }
+            | ExprErrorKind::TooDeep { .. } => Code::ExprSyntax,
             ExprErrorKind::InvalidLiteral { .. } => Code::InvalidLiteral,
             ExprErrorKind::UnknownName { .. } | ExprErrorKind::UnknownField { .. } => {
                 Code::UnknownName
@@ -126,6 +132,9 @@ impl ExprError {
                 "comparison operators cannot be chained".to_string()
             }
             ExprErrorKind::InvalidLiteral { problem } => format!("invalid literal: {problem}"),
+            ExprErrorKind::TooDeep { limit } => {
+                format!("expression is nested too deeply: more than {limit} levels")
+            }
             ExprErrorKind::UnknownName { name, .. } => format!("unknown name `{name}`"),
             ExprErrorKind::UnknownField { record, field, .. } => {
                 format!("{record} has no field `{field}`")
@@ -170,6 +179,13 @@ impl ExprError {
                     || "the functions are listed in the README".to_string(),
                     |name| format!("did you mean `{name}`?"),
                 )),
+            ),
+            ExprErrorKind::TooDeep { .. } => (
+                "too deep from here".to_string(),
+                Some(
+                    "split it: compute parts in other expressions or with fewer nested calls"
+                        .to_string(),
+                ),
             ),
             ExprErrorKind::InvalidLiteral { .. } | ExprErrorKind::WrongArity { .. } => {
                 (String::new(), None)

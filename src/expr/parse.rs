@@ -47,7 +47,7 @@ pub fn parse(text: &str) -> Result<Expr, ExprError> {
         Grammar::parse(Rule::expression, text).map_err(|error| syntax_error(&error, text))?;
     let expression = presume_first(pairs, "a successful parse yields its rule");
     let expr = presume_first(expression.into_inner(), "`expression` holds one `expr`");
-    Ok(build(expr.into_inner())?.expr)
+    Ok(build(expr, 0)?.expr)
 }
 
 /// Parses a duration written on its own: `250ms`, `5s`, `1h30m`.
@@ -91,9 +91,40 @@ fn span_of(pair: &Pair<'_, Rule>) -> Span {
     Span::new(pair.as_span().start(), pair.as_span().end())
 }
 
-fn build(pairs: Pairs<'_, Rule>) -> Result<Parsed, ExprError> {
+/// How deep an expression tree may be. Checking, compiling and evaluating
+/// recurse over the tree, so this bounds their stack use; real expressions
+/// stay far below it.
+pub(crate) const MAX_DEPTH: usize = 128;
+
+/// Builds the tree of one `expr` pair nested `depth` levels down.
+fn build(expr: Pair<'_, Rule>, depth: usize) -> Result<Parsed, ExprError> {
+    // The operators of one `expr` come flat; the tree they make is as deep
+    // as its operators (prefix runs, which the Pratt parser recurses on,
+    // count in full). Refuse before building anything that deep.
+    let (mut operators, mut prefixes, mut longest_prefix_run) = (0, 0, 0);
+    for pair in expr.clone().into_inner() {
+        match pair.as_rule() {
+            Rule::neg | Rule::not => {
+                prefixes += 1;
+                longest_prefix_run = longest_prefix_run.max(prefixes);
+            }
+            Rule::field => operators += 1,
+            rule if is_infix(rule) => {
+                operators += 1;
+                prefixes = 0;
+            }
+            _ => {}
+        }
+    }
+    let depth = depth + 1 + operators + longest_prefix_run;
+    if depth > MAX_DEPTH {
+        return Err(ExprError::new(
+            ExprErrorKind::TooDeep { limit: MAX_DEPTH },
+            span_of(&expr),
+        ));
+    }
     PRATT
-        .map_primary(primary)
+        .map_primary(|pair| primary(pair, depth))
         .map_prefix(|op, operand| {
             let operand = operand?;
             let op_span = span_of(&op);
@@ -128,7 +159,26 @@ fn build(pairs: Pairs<'_, Rule>) -> Result<Parsed, ExprError> {
             let span = lhs.expr.span.to(rhs.expr.span);
             Ok(Parsed::new(ExprKind::Binary(binary, Box::new(lhs.expr), Box::new(rhs.expr)), span))
         })
-        .parse(pairs)
+        .parse(expr.into_inner())
+}
+
+fn is_infix(rule: Rule) -> bool {
+    matches!(
+        rule,
+        Rule::add
+            | Rule::sub
+            | Rule::mul
+            | Rule::div
+            | Rule::rem
+            | Rule::eq
+            | Rule::ne
+            | Rule::lt
+            | Rule::le
+            | Rule::gt
+            | Rule::ge
+            | Rule::and
+            | Rule::or
+    )
 }
 
 fn binary_op(rule: Rule) -> BinaryOp {
@@ -150,11 +200,13 @@ fn binary_op(rule: Rule) -> BinaryOp {
     }
 }
 
-fn primary(pair: Pair<'_, Rule>) -> Result<Parsed, ExprError> {
+fn primary(pair: Pair<'_, Rule>, depth: usize) -> Result<Parsed, ExprError> {
     let span = span_of(&pair);
     let kind = match pair.as_rule() {
         Rule::group => {
-            let mut inner = exprs(pair).next().expect("`group` holds one `expr`")?;
+            let mut inner = exprs(pair, depth)
+                .next()
+                .expect("`group` holds one `expr`")?;
             // The parentheses belong to the operand: an error about it
             // underlines them too.
             inner.span = span;
@@ -164,7 +216,7 @@ fn primary(pair: Pair<'_, Rule>) -> Result<Parsed, ExprError> {
             });
         }
         Rule::conditional => {
-            let mut parts = exprs(pair).map(|expr| expr.map(Box::new));
+            let mut parts = exprs(pair, depth).map(|expr| expr.map(Box::new));
             let mut next = || parts.next().expect("`conditional` holds three `expr`s");
             ExprKind::If(next()?, next()?, next()?)
         }
@@ -173,7 +225,7 @@ fn primary(pair: Pair<'_, Rule>) -> Result<Parsed, ExprError> {
                 pair.clone().into_inner(),
                 "`call` starts with a `name`",
             ));
-            ExprKind::Call(function, exprs(pair).collect::<Result<_, _>>()?)
+            ExprKind::Call(function, exprs(pair, depth).collect::<Result<_, _>>()?)
         }
         Rule::name => ExprKind::Name(ident(&pair)),
         Rule::null => ExprKind::Literal(Literal::Null),
@@ -222,10 +274,10 @@ fn primary(pair: Pair<'_, Rule>) -> Result<Parsed, ExprError> {
 }
 
 /// The `expr`s inside `pair`, built, skipping punctuation and keywords.
-fn exprs(pair: Pair<'_, Rule>) -> impl Iterator<Item = Result<Expr, ExprError>> + '_ {
+fn exprs(pair: Pair<'_, Rule>, depth: usize) -> impl Iterator<Item = Result<Expr, ExprError>> + '_ {
     pair.into_inner()
         .filter(|inner| inner.as_rule() == Rule::expr)
-        .map(|expr| build(expr.into_inner()).map(|parsed| parsed.expr))
+        .map(move |expr| build(expr, depth).map(|parsed| parsed.expr))
 }
 
 fn ident(pair: &Pair<'_, Rule>) -> Ident {
@@ -321,6 +373,11 @@ fn syntax_error(error: &pest::error::Error<Rule>, text: &str) -> ExprError {
     };
     expected.sort_unstable();
     expected.dedup();
+    // pest's own guard against running out of stack.
+    if matches!(&error.variant, ErrorVariant::CustomError { message } if message.contains("limit reached"))
+    {
+        return ExprError::new(ExprErrorKind::TooDeep { limit: MAX_DEPTH }, span);
+    }
     if expected.contains(&"the rest of the string") && found.is_empty() {
         return ExprError::new(ExprErrorKind::UnclosedString, Span::new(at, at));
     }
@@ -563,6 +620,26 @@ mod tests {
         assert_eq!(error("lower(x").1, Span::new(7, 7));
         assert_eq!(error("a = b").1, Span::new(2, 3));
         assert_eq!(error("\"abc").1, Span::new(4, 4));
+    }
+
+    #[test]
+    fn deep_expressions_are_refused_not_overflowed() {
+        let cases = [
+            format!("1{}", " + 1".repeat(20_000)),
+            format!("{}1", "-".repeat(20_000)),
+            format!("{}true", "not ".repeat(20_000)),
+            format!("{}1{}", "lower(".repeat(3_000), ")".repeat(3_000)),
+            format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000)),
+            format!("a{}", ".b".repeat(3_000)),
+        ];
+        for text in cases {
+            let error = parse(&text).unwrap_err();
+            assert_eq!(
+                error.message(),
+                "expression is nested too deeply: more than 128 levels"
+            );
+        }
+        assert!(parse(&format!("1{}", " + 1".repeat(100))).is_ok());
     }
 
     #[test]

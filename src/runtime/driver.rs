@@ -35,10 +35,10 @@ struct InputQueue {
     finished: bool,
 }
 
-/// A sink target: its pending output and the channel to its task.
+/// A sink target's channel and task; its pending output is kept beside it,
+/// in the driver's buffers, so rendering borrows nothing else.
 struct Target {
     name: &'static str,
-    buffer: String,
     /// `None` once closed at the end of the run.
     sender: Option<mpsc::Sender<Vec<u8>>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -55,10 +55,10 @@ pub(crate) async fn drive(graph: Graph, outputs: Outputs) -> Result<Summary, Run
     let (stdout, stdout_task) = sink::spawn(outputs.stdout);
     let mut targets = vec![Target {
         name: "stdout",
-        buffer: String::new(),
         sender: Some(stdout),
         task: Some(stdout_task),
     }];
+    let mut buffers = vec![String::new(); targets.len()];
     let router = Router::new(&matcher, routes, |sink| match sinks[sink].kind {
         SinkKind::Stdout => 0,
     });
@@ -105,7 +105,7 @@ pub(crate) async fn drive(graph: Graph, outputs: Outputs) -> Result<Summary, Run
                     }
                 }
             }
-            route(&router, &mut out, &mut targets, &mut summary).await?;
+            route(&router, &mut out, &mut buffers, &mut targets, &mut summary).await?;
             let next = inputs
                 .iter()
                 .enumerate()
@@ -121,15 +121,15 @@ pub(crate) async fn drive(graph: Graph, outputs: Outputs) -> Result<Summary, Run
             if let Some(watermark) = watermarks.observe(index, time) {
                 operator.on_watermark(watermark, &mut out);
             }
-            route(&router, &mut out, &mut targets, &mut summary).await?;
+            route(&router, &mut out, &mut buffers, &mut targets, &mut summary).await?;
         }
         operator.on_end(&mut out);
-        route(&router, &mut out, &mut targets, &mut summary).await
+        route(&router, &mut out, &mut buffers, &mut targets, &mut summary).await
     }
     .await;
     summary.pending_events = operator.pending_events();
     // Whatever was rendered is written, also when the run failed.
-    let closed = close(&mut targets).await;
+    let closed = close(&mut buffers, &mut targets).await;
     result.and(closed).map(|()| summary)
 }
 
@@ -137,16 +137,13 @@ pub(crate) async fn drive(graph: Graph, outputs: Outputs) -> Result<Summary, Run
 async fn route(
     router: &Router,
     out: &mut Vec<Outcome>,
+    buffers: &mut [String],
     targets: &mut [Target],
     summary: &mut Summary,
 ) -> Result<(), RunError> {
     if out.is_empty() {
         return Ok(());
     }
-    let mut buffers: Vec<String> = targets
-        .iter_mut()
-        .map(|target| std::mem::take(&mut target.buffer))
-        .collect();
     let rendered = out.drain(..).try_for_each(|outcome| {
         if let Some((_, count)) = summary
             .outcomes
@@ -155,23 +152,22 @@ async fn route(
         {
             *count += 1;
         }
-        router.render(&outcome, &mut buffers)
+        router.render(&outcome, buffers)
     });
-    for (target, buffer) in targets.iter_mut().zip(buffers) {
-        target.buffer = buffer;
-        if target.buffer.len() >= FLUSH_AT {
-            send(target).await?;
+    for (buffer, target) in buffers.iter_mut().zip(targets) {
+        if buffer.len() >= FLUSH_AT {
+            send(buffer, target).await?;
         }
     }
     rendered
 }
 
-/// Hands the target's buffer to its task.
-async fn send(target: &mut Target) -> Result<(), RunError> {
-    if target.buffer.is_empty() {
+/// Hands `buffer` to the target's task.
+async fn send(buffer: &mut String, target: &mut Target) -> Result<(), RunError> {
+    if buffer.is_empty() {
         return Ok(());
     }
-    let chunk = std::mem::take(&mut target.buffer).into_bytes();
+    let chunk = std::mem::take(buffer).into_bytes();
     let Some(sender) = &target.sender else {
         return Ok(());
     };
@@ -184,10 +180,10 @@ async fn send(target: &mut Target) -> Result<(), RunError> {
 }
 
 /// Flushes and closes every target, waiting for its task.
-async fn close(targets: &mut [Target]) -> Result<(), RunError> {
+async fn close(buffers: &mut [String], targets: &mut [Target]) -> Result<(), RunError> {
     let mut result = Ok(());
-    for target in targets {
-        let sent = send(target).await;
+    for (buffer, target) in buffers.iter_mut().zip(targets) {
+        let sent = send(buffer, target).await;
         target.sender = None;
         let finished = finish(target).await;
         result = result.and(sent).and(finished);
