@@ -114,17 +114,40 @@ fn yaml_error(error: &serde_saphyr::Error, text: &str) -> Diagnostic {
                 .to_string(),
         );
     }
-    let help = message.contains("mapping values are not allowed").then(|| {
-        "a `: ` inside an unquoted value starts a mapping; put the whole expression in single \
-         quotes, or use a block scalar (`|`)"
-            .to_string()
-    });
+    let help = if message.contains("mapping values are not allowed") {
+        Some(
+            "a `: ` inside an unquoted value starts a mapping; put the whole expression in single \
+             quotes, or use a block scalar (`|`)"
+                .to_string(),
+        )
+    } else if message.contains("unexpected character") && text[offset..].starts_with(['`', '@']) {
+        Some(
+            "YAML values cannot start with `` ` `` or `@` unquoted: put the value in single quotes"
+                .to_string(),
+        )
+    } else {
+        None
+    };
     Diagnostic::error(
         Code::YamlSyntax,
-        format!("invalid YAML: {}", message.escape_debug()),
+        format!("invalid YAML: {}", printable(&message)),
         Span::new(offset, offset),
     )
     .help(help)
+}
+
+/// `text` with control characters escaped, so a message cannot disturb the
+/// terminal; everything else is kept as it is.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The byte offset of one-based `line` and character `column` in `text`.
