@@ -81,7 +81,7 @@ fn sources(r: &mut Reader<'_>, at: Span, node: &Node) -> Vec<SourceConfig> {
     entries
         .into_iter()
         .filter_map(|(key, name, value)| {
-            let name = r.name(key, name, "source")?;
+            let name = r.name(key, name, "source", true)?;
             source(r, name, value)
         })
         .collect()
@@ -293,7 +293,7 @@ fn sinks(r: &mut Reader<'_>, at: Span, node: &Node) -> Vec<SinkConfig> {
     entries
         .into_iter()
         .filter_map(|(key, name, value)| {
-            let name = r.name(key, name, "sink")?;
+            let name = r.name(key, name, "sink", false)?;
             let mut fields = r.map(value, name.span, &format!("sink `{}`", name.value))?;
             let kind = fields
                 .required(r, "type")

@@ -112,27 +112,46 @@ impl<'a> Reader<'a> {
         None
     }
 
-    /// A name that expressions can refer to: an identifier that is not reserved.
-    pub(super) fn name(&mut self, key: &Node, name: &str, what: &str) -> Option<Name> {
-        let problem = if !crate::expr::is_identifier(name) {
-            Some("is not an identifier: use letters, digits and `_`, not starting with a digit")
-        } else if crate::expr::is_reserved(name) {
-            Some("is reserved in expressions")
+    /// A name chosen by the user: an identifier. A source's name is also how
+    /// expressions refer to its records, so it may not be reserved
+    /// (`in_expressions`).
+    pub(super) fn name(
+        &mut self,
+        key: &Node,
+        name: &str,
+        what: &str,
+        in_expressions: bool,
+    ) -> Option<Name> {
+        let (problem, help) = if !crate::expr::is_identifier(name) {
+            (
+                "is not an identifier",
+                "names are made of letters, digits and `_`, and do not start with a digit"
+                    .to_string(),
+            )
+        } else if in_expressions && crate::expr::is_reserved(name) {
+            (
+                "is reserved in expressions",
+                format!(
+                    "expressions refer to a {what} by its name, so it cannot be a keyword (`and`, `if`, `null`, \
+                     ...) or `key`, `missing` or `expired`"
+                ),
+            )
         } else {
-            None
+            return Some(Spanned {
+                value: name.to_string(),
+                span: key.span,
+            });
         };
-        if let Some(problem) = problem {
-            self.report(Diagnostic::error(
+        self.report(
+            Diagnostic::error(
                 Code::InvalidName,
                 format!("{what} name `{name}` {problem}"),
                 key.span,
-            ));
-            return None;
-        }
-        Some(Spanned {
-            value: name.to_string(),
-            span: key.span,
-        })
+            )
+            .label("rename it")
+            .help(help),
+        );
+        None
     }
 
     /// One of `choices`, returned as its index.

@@ -40,7 +40,7 @@ codes! {
     MissingKey = "E003": "a required key is missing",
     WrongShape = "E004": "a value of the wrong kind (a list where a mapping belongs, ...)",
     DuplicateKey = "E005": "a key given twice in one mapping",
-    InvalidName = "E006": "a source, sink or field name that is not an identifier, or is reserved",
+    InvalidName = "E006": "a source or sink name that is not an identifier, or a reserved source name",
     InvalidDuration = "E007": "a duration that does not parse",
     InvalidFieldType = "E008": "a schema type that does not exist",
     InvalidChoice = "E009": "a value that is not one of the allowed words",

@@ -128,7 +128,11 @@ impl Checker<'_> {
             .filter(|record| record.layout.field(name).is_some())
             .map(|record| record.name.as_str())
             .collect();
-        let help = if owners.is_empty() {
+        let help = if matches!(name, "missing" | "expired") {
+            Some(format!("`{name}` is defined only in `timed_out` templates"))
+        } else if name == "key" {
+            Some("`key` is defined in match conditions and templates; here, use what the key is made of".into())
+        } else if owners.is_empty() {
             did_you_mean(name, self.scope.names())
                 .map(|suggestion| format!("did you mean `{suggestion}`?"))
         } else {
