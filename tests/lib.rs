@@ -5,6 +5,7 @@ mod cases;
 mod cli;
 mod event_time;
 mod harness;
+mod locations;
 mod pipelines;
 mod readme;
 mod robustness;
