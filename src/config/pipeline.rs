@@ -23,6 +23,9 @@ pub(super) fn read(root: &Node, text: &str) -> Result<Pipeline, Vec<Diagnostic>>
     crate::diagnostic::conclude(pipeline, reader.diagnostics)
 }
 
+/// The top level. Every section is read even when another is broken, so one
+/// run reports the problems of all of them; the pipeline exists only if
+/// every required section could be read.
 fn pipeline(r: &mut Reader<'_>, root: &Node) -> Option<Pipeline> {
     if root.value == Value::Null {
         r.report(
@@ -73,6 +76,9 @@ fn pipeline(r: &mut Reader<'_>, root: &Node) -> Option<Pipeline> {
     })
 }
 
+/// `sources`: a mapping from source name to source, in the order written.
+/// A source that cannot be read is left out after its problems are
+/// reported, and the rest are still read.
 fn sources(r: &mut Reader<'_>, at: Span, node: &Node) -> Vec<SourceConfig> {
     let Some(mut fields) = r.map(node, at, "`sources`") else {
         return Vec::new();
@@ -87,6 +93,9 @@ fn sources(r: &mut Reader<'_>, at: Span, node: &Node) -> Vec<SourceConfig> {
         .collect()
 }
 
+/// One source. `type` selects the kind; keys that belong to one kind only
+/// (`records`) are taken here and checked against the kind below, so a
+/// misspelled kind does not also report its keys as unknown.
 fn source(r: &mut Reader<'_>, name: Name, node: &Node) -> Option<SourceConfig> {
     let what = format!("source `{}`", name.value);
     let mut fields = r.map(node, name.span, &what)?;
@@ -193,6 +202,7 @@ fn schema(r: &mut Reader<'_>, path: &str, at: Span, node: &Node) -> Option<Arc<R
     })
 }
 
+/// A scalar schema type: `string`, `int`, ..., with `?` for nullable.
 fn scalar_type(r: &mut Reader<'_>, text: &str, span: Span) -> Option<Type> {
     let (base, nullable) = text
         .strip_suffix('?')
@@ -218,12 +228,15 @@ fn scalar_type(r: &mut Reader<'_>, text: &str, span: Span) -> Option<Type> {
     None
 }
 
+/// What a schema type can be, for messages that have no closer suggestion.
 fn type_help() -> String {
     "field types are `string`, `int`, `float`, `bool` and `timestamp`, `?` after one for a value that may be null, \
      or a mapping of fields for a nested record"
         .to_string()
 }
 
+/// `connect`: source name to key expression. The names are resolved by the
+/// planner, which knows every source; here they are only read.
 fn connect(r: &mut Reader<'_>, at: Span, node: &Node) -> Vec<ConnectConfig> {
     let Some(mut fields) = r.map(node, at, "`connect`") else {
         return Vec::new();
@@ -244,6 +257,7 @@ fn connect(r: &mut Reader<'_>, at: Span, node: &Node) -> Vec<ConnectConfig> {
         .collect()
 }
 
+/// `match`: the wait rules and the optional condition.
 fn matching(r: &mut Reader<'_>, at: Span, node: &Node) -> (WaitConfig, Option<super::ExprText>) {
     let Some(mut fields) = r.map(node, at, "`match`") else {
         return (WaitConfig::Missing, None);
@@ -259,6 +273,8 @@ fn matching(r: &mut Reader<'_>, at: Span, node: &Node) -> (WaitConfig, Option<su
     (wait, condition)
 }
 
+/// `wait`: one duration for every side, or a mapping from side to duration.
+/// Which sides exist is the planner's to check.
 fn wait(r: &mut Reader<'_>, at: Span, node: &Node) -> WaitConfig {
     if !matches!(node.value, Value::Map(_)) {
         return r
@@ -285,6 +301,7 @@ fn wait(r: &mut Reader<'_>, at: Span, node: &Node) -> WaitConfig {
     WaitConfig::PerSide(rules)
 }
 
+/// `sinks`: sink name to sink, each tagged by `type`.
 fn sinks(r: &mut Reader<'_>, at: Span, node: &Node) -> Vec<SinkConfig> {
     let Some(mut fields) = r.map(node, at, "`sinks`") else {
         return Vec::new();
@@ -308,6 +325,8 @@ fn sinks(r: &mut Reader<'_>, at: Span, node: &Node) -> Vec<SinkConfig> {
         .collect()
 }
 
+/// `outputs`: a list of routes. An output's place in the list is how
+/// messages name it (`output 2`), since outputs have no names of their own.
 fn outputs(r: &mut Reader<'_>, node: &Node) -> Vec<OutputConfig> {
     let Some(items) = r.list(node, "`outputs`") else {
         return Vec::new();

@@ -108,6 +108,7 @@ pub(crate) fn compile(builtin: &Builtin, mut args: Vec<Compiled>, span: Span) ->
     }
 }
 
+/// The text of a value the checker typed as `string`.
 fn as_str(value: &Value, span: Span) -> Result<&str, EvalError> {
     match value {
         Value::Str(s) => Ok(s),
@@ -115,6 +116,7 @@ fn as_str(value: &Value, span: Span) -> Result<&str, EvalError> {
     }
 }
 
+/// A `string -> string` function.
 fn string_map(arg: Compiled, f: impl Fn(&str) -> String + Send + Sync + 'static) -> Compiled {
     Compiled::new(move |env| match arg.eval(env)? {
         Value::Str(s) => Ok(Value::Str(f(&s).into())),
@@ -122,6 +124,7 @@ fn string_map(arg: Compiled, f: impl Fn(&str) -> String + Send + Sync + 'static)
     })
 }
 
+/// A `(string, string) -> bool` function.
 fn string_test(
     args: Vec<Compiled>,
     f: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
@@ -135,6 +138,9 @@ fn string_test(
     })
 }
 
+/// `substring(s, start[, length])` by characters, not bytes, so it never
+/// splits one. Positions are clamped rather than failing: a negative start
+/// counts from 0, and a range past the end is cut short, as in SQL.
 fn substring(args: Vec<Compiled>, span: Span) -> Compiled {
     let mut args = args.into_iter();
     let (text, start) = (args.next().expect("checked"), args.next().expect("checked"));
@@ -163,6 +169,8 @@ fn substring(args: Vec<Compiled>, span: Span) -> Compiled {
     })
 }
 
+/// `round(x[, digits])`, half away from zero. Digits are clamped to what an
+/// `f64` can hold; a result that would overflow keeps `x` unchanged.
 fn round(args: Vec<Compiled>, span: Span) -> Compiled {
     let mut args = args.into_iter();
     let value = args.next().expect("checked: one or two arguments");
@@ -184,6 +192,8 @@ fn round(args: Vec<Compiled>, span: Span) -> Compiled {
     })
 }
 
+/// `to_int`: parses text (surrounding blanks allowed), truncates floats
+/// toward zero, and takes the milliseconds of times and durations.
 fn to_int(value: Value, span: Span) -> Result<Value, EvalError> {
     match value {
         Value::Int(i) => Ok(Value::Int(i)),
@@ -207,6 +217,7 @@ fn to_int(value: Value, span: Span) -> Result<Value, EvalError> {
     }
 }
 
+/// `to_float`: parses text; an integer becomes the nearest float.
 fn to_float(value: Value, span: Span) -> Result<Value, EvalError> {
     match value {
         Value::Float(x) => Ok(Value::Float(x)),
@@ -249,6 +260,8 @@ pub(crate) fn parse_timestamp(text: &str, format: Option<&str>) -> Result<EventT
     Ok(EventTime::from_millis(timestamp.as_millisecond()))
 }
 
+/// Formats `time` in UTC: RFC 3339 by default (fractions of a second only
+/// when there are any), or with a strftime `format`.
 fn format_timestamp(time: EventTime, format: Option<&str>) -> Result<String, String> {
     let timestamp = jiff::Timestamp::from_millisecond(time.millis()).map_err(|_| {
         format!(

@@ -51,6 +51,9 @@ struct Checker<'s> {
 }
 
 impl Checker<'_> {
+    /// Checks one node. An error is recorded and the node gets the unknown
+    /// type, which every rule accepts, so checking goes on and reports the
+    /// independent mistakes without repeating this one in its parents.
     fn expr(&mut self, expr: &Expr) -> Typed {
         let text = expr.to_string();
         let result = match &expr.kind {
@@ -83,6 +86,9 @@ impl Checker<'_> {
         }
     }
 
+    /// A bare name. In a source's scope its own fields come first, then
+    /// record names, then the match variables; the help on an unknown name
+    /// says where it would be defined, or which record has such a field.
     fn name(&mut self, ident: &Ident) -> Result<(Type, Node), ExprError> {
         let name = ident.name.as_str();
         if let Some(slot) = self.scope.unqualified {
@@ -154,6 +160,8 @@ impl Checker<'_> {
         ))
     }
 
+    /// `record.field`: the record must be present (not nullable here) and
+    /// have the field, whose index the compiled read uses.
     fn field(&mut self, record: &Expr, field: &Ident) -> Result<(Type, Node), ExprError> {
         let record = self.expr(record);
         let layout = match &record.ty.kind {
@@ -197,6 +205,7 @@ impl Checker<'_> {
         ))
     }
 
+    /// `-x` on numbers and durations, `not x` on booleans.
     fn unary(&mut self, op: UnaryOp, operand: &Expr) -> Result<(Type, Node), ExprError> {
         let operand = self.expr(operand);
         if operand.ty.is_unknown() {
@@ -223,6 +232,8 @@ impl Checker<'_> {
         Ok((ty, node))
     }
 
+    /// Binary operators. Operands must have the same kind (no implicit
+    /// conversions); only `==` and `!=` accept values that may be null.
     fn binary(&mut self, op: BinaryOp, lhs: &Expr, rhs: &Expr) -> Result<(Type, Node), ExprError> {
         let lhs = self.expr(lhs);
         // `x != null and x.y` and `x == null or x.y`: the right side runs
@@ -303,6 +314,8 @@ impl Checker<'_> {
         }
     }
 
+    /// `if c then a else b`: `c` is a present `bool`, and what `c` proves
+    /// about nulls holds in the branch it selects.
     fn conditional(
         &mut self,
         condition: &Expr,
@@ -347,6 +360,8 @@ impl Checker<'_> {
     }
 }
 
+/// Rejects a value that may be null where one is required; `used` says
+/// where, for the message.
 fn require_non_null(typed: &Typed, used: &str) -> Result<(), ExprError> {
     if typed.ty.nullable && !typed.ty.is_unknown() {
         return Err(ExprError::new(
@@ -387,6 +402,7 @@ fn non_null_facts(condition: &Typed, outcome: bool) -> Vec<String> {
     }
 }
 
+/// The type and constant of a literal.
 fn literal_node(literal: &Literal) -> (Type, Node) {
     let (ty, value) = match literal {
         Literal::Null => (Type::NULL, Value::Null),
@@ -399,6 +415,9 @@ fn literal_node(literal: &Literal) -> (Type, Node) {
     (ty, Node::Const(value))
 }
 
+/// The typed form of an arithmetic operator for its operand kinds. The
+/// table is the whole of arithmetic: any pair not listed is an error, with
+/// the conversion to use where there is an obvious one.
 fn arithmetic(op: BinaryOp, lhs: Typed, rhs: Typed) -> Result<(Type, Node), ExprError> {
     use Kind::{Duration, Float, Int, String, Timestamp};
     let (arith, ty, swap) = match (op, &lhs.ty.kind, &rhs.ty.kind) {
@@ -452,6 +471,7 @@ fn arithmetic(op: BinaryOp, lhs: Typed, rhs: Typed) -> Result<(Type, Node), Expr
     Ok((ty, Node::Arith(arith, Box::new(lhs), Box::new(rhs))))
 }
 
+/// A type error about one operand, labelled with its type.
 fn mismatch(message: String, at: &Typed, help: Option<String>) -> ExprError {
     ExprError::new(
         ExprErrorKind::TypeMismatch {
@@ -463,6 +483,7 @@ fn mismatch(message: String, at: &Typed, help: Option<String>) -> ExprError {
     )
 }
 
+/// A comparison of two kinds that cannot be compared, spanning both.
 fn compare_mismatch(symbol: &str, lhs: &Typed, rhs: &Typed) -> ExprError {
     let help = match (&lhs.ty.kind, &rhs.ty.kind) {
         (Kind::Int, Kind::Float) | (Kind::Float, Kind::Int) => {

@@ -33,6 +33,8 @@ impl<'a> Env<'a> {
         }
     }
 
+    /// A variable's value; a missing slot or variable reads as null, which
+    /// the checker has already ruled out where it matters.
     fn var(&self, var: Var) -> Value {
         let value = match var {
             Var::Record(slot) => {
@@ -229,6 +231,7 @@ fn field(typed: &Typed) -> Compiled {
     })
 }
 
+/// Follows `path` through nested records; null if a level is absent.
 fn walk(record: &Record, path: &[usize]) -> Value {
     let mut record = record;
     for (depth, &index) in path.iter().enumerate() {
@@ -241,6 +244,7 @@ fn walk(record: &Record, path: &[usize]) -> Value {
     Value::Record(record.clone())
 }
 
+/// The boolean of a value the checker typed as `bool`.
 fn truth(value: Value, span: Span) -> Result<bool, EvalError> {
     match value {
         Value::Bool(b) => Ok(b),
@@ -261,10 +265,12 @@ fn compare(a: &Value, b: &Value) -> Option<Ordering> {
     }
 }
 
+/// Integer overflow in `op`, which fails the event rather than wrapping.
 fn overflow(op: &str, span: Span) -> EvalError {
     EvalError::new(format!("integer overflow in `{op}`"), span)
 }
 
+/// An arithmetic node: both operands, then the operator.
 fn arithmetic(arith: Arith, lhs: Compiled, rhs: Compiled, span: Span) -> Compiled {
     Compiled::new(move |env| {
         let (a, b) = (lhs.eval(env)?, rhs.eval(env)?);
@@ -272,6 +278,8 @@ fn arithmetic(arith: Arith, lhs: Compiled, rhs: Compiled, span: Span) -> Compile
     })
 }
 
+/// One arithmetic operation. Integer and duration arithmetic is checked;
+/// float arithmetic follows IEEE 754.
 fn apply(arith: Arith, a: Value, b: Value, span: Span) -> Result<Value, EvalError> {
     let checked = |result: Option<i64>, op: &str| result.ok_or_else(|| overflow(op, span));
     let ms = |result: Option<i64>, op: &str| checked(result, op).map(Duration::from_millis);

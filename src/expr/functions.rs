@@ -201,6 +201,8 @@ pub(crate) fn check(
     signature(name, args)
 }
 
+/// Reports a call with too few or too many arguments, saying how many the
+/// function takes.
 fn check_arity(spec: &Function, given: usize, span: Span) -> Result<(), ExprError> {
     if given < spec.min_args || spec.max_args.is_some_and(|max| given > max) {
         let plural = |n: usize| if n == 1 { "argument" } else { "arguments" };

@@ -205,6 +205,9 @@ impl<'p> Builder<'p> {
         (connected, all_connected)
     }
 
+    /// One connected source: its event time and key are checked in the
+    /// source's own scope, and its inline records against its schema. Every
+    /// part is checked even when another fails.
     fn source(&mut self, connected: &Connected<'_>, side: Side) -> Option<SourceNode> {
         let config = connected.config;
         let scope = Scope::source(&config.name.value, config.schema.clone());
@@ -320,6 +323,7 @@ impl<'p> Builder<'p> {
         complete.then_some(routes)
     }
 
+    /// The sink an output names.
     fn sink(&mut self, output: &OutputConfig, sinks: &[SinkNode]) -> Option<SinkId> {
         if let Some(index) = sinks.iter().position(|s| s.name == output.sink.value) {
             return Some(SinkId(index));
@@ -444,6 +448,7 @@ impl<'p> Builder<'p> {
     }
 }
 
+/// An unknown source name, with the closest declared one or the list.
 fn unknown_source<'a>(
     name: &str,
     span: Span,

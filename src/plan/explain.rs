@@ -22,6 +22,8 @@ impl fmt::Display for Graph {
     }
 }
 
+/// A source with the operators fused into its task: the timestamp and
+/// watermark assigner and the key-by.
 fn write_source(f: &mut fmt::Formatter<'_>, source: &SourceNode) -> fmt::Result {
     let input = match &source.input {
         Input::Inline(records) => {
@@ -54,6 +56,8 @@ fn write_source(f: &mut fmt::Formatter<'_>, source: &SourceNode) -> fmt::Result 
 }
 
 impl Graph {
+    /// The match operator: its sides with their waits, how its watermark is
+    /// combined, its condition and the outcomes it can emit.
     fn write_match(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<&str> = self
             .matcher
@@ -92,6 +96,7 @@ impl Graph {
         row(f, "emits", emits.join(", "))
     }
 
+    /// The routes, in the order they are tried, then the sinks.
     fn write_outputs(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (index, route) in self.routes.iter().enumerate() {
             let sink = &self.sinks[route.sink.0].name;
@@ -125,10 +130,12 @@ impl Graph {
     }
 }
 
+/// One aligned `label value` line.
 fn row(f: &mut fmt::Formatter<'_>, label: &str, value: impl fmt::Display) -> fmt::Result {
     writeln!(f, "  {label:<11} {value}")
 }
 
+/// An expression in canonical form with its type: `order_id : string`.
 fn typed(bound: &Bound) -> String {
     format!("{} : {}", bound.expr, bound.ty)
 }

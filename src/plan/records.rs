@@ -27,6 +27,9 @@ pub(super) fn convert(
     (diagnostics.len() == before).then_some(converted)
 }
 
+/// One record: every key must be a field of the layout, and every field that
+/// is not nullable must be given. Values are laid out in field order, which
+/// is what compiled field reads index into.
 fn record(node: &Node, layout: &RecordType, diagnostics: &mut Vec<Diagnostic>) -> Option<Record> {
     let Yaml::Map(entries) = &node.value else {
         diagnostics.push(Diagnostic::error(
@@ -109,6 +112,9 @@ fn record(node: &Node, layout: &RecordType, diagnostics: &mut Vec<Diagnostic>) -
     complete.then(|| Record::new(values))
 }
 
+/// One field's value. The rules are strict where YAML guesses: a quoted
+/// number is text and an unquoted one a number, so a `string` field given
+/// `7` asks for quotes rather than silently taking the text.
 fn scalar(node: &Node, ty: &Type, path: &str, diagnostics: &mut Vec<Diagnostic>) -> Option<Value> {
     let value = match (&ty.kind, &node.value) {
         (_, Yaml::Null) if ty.nullable => Ok(Value::Null),
@@ -145,6 +151,7 @@ fn scalar(node: &Node, ty: &Type, path: &str, diagnostics: &mut Vec<Diagnostic>)
         .ok()
 }
 
+/// The field names of `layout`, for help lines.
 fn field_list(layout: &RecordType) -> String {
     layout
         .field_names()

@@ -26,6 +26,29 @@ use crate::plan::Graph;
 /// Batches a source may have queued.
 const QUEUE: usize = 4;
 
+pub(crate) async fn drive(graph: Graph, outputs: Outputs) -> Result<Summary, RunError> {
+    let mut driver = Driver::start(graph, outputs);
+    let result = driver.run().await;
+    driver.summary.pending_events = driver.operator.pending_events();
+    // Whatever was rendered is written, also when the run failed.
+    let closed = driver.close().await;
+    result.and(closed).map(|()| driver.summary)
+}
+
+/// Everything one run owns.
+struct Driver {
+    inputs: Vec<InputQueue>,
+    watermarks: Watermarks,
+    operator: Matcher,
+    router: Router,
+    /// Rendered output not yet handed to its target, by target.
+    buffers: Vec<String>,
+    targets: Vec<Target>,
+    /// What the operator emitted and the router has not rendered yet.
+    out: Vec<Outcome>,
+    summary: Summary,
+}
+
 /// One input of the merge.
 struct InputQueue {
     /// Batches from the source task; closed when the source ends.
@@ -35,131 +58,163 @@ struct InputQueue {
     finished: bool,
 }
 
-/// A sink target's channel and task; its pending output is kept beside it,
-/// in the driver's buffers, so rendering borrows nothing else.
+/// A sink target's channel and task.
 struct Target {
     name: &'static str,
-    /// `None` once closed at the end of the run.
+    /// The driver's end of the channel to the task; `None` once closed,
+    /// which ends the task.
     sender: Option<mpsc::Sender<Vec<u8>>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
-pub(crate) async fn drive(graph: Graph, outputs: Outputs) -> Result<Summary, RunError> {
-    let Graph {
-        sources,
-        matcher,
-        routes,
-        sinks,
-        ..
-    } = graph;
-    let (stdout, stdout_task) = sink::spawn(outputs.stdout);
-    let mut targets = vec![Target {
-        name: "stdout",
-        sender: Some(stdout),
-        task: Some(stdout_task),
-    }];
-    let mut buffers = vec![String::new(); targets.len()];
-    let router = Router::new(&matcher, routes, |sink| match sinks[sink].kind {
-        SinkKind::Stdout => 0,
-    });
-    let condition = matcher.condition.map(|bound| Condition {
-        text: bound.expr.to_string(),
-        compiled: bound.compiled,
-    });
-    let mut operator = Matcher::new(matcher.sides.iter().map(|side| side.wait), condition);
-    let mut watermarks = Watermarks::new(sources.iter().map(|source| source.watermark_lag));
-    let mut summary = Summary {
-        events: sources
-            .iter()
-            .map(|source| (source.name.clone(), 0))
-            .collect(),
-        outcomes: OutcomeKind::ALL.iter().map(|kind| (*kind, 0)).collect(),
-        pending_events: 0,
-    };
-    let mut inputs: Vec<InputQueue> = sources
-        .into_iter()
-        .map(|source| {
-            let (sender, receiver) = mpsc::channel(QUEUE);
-            tokio::spawn(source::run(source, sender));
-            InputQueue {
-                receiver,
-                buffer: VecDeque::new(),
-                finished: false,
-            }
-        })
-        .collect();
-    let mut out: Vec<Outcome> = Vec::new();
-    let result = async {
+impl Driver {
+    /// Starts the source and sink tasks of `graph`.
+    fn start(graph: Graph, outputs: Outputs) -> Self {
+        let Graph {
+            sources,
+            matcher,
+            routes,
+            sinks,
+            ..
+        } = graph;
+        let (stdout, stdout_task) = sink::spawn(outputs.stdout);
+        let targets = vec![Target {
+            name: "stdout",
+            sender: Some(stdout),
+            task: Some(stdout_task),
+        }];
+        let router = Router::new(&matcher, routes, |sink| match sinks[sink].kind {
+            SinkKind::Stdout => 0,
+        });
+        let condition = matcher.condition.map(|bound| Condition {
+            text: bound.expr.to_string(),
+            compiled: bound.compiled,
+        });
+        let summary = Summary {
+            events: sources
+                .iter()
+                .map(|source| (source.name.clone(), 0))
+                .collect(),
+            outcomes: OutcomeKind::ALL.iter().map(|kind| (*kind, 0)).collect(),
+            pending_events: 0,
+        };
+        Self {
+            watermarks: Watermarks::new(sources.iter().map(|source| source.watermark_lag)),
+            operator: Matcher::new(matcher.sides.iter().map(|side| side.wait), condition),
+            inputs: sources
+                .into_iter()
+                .map(|source| {
+                    let (sender, receiver) = mpsc::channel(QUEUE);
+                    tokio::spawn(source::run(source, sender));
+                    InputQueue {
+                        receiver,
+                        buffer: VecDeque::new(),
+                        finished: false,
+                    }
+                })
+                .collect(),
+            buffers: vec![String::new(); targets.len()],
+            targets,
+            router,
+            out: Vec::new(),
+            summary,
+        }
+    }
+
+    /// Merges every input to its end, then fires what is still pending.
+    async fn run(&mut self) -> Result<(), RunError> {
         loop {
-            for (index, input) in inputs.iter_mut().enumerate() {
-                while !input.finished && input.buffer.is_empty() {
-                    match input.receiver.recv().await {
-                        Some(Ok(batch)) => input.buffer.extend(batch),
-                        Some(Err(error)) => return Err(error),
-                        None => {
-                            input.finished = true;
-                            if let Some(watermark) = watermarks.finish(index) {
-                                operator.on_watermark(watermark, &mut out);
-                            }
+            self.fill().await?;
+            self.route().await?;
+            let Some(input) = self.next() else { break };
+            self.step(input);
+            self.route().await?;
+        }
+        self.operator.on_end(&mut self.out);
+        self.route().await
+    }
+
+    /// Waits until every input has an event buffered or has ended. An input
+    /// that ends stops holding back the watermark, which may fire timers.
+    async fn fill(&mut self) -> Result<(), RunError> {
+        for (index, input) in self.inputs.iter_mut().enumerate() {
+            while !input.finished && input.buffer.is_empty() {
+                match input.receiver.recv().await {
+                    Some(Ok(batch)) => input.buffer.extend(batch),
+                    Some(Err(error)) => return Err(error),
+                    None => {
+                        input.finished = true;
+                        if let Some(watermark) = self.watermarks.finish(index) {
+                            self.operator.on_watermark(watermark, &mut self.out);
                         }
                     }
                 }
             }
-            route(&router, &mut out, &mut buffers, &mut targets, &mut summary).await?;
-            let next = inputs
-                .iter()
-                .enumerate()
-                .filter_map(|(index, input)| input.buffer.front().map(|event| (event.time, index)))
-                .min();
-            let Some((time, index)) = next else { break };
-            let event = inputs[index]
-                .buffer
-                .pop_front()
-                .expect("the chosen input has a buffered event");
-            summary.events[index].1 += 1;
-            operator.on_event(event, &mut out);
-            if let Some(watermark) = watermarks.observe(index, time) {
-                operator.on_watermark(watermark, &mut out);
-            }
-            route(&router, &mut out, &mut buffers, &mut targets, &mut summary).await?;
         }
-        operator.on_end(&mut out);
-        route(&router, &mut out, &mut buffers, &mut targets, &mut summary).await
+        Ok(())
     }
-    .await;
-    summary.pending_events = operator.pending_events();
-    // Whatever was rendered is written, also when the run failed.
-    let closed = close(&mut buffers, &mut targets).await;
-    result.and(closed).map(|()| summary)
-}
 
-/// Renders `out` into the target buffers, sending those that are full.
-async fn route(
-    router: &Router,
-    out: &mut Vec<Outcome>,
-    buffers: &mut [String],
-    targets: &mut [Target],
-    summary: &mut Summary,
-) -> Result<(), RunError> {
-    if out.is_empty() {
-        return Ok(());
+    /// The input whose buffered head is earliest, the first listed on a tie;
+    /// `None` when every input has ended.
+    fn next(&self) -> Option<usize> {
+        self.inputs
+            .iter()
+            .enumerate()
+            .filter_map(|(index, input)| input.buffer.front().map(|event| (event.time, index)))
+            .min()
+            .map(|(_, index)| index)
     }
-    let rendered = out.drain(..).try_for_each(|outcome| {
-        if let Some((_, count)) = summary
-            .outcomes
-            .iter_mut()
-            .find(|(kind, _)| *kind == outcome.kind)
-        {
-            *count += 1;
-        }
-        router.render(&outcome, buffers)
-    });
-    for (buffer, target) in buffers.iter_mut().zip(targets) {
-        if buffer.len() >= FLUSH_AT {
-            send(buffer, target).await?;
+
+    /// Feeds the head of `input` to the operator, then the watermark it
+    /// moves.
+    fn step(&mut self, input: usize) {
+        let Some(event) = self.inputs[input].buffer.pop_front() else {
+            return;
+        };
+        let time = event.time;
+        self.summary.events[input].1 += 1;
+        self.operator.on_event(event, &mut self.out);
+        if let Some(watermark) = self.watermarks.observe(input, time) {
+            self.operator.on_watermark(watermark, &mut self.out);
         }
     }
-    rendered
+
+    /// Renders what the operator emitted, and hands full buffers to their
+    /// targets; a slow target makes this wait, which holds the sources back.
+    async fn route(&mut self) -> Result<(), RunError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let (router, buffers, summary) = (&self.router, &mut self.buffers, &mut self.summary);
+        let rendered = self.out.drain(..).try_for_each(|outcome| {
+            if let Some((_, count)) = summary
+                .outcomes
+                .iter_mut()
+                .find(|(kind, _)| *kind == outcome.kind)
+            {
+                *count += 1;
+            }
+            router.render(&outcome, buffers)
+        });
+        for (buffer, target) in self.buffers.iter_mut().zip(&mut self.targets) {
+            if buffer.len() >= FLUSH_AT {
+                send(buffer, target).await?;
+            }
+        }
+        rendered
+    }
+
+    /// Flushes and closes every target, waiting for its task.
+    async fn close(&mut self) -> Result<(), RunError> {
+        let mut result = Ok(());
+        for (buffer, target) in self.buffers.iter_mut().zip(&mut self.targets) {
+            let sent = send(buffer, target).await;
+            target.sender = None;
+            let finished = finish(target).await;
+            result = result.and(sent).and(finished);
+        }
+        result
+    }
 }
 
 /// Hands `buffer` to the target's task.
@@ -179,18 +234,7 @@ async fn send(buffer: &mut String, target: &mut Target) -> Result<(), RunError> 
     Ok(())
 }
 
-/// Flushes and closes every target, waiting for its task.
-async fn close(buffers: &mut [String], targets: &mut [Target]) -> Result<(), RunError> {
-    let mut result = Ok(());
-    for (buffer, target) in buffers.iter_mut().zip(targets) {
-        let sent = send(buffer, target).await;
-        target.sender = None;
-        let finished = finish(target).await;
-        result = result.and(sent).and(finished);
-    }
-    result
-}
-
+/// Waits for the target's task and reports how its writing ended.
 async fn finish(target: &mut Target) -> Result<(), RunError> {
     let Some(task) = target.task.take() else {
         return Ok(());

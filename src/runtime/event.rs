@@ -60,6 +60,8 @@ impl Hash for Key {
             Value::Str(s) => s.hash(state),
             Value::Timestamp(t) => t.hash(state),
             Value::Duration(d) => d.hash(state),
+            // Records are never keys (the planner rejects them); hashing
+            // their length keeps the impl total without walking them.
             Value::Record(record) => record.values().len().hash(state),
         }
     }
