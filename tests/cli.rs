@@ -164,3 +164,28 @@ fn default_output_is_one_json_object_per_outcome() {
          {\"outcome\":\"timed_out\",\"key\":1,\"expired\":\"a\",\"missing\":[\"b\"],\"a\":{\"id\":1,\"ts\":1},\"b\":null}\n"
     );
 }
+
+#[test]
+fn output_that_cannot_be_written_is_an_io_error() {
+    for args in [
+        &["pipelines/bill_check.yaml"][..],
+        &["explain", "pipelines/bill_check.yaml"][..],
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_runner"))
+            .args(args)
+            .current_dir(crate::harness::root())
+            .stdout(full)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("No space left on device"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

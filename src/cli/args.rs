@@ -35,7 +35,7 @@ Options:
   -h, --help               print this help
   -V, --version            print the version
 
-Exit status: 0 success, 1 invalid pipeline or failed run, 2 usage or I/O error.
+Exit status: 0 success, 1 invalid pipeline or failed expression, 2 usage or I/O error.
 ";
 
 /// Parses the arguments after the program name.

@@ -1,7 +1,8 @@
 //! Command-line interface: arguments in, library calls, exit codes out.
 //!
-//! Exit codes: 0 success; 1 the pipeline is invalid or failed while
-//! running; 2 usage or I/O error (bad arguments, unreadable file).
+//! Exit codes: 0 success; 1 the pipeline is invalid or failed on an event;
+//! 2 usage or I/O error (bad arguments, a file that cannot be read, output
+//! that cannot be written).
 
 mod args;
 
@@ -15,9 +16,9 @@ use runner::runtime::{self, Outputs};
 
 use args::Command;
 
-/// The pipeline is invalid, or failed while running.
+/// The pipeline is invalid, or an expression failed on an event.
 const INVALID: u8 = 1;
-/// Bad arguments, or a file that cannot be read.
+/// Bad arguments, or input or output that cannot be read or written.
 const USAGE: u8 = 2;
 
 pub(crate) fn main() -> ExitCode {
@@ -77,11 +78,13 @@ fn run(file: &SourceFile) -> ExitCode {
         // `runner pipeline.yaml | head`: the reader has all it wanted.
         Err(error) if error.is_broken_pipe() => ExitCode::SUCCESS,
         Err(error) => {
-            match error.to_diagnostic() {
-                Some(diagnostic) => report(&[diagnostic], file),
-                None => eprintln!("error: {error}"),
+            if let Some(diagnostic) = error.to_diagnostic() {
+                report(&[diagnostic], file);
+                return ExitCode::from(INVALID);
             }
-            ExitCode::from(INVALID)
+            // Not about the pipeline: output that cannot be written.
+            eprintln!("error: {error}");
+            ExitCode::from(USAGE)
         }
     }
 }
