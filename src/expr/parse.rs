@@ -109,7 +109,7 @@ fn build(expr: Pair<'_, Rule>, depth: usize) -> Result<Parsed, ExprError> {
                 longest_prefix_run = longest_prefix_run.max(prefixes);
             }
             Rule::field => operators += 1,
-            rule if is_infix(rule) => {
+            rule if binary_op(rule).is_some() => {
                 operators += 1;
                 prefixes = 0;
             }
@@ -144,7 +144,9 @@ fn build(expr: Pair<'_, Rule>, depth: usize) -> Result<Parsed, ExprError> {
         })
         .map_infix(|lhs, op, rhs| {
             let (lhs, rhs) = (lhs?, rhs?);
-            let binary = binary_op(op.as_rule());
+            let Some(binary) = binary_op(op.as_rule()) else {
+                unreachable!("the Pratt table's infix operators are binary operators")
+            };
             if binary.is_comparison() {
                 let chained = [&lhs, &rhs].into_iter().find(|side| {
                     !side.grouped && matches!(side.expr.kind, ExprKind::Binary(inner, ..) if inner.is_comparison())
@@ -162,27 +164,9 @@ fn build(expr: Pair<'_, Rule>, depth: usize) -> Result<Parsed, ExprError> {
         .parse(expr.into_inner())
 }
 
-fn is_infix(rule: Rule) -> bool {
-    matches!(
-        rule,
-        Rule::add
-            | Rule::sub
-            | Rule::mul
-            | Rule::div
-            | Rule::rem
-            | Rule::eq
-            | Rule::ne
-            | Rule::lt
-            | Rule::le
-            | Rule::gt
-            | Rule::ge
-            | Rule::and
-            | Rule::or
-    )
-}
-
-fn binary_op(rule: Rule) -> BinaryOp {
-    match rule {
+/// The binary operator a grammar rule stands for, if it is one.
+fn binary_op(rule: Rule) -> Option<BinaryOp> {
+    Some(match rule {
         Rule::add => BinaryOp::Add,
         Rule::sub => BinaryOp::Sub,
         Rule::mul => BinaryOp::Mul,
@@ -196,8 +180,8 @@ fn binary_op(rule: Rule) -> BinaryOp {
         Rule::ge => BinaryOp::Ge,
         Rule::and => BinaryOp::And,
         Rule::or => BinaryOp::Or,
-        rule => unreachable!("the Pratt table has no infix operator {rule:?}"),
-    }
+        _ => return None,
+    })
 }
 
 fn primary(pair: Pair<'_, Rule>, depth: usize) -> Result<Parsed, ExprError> {
@@ -440,19 +424,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         | Rule::string
         | Rule::neg
         | Rule::not => "an expression",
-        Rule::add
-        | Rule::sub
-        | Rule::mul
-        | Rule::div
-        | Rule::rem
-        | Rule::eq
-        | Rule::ne
-        | Rule::lt
-        | Rule::le
-        | Rule::gt
-        | Rule::ge
-        | Rule::and
-        | Rule::or => "an operator",
+        rule if binary_op(rule).is_some() => "an operator",
         Rule::field => "`.`",
         Rule::comma => "`,`",
         Rule::close => "`)`",
