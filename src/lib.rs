@@ -64,7 +64,7 @@
 //! "#);
 //! let graph = runner::compile(&file).expect("a valid pipeline");
 //! let stdout = SharedBuffer::new();
-//! runner::runtime::run_blocking(graph, Outputs { stdout: Box::new(stdout.clone()) })?;
+//! runner::runtime::run_blocking(graph, Outputs::stdout_to(stdout.clone()))?;
 //! assert_eq!(stdout.contents(), "ok a\nmissing bank for b\n");
 //! # Ok::<(), runner::runtime::RunError>(())
 //! ```
@@ -74,17 +74,34 @@ pub mod diagnostic;
 pub mod expr;
 pub mod plan;
 pub mod runtime;
+pub mod testing;
 pub mod time;
 
 use diagnostic::{Diagnostic, SourceFile};
 
-/// Reads and plans a pipeline file: YAML, names, expressions and inline
-/// records are all checked.
+/// Checks a pipeline file completely: YAML, names, expressions, inline
+/// records and the warnings. Returns the graph when there is no error, and
+/// every finding, errors and warnings, sorted by position.
+pub fn check(file: &SourceFile) -> (Option<plan::Graph>, Vec<Diagnostic>) {
+    let (pipeline, mut diagnostics) = config::parse(file.text());
+    let graph = pipeline.and_then(|pipeline| {
+        let (graph, found) = plan::build(&pipeline);
+        diagnostics.extend(found);
+        graph
+    });
+    diagnostic::sort(&mut diagnostics);
+    let valid = !diagnostics.iter().any(diagnostic::Diagnostic::is_error);
+    (graph.filter(|_| valid), diagnostics)
+}
+
+/// The graph of a pipeline file, ignoring warnings.
 ///
 /// # Errors
 ///
-/// Every problem found, sorted by position in the file.
+/// Every finding, sorted by position in the file, when there is an error.
 pub fn compile(file: &SourceFile) -> Result<plan::Graph, Vec<Diagnostic>> {
-    let pipeline = config::parse(file.text())?;
-    plan::build(&pipeline)
+    match check(file) {
+        (Some(graph), _) => Ok(graph),
+        (None, diagnostics) => Err(diagnostics),
+    }
 }

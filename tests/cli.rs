@@ -119,7 +119,7 @@ fn loud_pipeline(records: usize) -> String {
     text.push_str(
         "  b:\n    type: inline\n    schema: {id: int, ts: int}\n    event_time: ts\n    watermark_lag: 0s\n    \
          records: []\nconnect: {a: id, b: id}\nmatch: {wait: 1s}\nsinks: {out: {type: stdout}}\n\
-         outputs:\n  - {outcome: timed_out, sink: out}\n",
+         outputs:\n  - {outcome: matched, sink: out}\n  - {outcome: timed_out, sink: out}\n",
     );
     text
 }

@@ -9,3 +9,6 @@ mod locations;
 mod pipelines;
 mod readme;
 mod robustness;
+mod schema;
+mod testing;
+mod validate;

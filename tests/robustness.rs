@@ -108,12 +108,7 @@ fn survive(name: &str, text: &str) -> Result<(), String> {
         let file = SourceFile::new(name, text);
         match runner::compile(&file) {
             Ok(graph) => {
-                let _ = run_blocking(
-                    graph,
-                    Outputs {
-                        stdout: Box::new(SharedBuffer::new()),
-                    },
-                );
+                let _ = run_blocking(graph, Outputs::stdout_to(SharedBuffer::new()));
             }
             Err(diagnostics) => {
                 assert!(!diagnostics.is_empty(), "a failure without diagnostics");

@@ -11,51 +11,122 @@ pub(crate) enum Command {
     Run(String),
     /// Print a pipeline file's compiled graph.
     Explain(String),
+    /// Check pipeline files without running them.
+    Validate {
+        /// Files, directories and patterns.
+        paths: Vec<String>,
+        /// How to report.
+        format: Format,
+        /// Whether a warning makes the check fail.
+        deny_warnings: bool,
+    },
+    /// Run pipelines' test cases.
+    Test(Vec<String>),
+    /// Print the JSON Schema of the pipeline format.
+    Schema,
     /// Print help.
     Help,
     /// Print the version.
     Version,
 }
 
+/// How `validate` reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// For people: the source line with the span underlined.
+    Human,
+    /// One JSON document.
+    Json,
+    /// GitHub Actions workflow commands.
+    Github,
+}
+
 pub(crate) const USAGE: &str = "\
 Usage: runner <FILE>
        runner run <FILE>
        runner explain <FILE>
+       runner validate [--format human|json|github] [--deny-warnings] <PATH>...
+       runner test <PATH>...
+       runner schema
 Try `runner --help` for more.";
 
 pub(crate) const HELP: &str = "\
 runner: reconcile event streams, declared in a YAML pipeline file
 
 Usage:
-  runner <FILE>            run a pipeline (same as `runner run <FILE>`)
-  runner run <FILE>        run a pipeline until its inputs end
-  runner explain <FILE>    print the compiled operator graph
+  runner <FILE>              run a pipeline (same as `runner run <FILE>`)
+  runner run <FILE>          run a pipeline until its inputs end
+  runner explain <FILE>      print the compiled operator graph
+  runner validate <PATH>...  check pipelines without running them
+  runner test <PATH>...      run the test cases in pipelines' `tests` sections
+  runner schema              print the JSON Schema of the pipeline format
+
+A PATH is a file, a directory (every *.yaml and *.yml below it) or a
+quoted glob pattern such as 'pipelines/**/*.yaml'.
 
 Options:
-  -h, --help               print this help
-  -V, --version            print the version
+  --format <FORMAT>          validate's report: human (default), json or github
+  --deny-warnings            validate fails on warnings too
+  -h, --help                 print this help
+  -V, --version              print the version
 
-Exit status: 0 success, 1 invalid pipeline or failed expression, 2 usage or I/O error.
+Exit status: 0 success; 1 an invalid pipeline, a failed expression or a failed
+test; 2 usage or I/O error.
 ";
 
 /// Parses the arguments after the program name.
 pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt::Error> {
     let mut parser = lexopt::Parser::from_args(args);
     let mut words = Vec::new();
+    let mut format = None;
+    let mut deny_warnings = false;
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
+            Long("format") => {
+                format = Some(match parser.value()?.string()?.as_str() {
+                    "human" => Format::Human,
+                    "json" => Format::Json,
+                    "github" => Format::Github,
+                    other => {
+                        return Err(
+                            format!("unknown format `{other}`: use human, json or github").into(),
+                        );
+                    }
+                });
+            }
+            Long("deny-warnings") => deny_warnings = true,
             Value(word) => words.push(word.string()?),
             _ => return Err(arg.unexpected()),
         }
     }
     let mut words = words.into_iter();
     let first = words.next().ok_or("missing the pipeline file")?;
+    let validating = first == "validate";
+    if !validating && (format.is_some() || deny_warnings) {
+        return Err("`--format` and `--deny-warnings` belong to `validate`".into());
+    }
     let command = match first.as_str() {
-        "help" => return Ok(Command::Help),
+        "help" => Command::Help,
+        "schema" => Command::Schema,
         "run" => Command::Run(words.next().ok_or("`run` needs a pipeline file")?),
         "explain" => Command::Explain(words.next().ok_or("`explain` needs a pipeline file")?),
+        "validate" | "test" => {
+            let paths: Vec<String> = words.by_ref().collect();
+            if paths.is_empty() {
+                return Err(format!("`{first}` needs at least one file or directory").into());
+            }
+            if validating {
+                Command::Validate {
+                    paths,
+                    format: format.unwrap_or(Format::Human),
+                    deny_warnings,
+                }
+            } else {
+                Command::Test(paths)
+            }
+        }
         _ => Command::Run(first),
     };
     match words.next() {
@@ -85,6 +156,38 @@ mod tests {
         );
         assert_eq!(parse_words(&["--help"]), Ok(Command::Help));
         assert_eq!(parse_words(&["-V"]), Ok(Command::Version));
+        assert_eq!(parse_words(&["schema"]), Ok(Command::Schema));
+    }
+
+    #[test]
+    fn validate_and_test_take_many_paths_and_options_anywhere() {
+        assert_eq!(
+            parse_words(&[
+                "validate",
+                "a.yaml",
+                "--format",
+                "json",
+                "dir/",
+                "--deny-warnings"
+            ]),
+            Ok(Command::Validate {
+                paths: vec!["a.yaml".into(), "dir/".into()],
+                format: Format::Json,
+                deny_warnings: true
+            })
+        );
+        assert_eq!(
+            parse_words(&["validate", "--format=github", "a.yaml"]),
+            Ok(Command::Validate {
+                paths: vec!["a.yaml".into()],
+                format: Format::Github,
+                deny_warnings: false
+            })
+        );
+        assert_eq!(
+            parse_words(&["test", "a.yaml", "b.yaml"]),
+            Ok(Command::Test(vec!["a.yaml".into(), "b.yaml".into()]))
+        );
     }
 
     #[test]
@@ -97,6 +200,18 @@ mod tests {
         assert_eq!(
             parse_words(&["a.yaml", "b.yaml"]),
             Err("unexpected argument `b.yaml`".into())
+        );
+        assert_eq!(
+            parse_words(&["validate"]),
+            Err("`validate` needs at least one file or directory".into())
+        );
+        assert_eq!(
+            parse_words(&["validate", "--format", "xml", "a"]),
+            Err("unknown format `xml`: use human, json or github".into())
+        );
+        assert_eq!(
+            parse_words(&["run", "--deny-warnings", "a"]),
+            Err("`--format` and `--deny-warnings` belong to `validate`".into())
         );
         assert!(
             parse_words(&["--fast", "a.yaml"])

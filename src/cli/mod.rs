@@ -1,23 +1,28 @@
 //! Command-line interface: arguments in, library calls, exit codes out.
 //!
-//! Exit codes: 0 success; 1 the pipeline is invalid or failed on an event;
-//! 2 usage or I/O error (bad arguments, a file that cannot be read, output
-//! that cannot be written).
+//! Exit codes: 0 success; 1 an invalid pipeline, an expression that failed
+//! on an event, or a failed test; 2 usage or I/O error (bad arguments, a
+//! file that cannot be read, output that cannot be written).
 
 mod args;
+mod paths;
+mod test;
+mod validate;
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use runner::diagnostic::{self, SourceFile, Style};
+use runner::diagnostic::{self, Diagnostic, SourceFile, Style};
 use runner::runtime::{self, Outputs};
 
 use args::Command;
 
-/// The pipeline is invalid, or an expression failed on an event.
-const INVALID: u8 = 1;
+/// The pipeline is invalid, an expression failed on an event, or a test
+/// failed.
+const FAILED: u8 = 1;
 /// Bad arguments, or input or output that cannot be read or written.
 const USAGE: u8 = 2;
 
@@ -32,8 +37,15 @@ pub(crate) fn main() -> ExitCode {
     match command {
         Command::Help => print(args::HELP),
         Command::Version => print(&format!("runner {}\n", env!("CARGO_PKG_VERSION"))),
-        Command::Run(path) => with_file(&path, run),
-        Command::Explain(path) => with_file(&path, explain),
+        Command::Schema => print(runner::config::SCHEMA),
+        Command::Run(path) => with_file(Path::new(&path), run),
+        Command::Explain(path) => with_file(Path::new(&path), explain),
+        Command::Validate {
+            paths,
+            format,
+            deny_warnings,
+        } => validate::validate(&paths, format, deny_warnings),
+        Command::Test(paths) => test::test(&paths),
     }
 }
 
@@ -52,7 +64,7 @@ fn print(text: &str) -> ExitCode {
     }
 }
 
-fn with_file(path: &str, command: fn(&SourceFile) -> ExitCode) -> ExitCode {
+fn with_file(path: &Path, command: fn(&SourceFile) -> ExitCode) -> ExitCode {
     match read(path) {
         Ok(file) => command(&file),
         Err(error) => {
@@ -62,16 +74,22 @@ fn with_file(path: &str, command: fn(&SourceFile) -> ExitCode) -> ExitCode {
     }
 }
 
-fn read(path: &str) -> anyhow::Result<SourceFile> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read `{path}`"))?;
+/// Reads a pipeline file, named in messages as the user wrote its path.
+fn read(path: &Path) -> anyhow::Result<SourceFile> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read `{name}`"))?;
     let text = String::from_utf8(bytes)
-        .with_context(|| format!("cannot read `{path}`: it is not UTF-8 text"))?;
-    Ok(SourceFile::new(path, text))
+        .with_context(|| format!("cannot read `{name}`: it is not UTF-8 text"))?;
+    Ok(SourceFile::new(name, text))
 }
 
 fn run(file: &SourceFile) -> ExitCode {
-    let Some(graph) = compile(file) else {
-        return ExitCode::from(INVALID);
+    let (graph, diagnostics) = runner::check(file);
+    if !diagnostics.is_empty() {
+        report(&diagnostics, file);
+    }
+    let Some(graph) = graph else {
+        return ExitCode::from(FAILED);
     };
     match runtime::run_blocking(graph, Outputs::stdio()) {
         Ok(_) => ExitCode::SUCCESS,
@@ -80,7 +98,7 @@ fn run(file: &SourceFile) -> ExitCode {
         Err(error) => {
             if let Some(diagnostic) = error.to_diagnostic() {
                 report(&[diagnostic], file);
-                return ExitCode::from(INVALID);
+                return ExitCode::from(FAILED);
             }
             // Not about the pipeline: output that cannot be written.
             eprintln!("error: {error}");
@@ -90,36 +108,50 @@ fn run(file: &SourceFile) -> ExitCode {
 }
 
 fn explain(file: &SourceFile) -> ExitCode {
-    match compile(file) {
+    let (graph, diagnostics) = runner::check(file);
+    if !diagnostics.is_empty() {
+        report(&diagnostics, file);
+    }
+    match graph {
         Some(graph) => print(&graph.to_string()),
-        None => ExitCode::from(INVALID),
+        None => ExitCode::from(FAILED),
     }
 }
 
-/// The graph of `file`, or `None` after reporting why there is none.
-fn compile(file: &SourceFile) -> Option<runner::plan::Graph> {
-    runner::compile(file)
-        .map_err(|diagnostics| report(&diagnostics, file))
-        .ok()
+/// Colour for a terminal, unless `NO_COLOR` is set.
+fn style(stream: &impl IsTerminal) -> Style {
+    let colour =
+        stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+    if colour { Style::Colored } else { Style::Plain }
 }
 
-fn report(diagnostics: &[diagnostic::Diagnostic], file: &SourceFile) {
+/// Writes findings about `file` to stderr, with a closing count.
+fn report(diagnostics: &[Diagnostic], file: &SourceFile) {
     let stderr = std::io::stderr();
-    let colored =
-        stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
-    let style = if colored {
-        Style::Colored
-    } else {
-        Style::Plain
-    };
-    let mut text = diagnostic::render(diagnostics, file, style);
-    let errors = diagnostics.len();
-    let _ = writeln!(
-        text,
-        "error: `{}` has {errors} problem{}",
-        file.name(),
-        if errors == 1 { "" } else { "s" }
-    );
+    let mut text = diagnostic::render(diagnostics, file, style(&stderr));
+    let _ = writeln!(text, "{}", summary(file.name(), diagnostics));
     // Nothing useful can be done if stderr itself is gone.
     let _ = stderr.lock().write_all(text.as_bytes());
+}
+
+/// `error: `p.yaml` has 2 errors and 1 warning`, or `warning: ...`.
+fn summary(name: &str, diagnostics: &[Diagnostic]) -> String {
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = diagnostics.len() - errors;
+    let plural = |n: usize, word: &str| {
+        if n == 1 {
+            format!("1 {word}")
+        } else {
+            format!("{n} {word}s")
+        }
+    };
+    match (errors, warnings) {
+        (0, w) => format!("warning: `{name}` has {}", plural(w, "warning")),
+        (e, 0) => format!("error: `{name}` has {}", plural(e, "error")),
+        (e, w) => format!(
+            "error: `{name}` has {} and {}",
+            plural(e, "error"),
+            plural(w, "warning")
+        ),
+    }
 }

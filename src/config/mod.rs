@@ -5,6 +5,9 @@
 //! Expressions stay text ([`ExprText`]) here: parsing and checking them is the
 //! job of [`crate::expr`] and [`crate::plan`]. Nothing here runs anything.
 
+/// The JSON Schema of the pipeline format, for editors and CI.
+pub const SCHEMA: &str = include_str!("schema.json");
+
 mod expr_text;
 pub mod node;
 mod pipeline;
@@ -20,7 +23,7 @@ use crate::expr::RecordType;
 use crate::time::Duration;
 
 /// A value and the span it was written at.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Spanned<T> {
     /// The value.
     pub value: T,
@@ -32,27 +35,125 @@ pub struct Spanned<T> {
 pub type Name = Spanned<String>;
 
 /// A pipeline as written: the top level of a pipeline file.
-#[derive(Clone, Debug)]
+///
+/// Reading reports every problem and keeps everything it could read, so
+/// later checks can go on with the rest. Where something could not be read,
+/// the pipeline says so (a declared name without a config, a section marked
+/// incomplete), and later checks stay quiet about what depends on it rather
+/// than report a consequence of a problem already reported.
+#[derive(Clone, Debug, Default)]
 pub struct Pipeline {
     /// An optional name for messages and `explain`.
     pub name: Option<Spanned<String>>,
-    /// Every declared source, in the order written.
-    pub sources: Vec<SourceConfig>,
-    /// The sources to match, each with its key expression, in the order
-    /// written; this order is the order of the sides.
-    pub connect: Vec<ConnectConfig>,
+    /// The sources that could be read, in the order written.
+    pub sources: Declared<SourceConfig>,
+    /// The sources to match and how they are keyed, if `connect` could be
+    /// read.
+    pub connect: Option<Connect>,
+    /// The wait rules and condition, if `match` could be read.
+    pub matching: Option<Match>,
+    /// The sinks that could be read, in the order written.
+    pub sinks: Declared<SinkConfig>,
+    /// The outputs that could be read, in the order written.
+    pub outputs: Vec<OutputConfig>,
+    /// Whether every output could be read.
+    pub outputs_complete: bool,
+    /// Where `outputs` is written.
+    pub outputs_span: Span,
+    /// Test cases for `runner test`; a run ignores them.
+    pub tests: Vec<TestCase>,
+}
+
+/// A test case: records per source, and what must come out.
+#[derive(Clone, Debug)]
+pub struct TestCase {
+    /// What it tests, as `runner test` reports it.
+    pub name: Spanned<String>,
+    /// Per source, in the order they arrive; sources not listed get none.
+    pub records: Vec<(Name, Vec<Node>)>,
+    /// Every outcome, in order, if given.
+    pub expect: Option<Vec<Expected>>,
+    /// Per sink, every line it writes, in order, if given.
+    pub output: Option<Vec<(Name, Vec<Spanned<String>>)>>,
+    /// Where the case is written.
+    pub span: Span,
+}
+
+/// One expected outcome. Fields left out are not compared.
+#[derive(Clone, Debug)]
+pub struct Expected {
+    /// Which outcome.
+    pub outcome: Spanned<OutcomeKind>,
+    /// The key, as text.
+    pub key: Spanned<String>,
+    /// For a timeout: the side whose wait ran out.
+    pub expired: Option<Name>,
+    /// For a timeout: the missing sides, in side order.
+    pub missing: Option<Vec<Name>>,
+    /// For a mismatch: the reason.
+    pub reason: Option<Spanned<String>>,
+    /// Where the expectation is written.
+    pub span: Span,
+}
+
+/// Named items: those that could be read, and every name declared.
+#[derive(Clone, Debug)]
+pub struct Declared<T> {
+    /// The items that could be read.
+    pub items: Vec<T>,
+    /// Every name declared, readable or not; `None` when the section itself
+    /// is missing or unreadable.
+    pub names: Option<Vec<Name>>,
+}
+
+impl<T> Default for Declared<T> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            names: None,
+        }
+    }
+}
+
+impl<T> Declared<T> {
+    /// Whether `name` is declared; always true when the declarations are
+    /// unknown, so nothing is reported as undeclared on a guess.
+    pub fn declares(&self, name: &str) -> bool {
+        self.names
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n.value == name))
+    }
+}
+
+/// The `connect` section.
+#[derive(Clone, Debug)]
+pub struct Connect {
+    /// The connected sources in the order written: the order of the sides.
+    pub sides: Vec<ConnectConfig>,
     /// Where `connect` is written.
-    pub connect_span: Span,
+    pub span: Span,
+}
+
+/// The `match` section.
+#[derive(Clone, Debug)]
+pub struct Match {
     /// How long each side waits for the others.
     pub wait: WaitConfig,
-    /// What a complete match must satisfy, if anything.
-    pub condition: Option<ExprText>,
+    /// What a complete match must satisfy.
+    pub condition: Setting<ExprText>,
     /// Where `match` is written.
-    pub match_span: Span,
-    /// Every declared sink, in the order written.
-    pub sinks: Vec<SinkConfig>,
-    /// Which outcomes go to which sink, rendered how.
-    pub outputs: Vec<OutputConfig>,
+    pub span: Span,
+}
+
+/// An optional setting: absent, given, or given but unreadable (reported).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Setting<T> {
+    /// Not given.
+    Absent,
+    /// Given but unreadable; already reported.
+    Invalid,
+    /// Given.
+    Given(T),
 }
 
 /// One source of events.
@@ -89,8 +190,9 @@ pub enum SourceKind {
 pub struct ConnectConfig {
     /// The source.
     pub source: Name,
-    /// The key expression, evaluated on the source's records.
-    pub key: ExprText,
+    /// The key expression, evaluated on the source's records; `None` if it
+    /// could not be read (reported).
+    pub key: Option<ExprText>,
 }
 
 /// How long each side waits for the others, in event time.
@@ -98,8 +200,9 @@ pub struct ConnectConfig {
 pub enum WaitConfig {
     /// The same wait for every side: `wait: 5s`.
     All(Spanned<Duration>),
-    /// A wait per side, in the order written.
-    PerSide(Vec<(Name, Spanned<Duration>)>),
+    /// A wait per side, in the order written; `None` for a wait that could
+    /// not be read (reported).
+    PerSide(Vec<(Name, Option<Spanned<Duration>>)>),
     /// `wait` is missing or unreadable; already reported.
     Missing,
 }
@@ -160,12 +263,12 @@ pub struct OutputConfig {
     pub span: Span,
 }
 
-/// Reads a pipeline from the text of a pipeline file.
-///
-/// # Errors
-///
-/// Every problem found, in the order of their position in the file.
-pub fn parse(text: &str) -> Result<Pipeline, Vec<Diagnostic>> {
-    let root = node::parse(text).map_err(|diagnostic| vec![diagnostic])?;
-    pipeline::read(&root, text)
+/// Reads a pipeline from the text of a pipeline file: everything that could
+/// be read, and every problem found. No pipeline at all when the text is not
+/// YAML, or not a mapping.
+pub fn parse(text: &str) -> (Option<Pipeline>, Vec<Diagnostic>) {
+    match node::parse(text) {
+        Ok(root) => pipeline::read(&root, text),
+        Err(diagnostic) => (None, vec![diagnostic]),
+    }
 }

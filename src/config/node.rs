@@ -128,12 +128,75 @@ fn yaml_error(error: &serde_saphyr::Error, text: &str) -> Diagnostic {
     } else {
         None
     };
-    Diagnostic::error(
+    let diagnostic = Diagnostic::error(
         Code::YamlSyntax,
         format!("invalid YAML: {}", printable(&message)),
         Span::new(offset, offset),
-    )
-    .help(help)
+    );
+    match unclosed_bracket(text, offset) {
+        Some(open) => {
+            let bracket = &text[open..=open];
+            let close = if bracket == "{" { "}" } else { "]" };
+            diagnostic
+                .secondary(
+                    Span::new(open, open + 1),
+                    format!("this `{bracket}` is never closed"),
+                )
+                .help(format!(
+                    "close it with `{close}`, on the same line for a one-line value"
+                ))
+        }
+        None => diagnostic.help(help),
+    }
+}
+
+/// The innermost flow `{` or `[` before `offset` that is still open: a
+/// likely cause when YAML stops making sense after it. Brackets count only
+/// where a flow collection can start (after `:`, `-`, `,`, `[`, `{` or at
+/// the start of a line), so `\u{e9}` in text does not; quoted scalars and
+/// comments are skipped.
+fn unclosed_bracket(text: &str, offset: usize) -> Option<usize> {
+    let bytes = &text.as_bytes()[..offset.min(text.len())];
+    let mut open = Vec::new();
+    let mut previous = b'\n';
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        let starts_value = matches!(previous, b'\n' | b':' | b'-' | b',' | b'[' | b'{');
+        match byte {
+            b'#' if i == 0 || bytes[i - 1].is_ascii_whitespace() => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'"' | b'\'' if starts_value => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != byte {
+                    i += if byte == b'"' && bytes[i] == b'\\' {
+                        2
+                    } else {
+                        1
+                    };
+                }
+            }
+            b'{' | b'[' if starts_value => open.push(i),
+            b'}' | b']' => {
+                open.pop();
+            }
+            _ => {}
+        }
+        if !byte.is_ascii_whitespace() || byte == b'\n' {
+            previous = byte;
+        }
+        i += 1;
+    }
+    // Only a bracket on an earlier line: one on the error's own line is
+    // what the parser's message already points at.
+    let line_start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |n| n + 1);
+    open.last().copied().filter(|&at| at < line_start)
 }
 
 /// `text` with control characters escaped, so a message cannot disturb the
@@ -339,6 +402,19 @@ mod tests {
         );
         let error = parse(&nested(100_000)).unwrap_err();
         assert_eq!(error.message, "invalid YAML: recursion limit exceeded");
+    }
+
+    #[test]
+    fn an_unclosed_flow_collection_is_pointed_at() {
+        let text = "a:\n  - { x: 1, y: \"}\" \n  - { x: 2 }\nb: 3\n";
+        let error = parse(text).unwrap_err();
+        assert_eq!(error.secondary.len(), 1, "{error:?}");
+        assert_eq!(error.secondary[0].span, Span::new(7, 8));
+        assert_eq!(
+            unclosed_bracket("a: \"\\u{e9}\"\nb: |\n  x\\u{1}\nc: 1\n", 999),
+            None
+        );
+        assert_eq!(unclosed_bracket("a: [1,\nc: 1\n", 999), Some(3));
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use super::node::{Node, Value};
 use super::reader::Reader;
 use super::{
-    ConnectConfig, Name, OutcomeKind, OutputConfig, Pipeline, SinkConfig, SinkKind, SourceConfig,
-    SourceKind, Spanned, WaitConfig,
+    Connect, ConnectConfig, Declared, Expected, Match, Name, OutcomeKind, OutputConfig, Pipeline,
+    Setting, SinkConfig, SinkKind, SourceConfig, SourceKind, Spanned, TestCase, WaitConfig,
 };
 use crate::diagnostic::{Code, Diagnostic, Span, did_you_mean};
 use crate::expr::{Field, RecordType, SCALAR_TYPES, Type};
@@ -17,15 +17,14 @@ const SOURCE_TYPES: &[&str] = &["inline"];
 const SINK_TYPES: &[&str] = &["stdout"];
 
 /// Reads the whole pipeline, reporting every problem.
-pub(super) fn read(root: &Node, text: &str) -> Result<Pipeline, Vec<Diagnostic>> {
+pub(super) fn read(root: &Node, text: &str) -> (Option<Pipeline>, Vec<Diagnostic>) {
     let mut reader = Reader::new(text);
     let pipeline = pipeline(&mut reader, root);
-    crate::diagnostic::conclude(pipeline, reader.diagnostics)
+    (pipeline, reader.diagnostics)
 }
 
 /// The top level. Every section is read even when another is broken, so one
-/// run reports the problems of all of them; the pipeline exists only if
-/// every required section could be read.
+/// run reports the problems of all of them.
 fn pipeline(r: &mut Reader<'_>, root: &Node) -> Option<Pipeline> {
     if root.value == Value::Null {
         r.report(
@@ -47,50 +46,67 @@ fn pipeline(r: &mut Reader<'_>, root: &Node) -> Option<Pipeline> {
         .and_then(|(_, value)| r.string(value, "`name`"));
     let sources = top
         .required(r, "sources")
-        .map(|(key, value)| sources(r, key.span, value));
+        .map_or_else(Declared::default, |(key, value)| {
+            sources(r, key.span, value)
+        });
     let connect = top
         .required(r, "connect")
-        .map(|(key, value)| (key.span, connect(r, key.span, value)));
+        .and_then(|(key, value)| connect(r, key.span, value));
     let matching = top
         .required(r, "match")
-        .map(|(key, value)| (key.span, matching(r, key.span, value)));
+        .and_then(|(key, value)| matching(r, key.span, value));
     let sinks = top
         .required(r, "sinks")
-        .map(|(key, value)| sinks(r, key.span, value));
-    let outputs = top
-        .required(r, "outputs")
-        .map(|(_, value)| outputs(r, value));
+        .map_or_else(Declared::default, |(key, value)| sinks(r, key.span, value));
+    let (outputs, outputs_complete, outputs_span) =
+        top.required(r, "outputs")
+            .map_or((Vec::new(), false, Span::new(0, 0)), |(key, value)| {
+                let (outputs, complete) = outputs(r, value);
+                (outputs, complete, key.span)
+            });
+    let tests = top
+        .optional("tests")
+        .map_or_else(Vec::new, |(_, value)| tests(r, value));
     top.finish(r);
-    let (connect_span, connect) = connect?;
-    let (match_span, (wait, condition)) = matching?;
     Some(Pipeline {
         name,
-        sources: sources?,
+        sources,
         connect,
-        connect_span,
-        wait,
-        condition,
-        match_span,
-        sinks: sinks?,
-        outputs: outputs?,
+        matching,
+        sinks,
+        outputs,
+        outputs_complete,
+        outputs_span,
+        tests,
     })
 }
 
 /// `sources`: a mapping from source name to source, in the order written.
 /// A source that cannot be read is left out after its problems are
-/// reported, and the rest are still read.
-fn sources(r: &mut Reader<'_>, at: Span, node: &Node) -> Vec<SourceConfig> {
+/// reported; its name stays declared, and the rest are still read.
+fn sources(r: &mut Reader<'_>, at: Span, node: &Node) -> Declared<SourceConfig> {
     let Some(mut fields) = r.map(node, at, "`sources`") else {
-        return Vec::new();
+        return Declared::default();
     };
     let entries: Vec<_> = fields.all().collect();
-    entries
+    let names = entries
+        .iter()
+        .map(|(key, name, _)| Spanned {
+            value: (*name).to_string(),
+            span: key.span,
+        })
+        .collect();
+    let items = entries
         .into_iter()
         .filter_map(|(key, name, value)| {
             let name = r.name(key, name, "source", true)?;
             source(r, name, value)
         })
-        .collect()
+        .collect();
+    Declared {
+        items,
+        names: Some(names),
+    }
 }
 
 /// One source. `type` selects the kind; keys that belong to one kind only
@@ -214,7 +230,17 @@ fn scalar_type(r: &mut Reader<'_>, text: &str, span: Span) -> Option<Type> {
             ty.clone()
         });
     }
-    let help = did_you_mean(base, SCALAR_TYPES.iter().map(|(name, _)| *name))
+    // Names other languages use for the same types.
+    let synonym = match base {
+        "integer" | "long" | "i64" | "number" => Some("int"),
+        "double" | "f64" | "decimal" => Some("float"),
+        "boolean" => Some("bool"),
+        "str" | "text" | "varchar" => Some("string"),
+        "datetime" | "date" | "time" | "instant" => Some("timestamp"),
+        _ => None,
+    };
+    let help = synonym
+        .or_else(|| did_you_mean(base, SCALAR_TYPES.iter().map(|(name, _)| *name)))
         .map_or_else(type_help, |name| format!("did you mean `{name}`?"));
     r.report(
         Diagnostic::error(
@@ -237,40 +263,41 @@ fn type_help() -> String {
 
 /// `connect`: source name to key expression. The names are resolved by the
 /// planner, which knows every source; here they are only read.
-fn connect(r: &mut Reader<'_>, at: Span, node: &Node) -> Vec<ConnectConfig> {
-    let Some(mut fields) = r.map(node, at, "`connect`") else {
-        return Vec::new();
-    };
+fn connect(r: &mut Reader<'_>, at: Span, node: &Node) -> Option<Connect> {
+    let mut fields = r.map(node, at, "`connect`")?;
     let entries: Vec<_> = fields.all().collect();
-    entries
+    let sides = entries
         .into_iter()
-        .filter_map(|(key, name, value)| {
-            let key_expr = r.expr(value, &format!("the key of `{name}`"))?;
-            Some(ConnectConfig {
-                source: Spanned {
-                    value: name.to_string(),
-                    span: key.span,
-                },
-                key: key_expr,
-            })
+        .map(|(key, name, value)| ConnectConfig {
+            source: Spanned {
+                value: name.to_string(),
+                span: key.span,
+            },
+            key: r.expr(value, &format!("the key of `{name}`")),
         })
-        .collect()
+        .collect();
+    Some(Connect { sides, span: at })
 }
 
 /// `match`: the wait rules and the optional condition.
-fn matching(r: &mut Reader<'_>, at: Span, node: &Node) -> (WaitConfig, Option<super::ExprText>) {
-    let Some(mut fields) = r.map(node, at, "`match`") else {
-        return (WaitConfig::Missing, None);
-    };
+fn matching(r: &mut Reader<'_>, at: Span, node: &Node) -> Option<Match> {
+    let mut fields = r.map(node, at, "`match`")?;
     let wait = match fields.required(r, "wait") {
         Some((key, value)) => wait(r, key.span, value),
         None => WaitConfig::Missing,
     };
-    let condition = fields
-        .optional("condition")
-        .and_then(|(_, value)| r.expr(value, "`condition`"));
+    let condition = match fields.optional("condition") {
+        None => Setting::Absent,
+        Some((_, value)) => r
+            .expr(value, "`condition`")
+            .map_or(Setting::Invalid, Setting::Given),
+    };
     fields.finish(r);
-    (wait, condition)
+    Some(Match {
+        wait,
+        condition,
+        span: at,
+    })
 }
 
 /// `wait`: one duration for every side, or a mapping from side to duration.
@@ -287,27 +314,34 @@ fn wait(r: &mut Reader<'_>, at: Span, node: &Node) -> WaitConfig {
     let entries: Vec<_> = fields.all().collect();
     let rules = entries
         .into_iter()
-        .filter_map(|(key, name, value)| {
-            let wait = r.duration(value, &format!("the wait of `{name}`"))?;
-            Some((
+        .map(|(key, name, value)| {
+            let wait = r.duration(value, &format!("the wait of `{name}`"));
+            (
                 Spanned {
                     value: name.to_string(),
                     span: key.span,
                 },
                 wait,
-            ))
+            )
         })
         .collect();
     WaitConfig::PerSide(rules)
 }
 
 /// `sinks`: sink name to sink, each tagged by `type`.
-fn sinks(r: &mut Reader<'_>, at: Span, node: &Node) -> Vec<SinkConfig> {
+fn sinks(r: &mut Reader<'_>, at: Span, node: &Node) -> Declared<SinkConfig> {
     let Some(mut fields) = r.map(node, at, "`sinks`") else {
-        return Vec::new();
+        return Declared::default();
     };
     let entries: Vec<_> = fields.all().collect();
-    entries
+    let names = entries
+        .iter()
+        .map(|(key, name, _)| Spanned {
+            value: (*name).to_string(),
+            span: key.span,
+        })
+        .collect();
+    let items = entries
         .into_iter()
         .filter_map(|(key, name, value)| {
             let name = r.name(key, name, "sink", false)?;
@@ -322,17 +356,22 @@ fn sinks(r: &mut Reader<'_>, at: Span, node: &Node) -> Vec<SinkConfig> {
             };
             Some(SinkConfig { name, kind })
         })
-        .collect()
+        .collect();
+    Declared {
+        items,
+        names: Some(names),
+    }
 }
 
 /// `outputs`: a list of routes. An output's place in the list is how
 /// messages name it (`output 2`), since outputs have no names of their own.
-fn outputs(r: &mut Reader<'_>, node: &Node) -> Vec<OutputConfig> {
+/// Also says whether every output could be read.
+fn outputs(r: &mut Reader<'_>, node: &Node) -> (Vec<OutputConfig>, bool) {
     let Some(items) = r.list(node, "`outputs`") else {
-        return Vec::new();
+        return (Vec::new(), false);
     };
     let names: Vec<&str> = OutcomeKind::ALL.iter().map(|kind| kind.name()).collect();
-    items
+    let outputs: Vec<OutputConfig> = items
         .iter()
         .enumerate()
         .filter_map(|(index, item)| {
@@ -371,5 +410,139 @@ fn outputs(r: &mut Reader<'_>, node: &Node) -> Vec<OutputConfig> {
                 span: item.span,
             })
         })
+        .collect();
+    let complete = outputs.len() == items.len();
+    (outputs, complete)
+}
+
+/// `tests`: a list of test cases. A case that cannot be read is left out
+/// after its problems are reported.
+fn tests(r: &mut Reader<'_>, node: &Node) -> Vec<TestCase> {
+    let Some(items) = r.list(node, "`tests`") else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(index, item)| test_case(r, index, item))
         .collect()
+}
+
+fn test_case(r: &mut Reader<'_>, index: usize, item: &Node) -> Option<TestCase> {
+    let what = format!("test {}", index + 1);
+    let mut fields = r.map(item, item.span, &what)?;
+    let name = fields
+        .required(r, "name")
+        .and_then(|(_, value)| r.string(value, "a test's `name`"));
+    let records = fields.required(r, "records").and_then(|(key, value)| {
+        let mut sources = r.map(value, key.span, "a test's `records`")?;
+        let entries: Vec<_> = sources.all().collect();
+        let read: Vec<_> = entries
+            .into_iter()
+            .map(|(key, source, value)| {
+                let records = r
+                    .list(value, &format!("the records of `{source}`"))?
+                    .to_vec();
+                Some((
+                    Spanned {
+                        value: source.to_string(),
+                        span: key.span,
+                    },
+                    records,
+                ))
+            })
+            .collect();
+        read.into_iter().collect::<Option<Vec<_>>>()
+    });
+    let expect = fields.optional("expect").map(|(_, value)| {
+        let items = r.list(value, "`expect`")?;
+        items
+            .iter()
+            .map(|item| expected(r, item))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+    });
+    let output = fields
+        .optional("output")
+        .map(|(key, value)| output(r, key.span, value));
+    fields.finish(r);
+    if expect.is_none() && output.is_none() {
+        r.report(
+            Diagnostic::error(Code::MissingKey, format!("{what} has neither `expect` nor `output`"), item.span)
+                .help("say what must come out: the outcomes under `expect`, or each sink's lines under `output`".to_string()),
+        );
+        return None;
+    }
+    Some(TestCase {
+        name: name?,
+        records: records?,
+        expect: expect.map_or(Some(None), |expect| expect.map(Some))?,
+        output: output.map_or(Some(None), |output| output.map(Some))?,
+        span: item.span,
+    })
+}
+
+/// One expected outcome: `{outcome: timed_out, key: order-2, missing: [bank]}`.
+fn expected(r: &mut Reader<'_>, node: &Node) -> Option<Expected> {
+    let mut fields = r.map(node, node.span, "an expected outcome")?;
+    let names: Vec<&str> = OutcomeKind::ALL.iter().map(|kind| kind.name()).collect();
+    let outcome = fields
+        .required(r, "outcome")
+        .and_then(|(_, value)| r.choice(value, "outcome", &names))
+        .map(|choice| Spanned {
+            value: OutcomeKind::ALL[choice.value],
+            span: choice.span,
+        });
+    let key = fields
+        .required(r, "key")
+        .and_then(|(_, value)| r.scalar_text(value, "an expected `key`"));
+    let expired = fields
+        .optional("expired")
+        .map(|(_, value)| r.string(value, "`expired`"));
+    let missing = fields.optional("missing").map(|(_, value)| {
+        let items = r.list(value, "`missing`")?;
+        items
+            .iter()
+            .map(|item| r.string(item, "a missing side"))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+    });
+    let reason = fields
+        .optional("reason")
+        .map(|(_, value)| r.string(value, "`reason`"));
+    fields.finish(r);
+    Some(Expected {
+        outcome: outcome?,
+        key: key?,
+        expired: expired.map_or(Some(None), |expired| expired.map(Some))?,
+        missing: missing.map_or(Some(None), |missing| missing.map(Some))?,
+        reason: reason.map_or(Some(None), |reason| reason.map(Some))?,
+        span: node.span,
+    })
+}
+
+/// A test's `output`: sink name to the lines it writes.
+fn output(r: &mut Reader<'_>, at: Span, node: &Node) -> Option<Vec<(Name, Vec<Spanned<String>>)>> {
+    let mut sinks = r.map(node, at, "a test's `output`")?;
+    let entries: Vec<_> = sinks.all().collect();
+    let read: Vec<_> = entries
+        .into_iter()
+        .map(|(key, sink, value)| {
+            let items = r.list(value, &format!("the lines of `{sink}`"))?;
+            let lines: Vec<_> = items
+                .iter()
+                .map(|item| r.string(item, "a line of output"))
+                .collect();
+            Some((
+                Spanned {
+                    value: sink.to_string(),
+                    span: key.span,
+                },
+                lines.into_iter().collect::<Option<Vec<_>>>()?,
+            ))
+        })
+        .collect();
+    read.into_iter().collect()
 }

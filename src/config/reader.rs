@@ -112,6 +112,29 @@ impl<'a> Reader<'a> {
         None
     }
 
+    /// The text of a scalar: a string as it is, a number or boolean as
+    /// written.
+    pub(super) fn scalar_text(&mut self, node: &Node, what: &str) -> Option<Spanned<String>> {
+        let text = match &node.value {
+            Value::Str(text) => text.clone(),
+            Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
+                self.file[node.span.start..node.span.end].to_string()
+            }
+            other => {
+                self.report(Diagnostic::error(
+                    Code::WrongShape,
+                    format!("{what} must be a single value, found {}", other.describe()),
+                    node.span,
+                ));
+                return None;
+            }
+        };
+        Some(Spanned {
+            value: text,
+            span: node.span,
+        })
+    }
+
     /// A name chosen by the user: an identifier. A source's name is also how
     /// expressions refer to its records, so it may not be reserved
     /// (`in_expressions`).
@@ -168,11 +191,17 @@ impl<'a> Reader<'a> {
                 span: text.span,
             });
         }
-        let expected = choices
-            .iter()
-            .map(|c| format!("`{c}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let expected = match choices {
+            [only] => format!("`{only}`"),
+            _ => format!(
+                "one of {}",
+                choices
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
         let help = did_you_mean(&text.value, choices.iter().copied())
             .map(|s| format!("did you mean `{s}`?"));
         self.report(
@@ -181,7 +210,7 @@ impl<'a> Reader<'a> {
                 format!("unknown {what} `{}`", text.value),
                 text.span,
             )
-            .label(format!("expected one of {expected}"))
+            .label(format!("expected {expected}"))
             .help(help),
         );
         None

@@ -59,7 +59,13 @@ codes! {
     WaitRule = "E304": "a connected source without a wait rule, or a wait rule for a source that is not connected",
     TooFewSides = "E305": "`connect` names fewer than two sources",
     InvalidSide = "E306": "an output's `side` that is not a connected source or does not apply to its outcome",
+    UnusedSource = "E307": "a source that is declared but not connected",
+    InvalidTest = "E308": "a test case that names a side that is not connected, or expects what its outcome cannot carry",
     EvalFailed = "E401": "an expression failed while evaluating a record",
+    ZeroWait = "W001": "a side that waits 0s: only counterparts at the very same event time match",
+    LagOverWait = "W002": "a watermark lag longer than the source's wait: its timeouts come late",
+    OutcomeNowhere = "W003": "an outcome that no output writes anywhere",
+    OutcomeNever = "W004": "an output for an outcome that cannot happen",
 }
 
 impl fmt::Display for Code {

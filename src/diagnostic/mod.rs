@@ -6,10 +6,14 @@
 //! become `line:column` only when rendered, in [`render`].
 
 mod code;
+mod github;
+mod json;
 mod render;
 mod source_file;
 
 pub use code::Code;
+pub use github::render_github;
+pub use json::render_json;
 pub use render::{Style, render};
 pub use source_file::SourceFile;
 
@@ -94,6 +98,19 @@ impl Diagnostic {
         }
     }
 
+    /// A warning at `span`.
+    pub fn warning(code: Code, message: impl Into<String>, span: Span) -> Self {
+        Self {
+            severity: Severity::Warning,
+            ..Self::error(code, message, span)
+        }
+    }
+
+    /// Whether this is an error rather than a warning.
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
     /// The same diagnostic with a label on its primary span.
     #[must_use]
     pub fn label(mut self, message: impl Into<String>) -> Self {
@@ -132,24 +149,6 @@ impl fmt::Display for Severity {
             Self::Error => "error",
             Self::Warning => "warning",
         })
-    }
-}
-
-/// `value` if nothing was found wrong; otherwise every finding, sorted.
-///
-/// # Errors
-///
-/// The findings, when there are any or there is no value.
-pub fn conclude<T>(
-    value: Option<T>,
-    mut diagnostics: Vec<Diagnostic>,
-) -> Result<T, Vec<Diagnostic>> {
-    match value {
-        Some(value) if diagnostics.is_empty() => Ok(value),
-        _ => {
-            sort(&mut diagnostics);
-            Err(diagnostics)
-        }
     }
 }
 

@@ -186,7 +186,7 @@ pub(crate) fn check(
         return Err(ExprError::new(
             ExprErrorKind::UnknownFunction {
                 name: function.name.clone(),
-                suggestion: did_you_mean(&function.name, FUNCTIONS.iter().map(|f| f.name)),
+                suggestion: suggest_function(&function.name),
             },
             function.span,
         ));
@@ -203,6 +203,20 @@ pub(crate) fn check(
 
 /// Reports a call with too few or too many arguments, saying how many the
 /// function takes.
+/// A function the user may have meant: a near miss, or one whose name
+/// starts or is started by theirs (`uppercase` for `upper`, `len` for
+/// `length`).
+fn suggest_function(name: &str) -> Option<&'static str> {
+    did_you_mean(name, FUNCTIONS.iter().map(|f| f.name)).or_else(|| {
+        let lower = name.to_lowercase();
+        FUNCTIONS
+            .iter()
+            .map(|f| f.name)
+            .filter(|f| f.len() >= 3 && lower.len() >= 3)
+            .find(|f| lower.starts_with(f) || f.starts_with(lower.as_str()))
+    })
+}
+
 fn check_arity(spec: &Function, given: usize, span: Span) -> Result<(), ExprError> {
     if given < spec.min_args || spec.max_args.is_some_and(|max| given > max) {
         let plural = |n: usize| if n == 1 { "argument" } else { "arguments" };

@@ -5,56 +5,50 @@ use super::graph::{
     Bound, Graph, Input, MatchNode, Route, Side, SideNode, SinkId, SinkNode, SourceNode,
 };
 use super::records;
-use crate::config::{
-    ExprText, OutcomeKind, OutputConfig, Pipeline, SourceConfig, SourceKind, WaitConfig,
-};
+use super::sides::Connected;
+use crate::config::{ExprText, OutcomeKind, OutputConfig, Pipeline, Setting, SourceKind};
 use crate::diagnostic::{Code, Diagnostic, Span, did_you_mean};
 use crate::expr::{self, Kind, Scope, SideScope, Type};
 use crate::time::Duration;
 
-pub(super) fn build(pipeline: &Pipeline) -> Result<Graph, Vec<Diagnostic>> {
+pub(super) fn build(pipeline: &Pipeline) -> (Option<Graph>, Vec<Diagnostic>) {
     let mut builder = Builder {
         pipeline,
         diagnostics: Vec::new(),
         keys: Vec::new(),
     };
     let graph = builder.graph();
-    crate::diagnostic::conclude(graph, builder.diagnostics)
+    (graph, builder.diagnostics)
 }
 
-struct Builder<'p> {
-    pipeline: &'p Pipeline,
-    diagnostics: Vec<Diagnostic>,
+/// Builds the graph, remembering every problem.
+pub(super) struct Builder<'p> {
+    pub(super) pipeline: &'p Pipeline,
+    pub(super) diagnostics: Vec<Diagnostic>,
     /// Each side's key type and where the key is written, for every key
     /// that checked, also when the rest of its source did not.
     keys: Vec<(String, Type, Span)>,
 }
 
-/// A connected source before its expressions are compiled.
-struct Connected<'p> {
-    config: &'p SourceConfig,
-    key: &'p ExprText,
-    wait: Option<Duration>,
-}
-
-impl<'p> Builder<'p> {
-    fn report(&mut self, diagnostic: Diagnostic) {
+impl Builder<'_> {
+    pub(super) fn report(&mut self, diagnostic: Diagnostic) {
         self.diagnostics.push(diagnostic);
     }
 
     /// Checks every part whose inputs are sound, then assembles the graph
     /// if nothing was wrong.
     fn graph(&mut self) -> Option<Graph> {
-        let (connected, all_connected) = self.connected();
-        let sources: Vec<Option<SourceNode>> = connected
+        let mut sides = self.sides();
+        self.waits(&mut sides);
+        let sources: Vec<Option<SourceNode>> = sides
+            .connected
             .iter()
             .enumerate()
             .map(|(side, c)| self.source(c, Side(side)))
             .collect();
         let key_type = self.key_type();
-        // Conditions and templates name the sides; with a side missing from
-        // `connect`, every mention of it would be one more false error.
-        let sides: Vec<SideScope> = connected
+        let scopes: Vec<SideScope> = sides
+            .connected
             .iter()
             .map(|c| SideScope {
                 name: c.config.name.value.clone(),
@@ -62,10 +56,10 @@ impl<'p> Builder<'p> {
                 nullable: false,
             })
             .collect();
-        let condition = match &self.pipeline.condition {
-            Some(text) if all_connected => Some(self.bind(
+        let condition = match self.pipeline.matching.as_ref().map(|m| &m.condition) {
+            Some(Setting::Given(text)) if sides.complete => Some(self.bind(
                 text,
-                &Scope::outcome(&sides, key_type.clone(), false),
+                &Scope::outcome(&scopes, key_type.clone(), false),
                 "the match `condition`",
                 |ty| ty.kind == Kind::Bool || ty.is_unknown(),
                 "`bool`",
@@ -75,26 +69,28 @@ impl<'p> Builder<'p> {
         let sinks: Vec<SinkNode> = self
             .pipeline
             .sinks
+            .items
             .iter()
             .map(|sink| SinkNode {
                 name: sink.name.value.clone(),
                 kind: sink.kind,
             })
             .collect();
-        let routes = self.routes(all_connected.then_some(&sides[..]), &key_type, &sinks);
-        let sources: Vec<SourceNode> = sources.into_iter().collect::<Option<_>>()?;
-        let condition = condition.map_or(Some(None), |bound| bound.map(Some))?;
-        let routes = routes?;
-        if !self.diagnostics.is_empty() {
+        let routes = self.routes(sides.complete.then_some(&scopes[..]), &key_type, &sinks);
+        self.warnings(&sides);
+        self.test_cases(&sides);
+        if self.diagnostics.iter().any(Diagnostic::is_error) {
             return None;
         }
+        let sources: Vec<SourceNode> = sources.into_iter().collect::<Option<_>>()?;
+        let condition = condition.map_or(Some(None), |bound| bound.map(Some))?;
         let matcher = MatchNode {
             sides: sources
                 .iter()
-                .zip(&connected)
+                .zip(&sides.connected)
                 .map(|(source, c)| SideNode {
                     name: source.name.clone(),
-                    wait: c.wait.unwrap_or(Duration::ZERO),
+                    wait: c.wait.map_or(Duration::ZERO, |wait| wait.value),
                     layout: source.layout.clone(),
                 })
                 .collect(),
@@ -105,104 +101,9 @@ impl<'p> Builder<'p> {
             name: self.pipeline.name.as_ref().map(|n| n.value.clone()),
             sources,
             matcher,
-            routes,
+            routes: routes?,
             sinks,
         })
-    }
-
-    /// The sources named in `connect`, with their wait rules; reports
-    /// unknown sources and missing or stray wait rules.
-    fn connected(&mut self) -> (Vec<Connected<'p>>, bool) {
-        let pipeline = self.pipeline;
-        let declared = || pipeline.sources.iter().map(|s| s.name.value.as_str());
-        let mut connected = Vec::new();
-        let mut all_connected = true;
-        for entry in &pipeline.connect {
-            if let Some(config) = pipeline
-                .sources
-                .iter()
-                .find(|s| s.name.value == entry.source.value)
-            {
-                connected.push(Connected {
-                    config,
-                    key: &entry.key,
-                    wait: None,
-                });
-            } else {
-                all_connected = false;
-                self.report(unknown_source(
-                    &entry.source.value,
-                    entry.source.span,
-                    declared(),
-                ));
-            }
-        }
-        if pipeline.connect.len() < 2 {
-            self.report(
-                Diagnostic::error(
-                    Code::TooFewSides,
-                    format!(
-                        "`connect` names {} source(s); matching needs at least two",
-                        pipeline.connect.len()
-                    ),
-                    pipeline.connect_span,
-                )
-                .help(
-                    "list each source to match with its key expression, e.g. `app: order_id`"
-                        .to_string(),
-                ),
-            );
-        }
-        match &pipeline.wait {
-            WaitConfig::Missing => {}
-            WaitConfig::All(wait) => connected.iter_mut().for_each(|c| c.wait = Some(wait.value)),
-            WaitConfig::PerSide(rules) => {
-                for (name, wait) in rules {
-                    if let Some(c) = connected
-                        .iter_mut()
-                        .find(|c| c.config.name.value == name.value)
-                    {
-                        c.wait = Some(wait.value);
-                    } else if declared().any(|source| source == name.value) {
-                        self.report(
-                            Diagnostic::error(
-                                Code::WaitRule,
-                                format!("wait rule for `{}`, which is not connected", name.value),
-                                name.span,
-                            )
-                            .label("not listed in `connect`")
-                            .secondary(
-                                pipeline.connect_span,
-                                "the connected sources are listed here",
-                            ),
-                        );
-                    } else {
-                        self.report(unknown_source(&name.value, name.span, declared()));
-                    }
-                }
-                for (c, entry) in connected.iter().zip(&pipeline.connect) {
-                    if c.wait.is_none() {
-                        self.report(
-                            Diagnostic::error(
-                                Code::WaitRule,
-                                format!("`{}` has no wait rule", c.config.name.value),
-                                entry.source.span,
-                            )
-                            .label("connected here")
-                            .secondary(
-                                pipeline.match_span,
-                                "wait rules are listed under `match.wait`",
-                            )
-                            .help(format!(
-                                "add `{}: 5s` (or the right wait) under `match.wait`",
-                                c.config.name.value
-                            )),
-                        );
-                    }
-                }
-            }
-        }
-        (connected, all_connected)
     }
 
     /// One connected source: its event time and key are checked in the
@@ -220,18 +121,20 @@ impl<'p> Builder<'p> {
             "`int` (milliseconds since the epoch) or `timestamp`",
         );
         let what = format!("the key of `{}`", config.name.value);
-        let key = self.bind(
-            connected.key,
-            &scope,
-            &what,
-            |ty| {
-                matches!(
-                    ty.kind,
-                    Kind::String | Kind::Int | Kind::Bool | Kind::Timestamp | Kind::Unknown
-                )
-            },
-            "`string`, `int`, `bool` or `timestamp`",
-        );
+        let key = connected.key.and_then(|key| {
+            self.bind(
+                key,
+                &scope,
+                &what,
+                |ty| {
+                    matches!(
+                        ty.kind,
+                        Kind::String | Kind::Int | Kind::Bool | Kind::Timestamp | Kind::Unknown
+                    )
+                },
+                "`string`, `int`, `bool` or `timestamp`",
+            )
+        });
         if let Some(key) = &key {
             self.keys
                 .push((config.name.value.clone(), key.ty.clone(), key.text.span));
@@ -327,6 +230,10 @@ impl<'p> Builder<'p> {
     fn sink(&mut self, output: &OutputConfig, sinks: &[SinkNode]) -> Option<SinkId> {
         if let Some(index) = sinks.iter().position(|s| s.name == output.sink.value) {
             return Some(SinkId(index));
+        }
+        if self.pipeline.sinks.declares(&output.sink.value) {
+            // Declared but unreadable: reported already.
+            return None;
         }
         let help = did_you_mean(&output.sink.value, sinks.iter().map(|s| s.name.as_str()))
             .map_or_else(
@@ -446,33 +353,4 @@ impl<'p> Builder<'p> {
             text: text.clone(),
         })
     }
-}
-
-/// An unknown source name, with the closest declared one or the list.
-fn unknown_source<'a>(
-    name: &str,
-    span: Span,
-    declared: impl Iterator<Item = &'a str>,
-) -> Diagnostic {
-    let declared: Vec<&str> = declared.collect();
-    let help = did_you_mean(name, declared.iter().copied()).map_or_else(
-        || {
-            format!(
-                "the declared sources are {}",
-                declared
-                    .iter()
-                    .map(|s| format!("`{s}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        },
-        |s| format!("did you mean `{s}`?"),
-    );
-    Diagnostic::error(
-        Code::UnknownSource,
-        format!("unknown source `{name}`"),
-        span,
-    )
-    .label("not declared under `sources`")
-    .help(help)
 }

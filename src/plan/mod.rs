@@ -7,9 +7,12 @@
 //! `runner explain`. Nothing here reads YAML or runs anything.
 
 mod build;
+mod cases;
 mod explain;
 mod graph;
 mod records;
+mod sides;
+mod warnings;
 
 pub use graph::{
     Bound, Graph, InlineRecord, Input, MatchNode, Route, Side, SideNode, SinkId, SinkNode,
@@ -19,11 +22,8 @@ pub use graph::{
 use crate::config::Pipeline;
 use crate::diagnostic::Diagnostic;
 
-/// Builds the operator graph of `pipeline`.
-///
-/// # Errors
-///
-/// Every problem found, sorted by position in the pipeline file.
-pub fn build(pipeline: &Pipeline) -> Result<Graph, Vec<Diagnostic>> {
+/// Builds the operator graph of `pipeline`: the graph if nothing is wrong,
+/// and every finding, errors and warnings, in no particular order.
+pub fn build(pipeline: &Pipeline) -> (Option<Graph>, Vec<Diagnostic>) {
     build::build(pipeline)
 }

@@ -132,7 +132,9 @@ fn scalar(node: &Node, ty: &Type, path: &str, diagnostics: &mut Vec<Diagnostic>)
         (Kind::Float, Yaml::Int(i)) => Ok(Value::Float(*i as f64)),
         (Kind::Bool, Yaml::Bool(b)) => Ok(Value::Bool(*b)),
         (Kind::Timestamp, Yaml::Int(ms)) => Ok(Value::Timestamp(EventTime::from_millis(*ms))),
-        (Kind::Timestamp, Yaml::Str(text)) => parse_timestamp(text, None).map(Value::Timestamp),
+        (Kind::Timestamp, Yaml::Str(text)) => parse_timestamp(text, None)
+            .map(Value::Timestamp)
+            .map_err(|problem| format!("`{path}`: {problem}")),
         (Kind::Record(layout), Yaml::Map(_)) => {
             return record(node, layout, diagnostics).map(Value::Record);
         }

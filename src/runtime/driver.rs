@@ -20,7 +20,7 @@ use super::router::Router;
 use super::sink::{self, FLUSH_AT, Outputs};
 use super::source::{self, Batch};
 use super::watermarks::Watermarks;
-use crate::config::{OutcomeKind, SinkKind};
+use crate::config::OutcomeKind;
 use crate::plan::Graph;
 
 /// Batches a source may have queued.
@@ -60,7 +60,7 @@ struct InputQueue {
 
 /// A sink target's channel and task.
 struct Target {
-    name: &'static str,
+    name: String,
     /// The driver's end of the channel to the task; `None` once closed,
     /// which ends the task.
     sender: Option<mpsc::Sender<Vec<u8>>>,
@@ -77,15 +77,20 @@ impl Driver {
             sinks,
             ..
         } = graph;
-        let (stdout, stdout_task) = sink::spawn(outputs.stdout);
-        let targets = vec![Target {
-            name: "stdout",
-            sender: Some(stdout),
-            task: Some(stdout_task),
-        }];
-        let router = Router::new(&matcher, routes, |sink| match sinks[sink].kind {
-            SinkKind::Stdout => 0,
-        });
+        let log = outputs.logs();
+        let (writers, target_of) = outputs.open(&sinks);
+        let targets: Vec<Target> = writers
+            .into_iter()
+            .map(|(name, writer)| {
+                let (sender, task) = sink::spawn(writer);
+                Target {
+                    name,
+                    sender: Some(sender),
+                    task: Some(task),
+                }
+            })
+            .collect();
+        let router = Router::new(&matcher, routes, |sink| target_of[sink]);
         let condition = matcher.condition.map(|bound| Condition {
             text: bound.expr.to_string(),
             compiled: bound.compiled,
@@ -97,6 +102,7 @@ impl Driver {
                 .collect(),
             outcomes: OutcomeKind::ALL.iter().map(|kind| (*kind, 0)).collect(),
             pending_events: 0,
+            log: log.then(Vec::new),
         };
         Self {
             watermarks: Watermarks::new(sources.iter().map(|source| source.watermark_lag)),
@@ -194,6 +200,9 @@ impl Driver {
             {
                 *count += 1;
             }
+            if let Some(log) = &mut summary.log {
+                log.push(outcome.clone());
+            }
             router.render(&outcome, buffers)
         });
         for (buffer, target) in self.buffers.iter_mut().zip(&mut self.targets) {
@@ -243,7 +252,7 @@ async fn finish(target: &mut Target) -> Result<(), RunError> {
         .await
         .unwrap_or_else(|join| Err(std::io::Error::other(join)));
     written.map_err(|source| RunError::Write {
-        sink: target.name.to_string(),
+        sink: target.name.clone(),
         source,
     })
 }

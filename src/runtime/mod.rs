@@ -29,7 +29,7 @@ use crate::config::OutcomeKind;
 use crate::plan::Graph;
 
 /// What a run did.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
     /// Events read per source, in side order.
     pub events: Vec<(String, u64)>,
@@ -37,6 +37,9 @@ pub struct Summary {
     pub outcomes: Vec<(OutcomeKind, u64)>,
     /// Events still waiting in the operator when the run ended.
     pub pending_events: usize,
+    /// Every outcome, in order, when the outputs asked for it
+    /// ([`Outputs::with_log`]).
+    pub log: Option<Vec<Outcome>>,
 }
 
 /// Runs `graph` until its inputs end, writing to `outputs`.

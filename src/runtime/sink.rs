@@ -13,18 +13,85 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-/// Where output goes; the CLI passes the process's streams, tests and
-/// embedders pass their own.
+use crate::config::SinkKind;
+use crate::plan::SinkNode;
+
+/// Something a sink task writes to.
+pub(crate) type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Where output goes: the process's streams for the CLI, a writer of the
+/// caller's, or one buffer per sink for tests.
 pub struct Outputs {
-    /// What `type: stdout` sinks write to.
-    pub stdout: Box<dyn AsyncWrite + Send + Unpin>,
+    targets: Targets,
+    /// Whether the run keeps every outcome in [`Summary::log`](super::Summary::log).
+    log: bool,
+}
+
+enum Targets {
+    /// `type: stdout` sinks share this writer.
+    Stdout(Writer),
+    /// Every sink writes to its own buffer, by sink index.
+    Capture(Vec<SharedBuffer>),
 }
 
 impl Outputs {
     /// The process's standard output.
     pub fn stdio() -> Self {
+        Self::stdout_to(tokio::io::stdout())
+    }
+
+    /// `type: stdout` sinks write to `writer` instead of standard output.
+    pub fn stdout_to(writer: impl AsyncWrite + Send + Unpin + 'static) -> Self {
         Self {
-            stdout: Box::new(tokio::io::stdout()),
+            targets: Targets::Stdout(Box::new(writer)),
+            log: false,
+        }
+    }
+
+    /// Every one of `sinks` sinks writes to a buffer of its own, returned
+    /// here by sink index.
+    pub fn capture(sinks: usize) -> (Self, Vec<SharedBuffer>) {
+        let buffers: Vec<SharedBuffer> = (0..sinks).map(|_| SharedBuffer::new()).collect();
+        (
+            Self {
+                targets: Targets::Capture(buffers.clone()),
+                log: false,
+            },
+            buffers,
+        )
+    }
+
+    /// The same outputs, and the run keeps a copy of every outcome.
+    #[must_use]
+    pub fn with_log(self) -> Self {
+        Self { log: true, ..self }
+    }
+
+    pub(crate) fn logs(&self) -> bool {
+        self.log
+    }
+
+    /// Opens a target per distinct destination of `sinks`; returns each
+    /// target's name and writer, and the target of each sink.
+    pub(crate) fn open(self, sinks: &[SinkNode]) -> (Vec<(String, Writer)>, Vec<usize>) {
+        match self.targets {
+            Targets::Stdout(writer) => {
+                let targets = sinks
+                    .iter()
+                    .map(|sink| match sink.kind {
+                        SinkKind::Stdout => 0,
+                    })
+                    .collect();
+                (vec![("stdout".to_string(), writer)], targets)
+            }
+            Targets::Capture(buffers) => {
+                let targets = sinks
+                    .iter()
+                    .zip(buffers)
+                    .map(|(sink, buffer)| (sink.name.clone(), Box::new(buffer) as Writer))
+                    .collect();
+                (targets, (0..sinks.len()).collect())
+            }
         }
     }
 }
@@ -37,7 +104,7 @@ const QUEUE: usize = 4;
 
 /// Starts the task writing to `out`; returns the channel to it.
 pub(crate) fn spawn(
-    mut out: Box<dyn AsyncWrite + Send + Unpin>,
+    mut out: Writer,
 ) -> (
     mpsc::Sender<Vec<u8>>,
     tokio::task::JoinHandle<io::Result<()>>,

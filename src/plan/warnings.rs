@@ -1,0 +1,128 @@
+//! Warnings: pipelines that are legal but likely not what was meant.
+
+use super::build::Builder;
+use super::sides::Sides;
+use crate::config::{OutcomeKind, Setting, WaitConfig};
+use crate::diagnostic::{Code, Diagnostic};
+use crate::time::Duration;
+
+impl Builder<'_> {
+    /// Warns about waits and lags that defeat each other, and about outcomes
+    /// that are written nowhere or can never happen.
+    pub(super) fn warnings(&mut self, sides: &Sides<'_>) {
+        let mut zero_waits = Vec::new();
+        for side in &sides.connected {
+            let Some(wait) = side.wait else { continue };
+            let name = &side.config.name.value;
+            // One `wait: 0s` for every side is one mistake, reported once.
+            if wait.value == Duration::ZERO && !zero_waits.contains(&wait.span) {
+                zero_waits.push(wait.span);
+                let every_side = matches!(
+                    self.pipeline.matching.as_ref().map(|m| &m.wait),
+                    Some(WaitConfig::All(_))
+                );
+                let message = if every_side {
+                    "every side waits 0s for the others".to_string()
+                } else {
+                    format!("`{name}` waits 0s for the other sides")
+                };
+                self.report(
+                    Diagnostic::warning(Code::ZeroWait, message, wait.span)
+                        .label("no wait")
+                        .help("only counterparts at exactly the same event time can match; give the time they need to arrive".to_string()),
+                );
+            }
+            let lag = side.config.watermark_lag;
+            if lag.value > wait.value {
+                self.report(
+                    Diagnostic::warning(
+                        Code::LagOverWait,
+                        format!("the watermark of `{name}` lags {}, longer than its {} wait", lag.value, wait.value),
+                        lag.span,
+                    )
+                    .label("watermark lag")
+                    .secondary(wait.span, "wait")
+                    .help(format!(
+                        "a timeout fires when the watermark passes the deadline, so alerts for `{name}` come up to {} \
+                         after its wait ends",
+                        lag.value
+                    )),
+                );
+            }
+        }
+        self.routing_warnings(sides);
+    }
+
+    fn routing_warnings(&mut self, sides: &Sides<'_>) {
+        let pipeline = self.pipeline;
+        let condition = pipeline
+            .matching
+            .as_ref()
+            .map(|matching| &matching.condition);
+        if condition == Some(&Setting::Absent) {
+            for output in pipeline
+                .outputs
+                .iter()
+                .filter(|o| o.outcome.value == OutcomeKind::Mismatched)
+            {
+                self.report(
+                    Diagnostic::warning(
+                        Code::OutcomeNever,
+                        "`mismatched` never happens: `match` has no `condition`",
+                        output.outcome.span,
+                    )
+                    .help(
+                        "a complete match is `mismatched` when its condition does not hold"
+                            .to_string(),
+                    ),
+                );
+            }
+        }
+        // With an output unreadable (reported), what it would have covered is
+        // unknown.
+        if !pipeline.outputs_complete {
+            return;
+        }
+        let routed = |kind: OutcomeKind, side: Option<&str>| {
+            pipeline.outputs.iter().any(|output| {
+                output.outcome.value == kind
+                    && output
+                        .side
+                        .as_ref()
+                        .is_none_or(|s| side.is_none_or(|side| s.value == side))
+            })
+        };
+        let mut nowhere = Vec::new();
+        if !routed(OutcomeKind::Matched, None) {
+            nowhere.push("`matched` outcomes go nowhere".to_string());
+        }
+        if matches!(condition, Some(Setting::Given(_))) && !routed(OutcomeKind::Mismatched, None) {
+            nowhere.push("`mismatched` outcomes go nowhere".to_string());
+        }
+        if sides.complete {
+            let unrouted: Vec<&str> = sides
+                .connected
+                .iter()
+                .map(|side| side.config.name.value.as_str())
+                .filter(|side| !routed(OutcomeKind::TimedOut, Some(side)))
+                .collect();
+            if unrouted.len() == sides.connected.len() && !unrouted.is_empty() {
+                nowhere.push("`timed_out` outcomes go nowhere".to_string());
+            } else {
+                nowhere.extend(unrouted.iter().map(|side| {
+                    format!("`timed_out` outcomes where `{side}`'s wait runs out go nowhere")
+                }));
+            }
+        }
+        for message in nowhere {
+            self.report(
+                Diagnostic::warning(Code::OutcomeNowhere, message, pipeline.outputs_span)
+                    .label("no output takes them")
+                    .help(
+                        "add an output for them; outcomes no output takes are not written anywhere"
+                            .to_string(),
+                    ),
+            );
+        }
+    }
+}
