@@ -1,10 +1,13 @@
-//! Bad input never crashes: random mutations of the example pipelines, and
-//! random expression text, go through parsing, checking and running, and
-//! end in a result or diagnostics, never a panic.
+//! Bad input never crashes: arbitrary bytes, random mutations of the
+//! example pipelines, and random expression text go through validation
+//! (with every rendering), running and testing, and end in a result or
+//! diagnostics, never a panic.
+//!
+//! `RUNNER_FUZZ_SCALE=N` runs N times as many cases as CI does.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use runner::diagnostic::{SourceFile, Style, render};
+use runner::diagnostic::{SourceFile, Style, render, render_github, render_json};
 use runner::runtime::{Outputs, SharedBuffer, run_blocking};
 
 /// Deterministic, so a failure can be replayed from its case number.
@@ -125,6 +128,91 @@ fn survive(name: &str, text: &str) -> Result<(), String> {
     })
 }
 
+/// How many times the CI number of cases to run.
+fn scale() -> usize {
+    std::env::var("RUNNER_FUZZ_SCALE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Validates `text` as `runner validate` does and renders the findings in
+/// every format; runs the test cases of a valid pipeline.
+fn validate(name: &str, text: &str) -> Result<(), String> {
+    catch_unwind(AssertUnwindSafe(|| {
+        let file = SourceFile::new(name, text);
+        let (graph, diagnostics) = runner::check(&file);
+        assert!(
+            graph.is_some()
+                || diagnostics
+                    .iter()
+                    .any(runner::diagnostic::Diagnostic::is_error),
+            "no graph and no error"
+        );
+        let _ = render(&diagnostics, &file, Style::Plain);
+        let _ = render(&diagnostics, &file, Style::Colored);
+        let _ = render_json(&[(&file, &diagnostics)]);
+        let _ = render_github(&file, &diagnostics);
+        if graph.is_some() {
+            let _ = runner::testing::run(&file);
+        }
+    }))
+    .map_err(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()));
+        format!("panicked: {message:?}\n--- input ---\n{text}")
+    })
+}
+
+#[test]
+fn arbitrary_text_never_panics() {
+    let mut rng = Lcg(11);
+    for case in 0..4_000 * scale() {
+        let len = rng.below(160);
+        let text: String = (0..len)
+            .map(|_| match rng.below(4) {
+                // Mostly YAML-ish characters, so parsing gets past the first one.
+                0 => TOKENS[rng.below(TOKENS.len())]
+                    .chars()
+                    .next()
+                    .unwrap_or(' '),
+                1 => {
+                    let punctuation = " :-\n{}[],'\"#|>&*!%@`";
+                    punctuation
+                        .chars()
+                        .nth(rng.below(punctuation.len()))
+                        .unwrap_or(' ')
+                }
+                2 => char::from(b'a' + u8::try_from(rng.below(26)).unwrap()),
+                // Any character, multi-byte ones included, so spans must land
+                // on character boundaries.
+                _ => char::from_u32(u32::try_from(rng.below(0x1_0000)).unwrap())
+                    .unwrap_or('\u{fffd}'),
+            })
+            .collect();
+        if let Err(problem) = validate("text.yaml", &text) {
+            panic!("case {case}: {problem}");
+        }
+    }
+}
+
+#[test]
+fn mutated_example_pipelines_validate_and_test_without_panic() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for name in ["bill_check", "three_way"] {
+        let original = std::fs::read_to_string(format!("{root}/pipelines/{name}.yaml")).unwrap();
+        let mut rng = Lcg(name.len() as u64 * 7);
+        for case in 0..1_000 * scale() {
+            let text = mutate(&original, &mut rng);
+            if let Err(problem) = validate(name, &text) {
+                panic!("{name} case {case} {problem}");
+            }
+        }
+    }
+}
+
 #[test]
 fn mutated_example_pipelines_never_panic() {
     let root = env!("CARGO_MANIFEST_DIR");
@@ -132,7 +220,7 @@ fn mutated_example_pipelines_never_panic() {
     for name in ["bill_check", "three_way"] {
         let original = std::fs::read_to_string(format!("{root}/pipelines/{name}.yaml")).unwrap();
         let mut rng = Lcg(name.len() as u64);
-        for case in 0..1_500 {
+        for case in 0..1_500 * scale() {
             let text = mutate(&original, &mut rng);
             if let Err(problem) = survive(name, &text) {
                 panic!("{name} case {case} {problem}");
@@ -140,13 +228,13 @@ fn mutated_example_pipelines_never_panic() {
             cases += 1;
         }
     }
-    assert_eq!(cases, 3_000);
+    assert_eq!(cases, 3_000 * scale());
 }
 
 #[test]
 fn random_expressions_never_panic() {
     let mut rng = Lcg(7);
-    for case in 0..5_000 {
+    for case in 0..5_000 * scale() {
         let text: String = (0..rng.below(12))
             .map(|_| TOKENS[rng.below(TOKENS.len())])
             .collect();

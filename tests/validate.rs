@@ -164,3 +164,30 @@ fn run_prints_warnings_and_runs() {
         run.stdout
     );
 }
+
+/// `runner validate` on a terminal: `script` (util-linux, on every Debian)
+/// gives it one.
+fn on_a_terminal(no_color: &str) -> String {
+    let command = format!(
+        "NO_COLOR={no_color} {} validate tests/cases/validate/unknown_field.yaml",
+        env!("CARGO_BIN_EXE_runner")
+    );
+    let output = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(root())
+        .output()
+        .expect("script runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn colour_on_a_terminal_unless_no_color() {
+    assert!(
+        on_a_terminal("").contains("\u{1b}[1m\u{1b}[91merror[E201]"),
+        "{}",
+        on_a_terminal("")
+    );
+    let plain = on_a_terminal("1");
+    assert!(plain.contains("error[E201]: unknown name `tss`"), "{plain}");
+    assert!(!plain.contains('\u{1b}'), "{plain}");
+}

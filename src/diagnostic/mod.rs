@@ -175,17 +175,28 @@ pub fn did_you_mean<'a>(
         .map(|(_, candidate)| candidate)
 }
 
-/// Levenshtein distance over characters, case-insensitive.
+/// Edit distance over characters, case-insensitive, where swapping two
+/// neighbours counts as one edit, the commonest typo (`wiat` for `wait`):
+/// the optimal string alignment distance.
 fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().flat_map(char::to_lowercase).collect();
     let b: Vec<char> = b.chars().flat_map(char::to_lowercase).collect();
+    // Three rows of the table: two back, one back, and the current one.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
     let mut previous: Vec<usize> = (0..=b.len()).collect();
     let mut current = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().flat_map(char::to_lowercase).enumerate() {
-        current[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != cb);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+    for i in 1..=a.len() {
+        current[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            current[j] = (previous[j - 1] + cost)
+                .min(previous[j] + 1)
+                .min(current[j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                current[j] = current[j].min(before[j - 2] + 1);
+            }
         }
+        std::mem::swap(&mut before, &mut previous);
         std::mem::swap(&mut previous, &mut current);
     }
     previous[b.len()]
@@ -202,6 +213,7 @@ mod tests {
         assert_eq!(did_you_mean("Status", fields), Some("status"));
         assert_eq!(did_you_mean("t", fields), Some("ts"));
         assert_eq!(did_you_mean("amount", fields), None);
+        assert_eq!(did_you_mean("wiat", ["wait", "condition"]), Some("wait"));
     }
 
     #[test]
@@ -209,5 +221,7 @@ mod tests {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("订单", "订单号"), 1);
+        assert_eq!(edit_distance("wiat", "wait"), 1);
+        assert_eq!(edit_distance("ab", "ba"), 1);
     }
 }
