@@ -253,3 +253,29 @@ fn random_expressions_never_panic() {
         assert!(result.is_ok(), "case {case}: {text:?}");
     }
 }
+
+#[test]
+fn arbitrary_bytes_through_the_binary_never_panic() {
+    let dir = crate::harness::scratch("fuzz_bytes");
+    let mut rng = Lcg(5);
+    for case in 0..100 * scale() {
+        let bytes: Vec<u8> = (0..rng.below(300))
+            .map(|_| u8::try_from(rng.below(256)).unwrap())
+            .collect();
+        let path = dir.join(format!("case{case}.yaml"));
+        std::fs::write(&path, &bytes).unwrap();
+        let run = crate::harness::runner(&["validate", path.to_str().unwrap()]);
+        // Not UTF-8 is an I/O error (2); text that is no pipeline is invalid (1).
+        assert!(
+            matches!(run.status, 1 | 2),
+            "case {case}: status {}\n{}",
+            run.status,
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains("panicked"),
+            "case {case}: {}",
+            run.stderr
+        );
+    }
+}

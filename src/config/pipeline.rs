@@ -85,7 +85,22 @@ fn pipeline(r: &mut Reader<'_>, root: &Node) -> Option<Pipeline> {
 /// A source that cannot be read is left out after its problems are
 /// reported; its name stays declared, and the rest are still read.
 fn sources(r: &mut Reader<'_>, at: Span, node: &Node) -> Declared<SourceConfig> {
-    let Some(mut fields) = r.map(node, at, "`sources`") else {
+    declared(r, at, node, "`sources`", |r, key, name, value| {
+        let name = r.name(key, name, "source", true)?;
+        source(r, name, value)
+    })
+}
+
+/// A mapping from user-chosen names to items read by `read`: the items that
+/// could be read, and every name declared.
+fn declared<T>(
+    r: &mut Reader<'_>,
+    at: Span,
+    node: &Node,
+    what: &str,
+    mut read: impl FnMut(&mut Reader<'_>, &Node, &str, &Node) -> Option<T>,
+) -> Declared<T> {
+    let Some(mut fields) = r.map(node, at, what) else {
         return Declared::default();
     };
     let entries: Vec<_> = fields.all().collect();
@@ -98,10 +113,7 @@ fn sources(r: &mut Reader<'_>, at: Span, node: &Node) -> Declared<SourceConfig> 
         .collect();
     let items = entries
         .into_iter()
-        .filter_map(|(key, name, value)| {
-            let name = r.name(key, name, "source", true)?;
-            source(r, name, value)
-        })
+        .filter_map(|(key, name, value)| read(r, key, name, value))
         .collect();
     Declared {
         items,
@@ -330,37 +342,19 @@ fn wait(r: &mut Reader<'_>, at: Span, node: &Node) -> WaitConfig {
 
 /// `sinks`: sink name to sink, each tagged by `type`.
 fn sinks(r: &mut Reader<'_>, at: Span, node: &Node) -> Declared<SinkConfig> {
-    let Some(mut fields) = r.map(node, at, "`sinks`") else {
-        return Declared::default();
-    };
-    let entries: Vec<_> = fields.all().collect();
-    let names = entries
-        .iter()
-        .map(|(key, name, _)| Spanned {
-            value: (*name).to_string(),
-            span: key.span,
-        })
-        .collect();
-    let items = entries
-        .into_iter()
-        .filter_map(|(key, name, value)| {
-            let name = r.name(key, name, "sink", false)?;
-            let mut fields = r.map(value, name.span, &format!("sink `{}`", name.value))?;
-            let kind = fields
-                .required(r, "type")
-                .and_then(|(_, value)| r.choice(value, "sink type", SINK_TYPES));
-            fields.finish(r);
-            let kind = match kind?.value {
-                0 => SinkKind::Stdout,
-                _ => unreachable!("`choice` returns an index into SINK_TYPES"),
-            };
-            Some(SinkConfig { name, kind })
-        })
-        .collect();
-    Declared {
-        items,
-        names: Some(names),
-    }
+    declared(r, at, node, "`sinks`", |r, key, name, value| {
+        let name = r.name(key, name, "sink", false)?;
+        let mut fields = r.map(value, name.span, &format!("sink `{}`", name.value))?;
+        let kind = fields
+            .required(r, "type")
+            .and_then(|(_, value)| r.choice(value, "sink type", SINK_TYPES));
+        fields.finish(r);
+        let kind = match kind?.value {
+            0 => SinkKind::Stdout,
+            _ => unreachable!("`choice` returns an index into SINK_TYPES"),
+        };
+        Some(SinkConfig { name, kind })
+    })
 }
 
 /// `outputs`: a list of routes. An output's place in the list is how
@@ -496,7 +490,7 @@ fn expected(r: &mut Reader<'_>, node: &Node) -> Option<Expected> {
         });
     let key = fields
         .required(r, "key")
-        .and_then(|(_, value)| r.scalar_text(value, "an expected `key`"));
+        .and_then(|(_, value)| r.scalar_text(value, "an expected `key`", "a single value"));
     let expired = fields
         .optional("expired")
         .map(|(_, value)| r.string(value, "`expired`"));

@@ -113,8 +113,13 @@ impl<'a> Reader<'a> {
     }
 
     /// The text of a scalar: a string as it is, a number or boolean as
-    /// written.
-    pub(super) fn scalar_text(&mut self, node: &Node, what: &str) -> Option<Spanned<String>> {
+    /// written; `expected` says what else was wanted ("an expression").
+    pub(super) fn scalar_text(
+        &mut self,
+        node: &Node,
+        what: &str,
+        expected: &str,
+    ) -> Option<Spanned<String>> {
         let text = match &node.value {
             Value::Str(text) => text.clone(),
             Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
@@ -123,7 +128,7 @@ impl<'a> Reader<'a> {
             other => {
                 self.report(Diagnostic::error(
                     Code::WrongShape,
-                    format!("{what} must be a single value, found {}", other.describe()),
+                    format!("{what} must be {expected}, found {}", other.describe()),
                     node.span,
                 ));
                 return None;
@@ -261,21 +266,8 @@ impl<'a> Reader<'a> {
     /// Expression text. Plain numbers and booleans are expressions too; their
     /// text is taken as written.
     pub(super) fn expr(&mut self, node: &Node, what: &str) -> Option<ExprText> {
-        let text = match &node.value {
-            Value::Str(text) => text.clone(),
-            Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
-                self.file[node.span.start..node.span.end].to_string()
-            }
-            other => {
-                self.report(Diagnostic::error(
-                    Code::WrongShape,
-                    format!("{what} must be an expression, found {}", other.describe()),
-                    node.span,
-                ));
-                return None;
-            }
-        };
-        Some(ExprText::new(text, node.span, self.file))
+        let text = self.scalar_text(node, what, "an expression")?;
+        Some(ExprText::new(text.value, text.span, self.file))
     }
 }
 
