@@ -104,6 +104,10 @@ pub struct Declared<T> {
     /// Every name declared, readable or not; `None` when the section itself
     /// is missing or unreadable.
     pub names: Option<Vec<Name>>,
+    /// For sources: the schema of every source whose schema could be read,
+    /// also when the rest of it could not, so expressions over its records
+    /// can still be checked.
+    pub schemas: Vec<(String, Arc<RecordType>)>,
 }
 
 impl<T> Default for Declared<T> {
@@ -111,7 +115,18 @@ impl<T> Default for Declared<T> {
         Self {
             items: Vec::new(),
             names: None,
+            schemas: Vec::new(),
         }
+    }
+}
+
+impl<T> Declared<T> {
+    /// The schema of source `name`, if it could be read.
+    pub fn schema(&self, name: &str) -> Option<&Arc<RecordType>> {
+        self.schemas
+            .iter()
+            .find(|(source, _)| source == name)
+            .map(|(_, schema)| schema)
     }
 }
 

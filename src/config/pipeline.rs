@@ -85,10 +85,15 @@ fn pipeline(r: &mut Reader<'_>, root: &Node) -> Option<Pipeline> {
 /// A source that cannot be read is left out after its problems are
 /// reported; its name stays declared, and the rest are still read.
 fn sources(r: &mut Reader<'_>, at: Span, node: &Node) -> Declared<SourceConfig> {
-    declared(r, at, node, "`sources`", |r, key, name, value| {
+    let mut schemas = Vec::new();
+    let mut declared = declared(r, at, node, "`sources`", |r, key, name, value| {
         let name = r.name(key, name, "source", true)?;
-        source(r, name, value)
-    })
+        let (source, schema) = source(r, name.clone(), value);
+        schemas.extend(schema.map(|schema| (name.value, schema)));
+        source
+    });
+    declared.schemas = schemas;
+    declared
 }
 
 /// A mapping from user-chosen names to items read by `read`: the items that
@@ -118,13 +123,31 @@ fn declared<T>(
     Declared {
         items,
         names: Some(names),
+        schemas: Vec::new(),
     }
+}
+
+/// One source, and its schema when that could be read, whatever else could
+/// not: expressions over the source's records can then still be checked.
+fn source(
+    r: &mut Reader<'_>,
+    name: Name,
+    node: &Node,
+) -> (Option<SourceConfig>, Option<Arc<RecordType>>) {
+    let mut schema = None;
+    let source = read_source(r, name, node, &mut schema);
+    (source, schema)
 }
 
 /// One source. `type` selects the kind; keys that belong to one kind only
 /// (`records`) are taken here and checked against the kind below, so a
 /// misspelled kind does not also report its keys as unknown.
-fn source(r: &mut Reader<'_>, name: Name, node: &Node) -> Option<SourceConfig> {
+fn read_source(
+    r: &mut Reader<'_>,
+    name: Name,
+    node: &Node,
+    schema_read: &mut Option<Arc<RecordType>>,
+) -> Option<SourceConfig> {
     let what = format!("source `{}`", name.value);
     let mut fields = r.map(node, name.span, &what)?;
     let kind = fields
@@ -133,6 +156,7 @@ fn source(r: &mut Reader<'_>, name: Name, node: &Node) -> Option<SourceConfig> {
     let schema = fields
         .required(r, "schema")
         .and_then(|(key, value)| schema(r, &name.value, key.span, value));
+    schema_read.clone_from(&schema);
     let event_time = fields
         .required(r, "event_time")
         .and_then(|(_, value)| r.expr(value, "`event_time`"));

@@ -47,19 +47,11 @@ impl Builder<'_> {
             .map(|(side, c)| self.source(c, Side(side)))
             .collect();
         let key_type = self.key_type();
-        let scopes: Vec<SideScope> = sides
-            .connected
-            .iter()
-            .map(|c| SideScope {
-                name: c.config.name.value.clone(),
-                layout: c.config.schema.clone(),
-                nullable: false,
-            })
-            .collect();
+        let scopes = &sides.scopes;
         let condition = match self.pipeline.matching.as_ref().map(|m| &m.condition) {
             Some(Setting::Given(text)) if sides.complete => Some(self.bind(
                 text,
-                &Scope::outcome(&scopes, key_type.clone(), false),
+                &Scope::outcome(scopes, key_type.clone(), false),
                 "the match `condition`",
                 |ty| ty.kind == Kind::Bool || ty.is_unknown(),
                 "`bool`",

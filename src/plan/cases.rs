@@ -18,32 +18,21 @@ impl Builder<'_> {
 
     fn test_case(&mut self, case: &TestCase, sides: &Sides<'_>) {
         for (source, nodes) in &case.records {
-            match sides
-                .connected
-                .iter()
-                .find(|side| side.config.name.value == source.value)
-            {
+            match sides.scopes.iter().find(|side| side.name == source.value) {
                 Some(side) => {
-                    let _ = records::convert(nodes, &side.config.schema, &mut self.diagnostics);
+                    let _ = records::convert(nodes, &side.layout, &mut self.diagnostics);
                 }
-                // Unreadable sources and incomplete `connect` were reported.
-                None if sides.complete && self.pipeline.sources.declares(&source.value) => {
-                    let declared = self
-                        .pipeline
-                        .sources
-                        .items
-                        .iter()
-                        .any(|s| s.name.value == source.value);
-                    if declared {
-                        self.report(
-                            Diagnostic::error(
-                                Code::InvalidTest,
-                                format!("records for `{}`, which is not connected", source.value),
-                                source.span,
-                            )
-                            .label("its records would never be read"),
-                        );
-                    }
+                // A declared source without a readable schema, or an
+                // incomplete `connect`, was reported already.
+                None if sides.complete && self.pipeline.sources.schema(&source.value).is_some() => {
+                    self.report(
+                        Diagnostic::error(
+                            Code::InvalidTest,
+                            format!("records for `{}`, which is not connected", source.value),
+                            source.span,
+                        )
+                        .label("its records would never be read"),
+                    );
                 }
                 None if self.pipeline.sources.names.is_some()
                     && !self.pipeline.sources.declares(&source.value) =>
@@ -143,16 +132,9 @@ impl Builder<'_> {
             .iter()
             .chain(expected.missing.iter().flatten());
         for side in named {
-            if !sides
-                .connected
-                .iter()
-                .any(|s| s.config.name.value == side.value)
-            {
-                let help = did_you_mean(
-                    &side.value,
-                    sides.connected.iter().map(|s| s.config.name.value.as_str()),
-                )
-                .map(|s| format!("did you mean `{s}`?"));
+            if !sides.scopes.iter().any(|s| s.name == side.value) {
+                let help = did_you_mean(&side.value, sides.scopes.iter().map(|s| s.name.as_str()))
+                    .map(|s| format!("did you mean `{s}`?"));
                 let diagnostic = Diagnostic::error(
                     Code::InvalidTest,
                     format!("`{}` is not a connected source", side.value),

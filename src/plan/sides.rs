@@ -4,6 +4,7 @@
 use super::build::Builder;
 use crate::config::{ConnectConfig, ExprText, SourceConfig, Spanned, WaitConfig};
 use crate::diagnostic::{Code, Diagnostic, Span, did_you_mean};
+use crate::expr::SideScope;
 use crate::time::Duration;
 
 /// A connected source before its expressions are compiled.
@@ -18,11 +19,15 @@ pub(super) struct Connected<'p> {
     pub(super) wait: Option<Spanned<Duration>>,
 }
 
-/// The resolved sides, and whether they are all the sides `connect` names:
-/// conditions and templates name the sides, so with one missing they are
-/// not checked (every mention of it would be one more false error).
+/// The resolved sides. Conditions and templates name the sides and read
+/// their fields, so they are checked only when every side `connect` names
+/// has a schema (`complete`): with one missing, every mention of it would
+/// be one more false error.
 pub(super) struct Sides<'p> {
+    /// The sides whose source could be read completely.
     pub(super) connected: Vec<Connected<'p>>,
+    /// Every side with a readable schema, as expressions see it.
+    pub(super) scopes: Vec<SideScope>,
     pub(super) complete: bool,
     /// Declared sources that an unknown name in `connect` is a near miss
     /// of: most likely meant, so not reported as unconnected again.
@@ -37,15 +42,27 @@ impl<'p> Builder<'p> {
         let Some(connect) = &pipeline.connect else {
             return Sides {
                 connected: Vec::new(),
+                scopes: Vec::new(),
                 complete: false,
                 meant: Vec::new(),
             };
         };
         let mut connected = Vec::new();
+        let mut scopes = Vec::new();
         let mut complete = true;
         let mut meant = Vec::new();
         for entry in &connect.sides {
             let name = &entry.source;
+            match pipeline.sources.schema(&name.value) {
+                Some(layout) => {
+                    scopes.push(SideScope {
+                        name: name.value.clone(),
+                        layout: layout.clone(),
+                        nullable: false,
+                    });
+                }
+                None => complete = false,
+            }
             if let Some(config) = pipeline
                 .sources
                 .items
@@ -60,7 +77,6 @@ impl<'p> Builder<'p> {
                 });
                 continue;
             }
-            complete = false;
             // A declared source that could not be read was reported already.
             if !pipeline.sources.declares(&name.value) {
                 let declared = pipeline
@@ -116,6 +132,7 @@ impl<'p> Builder<'p> {
         }
         Sides {
             connected,
+            scopes,
             complete,
             meant,
         }

@@ -101,12 +101,12 @@ impl Builder<'_> {
         }
         if sides.complete {
             let unrouted: Vec<&str> = sides
-                .connected
+                .scopes
                 .iter()
-                .map(|side| side.config.name.value.as_str())
+                .map(|side| side.name.as_str())
                 .filter(|side| !routed(OutcomeKind::TimedOut, Some(side)))
                 .collect();
-            if unrouted.len() == sides.connected.len() && !unrouted.is_empty() {
+            if unrouted.len() == sides.scopes.len() && !unrouted.is_empty() {
                 nowhere.push("`timed_out` outcomes go nowhere".to_string());
             } else {
                 nowhere.extend(unrouted.iter().map(|side| {
