@@ -83,15 +83,27 @@ use diagnostic::{Diagnostic, SourceFile};
 /// records and the warnings. Returns the graph when there is no error, and
 /// every finding, errors and warnings, sorted by position.
 pub fn check(file: &SourceFile) -> (Option<plan::Graph>, Vec<Diagnostic>) {
+    let (_, graph, diagnostics) = check_pipeline(file);
+    (graph, diagnostics)
+}
+
+/// As [`check`], also returning the pipeline as read.
+fn check_pipeline(
+    file: &SourceFile,
+) -> (
+    Option<config::Pipeline>,
+    Option<plan::Graph>,
+    Vec<Diagnostic>,
+) {
     let (pipeline, mut diagnostics) = config::parse(file.text());
-    let graph = pipeline.and_then(|pipeline| {
-        let (graph, found) = plan::build(&pipeline);
+    let graph = pipeline.as_ref().and_then(|pipeline| {
+        let (graph, found) = plan::build(pipeline);
         diagnostics.extend(found);
         graph
     });
     diagnostic::sort(&mut diagnostics);
     let valid = !diagnostics.iter().any(diagnostic::Diagnostic::is_error);
-    (graph.filter(|_| valid), diagnostics)
+    (pipeline, graph.filter(|_| valid), diagnostics)
 }
 
 /// The graph of a pipeline file, ignoring warnings.

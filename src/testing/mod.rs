@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use diff::{Change, diff};
 
-use crate::config::{self, Expected, OutcomeKind, Pipeline, SourceKind, TestCase};
+use crate::config::{Expected, OutcomeKind, Pipeline, SourceKind, TestCase};
 use crate::diagnostic::{Diagnostic, SourceFile, Span, Style, render};
 use crate::plan;
 use crate::runtime::{self, Outcome, Outputs};
@@ -35,9 +35,8 @@ pub struct CaseResult {
 ///
 /// Every finding, when the pipeline has errors and so cannot run.
 pub fn run(file: &SourceFile) -> Result<Vec<CaseResult>, Vec<Diagnostic>> {
-    let (graph, diagnostics) = crate::check(file);
-    let (pipeline, _) = config::parse(file.text());
-    let (Some(_), Some(pipeline)) = (graph, pipeline) else {
+    let (pipeline, graph, diagnostics) = crate::check_pipeline(file);
+    let (Some(pipeline), Some(_)) = (pipeline, graph) else {
         return Err(diagnostics);
     };
     Ok(pipeline
