@@ -160,8 +160,10 @@ fn default_output_is_one_json_object_per_outcome() {
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert_eq!(
         run.stdout,
-        "{\"outcome\":\"timed_out\",\"key\":0,\"expired\":\"a\",\"missing\":[\"b\"],\"a\":{\"id\":0,\"ts\":0},\"b\":null}\n\
-         {\"outcome\":\"timed_out\",\"key\":1,\"expired\":\"a\",\"missing\":[\"b\"],\"a\":{\"id\":1,\"ts\":1},\"b\":null}\n"
+        "{\"outcome\":\"timed_out\",\"key\":0,\"expired\":\"a\",\"missing\":[\"b\"],\"a\":{\"id\":0,\"ts\":0},\"b\":null,\
+         \"times\":{\"a\":\"1970-01-01T00:00:00Z\",\"b\":null}}\n\
+         {\"outcome\":\"timed_out\",\"key\":1,\"expired\":\"a\",\"missing\":[\"b\"],\"a\":{\"id\":1,\"ts\":1},\"b\":null,\
+         \"times\":{\"a\":\"1970-01-01T00:00:00.001Z\",\"b\":null}}\n"
     );
 }
 

@@ -2,10 +2,9 @@
 //! no clock. Every step is checked against the accounting invariant: each
 //! input event is in exactly one outcome, or still pending.
 
-use runner::config::OutcomeKind;
 use runner::expr::{self, Record, RecordType, Scope, SideScope, Type, Value};
 use runner::plan::Side;
-use runner::runtime::{Condition, Event, Key, Matcher, Operator, Outcome, Watermarks};
+use runner::runtime::{Detail, Event, Key, Matcher, Operator, Outcome, Rule, Watermarks};
 use runner::time::{Duration, EventTime, Watermark};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -19,14 +18,20 @@ struct Harness {
 }
 
 impl Harness {
-    /// Sides with these waits and lags, in milliseconds.
+    /// Sides with these waits and lags, in milliseconds; no rules and no
+    /// retention, so a done key is forgotten at once.
     fn new(waits: &[i64], lags: &[i64]) -> Self {
-        Self::with_condition(waits, lags, None)
+        Self::with(waits, lags, Vec::new(), 0)
     }
 
-    fn with_condition(waits: &[i64], lags: &[i64], condition: Option<Condition>) -> Self {
+    /// With rules, and a retention in milliseconds.
+    fn with(waits: &[i64], lags: &[i64], rules: Vec<Rule>, retention: i64) -> Self {
         Self {
-            matcher: Matcher::new(waits.iter().map(|&w| Duration::from_millis(w)), condition),
+            matcher: Matcher::new(
+                waits.iter().map(|&w| Duration::from_millis(w)),
+                rules,
+                Duration::from_millis(retention),
+            ),
             watermarks: Watermarks::new(lags.iter().map(|&l| Duration::from_millis(l))),
             received: 0,
             outcomes: Vec::new(),
@@ -87,7 +92,7 @@ impl Harness {
     }
 
     fn check(&self) {
-        let accounted: usize = self.outcomes.iter().map(Outcome::events).sum();
+        let accounted: usize = self.outcomes.iter().map(Outcome::inputs).sum();
         assert_eq!(
             accounted + self.matcher.pending_events(),
             self.received,
@@ -99,7 +104,8 @@ impl Harness {
     }
 }
 
-/// `matched k [1000,1500]`, `timed_out k [1000,-] expired 0`.
+/// `matched k [1000,1500]`, `timed_out k [1000,-] side 0`,
+/// `mismatched k [1,1] failed amount`.
 fn describe(outcome: &Outcome) -> String {
     let times: Vec<String> = outcome
         .records
@@ -113,12 +119,44 @@ fn describe(outcome: &Outcome) -> String {
         .collect();
     let mut text = format!(
         "{} {} [{}]",
-        outcome.kind.name(),
+        outcome.kind().name(),
         outcome.key.value(),
         times.join(",")
     );
-    if let Some(Side(side)) = outcome.expired {
-        let _ = write!(text, " expired {side}");
+    match &outcome.detail {
+        Detail::TimedOut { expired } => {
+            let _ = write!(text, " expired {}", expired.0);
+        }
+        Detail::Duplicate { side, of } => {
+            let _ = write!(text, " side {} of {}", side.0, of.name());
+        }
+        Detail::Late { side } => {
+            let _ = write!(text, " side {}", side.0);
+        }
+        Detail::Resolved {
+            expired,
+            deadline,
+            arrived,
+        } => {
+            let arrived: Vec<String> = arrived
+                .iter()
+                .enumerate()
+                .filter(|(_, late)| **late)
+                .map(|(side, _)| side.to_string())
+                .collect();
+            let _ = write!(
+                text,
+                " expired {} deadline {} arrived {}",
+                expired.0,
+                deadline.millis(),
+                arrived.join(",")
+            );
+        }
+        Detail::Mismatched { failed } => {
+            let failed: Vec<&str> = failed.iter().map(AsRef::as_ref).collect();
+            let _ = write!(text, " failed {}", failed.join(","));
+        }
+        Detail::Matched | Detail::Malformed(_) => {}
     }
     text
 }
@@ -143,13 +181,13 @@ fn out_of_order_input_within_the_lag_still_matches() {
 #[test]
 fn input_later_than_the_lag_finds_its_counterpart_timed_out() {
     // The same input with no lag: the watermark passes c's deadline before
-    // the app's c arrives, so the platform's c times out, and the late app
-    // event, alone, times out at once.
+    // the app's c arrives, so the platform's c times out, and the app's c is
+    // late (with no retention, nothing remembers the timeout to resolve).
     let mut h = Harness::new(&[1_000, 1_000], &[0, 0]);
     h.event(1, "c", 9_000);
     h.event(1, "d", 11_000);
     assert_eq!(h.event(0, "b", 12_000), ["timed_out c [-,9000] expired 1"]);
-    assert_eq!(h.event(0, "c", 8_500), ["timed_out c [8500,-] expired 0"]);
+    assert_eq!(h.event(0, "c", 8_500), ["late c [8500,-] side 0"]);
 }
 
 #[test]
@@ -278,17 +316,192 @@ fn a_key_that_completes_starts_afresh() {
 }
 
 #[test]
-fn a_second_event_of_a_waiting_side_is_kept_not_dropped() {
+fn a_second_event_of_a_waiting_side_is_a_duplicate() {
     let mut h = Harness::new(&[5_000, 5_000], &[0, 0]);
     h.event(0, "k", 1_000);
-    h.event(0, "k", 1_200);
-    assert_eq!(h.matcher.pending_events(), 2);
     assert_eq!(
-        h.event(1, "k", 2_000),
-        ["matched k [1000,2000]"],
-        "the oldest group takes the counterpart"
+        h.event(0, "k", 1_200),
+        ["duplicate k [1200,-] side 0 of waiting"]
     );
-    assert_eq!(h.end(), ["timed_out k [1200,-] expired 0"]);
+    assert_eq!(h.matcher.pending_events(), 1);
+    assert_eq!(h.event(1, "k", 2_000), ["matched k [1000,2000]"]);
+    assert_eq!(h.end(), no_outcome());
+}
+
+#[test]
+fn an_event_after_the_waiting_one_would_give_up_starts_a_new_group() {
+    // The first app event waits until 6s; one at 7s is a new attempt.
+    let mut h = Harness::new(&[5_000, 5_000], &[10_000, 10_000]);
+    h.event(0, "k", 1_000);
+    assert_eq!(h.event(0, "k", 7_000), no_outcome());
+    assert_eq!(
+        h.end(),
+        [
+            "timed_out k [1000,-] expired 0",
+            "timed_out k [7000,-] expired 0"
+        ]
+    );
+}
+
+#[test]
+fn within_the_retention_an_event_of_a_done_key_is_a_duplicate() {
+    let mut h = Harness::with(&[5_000, 5_000], &[0, 0], Vec::new(), 10_000);
+    h.event(0, "k", 1_000);
+    assert_eq!(h.event(1, "k", 2_000), ["matched k [1000,2000]"]);
+    // Re-sent by the platform 8s after the match: within 10s, a duplicate.
+    assert_eq!(
+        h.event(1, "k", 10_000),
+        ["duplicate k [-,10000] side 1 of completed"]
+    );
+    assert_eq!(
+        h.event(0, "k", 12_000),
+        ["duplicate k [12000,-] side 0 of completed"]
+    );
+    // After the retention (2s + 10s), the key starts afresh.
+    assert_eq!(h.event(0, "k", 12_001), no_outcome());
+    assert_eq!(h.end(), ["timed_out k [12001,-] expired 0"]);
+}
+
+#[test]
+fn a_late_counterpart_resolves_the_timeout_it_was_missing_from() {
+    let mut h = Harness::with(&[5_000, 5_000], &[0, 0], Vec::new(), 60_000);
+    h.event(0, "k", 1_000);
+    h.event(0, "x", 30_000);
+    assert_eq!(h.event(1, "y", 30_000), ["timed_out k [1000,-] expired 0"]);
+    // The platform's notification for `k`, 27s late: behind the watermark,
+    // within the retention, and what the alert was missing.
+    assert_eq!(
+        h.event(1, "k", 3_000),
+        ["resolved k [1000,3000] expired 0 deadline 6000 arrived 1"]
+    );
+    // A second copy is a duplicate of what is now complete.
+    assert_eq!(
+        h.event(1, "k", 3_500),
+        ["duplicate k [-,3500] side 1 of completed"]
+    );
+    assert_eq!(
+        h.end(),
+        [
+            "timed_out x [30000,-] expired 0",
+            "timed_out y [-,30000] expired 1"
+        ]
+    );
+}
+
+#[test]
+fn a_counterpart_too_late_for_its_group_resolves_the_alert_whenever_it_arrives() {
+    // The platform's k waits until 6s; the app's k comes at 9s: too late,
+    // but within the retention. Before the timeout fires or after it, the
+    // result is the same: the alert, then its resolution.
+    for app_first in [true, false] {
+        let mut h = Harness::with(&[5_000, 5_000], &[10_000, 10_000], Vec::new(), 60_000);
+        h.event(1, "k", 1_000);
+        if app_first {
+            assert_eq!(
+                h.event(0, "k", 9_000),
+                no_outcome(),
+                "held until the timeout fires"
+            );
+            assert_eq!(h.matcher.pending_events(), 2);
+        }
+        for side in 0..2 {
+            h.event(side, "tick", 30_000);
+        }
+        if !app_first {
+            h.event(0, "k", 9_000);
+        }
+        let outcomes: Vec<String> = h
+            .outcomes
+            .iter()
+            .map(describe)
+            .filter(|o| o.contains(" k "))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                "timed_out k [-,1000] expired 1",
+                "resolved k [9000,1000] expired 1 deadline 6000 arrived 0"
+            ],
+            "app first: {app_first}"
+        );
+    }
+}
+
+#[test]
+fn a_late_event_of_a_side_the_alert_had_is_a_duplicate() {
+    let mut h = Harness::with(&[5_000, 5_000], &[0, 0], Vec::new(), 60_000);
+    h.event(0, "k", 1_000);
+    h.event(0, "x", 30_000);
+    h.event(1, "y", 30_000);
+    assert_eq!(
+        h.event(0, "k", 1_500),
+        ["duplicate k [1500,-] side 0 of timed_out"]
+    );
+}
+
+#[test]
+fn a_late_event_with_nothing_to_join_is_late() {
+    let mut h = Harness::new(&[5_000, 5_000], &[0, 0]);
+    h.event(0, "x", 30_000);
+    h.event(1, "y", 30_000);
+    assert_eq!(h.event(1, "k", 3_000), ["late k [-,3000] side 1"]);
+}
+
+#[test]
+fn three_sides_resolve_only_when_every_missing_side_arrives() {
+    let mut h = Harness::with(&[1_000, 1_000, 1_000], &[0, 0, 0], Vec::new(), 10_000);
+    h.event(0, "k", 1_000);
+    for side in 0..3 {
+        h.event(side, "tick", 5_000);
+    }
+    assert_eq!(
+        h.outcomes.iter().map(describe).collect::<Vec<_>>(),
+        [
+            "matched tick [5000,5000,5000]",
+            "timed_out k [1000,-,-] expired 0"
+        ]
+    );
+    assert_eq!(
+        h.event(1, "k", 1_200),
+        no_outcome(),
+        "one of two missing sides: held"
+    );
+    assert_eq!(
+        h.matcher.pending_events(),
+        1,
+        "the late payment waits for the settlement"
+    );
+    assert_eq!(
+        h.event(2, "k", 1_300),
+        ["resolved k [1000,1200,1300] expired 0 deadline 2000 arrived 1,2"]
+    );
+}
+
+#[test]
+fn a_partial_resolution_is_late_when_the_retention_ends() {
+    let mut h = Harness::with(&[1_000, 1_000, 1_000], &[0, 0, 0], Vec::new(), 10_000);
+    h.event(0, "k", 1_000);
+    for side in 0..3 {
+        h.event(side, "tick", 5_000);
+    }
+    h.event(1, "k", 1_200);
+    // The retention of `k` ends at 2s + 10s.
+    for side in 0..3 {
+        h.event(side, "tock", 12_001);
+    }
+    assert!(
+        h.outcomes
+            .iter()
+            .map(describe)
+            .any(|o| o == "late k [-,1200,-] side 1"),
+        "{:?}",
+        h.outcomes
+    );
+    assert_eq!(
+        h.matcher.pending_events(),
+        0,
+        "nothing of `k` is held any more"
+    );
 }
 
 #[test]
@@ -337,7 +550,7 @@ fn an_event_outside_the_group_window_starts_its_own_group() {
     }
 }
 
-fn amount_condition() -> Condition {
+fn rule(name: &str, text: &str) -> Rule {
     let layout = Arc::new(RecordType {
         name: "side".into(),
         fields: vec![runner::expr::Field {
@@ -350,45 +563,36 @@ fn amount_condition() -> Condition {
         layout: layout.clone(),
         nullable: false,
     });
-    let text = "app.amount == bank.amount and 100 / bank.amount > 0";
     let parsed = expr::parse(text).unwrap();
-    let typed = expr::check(&parsed, &Scope::outcome(&sides, Type::STRING, false)).unwrap();
-    Condition {
+    let typed = expr::check(&parsed, &Scope::outcome(&sides, &[("key", Type::STRING)])).unwrap();
+    Rule {
+        name: name.into(),
         compiled: expr::compile(&typed),
-        text: parsed.to_string(),
     }
 }
 
 #[test]
-fn a_failed_condition_is_a_mismatch_with_its_reason() {
-    let mut h = Harness::with_condition(&[5_000, 5_000], &[0, 0], Some(amount_condition()));
+fn a_complete_match_whose_rules_fail_is_a_mismatch_naming_them() {
+    let rules = vec![
+        rule("amount", "app.amount == bank.amount"),
+        rule("positive", "100 / bank.amount > 0"),
+    ];
+    let mut h = Harness::with(&[5_000, 5_000], &[0, 0], rules, 0);
     let amount = |n: i64| Record::new(vec![Value::Int(n)]);
     h.event_with(0, "a", 1_000, amount(5));
-    h.event_with(1, "a", 1_000, amount(5));
-    h.event_with(0, "b", 1_000, amount(5));
-    h.event_with(1, "b", 1_000, amount(6));
-    h.event_with(0, "z", 1_000, amount(0));
-    h.event_with(1, "z", 1_000, amount(0));
-    let kinds: Vec<(OutcomeKind, Option<&str>)> = h
-        .outcomes
-        .iter()
-        .map(|outcome| (outcome.kind, outcome.reason.as_deref()))
-        .collect();
     assert_eq!(
-        kinds,
-        [
-            (OutcomeKind::Matched, None),
-            (
-                OutcomeKind::Mismatched,
-                Some("`app.amount == bank.amount and 100 / bank.amount > 0` does not hold")
-            ),
-            (
-                OutcomeKind::Mismatched,
-                Some(
-                    "`app.amount == bank.amount and 100 / bank.amount > 0` could not be evaluated: division by zero"
-                )
-            ),
-        ]
+        h.event_with(1, "a", 1_000, amount(5)),
+        ["matched a [1000,1000]"]
+    );
+    h.event_with(0, "b", 1_000, amount(-5));
+    assert_eq!(
+        h.event_with(1, "b", 1_000, amount(-6)),
+        ["mismatched b [1000,1000] failed amount,positive"]
+    );
+    h.event_with(0, "z", 1_000, amount(0));
+    assert_eq!(
+        h.event_with(1, "z", 1_000, amount(0)),
+        ["mismatched z [1000,1000] failed positive (cannot be evaluated: division by zero)"]
     );
 }
 
@@ -433,9 +637,11 @@ fn outcomes_do_not_depend_on_how_inputs_interleave_within_the_lag() {
             }
         }
         let mut results = Vec::new();
+        // Without and with memories of done keys.
+        let retention = if seed % 2 == 0 { 0 } else { 8_000 };
         for interleaving in 0..4 {
             let mut order = Lcg(seed * 31 + interleaving);
-            let mut h = Harness::new(&[5_000, 5_000], &[LAG, LAG]);
+            let mut h = Harness::with(&[5_000, 5_000], &[LAG, LAG], Vec::new(), retention);
             let mut next = [0, 0];
             while next[0] < inputs[0].len() || next[1] < inputs[1].len() {
                 let side = if next[0] == inputs[0].len() {

@@ -11,7 +11,7 @@ fn every_example_pipeline_passes_its_tests() {
     ));
     assert!(
         run.stdout
-            .ends_with("test result: ok. 7 passed; 0 failed\n"),
+            .ends_with("test result: ok. 8 passed; 0 failed\n"),
         "{}",
         run.stdout
     );
@@ -57,7 +57,7 @@ fn a_failing_case_shows_where_and_what_differs() {
     ), "{failures}");
     assert!(
         run.stdout
-            .ends_with("test result: FAILED. 2 passed; 2 failed\n"),
+            .ends_with("test result: FAILED. 3 passed; 2 failed\n"),
         "{}",
         run.stdout
     );

@@ -86,12 +86,14 @@ pub struct Expected {
     pub outcome: Spanned<OutcomeKind>,
     /// The key, as text.
     pub key: Spanned<String>,
-    /// For a timeout: the side whose wait ran out.
+    /// For a timeout or resolution: the side whose wait ran out.
     pub expired: Option<Name>,
     /// For a timeout: the missing sides, in side order.
     pub missing: Option<Vec<Name>>,
-    /// For a mismatch: the reason.
-    pub reason: Option<Spanned<String>>,
+    /// For a mismatch: the names of the failed rules, in the order written.
+    pub failed: Option<Vec<Name>>,
+    /// For a duplicate or late event: the side it arrived on.
+    pub side: Option<Name>,
     /// Where the expectation is written.
     pub span: Span,
 }
@@ -154,21 +156,25 @@ pub struct Connect {
 pub struct Match {
     /// How long each side waits for the others.
     pub wait: WaitConfig,
-    /// What a complete match must satisfy.
-    pub condition: Setting<ExprText>,
+    /// What a complete match must satisfy: `condition` (a rule of that
+    /// name) and the named `rules`, in the order written.
+    pub rules: Vec<RuleConfig>,
+    /// Whether every rule could be read.
+    pub rules_complete: bool,
+    /// How long, in event time, a key is remembered after it completes or
+    /// times out; the longest wait when not given.
+    pub retention: Option<Spanned<Duration>>,
     /// Where `match` is written.
     pub span: Span,
 }
 
-/// An optional setting: absent, given, or given but unreadable (reported).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Setting<T> {
-    /// Not given.
-    Absent,
-    /// Given but unreadable; already reported.
-    Invalid,
-    /// Given.
-    Given(T),
+/// A named rule of a match.
+#[derive(Clone, Debug)]
+pub struct RuleConfig {
+    /// Its name, as a mismatch reports it.
+    pub name: Name,
+    /// The `bool` expression.
+    pub expr: ExprText,
 }
 
 /// One source of events.
@@ -241,17 +247,34 @@ pub enum SinkKind {
 /// The outcomes of matching a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OutcomeKind {
-    /// Every side arrived in time and the condition, if any, holds.
+    /// Every side arrived in time and every rule holds.
     Matched,
-    /// Every side arrived in time but the condition does not hold.
+    /// Every side arrived in time but a rule does not hold.
     Mismatched,
     /// A side's wait ran out before every other side arrived.
     TimedOut,
+    /// A second event for a side already waiting, or for a key that
+    /// completed or timed out within the retention.
+    Duplicate,
+    /// An event behind the watermark that has nothing to join.
+    Late,
+    /// Late events that complete a key whose timeout was already reported.
+    Resolved,
+    /// An input line that could not be read as a record.
+    Malformed,
 }
 
 impl OutcomeKind {
-    /// Every kind, in the order of their names.
-    pub const ALL: [Self; 3] = [Self::Matched, Self::Mismatched, Self::TimedOut];
+    /// Every kind, in the order they are documented.
+    pub const ALL: [Self; 7] = [
+        Self::Matched,
+        Self::Mismatched,
+        Self::TimedOut,
+        Self::Duplicate,
+        Self::Late,
+        Self::Resolved,
+        Self::Malformed,
+    ];
 
     /// The name used in pipeline files and output.
     pub const fn name(self) -> &'static str {
@@ -259,6 +282,10 @@ impl OutcomeKind {
             Self::Matched => "matched",
             Self::Mismatched => "mismatched",
             Self::TimedOut => "timed_out",
+            Self::Duplicate => "duplicate",
+            Self::Late => "late",
+            Self::Resolved => "resolved",
+            Self::Malformed => "malformed",
         }
     }
 }

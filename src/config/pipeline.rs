@@ -6,7 +6,7 @@ use super::node::{Node, Value};
 use super::reader::Reader;
 use super::{
     Connect, ConnectConfig, Declared, Expected, Match, Name, OutcomeKind, OutputConfig, Pipeline,
-    Setting, SinkConfig, SinkKind, SourceConfig, SourceKind, Spanned, TestCase, WaitConfig,
+    RuleConfig, SinkConfig, SinkKind, SourceConfig, SourceKind, Spanned, TestCase, WaitConfig,
 };
 use crate::diagnostic::{Code, Diagnostic, Span, did_you_mean};
 use crate::expr::{Field, RecordType, SCALAR_TYPES, Type};
@@ -322,16 +322,47 @@ fn matching(r: &mut Reader<'_>, at: Span, node: &Node) -> Option<Match> {
         Some((key, value)) => wait(r, key.span, value),
         None => WaitConfig::Missing,
     };
-    let condition = match fields.optional("condition") {
-        None => Setting::Absent,
-        Some((_, value)) => r
-            .expr(value, "`condition`")
-            .map_or(Setting::Invalid, Setting::Given),
-    };
+    let mut rules = Vec::new();
+    let mut rules_complete = true;
+    if let Some((key, value)) = fields.optional("condition") {
+        match r.expr(value, "`condition`") {
+            Some(expr) => rules.push(RuleConfig {
+                name: Spanned {
+                    value: "condition".to_string(),
+                    span: key.span,
+                },
+                expr,
+            }),
+            None => rules_complete = false,
+        }
+    }
+    if let Some((key, value)) = fields.optional("rules") {
+        let read = declared(r, key.span, value, "`rules`", |r, key, name, value| {
+            let expr = r.expr(value, &format!("rule `{name}`"))?;
+            Some(RuleConfig {
+                name: Spanned {
+                    value: name.to_string(),
+                    span: key.span,
+                },
+                expr,
+            })
+        });
+        rules_complete &= read
+            .names
+            .as_ref()
+            .is_some_and(|names| names.len() == read.items.len());
+        rules.extend(read.items);
+    }
+    // An unreadable retention is reported; the rest of `match` still counts.
+    let retention = fields
+        .optional("retention")
+        .and_then(|(_, value)| r.duration(value, "`retention`"));
     fields.finish(r);
     Some(Match {
         wait,
-        condition,
+        rules,
+        rules_complete,
+        retention,
         span: at,
     })
 }
@@ -504,10 +535,10 @@ fn test_case(r: &mut Reader<'_>, index: usize, item: &Node) -> Option<TestCase> 
 /// One expected outcome: `{outcome: timed_out, key: order-2, missing: [bank]}`.
 fn expected(r: &mut Reader<'_>, node: &Node) -> Option<Expected> {
     let mut fields = r.map(node, node.span, "an expected outcome")?;
-    let names: Vec<&str> = OutcomeKind::ALL.iter().map(|kind| kind.name()).collect();
+    let kinds: Vec<&str> = OutcomeKind::ALL.iter().map(|kind| kind.name()).collect();
     let outcome = fields
         .required(r, "outcome")
-        .and_then(|(_, value)| r.choice(value, "outcome", &names))
+        .and_then(|(_, value)| r.choice(value, "outcome", &kinds))
         .map(|choice| Spanned {
             value: OutcomeKind::ALL[choice.value],
             span: choice.span,
@@ -518,27 +549,32 @@ fn expected(r: &mut Reader<'_>, node: &Node) -> Option<Expected> {
     let expired = fields
         .optional("expired")
         .map(|(_, value)| r.string(value, "`expired`"));
-    let missing = fields.optional("missing").map(|(_, value)| {
-        let items = r.list(value, "`missing`")?;
-        items
-            .iter()
-            .map(|item| r.string(item, "a missing side"))
-            .collect::<Vec<_>>()
-            .into_iter()
-            .collect::<Option<Vec<_>>>()
-    });
-    let reason = fields
-        .optional("reason")
-        .map(|(_, value)| r.string(value, "`reason`"));
+    let missing = fields
+        .optional("missing")
+        .map(|(_, value)| names(r, value, "`missing`", "a missing side"));
+    let failed = fields
+        .optional("failed")
+        .map(|(_, value)| names(r, value, "`failed`", "a rule name"));
+    let side = fields
+        .optional("side")
+        .map(|(_, value)| r.string(value, "`side`"));
     fields.finish(r);
     Some(Expected {
         outcome: outcome?,
         key: key?,
         expired: expired.map_or(Some(None), |expired| expired.map(Some))?,
         missing: missing.map_or(Some(None), |missing| missing.map(Some))?,
-        reason: reason.map_or(Some(None), |reason| reason.map(Some))?,
+        failed: failed.map_or(Some(None), |failed| failed.map(Some))?,
+        side: side.map_or(Some(None), |side| side.map(Some))?,
         span: node.span,
     })
+}
+
+/// A list of names: `[bank, settlements]`.
+fn names(r: &mut Reader<'_>, node: &Node, what: &str, item: &str) -> Option<Vec<Name>> {
+    let items = r.list(node, what)?;
+    let read: Vec<Option<Name>> = items.iter().map(|node| r.string(node, item)).collect();
+    read.into_iter().collect()
 }
 
 /// A test's `output`: sink name to the lines it writes.

@@ -161,7 +161,8 @@ impl<'a> Reader<'a> {
                 "is reserved in expressions",
                 format!(
                     "expressions refer to a {what} by its name, so it cannot be a keyword (`and`, `if`, `null`, \
-                     ...) or `key`, `missing` or `expired`"
+                     ...) or a variable of templates (`key`, `missing`, `expired`, `failed`, `side`, `of`, \
+                     `arrived`, `deadline`)"
                 ),
             )
         } else {

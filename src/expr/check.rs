@@ -134,10 +134,11 @@ impl Checker<'_> {
             .filter(|record| record.layout.field(name).is_some())
             .map(|record| record.name.as_str())
             .collect();
-        let help = if matches!(name, "missing" | "expired") {
-            Some(format!("`{name}` is defined only in `timed_out` templates"))
-        } else if name == "key" {
-            Some("`key` is defined in match conditions and templates; here, use what the key is made of".into())
+        let help = if let Some((_, place)) = super::VARIABLES
+            .iter()
+            .find(|(variable, _)| *variable == name)
+        {
+            Some(format!("`{name}` is defined in {place}"))
         } else if owners.is_empty() {
             did_you_mean(name, self.scope.names())
                 .map(|suggestion| format!("did you mean `{suggestion}`?"))
@@ -553,7 +554,14 @@ mod tests {
                 nullable: true,
             },
         ];
-        Scope::outcome(&sides, Type::STRING, true)
+        Scope::outcome(
+            &sides,
+            &[
+                ("key", Type::STRING),
+                ("missing", Type::STRING),
+                ("expired", Type::STRING),
+            ],
+        )
     }
 
     fn type_of(text: &str, scope: &Scope) -> Result<String, Vec<(Code, Span)>> {

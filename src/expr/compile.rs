@@ -16,12 +16,8 @@ use crate::time::{Duration, EventTime};
 pub struct Env<'a> {
     /// The record in each slot; `None` for an absent side.
     pub records: &'a [Option<Record>],
-    /// The key of a match.
-    pub key: Option<&'a Value>,
-    /// The missing sides of a timeout, joined with `, `.
-    pub missing: Option<&'a Value>,
-    /// The side whose wait ran out.
-    pub expired: Option<&'a Value>,
+    /// The values of the scope's variables, in the scope's order.
+    pub values: &'a [Value],
 }
 
 impl<'a> Env<'a> {
@@ -29,26 +25,21 @@ impl<'a> Env<'a> {
     pub fn records(records: &'a [Option<Record>]) -> Self {
         Self {
             records,
-            ..Self::default()
+            values: &[],
         }
     }
 
     /// A variable's value; a missing slot or variable reads as null, which
     /// the checker has already ruled out where it matters.
     fn var(&self, var: Var) -> Value {
-        let value = match var {
-            Var::Record(slot) => {
-                return self
-                    .records
-                    .get(slot)
-                    .and_then(Option::as_ref)
-                    .map_or(Value::Null, |r| Value::Record(r.clone()));
-            }
-            Var::Key => self.key,
-            Var::Missing => self.missing,
-            Var::Expired => self.expired,
-        };
-        value.cloned().unwrap_or(Value::Null)
+        match var {
+            Var::Record(slot) => self
+                .records
+                .get(slot)
+                .and_then(Option::as_ref)
+                .map_or(Value::Null, |r| Value::Record(r.clone())),
+            Var::Value(index) => self.values.get(index).cloned().unwrap_or(Value::Null),
+        }
     }
 }
 

@@ -67,8 +67,32 @@ const KEYWORDS: [&str; 9] = [
     "and", "or", "not", "if", "then", "else", "true", "false", "null",
 ];
 
-/// Names that match conditions and templates define themselves.
-const VARIABLES: [&str; 3] = ["key", "missing", "expired"];
+/// Variables that rules and templates define, and where: for the help on a
+/// name used where it is not defined.
+pub const VARIABLES: &[(&str, &str)] = &[
+    (
+        "key",
+        "match rules and the templates of every outcome but `malformed`",
+    ),
+    ("missing", "`timed_out` templates"),
+    ("expired", "`timed_out` and `resolved` templates"),
+    ("failed", "`mismatched` templates"),
+    ("side", "`duplicate` and `late` templates"),
+    ("of", "`duplicate` templates"),
+    ("arrived", "`resolved` templates"),
+    ("deadline", "`resolved` templates"),
+    ("source", "`malformed` templates"),
+    ("file", "`malformed` templates"),
+    ("line", "`malformed` templates"),
+    ("raw", "`malformed` templates"),
+    ("reason", "`malformed` templates"),
+];
+
+/// Variables defined beside the sides' records, which a source may
+/// therefore not be named.
+const SIDE_VARIABLES: [&str; 8] = [
+    "key", "missing", "expired", "failed", "side", "of", "arrived", "deadline",
+];
 
 /// Whether `name` can be written bare in an expression, keywords aside.
 pub fn is_identifier(name: &str) -> bool {
@@ -87,5 +111,5 @@ pub fn is_keyword(name: &str) -> bool {
 /// Whether `name` cannot be a source or sink name: a keyword or a variable
 /// of match expressions.
 pub fn is_reserved(name: &str) -> bool {
-    is_keyword(name) || VARIABLES.contains(&name)
+    is_keyword(name) || SIDE_VARIABLES.contains(&name)
 }

@@ -8,16 +8,16 @@ use super::types::{RecordType, Type};
 /// The names visible to an expression and the environment slots behind them.
 ///
 /// A source's expressions see the source's fields by name (`order_id`) and
-/// its record by the source's name (`app.order_id`). Match conditions and
-/// output templates see each side's record by its source's name, the match
-/// `key`, and for timeouts `missing` and `expired`.
+/// its record by the source's name (`app.order_id`). Match rules and output
+/// templates see each side's record by its source's name, and variables
+/// such as `key` and `missing`.
 #[derive(Clone, Debug)]
 pub struct Scope {
     /// Records by slot.
     pub(crate) records: Vec<ScopeRecord>,
     /// The slot whose fields are visible without qualification.
     pub(crate) unqualified: Option<usize>,
-    /// Other names.
+    /// Other names, in the order an environment gives their values.
     pub(crate) vars: Vec<(&'static str, Var, Type)>,
 }
 
@@ -55,14 +55,9 @@ impl Scope {
         }
     }
 
-    /// The scope of a match condition or output template: a slot per side,
-    /// the `key`, and for timeouts `missing` and `expired`.
-    pub fn outcome(sides: &[SideScope], key: Type, timed_out: bool) -> Self {
-        let mut vars = vec![("key", Var::Key, key)];
-        if timed_out {
-            vars.push(("missing", Var::Missing, Type::STRING));
-            vars.push(("expired", Var::Expired, Type::STRING));
-        }
+    /// The scope of a match rule or output template: a slot per side, and
+    /// `variables`, whose values an environment gives in this order.
+    pub fn outcome(sides: &[SideScope], variables: &[(&'static str, Type)]) -> Self {
         Self {
             records: sides
                 .iter()
@@ -73,7 +68,11 @@ impl Scope {
                 })
                 .collect(),
             unqualified: None,
-            vars,
+            vars: variables
+                .iter()
+                .enumerate()
+                .map(|(index, (name, ty))| (*name, Var::Value(index), ty.clone()))
+                .collect(),
         }
     }
 

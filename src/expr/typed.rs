@@ -53,12 +53,9 @@ pub(crate) enum Node {
 pub enum Var {
     /// The record in a slot: a source's record, or a side of a match.
     Record(usize),
-    /// The key of a match.
-    Key,
-    /// The names of the sides missing from a timed-out match.
-    Missing,
-    /// The name of the side whose wait ran out.
-    Expired,
+    /// A variable of the scope (`key`, `missing`, ...), by its position in
+    /// the scope's list, which is where the environment holds its value.
+    Value(usize),
 }
 
 /// Arithmetic operators, resolved for their operand types.

@@ -2,11 +2,12 @@
 //! inline records, and report every problem found along the way.
 
 use super::graph::{
-    Bound, Graph, Input, MatchNode, Route, Side, SideNode, SinkId, SinkNode, SourceNode,
+    Bound, Graph, Input, MatchNode, Route, RuleNode, Side, SideNode, SinkId, SinkNode, SourceNode,
+    Variable,
 };
 use super::records;
-use super::sides::Connected;
-use crate::config::{ExprText, OutcomeKind, OutputConfig, Pipeline, Setting, SourceKind};
+use super::sides::{Connected, Sides};
+use crate::config::{ExprText, OutcomeKind, OutputConfig, Pipeline, SourceKind};
 use crate::diagnostic::{Code, Diagnostic, Span, did_you_mean};
 use crate::expr::{self, Kind, Scope, SideScope, Type};
 use crate::time::Duration;
@@ -48,16 +49,7 @@ impl Builder<'_> {
             .collect();
         let key_type = self.key_type();
         let scopes = &sides.scopes;
-        let condition = match self.pipeline.matching.as_ref().map(|m| &m.condition) {
-            Some(Setting::Given(text)) if sides.complete => Some(self.bind(
-                text,
-                &Scope::outcome(scopes, key_type.clone(), false),
-                "the match `condition`",
-                |ty| ty.kind == Kind::Bool || ty.is_unknown(),
-                "`bool`",
-            )),
-            _ => None,
-        };
+        let rules = self.rules(&sides, &key_type);
         let sinks: Vec<SinkNode> = self
             .pipeline
             .sinks
@@ -75,7 +67,18 @@ impl Builder<'_> {
             return None;
         }
         let sources: Vec<SourceNode> = sources.into_iter().collect::<Option<_>>()?;
-        let condition = condition.map_or(Some(None), |bound| bound.map(Some))?;
+        let waits: Vec<Duration> = sides
+            .connected
+            .iter()
+            .map(|c| c.wait.map_or(Duration::ZERO, |wait| wait.value))
+            .collect();
+        let longest = waits.iter().copied().max().unwrap_or(Duration::ZERO);
+        let retention = self
+            .pipeline
+            .matching
+            .as_ref()
+            .and_then(|m| m.retention)
+            .map_or(longest, |r| r.value);
         let matcher = MatchNode {
             sides: sources
                 .iter()
@@ -87,7 +90,8 @@ impl Builder<'_> {
                 })
                 .collect(),
             key_type,
-            condition,
+            rules: rules?,
+            retention,
         };
         Some(Graph {
             name: self.pipeline.name.as_ref().map(|n| n.value.clone()),
@@ -172,6 +176,37 @@ impl Builder<'_> {
         first
     }
 
+    /// The match rules, each a `bool` over the sides; checked only when
+    /// every side has a schema.
+    fn rules(&mut self, sides: &Sides<'_>, key_type: &Type) -> Option<Vec<RuleNode>> {
+        let Some(matching) = self.pipeline.matching.as_ref() else {
+            return Some(Vec::new());
+        };
+        if !sides.complete {
+            return None;
+        }
+        let scope = Scope::outcome(&sides.scopes, &[(Variable::Key.name(), key_type.clone())]);
+        let mut rules = Vec::with_capacity(matching.rules.len());
+        let mut complete = true;
+        for rule in &matching.rules {
+            let what = format!("rule `{}`", rule.name.value);
+            match self.bind(
+                &rule.expr,
+                &scope,
+                &what,
+                |ty| ty.kind == Kind::Bool || ty.is_unknown(),
+                "`bool`",
+            ) {
+                Some(bound) => rules.push(RuleNode {
+                    name: rule.name.value.clone(),
+                    rule: bound,
+                }),
+                None => complete = false,
+            }
+        }
+        complete.then_some(rules)
+    }
+
     /// The routes of every output. Sinks and the use of `side` are checked
     /// always; side names and templates only when every side is known
     /// (`sides` is `None` when `connect` names an unknown source).
@@ -187,23 +222,12 @@ impl Builder<'_> {
             let outcome = output.outcome.value;
             let sink = self.sink(output, sinks);
             let side = self.side(output, sides);
-            let template = match (&output.template, sides, &side) {
-                (None, ..) => Some(None),
-                (Some(text), Some(sides), Ok(side)) => {
-                    let timed_out = outcome == OutcomeKind::TimedOut;
-                    let sides: Vec<SideScope> = sides
-                        .iter()
-                        .enumerate()
-                        .map(|(index, s)| SideScope {
-                            nullable: timed_out && *side != Some(Side(index)),
-                            ..s.clone()
-                        })
-                        .collect();
-                    let scope = Scope::outcome(&sides, key_type.clone(), timed_out);
-                    let what = format!("the template of a `{}` output", outcome.name());
-                    self.bind(text, &scope, &what, |_| true, "").map(Some)
-                }
-                (Some(_), ..) => None,
+            let template = match (&output.template, &side) {
+                (None, _) => Some(None),
+                (Some(_), Err(())) => None,
+                (Some(text), Ok(side)) => self
+                    .template(text, outcome, *side, sides, key_type)
+                    .map(Some),
             };
             match (sink, side, template) {
                 (Some(sink), Ok(side), Some(template)) => routes.push(Route {
@@ -219,6 +243,43 @@ impl Builder<'_> {
     }
 
     /// The sink an output names.
+    /// An output's template, in the scope of its outcome: the sides (those
+    /// that may be absent nullable, the filtered side not) and the outcome's
+    /// variables. Not checked when a side is unknown (`sides` is `None`).
+    fn template(
+        &mut self,
+        text: &ExprText,
+        outcome: OutcomeKind,
+        side: Option<Side>,
+        sides: Option<&[SideScope]>,
+        key_type: &Type,
+    ) -> Option<Bound> {
+        let records: Vec<SideScope> = match outcome {
+            OutcomeKind::Malformed => Vec::new(),
+            _ => sides?
+                .iter()
+                .enumerate()
+                .map(|(index, s)| {
+                    let partial = matches!(
+                        outcome,
+                        OutcomeKind::TimedOut | OutcomeKind::Duplicate | OutcomeKind::Late
+                    );
+                    SideScope {
+                        nullable: partial && side != Some(Side(index)),
+                        ..s.clone()
+                    }
+                })
+                .collect(),
+        };
+        let variables: Vec<(&'static str, Type)> = Variable::of(outcome)
+            .iter()
+            .map(|variable| (variable.name(), variable.ty(key_type)))
+            .collect();
+        let scope = Scope::outcome(&records, &variables);
+        let what = format!("the template of a `{}` output", outcome.name());
+        self.bind(text, &scope, &what, |_| true, "")
+    }
+
     fn sink(&mut self, output: &OutputConfig, sinks: &[SinkNode]) -> Option<SinkId> {
         if let Some(index) = sinks.iter().position(|s| s.name == output.sink.value) {
             return Some(SinkId(index));
@@ -255,12 +316,19 @@ impl Builder<'_> {
             return Ok(None);
         };
         let outcome = output.outcome.value;
-        if outcome != OutcomeKind::TimedOut {
+        let has_side = matches!(
+            outcome,
+            OutcomeKind::TimedOut
+                | OutcomeKind::Duplicate
+                | OutcomeKind::Late
+                | OutcomeKind::Resolved
+        );
+        if !has_side {
             self.report(
                 Diagnostic::error(
                     Code::InvalidSide,
                     format!(
-                        "`side` applies only to `timed_out`, not to `{}`",
+                        "`side` applies only to `timed_out`, `duplicate`, `late` and `resolved`, not to `{}`",
                         outcome.name()
                     ),
                     side.span,

@@ -5,7 +5,7 @@ use super::build::Builder;
 use super::records;
 use super::sides::Sides;
 use crate::config::{Expected, Name, OutcomeKind, TestCase};
-use crate::diagnostic::{Code, Diagnostic, did_you_mean};
+use crate::diagnostic::{Code, Diagnostic, Span, did_you_mean};
 
 impl Builder<'_> {
     /// Checks every test case: its records against their sources' schemas,
@@ -89,48 +89,104 @@ impl Builder<'_> {
         );
     }
 
-    /// An expected outcome may name sides only where its kind has them.
-    fn expectation(&mut self, expected: &Expected, sides: &Sides<'_>) {
-        let kind = expected.outcome.value;
-        let misplaced = |field: &str, belongs: OutcomeKind| {
-            Diagnostic::error(
-                Code::InvalidTest,
-                format!(
-                    "`{field}` belongs to `{}` outcomes, not `{}`",
-                    belongs.name(),
-                    kind.name()
-                ),
-                expected.outcome.span,
-            )
-        };
-        if kind != OutcomeKind::TimedOut {
-            if let Some(expired) = &expected.expired {
-                self.report(
-                    misplaced("expired", OutcomeKind::TimedOut)
-                        .secondary(expired.span, "given here"),
-                );
-            }
-            if let Some(missing) = expected.missing.as_ref().and_then(|m| m.first()) {
-                self.report(
-                    misplaced("missing", OutcomeKind::TimedOut)
-                        .secondary(missing.span, "given here"),
-                );
+    /// The rules an expected `mismatched` names as failed must be declared.
+    fn failed_rules(&mut self, expected: &Expected) {
+        if let Some(matching) = self.pipeline.matching.as_ref().filter(|m| m.rules_complete) {
+            for rule in expected.failed.iter().flatten() {
+                if !matching.rules.iter().any(|r| r.name.value == rule.value) {
+                    let help = did_you_mean(
+                        &rule.value,
+                        matching.rules.iter().map(|r| r.name.value.as_str()),
+                    )
+                    .map(|s| format!("did you mean `{s}`?"));
+                    self.report(
+                        Diagnostic::error(
+                            Code::InvalidTest,
+                            format!("`{}` is not a rule", rule.value),
+                            rule.span,
+                        )
+                        .help(help),
+                    );
+                }
             }
         }
-        if kind != OutcomeKind::Mismatched
-            && let Some(reason) = &expected.reason
-        {
+    }
+
+    /// An expected outcome may give only what its kind carries, and name
+    /// only connected sides and declared rules.
+    fn expectation(&mut self, expected: &Expected, sides: &Sides<'_>) {
+        use OutcomeKind::{Duplicate, Late, Malformed, Mismatched, Resolved, TimedOut};
+        let kind = expected.outcome.value;
+        if kind == Malformed {
             self.report(
-                misplaced("reason", OutcomeKind::Mismatched).secondary(reason.span, "given here"),
+                Diagnostic::error(
+                    Code::InvalidTest,
+                    "a test cannot expect `malformed`",
+                    expected.outcome.span,
+                )
+                .help(
+                    "test records are written in the pipeline, so they are never malformed"
+                        .to_string(),
+                ),
             );
         }
+        let fields: [(&str, Option<Span>, &[OutcomeKind]); 4] = [
+            (
+                "expired",
+                expected.expired.as_ref().map(|n| n.span),
+                &[TimedOut, Resolved],
+            ),
+            (
+                "missing",
+                expected
+                    .missing
+                    .as_ref()
+                    .and_then(|m| m.first())
+                    .map(|n| n.span),
+                &[TimedOut],
+            ),
+            (
+                "failed",
+                expected
+                    .failed
+                    .as_ref()
+                    .and_then(|f| f.first())
+                    .map(|n| n.span),
+                &[Mismatched],
+            ),
+            (
+                "side",
+                expected.side.as_ref().map(|n| n.span),
+                &[Duplicate, Late],
+            ),
+        ];
+        for (field, span, kinds) in fields {
+            let Some(span) = span.filter(|_| !kinds.contains(&kind)) else {
+                continue;
+            };
+            let owners: Vec<String> = kinds.iter().map(|k| format!("`{}`", k.name())).collect();
+            self.report(
+                Diagnostic::error(
+                    Code::InvalidTest,
+                    format!(
+                        "`{field}` belongs to {} outcomes, not `{}`",
+                        owners.join(" and "),
+                        kind.name()
+                    ),
+                    expected.outcome.span,
+                )
+                .secondary(span, "given here"),
+            );
+        }
+        self.failed_rules(expected);
         if !sides.complete {
             return;
         }
         let named = expected
             .expired
             .iter()
-            .chain(expected.missing.iter().flatten());
+            .chain(expected.missing.iter().flatten())
+            .chain(expected.side.iter());
         for side in named {
             if !sides.scopes.iter().any(|s| s.name == side.value) {
                 let help = did_you_mean(&side.value, sides.scopes.iter().map(|s| s.name.as_str()))
@@ -141,7 +197,7 @@ impl Builder<'_> {
                     side.span,
                 )
                 .help(help);
-                self.diagnostics.push(diagnostic);
+                self.report(diagnostic);
             }
         }
     }

@@ -6,6 +6,7 @@ use std::fmt;
 use super::graph::{Bound, Graph, Input, SourceNode};
 use crate::config::{OutcomeKind, SinkKind};
 use crate::expr::Kind;
+use crate::time::Duration;
 
 impl fmt::Display for Graph {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -84,15 +85,28 @@ impl Graph {
             "watermark",
             "minimum over the sides; +inf once a side's input ends",
         )?;
-        let mut emits = vec![OutcomeKind::Matched.name()];
-        match &self.matcher.condition {
-            Some(condition) => {
-                row(f, "condition", &condition.expr)?;
-                emits.push(OutcomeKind::Mismatched.name());
-            }
-            None => row(f, "condition", "none")?,
+        if self.matcher.rules.is_empty() {
+            row(f, "rules", "none")?;
         }
-        emits.push(OutcomeKind::TimedOut.name());
+        for rule in &self.matcher.rules {
+            row(f, "rule", format_args!("{}: {}", rule.name, rule.rule.expr))?;
+        }
+        row(
+            f,
+            "retention",
+            format_args!("{} after a key is done", self.matcher.retention),
+        )?;
+        let emits: Vec<&str> = OutcomeKind::ALL
+            .iter()
+            .filter(|kind| match kind {
+                OutcomeKind::Mismatched => !self.matcher.rules.is_empty(),
+                OutcomeKind::Resolved => self.matcher.retention > Duration::ZERO,
+                // Only lines read from data can be malformed.
+                OutcomeKind::Malformed => false,
+                _ => true,
+            })
+            .map(|kind| kind.name())
+            .collect();
         row(f, "emits", emits.join(", "))
     }
 
@@ -103,9 +117,15 @@ impl Graph {
             match route.side {
                 Some(side) => {
                     let side = &self.matcher.sides[side.0].name;
+                    let which = match route.outcome {
+                        OutcomeKind::TimedOut | OutcomeKind::Resolved => {
+                            format!("wait of {side} ran out")
+                        }
+                        _ => format!("on side {side}"),
+                    };
                     writeln!(
                         f,
-                        "\noutput #{index}: {} (wait of {side} ran out) -> sink {sink}",
+                        "\noutput #{index}: {} ({which}) -> sink {sink}",
                         route.outcome.name()
                     )?;
                 }

@@ -77,8 +77,101 @@ pub struct MatchNode {
     pub sides: Vec<SideNode>,
     /// The type every side's key has.
     pub key_type: Type,
-    /// What a complete match must satisfy.
-    pub condition: Option<Bound>,
+    /// What a complete match must satisfy, in the order written.
+    pub rules: Vec<RuleNode>,
+    /// How long, in event time, a key is remembered after it is done.
+    pub retention: Duration,
+}
+
+/// A named rule of the match.
+#[derive(Debug)]
+pub struct RuleNode {
+    /// Its name.
+    pub name: String,
+    /// The `bool` expression.
+    pub rule: Bound,
+}
+
+/// A variable of output templates, beside the sides' records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variable {
+    /// The key.
+    Key,
+    /// The missing sides, joined with `, `.
+    Missing,
+    /// The side whose wait ran out.
+    Expired,
+    /// The rules that failed, joined with `, `.
+    Failed,
+    /// The side a duplicate or late event arrived on.
+    Side,
+    /// What a duplicate duplicates: `waiting`, `completed` or `timed_out`.
+    Of,
+    /// The sides that arrived late to resolve an alert, joined with `, `.
+    Arrived,
+    /// The deadline of the alert a resolution resolves.
+    Deadline,
+    /// The source of a malformed line.
+    Source,
+    /// Its file, or `-` for standard input.
+    File,
+    /// Its line number.
+    Line,
+    /// The line itself.
+    Raw,
+    /// What is wrong with it.
+    Reason,
+}
+
+impl Variable {
+    /// The name templates use.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Key => "key",
+            Self::Missing => "missing",
+            Self::Expired => "expired",
+            Self::Failed => "failed",
+            Self::Side => "side",
+            Self::Of => "of",
+            Self::Arrived => "arrived",
+            Self::Deadline => "deadline",
+            Self::Source => "source",
+            Self::File => "file",
+            Self::Line => "line",
+            Self::Raw => "raw",
+            Self::Reason => "reason",
+        }
+    }
+
+    /// Its type, given the key's.
+    pub fn ty(self, key: &Type) -> Type {
+        match self {
+            Self::Key => key.clone(),
+            Self::Line => Type::INT,
+            Self::Deadline => Type::TIMESTAMP,
+            _ => Type::STRING,
+        }
+    }
+
+    /// The variables of a template for `kind`, in the order the runtime
+    /// gives their values.
+    pub const fn of(kind: OutcomeKind) -> &'static [Self] {
+        match kind {
+            OutcomeKind::Matched => &[Self::Key],
+            OutcomeKind::Mismatched => &[Self::Key, Self::Failed],
+            OutcomeKind::TimedOut => &[Self::Key, Self::Missing, Self::Expired],
+            OutcomeKind::Duplicate => &[Self::Key, Self::Side, Self::Of],
+            OutcomeKind::Late => &[Self::Key, Self::Side],
+            OutcomeKind::Resolved => &[Self::Key, Self::Expired, Self::Arrived, Self::Deadline],
+            OutcomeKind::Malformed => &[
+                Self::Source,
+                Self::File,
+                Self::Line,
+                Self::Raw,
+                Self::Reason,
+            ],
+        }
+    }
 }
 
 /// One side of the match.

@@ -15,8 +15,8 @@ mod sides;
 mod warnings;
 
 pub use graph::{
-    Bound, Graph, InlineRecord, Input, MatchNode, Route, Side, SideNode, SinkId, SinkNode,
-    SourceNode,
+    Bound, Graph, InlineRecord, Input, MatchNode, Route, RuleNode, Side, SideNode, SinkId,
+    SinkNode, SourceNode, Variable,
 };
 
 use crate::config::Pipeline;

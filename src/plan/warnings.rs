@@ -2,7 +2,7 @@
 
 use super::build::Builder;
 use super::sides::Sides;
-use crate::config::{OutcomeKind, Setting, WaitConfig};
+use crate::config::{OutcomeKind, WaitConfig};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::time::Duration;
 
@@ -55,26 +55,28 @@ impl Builder<'_> {
 
     fn routing_warnings(&mut self, sides: &Sides<'_>) {
         let pipeline = self.pipeline;
-        let condition = pipeline
-            .matching
-            .as_ref()
-            .map(|matching| &matching.condition);
-        if condition == Some(&Setting::Absent) {
-            for output in pipeline
-                .outputs
-                .iter()
-                .filter(|o| o.outcome.value == OutcomeKind::Mismatched)
-            {
+        let matching = pipeline.matching.as_ref();
+        let no_rules = matching.is_some_and(|m| m.rules.is_empty() && m.rules_complete);
+        let has_rules = matching.is_some_and(|m| !m.rules.is_empty());
+        let no_retention = matching
+            .and_then(|m| m.retention)
+            .is_some_and(|r| r.value == Duration::ZERO);
+        for output in &pipeline.outputs {
+            let never = match output.outcome.value {
+                OutcomeKind::Mismatched if no_rules => Some((
+                    "`mismatched` never happens: `match` has no `condition` or `rules`",
+                    "a complete match is `mismatched` when one of its rules does not hold",
+                )),
+                OutcomeKind::Resolved if no_retention => Some((
+                    "`resolved` never happens with a `retention` of 0s",
+                    "a late event resolves a timeout only while the timed-out key is remembered",
+                )),
+                _ => None,
+            };
+            if let Some((message, help)) = never {
                 self.report(
-                    Diagnostic::warning(
-                        Code::OutcomeNever,
-                        "`mismatched` never happens: `match` has no `condition`",
-                        output.outcome.span,
-                    )
-                    .help(
-                        "a complete match is `mismatched` when its condition does not hold"
-                            .to_string(),
-                    ),
+                    Diagnostic::warning(Code::OutcomeNever, message, output.outcome.span)
+                        .help(help.to_string()),
                 );
             }
         }
@@ -96,7 +98,7 @@ impl Builder<'_> {
         if !routed(OutcomeKind::Matched, None) {
             nowhere.push("`matched` outcomes go nowhere".to_string());
         }
-        if matches!(condition, Some(Setting::Given(_))) && !routed(OutcomeKind::Mismatched, None) {
+        if has_rules && !routed(OutcomeKind::Mismatched, None) {
             nowhere.push("`mismatched` outcomes go nowhere".to_string());
         }
         if sides.complete {

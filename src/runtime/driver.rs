@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::Summary;
 use super::error::RunError;
 use super::event::Event;
-use super::matcher::{Condition, Matcher};
+use super::matcher::{Matcher, Rule};
 use super::operator::{Operator, Outcome};
 use super::router::Router;
 use super::sink::{self, FLUSH_AT, Outputs};
@@ -91,10 +91,15 @@ impl Driver {
             })
             .collect();
         let router = Router::new(&matcher, routes, |sink| target_of[sink]);
-        let condition = matcher.condition.map(|bound| Condition {
-            text: bound.expr.to_string(),
-            compiled: bound.compiled,
-        });
+        let waits: Vec<_> = matcher.sides.iter().map(|side| side.wait).collect();
+        let rules = matcher
+            .rules
+            .into_iter()
+            .map(|rule| Rule {
+                name: rule.name.into(),
+                compiled: rule.rule.compiled,
+            })
+            .collect();
         let summary = Summary {
             events: sources
                 .iter()
@@ -106,7 +111,7 @@ impl Driver {
         };
         Self {
             watermarks: Watermarks::new(sources.iter().map(|source| source.watermark_lag)),
-            operator: Matcher::new(matcher.sides.iter().map(|side| side.wait), condition),
+            operator: Matcher::new(waits, rules, matcher.retention),
             inputs: sources
                 .into_iter()
                 .map(|source| {
@@ -196,7 +201,7 @@ impl Driver {
             if let Some((_, count)) = summary
                 .outcomes
                 .iter_mut()
-                .find(|(kind, _)| *kind == outcome.kind)
+                .find(|(kind, _)| *kind == outcome.kind())
             {
                 *count += 1;
             }

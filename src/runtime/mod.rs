@@ -20,8 +20,8 @@ mod watermarks;
 
 pub use error::RunError;
 pub use event::{Event, Key};
-pub use matcher::{Condition, Matcher};
-pub use operator::{Operator, Outcome};
+pub use matcher::{Matcher, Rule};
+pub use operator::{Detail, Malformed, Operator, Outcome, Prior};
 pub use sink::{Outputs, SharedBuffer};
 pub use watermarks::Watermarks;
 

@@ -4,17 +4,17 @@
 use std::fmt::Write as _;
 
 use super::error::RunError;
-use super::operator::Outcome;
-use crate::config::OutcomeKind;
+use super::operator::{Detail, Outcome};
 use crate::expr::{Env, Type, Value, write_json_string};
-use crate::plan::{Bound, MatchNode, Route, Side};
+use crate::plan::{Bound, MatchNode, Route, Side, Variable};
+use crate::time::EventTime;
 
 /// Renders outcomes for their routes.
 pub(crate) struct Router {
     routes: Vec<Route>,
     /// The sink target each route writes to.
     targets: Vec<usize>,
-    /// Each side's name as a value, for `expired` and `missing`.
+    /// Each side's name as a value, for the variables that name sides.
     names: Vec<Value>,
     /// Each side's record type, for JSON.
     layouts: Vec<Type>,
@@ -45,21 +45,22 @@ impl Router {
         }
     }
 
-    /// Appends a line per matching route to that route's target buffer.
+    /// Appends a line per route that takes `outcome` to that route's target
+    /// buffer.
     pub(crate) fn render(&self, outcome: &Outcome, buffers: &mut [String]) -> Result<(), RunError> {
-        let mut missing: Option<Value> = None;
+        let kind = outcome.kind();
+        // Computed once per outcome, and only if a template needs them.
+        let mut values: Option<Vec<Value>> = None;
         for (route, &target) in self.routes.iter().zip(&self.targets) {
-            if route.outcome != outcome.kind
-                || route.side.is_some_and(|side| outcome.expired != Some(side))
+            if route.outcome != kind || route.side.is_some_and(|side| outcome.side() != Some(side))
             {
                 continue;
             }
             let out = &mut buffers[target];
             match &route.template {
                 Some(template) => {
-                    let missing = (outcome.kind == OutcomeKind::TimedOut)
-                        .then(|| missing.get_or_insert_with(|| self.missing(outcome)) as &Value);
-                    self.template(template, outcome, missing, out)?;
+                    let values = values.get_or_insert_with(|| self.values(outcome));
+                    render_template(template, outcome, values, out)?;
                 }
                 None => self.json(outcome, out),
             }
@@ -68,70 +69,135 @@ impl Router {
         Ok(())
     }
 
-    fn missing(&self, outcome: &Outcome) -> Value {
-        let names: Vec<String> = outcome
-            .missing()
-            .map(|side| self.names[side.0].to_string())
-            .collect();
-        Value::from(names.join(", ").as_str())
+    /// The values of the outcome's template variables, in `Variable::of`
+    /// order.
+    fn values(&self, outcome: &Outcome) -> Vec<Value> {
+        Variable::of(outcome.kind())
+            .iter()
+            .map(|variable| self.value(*variable, outcome))
+            .collect()
     }
 
-    fn template(
-        &self,
-        template: &Bound,
-        outcome: &Outcome,
-        missing: Option<&Value>,
-        out: &mut String,
-    ) -> Result<(), RunError> {
-        let env = Env {
-            records: &outcome.records,
-            key: Some(outcome.key.value()),
-            missing,
-            expired: outcome.expired.map(|side| &self.names[side.0]),
+    fn value(&self, variable: Variable, outcome: &Outcome) -> Value {
+        let names = |sides: &mut dyn Iterator<Item = Side>| -> Value {
+            let names: Vec<String> = sides.map(|side| self.names[side.0].to_string()).collect();
+            Value::from(names.join(", ").as_str())
         };
-        match template.compiled.eval(&env) {
-            Ok(Value::Str(text)) => out.push_str(&text),
-            Ok(value) => {
-                let _ = write!(out, "{value}");
+        match (variable, &outcome.detail) {
+            (Variable::Key, _) => outcome.key.value().clone(),
+            (Variable::Missing, _) => names(&mut outcome.missing()),
+            (
+                Variable::Expired,
+                Detail::TimedOut { expired } | Detail::Resolved { expired, .. },
+            )
+            | (
+                Variable::Side,
+                Detail::Duplicate { side: expired, .. } | Detail::Late { side: expired },
+            ) => self.names[expired.0].clone(),
+            (Variable::Failed, Detail::Mismatched { failed }) => Value::from(
+                failed
+                    .iter()
+                    .map(AsRef::as_ref)
+                    .collect::<Vec<&str>>()
+                    .join(", ")
+                    .as_str(),
+            ),
+            (Variable::Of, Detail::Duplicate { of, .. }) => Value::from(of.name()),
+            (Variable::Arrived, Detail::Resolved { arrived, .. }) => names(
+                &mut arrived
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, late)| **late)
+                    .map(|(side, _)| Side(side)),
+            ),
+            (Variable::Deadline, Detail::Resolved { deadline, .. }) => Value::Timestamp(*deadline),
+            (Variable::Source, Detail::Malformed(line)) => Value::Str(line.source.clone()),
+            (Variable::File, Detail::Malformed(line)) => Value::Str(line.file.clone()),
+            (Variable::Line, Detail::Malformed(line)) => {
+                Value::Int(i64::try_from(line.line).unwrap_or(i64::MAX))
             }
-            Err(error) => {
-                return Err(RunError::Eval {
-                    message: format!(
-                        "cannot render a `{}` outcome for key `{}`: {error}",
-                        outcome.kind.name(),
-                        outcome.key.value()
-                    ),
-                    failing: template.file_span(error.span),
-                    record: None,
-                });
-            }
+            (Variable::Raw, Detail::Malformed(line)) => Value::from(line.raw.as_str()),
+            (Variable::Reason, Detail::Malformed(line)) => Value::from(line.reason.as_str()),
+            // `Variable::of` gives each kind only the variables it has.
+            _ => Value::Null,
         }
-        Ok(())
     }
 
-    /// `{"outcome":"timed_out","key":"k","expired":"app","missing":["bank"],"app":{...},"bank":null}`
+    /// The default rendering: the outcome, its key, what only its kind
+    /// carries, then each side's record and event time (`null` where absent).
+    ///
+    /// `{"outcome":"timed_out","key":"k","expired":"app","missing":["bank"],
+    /// "app":{...},"bank":null,"times":{"app":"...","bank":null}}`
     fn json(&self, outcome: &Outcome, out: &mut String) {
         out.push_str("{\"outcome\":");
-        write_json_string(outcome.kind.name(), out);
-        out.push_str(",\"key\":");
-        outcome.key.value().write_json(&self.key_type, out);
-        if let Some(Side(side)) = outcome.expired {
-            out.push_str(",\"expired\":");
-            self.names[side].write_json(&Type::STRING, out);
-        }
-        if outcome.kind == OutcomeKind::TimedOut {
-            out.push_str(",\"missing\":[");
-            for (i, side) in outcome.missing().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                self.names[side.0].write_json(&Type::STRING, out);
+        write_json_string(outcome.kind().name(), out);
+        let side_name =
+            |side: Side, out: &mut String| self.names[side.0].write_json(&Type::STRING, out);
+        match &outcome.detail {
+            Detail::Malformed(line) => {
+                out.push_str(",\"source\":");
+                write_json_string(&line.source, out);
+                out.push_str(",\"file\":");
+                write_json_string(&line.file, out);
+                let _ = write!(out, ",\"line\":{}", line.line);
+                out.push_str(",\"raw\":");
+                write_json_string(&line.raw, out);
+                out.push_str(",\"reason\":");
+                write_json_string(&line.reason, out);
+                out.push('}');
+                return;
             }
-            out.push(']');
-        }
-        if let Some(reason) = &outcome.reason {
-            out.push_str(",\"reason\":");
-            write_json_string(reason, out);
+            Detail::Matched => key(outcome, &self.key_type, out),
+            Detail::Mismatched { failed } => {
+                key(outcome, &self.key_type, out);
+                out.push_str(",\"failed\":[");
+                for (i, rule) in failed.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_json_string(rule, out);
+                }
+                out.push(']');
+            }
+            Detail::TimedOut { expired } => {
+                key(outcome, &self.key_type, out);
+                out.push_str(",\"expired\":");
+                side_name(*expired, out);
+                out.push_str(",\"missing\":");
+                self.side_list(outcome.missing(), out);
+            }
+            Detail::Duplicate { side, of } => {
+                key(outcome, &self.key_type, out);
+                out.push_str(",\"side\":");
+                side_name(*side, out);
+                out.push_str(",\"of\":");
+                write_json_string(of.name(), out);
+            }
+            Detail::Late { side } => {
+                key(outcome, &self.key_type, out);
+                out.push_str(",\"side\":");
+                side_name(*side, out);
+            }
+            Detail::Resolved {
+                expired,
+                deadline,
+                arrived,
+            } => {
+                key(outcome, &self.key_type, out);
+                out.push_str(",\"expired\":");
+                side_name(*expired, out);
+                out.push_str(",\"deadline\":");
+                write_json_string(&deadline.to_string(), out);
+                out.push_str(",\"arrived\":");
+                self.side_list(
+                    arrived
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, late)| **late)
+                        .map(|(side, _)| Side(side)),
+                    out,
+                );
+            }
         }
         for (side, record) in outcome.records.iter().enumerate() {
             out.push(',');
@@ -142,6 +208,69 @@ impl Router {
                 None => out.push_str("null"),
             }
         }
-        out.push('}');
+        out.push_str(",\"times\":{");
+        for (side, record) in outcome.records.iter().enumerate() {
+            if side > 0 {
+                out.push(',');
+            }
+            write_json_string(&self.names[side].to_string(), out);
+            out.push(':');
+            match record {
+                Some(_) => time(outcome.times[side], out),
+                None => out.push_str("null"),
+            }
+        }
+        out.push_str("}}");
     }
+
+    fn side_list(&self, sides: impl Iterator<Item = Side>, out: &mut String) {
+        out.push('[');
+        for (i, side) in sides.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            self.names[side.0].write_json(&Type::STRING, out);
+        }
+        out.push(']');
+    }
+}
+
+/// Appends the rendering of `template` for `outcome`.
+fn render_template(
+    template: &Bound,
+    outcome: &Outcome,
+    values: &[Value],
+    out: &mut String,
+) -> Result<(), RunError> {
+    let env = Env {
+        records: &outcome.records,
+        values,
+    };
+    match template.compiled.eval(&env) {
+        Ok(Value::Str(text)) => out.push_str(&text),
+        Ok(value) => {
+            let _ = write!(out, "{value}");
+        }
+        Err(error) => {
+            return Err(RunError::Eval {
+                message: format!(
+                    "cannot render a `{}` outcome for key `{}`: {error}",
+                    outcome.kind().name(),
+                    outcome.key.value()
+                ),
+                failing: template.file_span(error.span),
+                record: None,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn key(outcome: &Outcome, key_type: &Type, out: &mut String) {
+    out.push_str(",\"key\":");
+    outcome.key.value().write_json(key_type, out);
+}
+
+fn time(time: EventTime, out: &mut String) {
+    write_json_string(&time.to_string(), out);
 }

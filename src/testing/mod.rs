@@ -12,10 +12,11 @@ use std::fmt::Write as _;
 
 use diff::{Change, diff};
 
-use crate::config::{Expected, OutcomeKind, Pipeline, SourceKind, TestCase};
+use crate::config::{Expected, Name, Pipeline, SourceKind, TestCase};
 use crate::diagnostic::{Diagnostic, SourceFile, Span, Style, render};
 use crate::plan;
-use crate::runtime::{self, Outcome, Outputs};
+use crate::plan::Side;
+use crate::runtime::{self, Detail, Outcome, Outputs};
 
 /// How one test case went.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,25 +145,42 @@ fn run_case(pipeline: &Pipeline, case: &TestCase, file: &SourceFile) -> Result<(
 /// Whether `actual` is the outcome `expected` describes; fields the
 /// expectation leaves out are not compared.
 fn matches(expected: &Expected, actual: &Outcome, sides: &[String]) -> bool {
+    let names = |names: &Option<Vec<Name>>, actual: &[&str]| {
+        names.as_ref().is_none_or(|names| {
+            names
+                .iter()
+                .map(|n| n.value.as_str())
+                .eq(actual.iter().copied())
+        })
+    };
+    let side = |name: &Option<Name>| {
+        name.as_ref().is_none_or(|name| {
+            actual
+                .side()
+                .is_some_and(|side| sides[side.0] == name.value)
+        })
+    };
     let missing: Vec<&str> = actual
         .missing()
         .map(|side| sides[side.0].as_str())
         .collect();
-    expected.outcome.value == actual.kind
+    let failed: Vec<&str> = match &actual.detail {
+        Detail::Mismatched { failed } => failed.iter().map(|rule| rule_name(rule)).collect(),
+        _ => Vec::new(),
+    };
+    expected.outcome.value == actual.kind()
         && expected.key.value == actual.key.value().to_string()
-        && expected.expired.as_ref().is_none_or(|side| {
-            Some(side.value.as_str()) == actual.expired.map(|s| sides[s.0].as_str())
-        })
-        && expected.missing.as_ref().is_none_or(|sides| {
-            sides
-                .iter()
-                .map(|s| s.value.as_str())
-                .eq(missing.iter().copied())
-        })
-        && expected
-            .reason
-            .as_ref()
-            .is_none_or(|reason| Some(reason.value.as_str()) == actual.reason.as_deref())
+        && side(&expected.expired)
+        && side(&expected.side)
+        && names(&expected.missing, &missing)
+        && names(&expected.failed, &failed)
+}
+
+/// A failed rule's name, without why it could not be evaluated.
+fn rule_name(failed: &str) -> &str {
+    failed
+        .split_once(" (cannot be evaluated")
+        .map_or(failed, |(name, _)| name)
 }
 
 /// An expectation as it is written: `{outcome: timed_out, key: k, missing: [bank]}`.
@@ -172,15 +190,24 @@ fn show_expected(expected: &Expected) -> String {
         expected.outcome.value.name(),
         scalar(&expected.key.value)
     );
+    let list = |names: &[Name]| {
+        names
+            .iter()
+            .map(|n| scalar(&n.value))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if let Some(side) = &expected.expired {
         let _ = write!(text, ", expired: {}", scalar(&side.value));
     }
     if let Some(missing) = &expected.missing {
-        let names: Vec<String> = missing.iter().map(|side| scalar(&side.value)).collect();
-        let _ = write!(text, ", missing: [{}]", names.join(", "));
+        let _ = write!(text, ", missing: [{}]", list(missing));
     }
-    if let Some(reason) = &expected.reason {
-        let _ = write!(text, ", reason: {}", scalar(&reason.value));
+    if let Some(failed) = &expected.failed {
+        let _ = write!(text, ", failed: [{}]", list(failed));
+    }
+    if let Some(side) = &expected.side {
+        let _ = write!(text, ", side: {}", scalar(&side.value));
     }
     text.push('}');
     text
@@ -191,21 +218,31 @@ fn show_expected(expected: &Expected) -> String {
 fn show_actual(outcome: &Outcome, sides: &[String]) -> String {
     let mut text = format!(
         "{{outcome: {}, key: {}",
-        outcome.kind.name(),
+        outcome.kind().name(),
         scalar(&outcome.key.value().to_string())
     );
-    if outcome.kind == OutcomeKind::TimedOut {
-        if let Some(side) = outcome.expired {
-            let _ = write!(text, ", expired: {}", scalar(&sides[side.0]));
+    let name = |side: Side| scalar(&sides[side.0]);
+    match &outcome.detail {
+        Detail::TimedOut { expired } => {
+            let missing: Vec<String> = outcome.missing().map(name).collect();
+            let _ = write!(
+                text,
+                ", expired: {}, missing: [{}]",
+                name(*expired),
+                missing.join(", ")
+            );
         }
-        let missing: Vec<String> = outcome
-            .missing()
-            .map(|side| scalar(&sides[side.0]))
-            .collect();
-        let _ = write!(text, ", missing: [{}]", missing.join(", "));
-    }
-    if let Some(reason) = &outcome.reason {
-        let _ = write!(text, ", reason: {}", scalar(reason));
+        Detail::Resolved { expired, .. } => {
+            let _ = write!(text, ", expired: {}", name(*expired));
+        }
+        Detail::Mismatched { failed } => {
+            let failed: Vec<String> = failed.iter().map(|rule| scalar(rule_name(rule))).collect();
+            let _ = write!(text, ", failed: [{}]", failed.join(", "));
+        }
+        Detail::Duplicate { side, .. } | Detail::Late { side } => {
+            let _ = write!(text, ", side: {}", name(*side));
+        }
+        Detail::Matched | Detail::Malformed(_) => {}
     }
     text.push('}');
     text
