@@ -69,7 +69,9 @@
 //! # Ok::<(), runner::runtime::RunError>(())
 //! ```
 
+pub mod codec;
 pub mod config;
+
 pub mod diagnostic;
 pub mod expr;
 pub mod plan;

@@ -120,6 +120,15 @@ impl Watermark {
         Self(max_seen.0.saturating_sub(lag.0).saturating_sub(1))
     }
 
+    /// The event time it stands at; `None` before any event and after the
+    /// end of input.
+    pub const fn time(self) -> Option<EventTime> {
+        match self {
+            Self::MIN | Self::MAX => None,
+            Self(ms) => Some(EventTime(ms)),
+        }
+    }
+
     /// Whether a timer for `deadline` fires at this watermark.
     pub const fn reached(self, deadline: EventTime) -> bool {
         self.0 >= deadline.0

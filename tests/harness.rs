@@ -41,12 +41,32 @@ pub(crate) fn runner_on(name: &str, pipeline: &str, args: &[&str]) -> Run {
 fn finish(output: Output) -> Run {
     Run {
         stdout: String::from_utf8(output.stdout).expect("stdout is UTF-8"),
-        stderr: String::from_utf8(output.stderr).expect("stderr is UTF-8"),
+        stderr: steady(&String::from_utf8(output.stderr).expect("stderr is UTF-8")),
         status: output
             .status
             .code()
             .expect("runner exits with a status, not a signal"),
     }
+}
+
+/// `text` with the time a run took (and its rate), which differ from run
+/// to run, replaced by `<elapsed>` in the summary line:
+/// `runner: 5 events in <elapsed>`.
+pub(crate) fn steady(text: &str) -> String {
+    let mut out: String = text
+        .lines()
+        .map(|line| match line.strip_prefix("runner: ") {
+            Some(rest) if rest.contains(" in ") && rest.contains(" event") => {
+                let (head, _) = rest.rsplit_once(" in ").unwrap_or((rest, ""));
+                format!("runner: {head} in <elapsed>\n")
+            }
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    if !text.ends_with('\n') {
+        out.pop();
+    }
+    out
 }
 
 /// The crate's root directory.

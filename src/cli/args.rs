@@ -8,7 +8,12 @@ use lexopt::prelude::*;
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Command {
     /// Run a pipeline file.
-    Run(String),
+    Run {
+        /// The pipeline file.
+        path: String,
+        /// Whether to leave out the summary and progress on stderr.
+        quiet: bool,
+    },
     /// Print a pipeline file's compiled graph.
     Explain(String),
     /// Check pipeline files without running them.
@@ -42,8 +47,8 @@ pub(crate) enum Format {
 }
 
 pub(crate) const USAGE: &str = "\
-Usage: runner <FILE>
-       runner run <FILE>
+Usage: runner [--quiet] <FILE>
+       runner run [--quiet] <FILE>
        runner explain <FILE>
        runner validate [--format human|json|github] [--deny-warnings] <PATH>...
        runner test <PATH>...
@@ -55,7 +60,7 @@ runner: reconcile event streams, declared in a YAML pipeline file
 
 Usage:
   runner <FILE>              run a pipeline (same as `runner run <FILE>`)
-  runner run <FILE>          run a pipeline until its inputs end
+  runner run <FILE>          run a pipeline until its inputs end (or Ctrl-C)
   runner explain <FILE>      print the compiled operator graph
   runner validate <PATH>...  check pipelines without running them
   runner test <PATH>...      run the test cases in pipelines' `tests` sections
@@ -65,6 +70,7 @@ A PATH is a file, a directory (every *.yaml and *.yml below it) or a
 quoted glob pattern such as 'pipelines/**/*.yaml'.
 
 Options:
+  -q, --quiet                run without the summary (and progress) on stderr
   --format <FORMAT>          validate's report: human (default), json or github
   --deny-warnings            validate fails on warnings too
   -h, --help                 print this help
@@ -80,8 +86,10 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
     let mut words = Vec::new();
     let mut format = None;
     let mut deny_warnings = false;
+    let mut quiet = false;
     while let Some(arg) = parser.next()? {
         match arg {
+            Short('q') | Long("quiet") => quiet = true,
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
             Long("format") => {
@@ -107,10 +115,20 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
     if !validating && (format.is_some() || deny_warnings) {
         return Err("`--format` and `--deny-warnings` belong to `validate`".into());
     }
+    let running = !matches!(
+        first.as_str(),
+        "help" | "schema" | "explain" | "validate" | "test"
+    );
+    if quiet && !running {
+        return Err("`--quiet` belongs to `run`".into());
+    }
     let command = match first.as_str() {
         "help" => Command::Help,
         "schema" => Command::Schema,
-        "run" => Command::Run(words.next().ok_or("`run` needs a pipeline file")?),
+        "run" => Command::Run {
+            path: words.next().ok_or("`run` needs a pipeline file")?,
+            quiet,
+        },
         "explain" => Command::Explain(words.next().ok_or("`explain` needs a pipeline file")?),
         "validate" | "test" => {
             let paths: Vec<String> = words.by_ref().collect();
@@ -127,7 +145,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
                 Command::Test(paths)
             }
         }
-        _ => Command::Run(first),
+        _ => Command::Run { path: first, quiet },
     };
     match words.next() {
         Some(extra) => Err(format!("unexpected argument `{extra}`").into()),
@@ -145,10 +163,16 @@ mod tests {
 
     #[test]
     fn short_and_long_forms() {
-        assert_eq!(parse_words(&["p.yaml"]), Ok(Command::Run("p.yaml".into())));
+        let run = |path: &str, quiet| Command::Run {
+            path: path.into(),
+            quiet,
+        };
+        assert_eq!(parse_words(&["p.yaml"]), Ok(run("p.yaml", false)));
+        assert_eq!(parse_words(&["run", "p.yaml"]), Ok(run("p.yaml", false)));
+        assert_eq!(parse_words(&["-q", "p.yaml"]), Ok(run("p.yaml", true)));
         assert_eq!(
-            parse_words(&["run", "p.yaml"]),
-            Ok(Command::Run("p.yaml".into()))
+            parse_words(&["run", "p.yaml", "--quiet"]),
+            Ok(run("p.yaml", true))
         );
         assert_eq!(
             parse_words(&["explain", "p.yaml"]),
@@ -212,6 +236,10 @@ mod tests {
         assert_eq!(
             parse_words(&["run", "--deny-warnings", "a"]),
             Err("`--format` and `--deny-warnings` belong to `validate`".into())
+        );
+        assert_eq!(
+            parse_words(&["validate", "-q", "a"]),
+            Err("`--quiet` belongs to `run`".into())
         );
         assert!(
             parse_words(&["--fast", "a.yaml"])

@@ -6,6 +6,7 @@
 
 mod args;
 mod paths;
+mod run;
 mod test;
 mod validate;
 
@@ -16,7 +17,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use runner::diagnostic::{self, Diagnostic, SourceFile, Style};
-use runner::runtime::{self, Outputs};
 
 use args::Command;
 
@@ -38,7 +38,11 @@ pub(crate) fn main() -> ExitCode {
         Command::Help => print(args::HELP),
         Command::Version => print(&format!("runner {}\n", env!("CARGO_PKG_VERSION"))),
         Command::Schema => print(runner::config::SCHEMA),
-        Command::Run(path) => with_file(Path::new(&path), run),
+        Command::Run { path, quiet } => {
+            let path = Path::new(&path);
+            let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            with_file(path, |file| run::run(file, &base, quiet))
+        }
         Command::Explain(path) => with_file(Path::new(&path), explain),
         Command::Validate {
             paths,
@@ -64,7 +68,7 @@ fn print(text: &str) -> ExitCode {
     }
 }
 
-fn with_file(path: &Path, command: fn(&SourceFile) -> ExitCode) -> ExitCode {
+fn with_file(path: &Path, command: impl FnOnce(&SourceFile) -> ExitCode) -> ExitCode {
     match read(path) {
         Ok(file) => command(&file),
         Err(error) => {
@@ -81,30 +85,6 @@ fn read(path: &Path) -> anyhow::Result<SourceFile> {
     let text = String::from_utf8(bytes)
         .with_context(|| format!("cannot read `{name}`: it is not UTF-8 text"))?;
     Ok(SourceFile::new(name, text))
-}
-
-fn run(file: &SourceFile) -> ExitCode {
-    let (graph, diagnostics) = runner::check(file);
-    if !diagnostics.is_empty() {
-        report(&diagnostics, file);
-    }
-    let Some(graph) = graph else {
-        return ExitCode::from(FAILED);
-    };
-    match runtime::run_blocking(graph, Outputs::stdio()) {
-        Ok(_) => ExitCode::SUCCESS,
-        // `runner pipeline.yaml | head`: the reader has all it wanted.
-        Err(error) if error.is_broken_pipe() => ExitCode::SUCCESS,
-        Err(error) => {
-            if let Some(diagnostic) = error.to_diagnostic() {
-                report(&[diagnostic], file);
-                return ExitCode::from(FAILED);
-            }
-            // Not about the pipeline: output that cannot be written.
-            eprintln!("error: {error}");
-            ExitCode::from(USAGE)
-        }
-    }
 }
 
 fn explain(file: &SourceFile) -> ExitCode {

@@ -164,8 +164,25 @@ pub struct Match {
     /// How long, in event time, a key is remembered after it completes or
     /// times out; the longest wait when not given.
     pub retention: Option<Spanned<Duration>>,
+    /// Which clock the waits run on.
+    pub clock: Spanned<Clock>,
+    /// How long every live source may be idle before the watermark follows
+    /// the wall clock, so that deadlines still fire.
+    pub idle_grace: Option<Spanned<Duration>>,
     /// Where `match` is written.
     pub span: Span,
+}
+
+/// The clock that waits run on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Clock {
+    /// Event time: the time each record carries, read by `event_time`;
+    /// deadlines fire as the watermark passes them.
+    #[default]
+    Event,
+    /// Processing time: the wall-clock time each record is read; deadlines
+    /// fire as the wall clock passes them.
+    Processing,
 }
 
 /// A named rule of a match.
@@ -187,10 +204,12 @@ pub struct SourceConfig {
     /// The fields of its records.
     pub schema: Arc<RecordType>,
     /// The event time of a record: an expression of type `int` (milliseconds
-    /// since the epoch) or `timestamp`.
-    pub event_time: ExprText,
-    /// How far behind the newest event time the watermark trails.
-    pub watermark_lag: Spanned<Duration>,
+    /// since the epoch) or `timestamp`. Required by event-time matching;
+    /// the planner reports it missing.
+    pub event_time: Option<ExprText>,
+    /// How far behind the newest event time the watermark trails; required
+    /// with `event_time`.
+    pub watermark_lag: Option<Spanned<Duration>>,
     /// After how long without events the source stops holding back the
     /// watermark; meaningful for sources that can fall silent.
     pub idle_timeout: Option<Spanned<Duration>>,
@@ -204,6 +223,42 @@ pub enum SourceKind {
         /// One node per record, checked against the schema by the planner.
         records: Vec<Node>,
     },
+    /// Lines of a file, or of every file a glob matches, in name order.
+    File {
+        /// The path or glob as written; relative to the pipeline file's
+        /// directory.
+        path: Spanned<String>,
+        /// How each line is read.
+        format: Format,
+        /// Whether to keep reading as the file grows, until stopped.
+        follow: bool,
+    },
+    /// Lines of standard input.
+    Stdin {
+        /// How each line is read.
+        format: Format,
+    },
+}
+
+/// How the lines of a file or stream are read into records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per line.
+    Jsonl,
+    /// Comma-separated values, one record per line.
+    Csv(CsvFormat),
+}
+
+/// How a CSV input is laid out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CsvFormat {
+    /// Whether the first line of each file is a header naming the columns.
+    pub header: bool,
+    /// The columns, in order, when the pipeline names them; a header line
+    /// is then skipped, not read.
+    pub columns: Option<Vec<Name>>,
+    /// The byte between fields: `,` unless declared.
+    pub delimiter: u8,
 }
 
 /// One connected source and how its events are keyed.
@@ -238,10 +293,29 @@ pub struct SinkConfig {
 }
 
 /// What a sink writes to; tagged by `type` in the file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SinkKind {
     /// Standard output, a line per outcome.
     Stdout,
+    /// Standard error, a line per outcome.
+    Stderr,
+    /// A file, created or truncated when the run starts.
+    File {
+        /// The path as written; relative to the pipeline file's directory.
+        path: Spanned<String>,
+        /// How outcomes are written.
+        format: SinkFormat,
+    },
+}
+
+/// How a file sink writes outcomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkFormat {
+    /// A line per outcome: its JSON, or its template.
+    Jsonl,
+    /// A CSV row per outcome, after a header: the fields of the default
+    /// JSON, flattened.
+    Csv,
 }
 
 /// The outcomes of matching a key.

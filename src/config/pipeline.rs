@@ -5,16 +5,33 @@ use std::sync::Arc;
 use super::node::{Node, Value};
 use super::reader::Reader;
 use super::{
-    Connect, ConnectConfig, Declared, Expected, Match, Name, OutcomeKind, OutputConfig, Pipeline,
-    RuleConfig, SinkConfig, SinkKind, SourceConfig, SourceKind, Spanned, TestCase, WaitConfig,
+    Clock, Connect, ConnectConfig, CsvFormat, Declared, Expected, Format, Match, Name, OutcomeKind,
+    OutputConfig, Pipeline, RuleConfig, SinkConfig, SinkFormat, SinkKind, SourceConfig, SourceKind,
+    Spanned, TestCase, WaitConfig,
 };
 use crate::diagnostic::{Code, Diagnostic, Span, did_you_mean};
-use crate::expr::{Field, RecordType, SCALAR_TYPES, Type};
+use crate::expr::{Field, Kind, RecordType, SCALAR_TYPES, Type};
 
 /// Source types, in the order of [`SourceKind`]'s variants.
-const SOURCE_TYPES: &[&str] = &["inline"];
+const SOURCE_TYPES: &[&str] = &["inline", "file", "stdin"];
 /// Sink types, in the order of [`SinkKind`]'s variants.
-const SINK_TYPES: &[&str] = &["stdout"];
+const SINK_TYPES: &[&str] = &["stdout", "stderr", "file"];
+/// Clocks, in the order of [`Clock`]'s variants.
+const CLOCKS: &[&str] = &["event", "processing"];
+/// Input formats, in the order of [`Format`]'s variants.
+const FORMATS: &[&str] = &["jsonl", "csv"];
+/// Keys that only some source types take, and which.
+const SOURCE_OPTIONS: &[(&str, &[&str])] = &[
+    ("records", &["inline"]),
+    ("path", &["file"]),
+    ("follow", &["file"]),
+    ("format", &["file", "stdin"]),
+    ("header", &["file", "stdin"]),
+    ("columns", &["file", "stdin"]),
+    ("delimiter", &["file", "stdin"]),
+];
+/// Keys that only CSV inputs take.
+const CSV_OPTIONS: &[&str] = &["header", "columns", "delimiter"];
 
 /// Reads the whole pipeline, reporting every problem.
 pub(super) fn read(root: &Node, text: &str) -> (Option<Pipeline>, Vec<Diagnostic>) {
@@ -158,48 +175,343 @@ fn read_source(
         .and_then(|(key, value)| schema(r, &name.value, key.span, value));
     schema_read.clone_from(&schema);
     let event_time = fields
-        .required(r, "event_time")
-        .and_then(|(_, value)| r.expr(value, "`event_time`"));
+        .optional("event_time")
+        .map(|(_, value)| r.expr(value, "`event_time`"));
     let watermark_lag = fields
-        .required(r, "watermark_lag")
-        .and_then(|(_, value)| r.duration(value, "`watermark_lag`"));
+        .optional("watermark_lag")
+        .map(|(_, value)| r.duration(value, "`watermark_lag`"));
     let idle_timeout = fields
         .optional("idle_timeout")
         .map(|(_, value)| r.duration(value, "`idle_timeout`"));
-    let records = fields.optional("records");
+    let options: Vec<_> = SOURCE_OPTIONS
+        .iter()
+        .filter_map(|(key, _)| fields.optional(key).map(|(k, value)| (*key, k, value)))
+        .collect();
     fields.finish(r);
     // A present but invalid value was reported; it must not read as absent.
     let idle_timeout = match idle_timeout {
         Some(parsed) => Some(parsed?),
         None => None,
     };
-    let kind = match kind?.value {
+    let event_time = match event_time {
+        Some(parsed) => Some(parsed?),
+        None => None,
+    };
+    let watermark_lag = match watermark_lag {
+        Some(parsed) => Some(parsed?),
+        None => None,
+    };
+    let kind = source_kind(r, &name, kind?.value, &options);
+    let schema = schema?;
+    if let Some(
+        SourceKind::File {
+            format: Format::Csv(csv),
+            ..
+        }
+        | SourceKind::Stdin {
+            format: Format::Csv(csv),
+        },
+    ) = &kind
+    {
+        csv_schema(r, &name, csv, &schema);
+    }
+    Some(SourceConfig {
+        name,
+        kind: kind?,
+        schema,
+        event_time,
+        watermark_lag,
+        idle_timeout,
+    })
+}
+
+/// What a source of type `SOURCE_TYPES[kind]` reads, from the keys of
+/// [`SOURCE_OPTIONS`] it was given.
+fn source_kind(
+    r: &mut Reader<'_>,
+    name: &Name,
+    kind: usize,
+    options: &[(&str, &Node, &Node)],
+) -> Option<SourceKind> {
+    let type_name = SOURCE_TYPES[kind];
+    let mut fits = true;
+    for (key, key_node, _) in options {
+        let (_, takes) = SOURCE_OPTIONS
+            .iter()
+            .find(|(option, _)| option == key)
+            .expect("options are keys of SOURCE_OPTIONS");
+        if !takes.contains(&type_name) {
+            let owners: Vec<String> = takes.iter().map(|t| format!("`{t}`")).collect();
+            r.report(
+                Diagnostic::error(
+                    Code::UnknownKey,
+                    format!("`{key}` is not an option of `{type_name}` sources"),
+                    key_node.span,
+                )
+                .label(format!("applies to {} sources", owners.join(" and "))),
+            );
+            fits = false;
+        }
+    }
+    let option = |key: &str| {
+        options
+            .iter()
+            .find(|(option, _, _)| *option == key)
+            .map(|(_, _, value)| *value)
+    };
+    let missing = |r: &mut Reader<'_>, key: &str, label: &str| {
+        r.report(
+            Diagnostic::error(
+                Code::MissingKey,
+                format!("source `{}` is missing `{key}`", name.value),
+                name.span,
+            )
+            .label(label.to_string()),
+        );
+    };
+    let kind = match kind {
         0 => {
-            let Some((_, records)) = records else {
-                r.report(
-                    Diagnostic::error(
-                        Code::MissingKey,
-                        format!("{what} is missing `records`"),
-                        name.span,
-                    )
-                    .label("an `inline` source lists its `records`"),
-                );
+            let Some(records) = option("records") else {
+                missing(r, "records", "an `inline` source lists its `records`");
                 return None;
             };
             SourceKind::Inline {
                 records: r.list(records, "`records`")?.to_vec(),
             }
         }
+        1 => {
+            let Some(path) = option("path") else {
+                missing(
+                    r,
+                    "path",
+                    "a `file` source reads the file or glob at its `path`",
+                );
+                return None;
+            };
+            let path = r.string(path, "`path`")?;
+            let follow = match option("follow") {
+                Some(follow) => r.boolean(follow, "`follow`")?.value,
+                None => false,
+            };
+            let format = format(r, name, Some(&path), options);
+            SourceKind::File {
+                format: format?,
+                path,
+                follow,
+            }
+        }
+        2 => SourceKind::Stdin {
+            format: format(r, name, None, options)?,
+        },
         _ => unreachable!("`choice` returns an index into SOURCE_TYPES"),
     };
-    Some(SourceConfig {
-        name,
-        kind,
-        schema: schema?,
-        event_time: event_time?,
-        watermark_lag: watermark_lag?,
-        idle_timeout,
-    })
+    fits.then_some(kind)
+}
+
+/// The `format` of a file or stdin source, from its CSV options; told from
+/// the file name when not given.
+fn format(
+    r: &mut Reader<'_>,
+    name: &Name,
+    path: Option<&Spanned<String>>,
+    options: &[(&str, &Node, &Node)],
+) -> Option<Format> {
+    let option = |key: &str| {
+        options
+            .iter()
+            .find(|(option, _, _)| *option == key)
+            .map(|(_, key, value)| (*key, *value))
+    };
+    let told = path.and_then(|path| format_of(&path.value));
+    let (csv, mut delimiter) = if let Some((_, value)) = option("format") {
+        (r.choice(value, "format", FORMATS)?.value == 1, b',')
+    } else if let Some(told) = told {
+        told
+    } else {
+        let label = match path {
+            Some(_) => {
+                "`jsonl` or `csv`: the path does not end in `.jsonl`, `.ndjson`, `.json`, `.csv` or `.tsv`"
+            }
+            None => "`jsonl` or `csv`: standard input has no file name to tell it from",
+        };
+        r.report(
+            Diagnostic::error(
+                Code::MissingKey,
+                format!("source `{}` is missing `format`", name.value),
+                name.span,
+            )
+            .label(label),
+        );
+        return None;
+    };
+    if !csv {
+        let given: Vec<_> = CSV_OPTIONS.iter().filter_map(|key| option(key)).collect();
+        for (key, _) in &given {
+            r.report(
+                Diagnostic::error(
+                    Code::UnknownKey,
+                    format!(
+                        "`{}` is an option of `csv` input, not `jsonl`",
+                        key_text(key)
+                    ),
+                    key.span,
+                )
+                .label("applies to `format: csv`"),
+            );
+        }
+        return given.is_empty().then_some(Format::Jsonl);
+    }
+    let columns = match option("columns") {
+        Some((_, value)) => Some(columns(r, value)?),
+        None => None,
+    };
+    let header = match option("header") {
+        Some((_, value)) => r.boolean(value, "`header`")?,
+        None => Spanned {
+            value: columns.is_none(),
+            span: name.span,
+        },
+    };
+    if !header.value && columns.is_none() {
+        r.report(
+            Diagnostic::error(
+                Code::MissingKey,
+                format!("source `{}` is missing `columns`", name.value),
+                header.span,
+            )
+            .label("without a header line, the pipeline must name the columns")
+            .help("list them in order: `columns: [order_id, amount, ts]`".to_string()),
+        );
+        return None;
+    }
+    let header = header.value;
+    if let Some((_, value)) = option("delimiter") {
+        delimiter = csv_delimiter(r, value)?;
+    }
+    Some(Format::Csv(CsvFormat {
+        header,
+        columns,
+        delimiter,
+    }))
+}
+
+/// The text of a key node.
+fn key_text(key: &Node) -> &str {
+    match &key.value {
+        Value::Str(text) => text,
+        _ => "",
+    }
+}
+
+/// The format a path's extension names: whether it is CSV, and its
+/// delimiter.
+fn format_of(path: &str) -> Option<(bool, u8)> {
+    let extension = path.rsplit_once('.')?.1.to_ascii_lowercase();
+    match extension.as_str() {
+        "jsonl" | "ndjson" | "json" => Some((false, b',')),
+        "csv" => Some((true, b',')),
+        "tsv" => Some((true, b'\t')),
+        _ => None,
+    }
+}
+
+/// `columns`: the column names of a CSV input, in order, each once.
+fn columns(r: &mut Reader<'_>, node: &Node) -> Option<Vec<Name>> {
+    let items = r.list(node, "`columns`")?;
+    let mut names: Vec<Name> = Vec::with_capacity(items.len());
+    let mut complete = true;
+    for item in items {
+        let Some(name) = r.string(item, "a column name") else {
+            complete = false;
+            continue;
+        };
+        if let Some(first) = names.iter().find(|n| n.value == name.value) {
+            r.report(
+                Diagnostic::error(
+                    Code::DuplicateKey,
+                    format!("column `{}` is named twice", name.value),
+                    name.span,
+                )
+                .label("named again here")
+                .secondary(first.span, "first named here"),
+            );
+            complete = false;
+            continue;
+        }
+        names.push(name);
+    }
+    if names.is_empty() && complete {
+        r.report(Diagnostic::error(
+            Code::WrongShape,
+            "`columns` names no columns",
+            node.span,
+        ));
+        return None;
+    }
+    complete.then_some(names)
+}
+
+/// `delimiter`: one ASCII character other than a quote or a line break.
+fn csv_delimiter(r: &mut Reader<'_>, node: &Node) -> Option<u8> {
+    let text = r.string(node, "`delimiter`")?;
+    match text.value.as_bytes() {
+        [byte] if byte.is_ascii() && !matches!(byte, b'"' | b'\n' | b'\r') => Some(*byte),
+        _ => {
+            r.report(
+                Diagnostic::error(
+                    Code::WrongShape,
+                    format!("`delimiter` must be one character, found {:?}", text.value),
+                    text.span,
+                )
+                .label("one ASCII character other than `\"` or a line break")
+                .help("write a tab as `\"\\t\"`".to_string()),
+            );
+            None
+        }
+    }
+}
+
+/// A CSV input's schema must be flat, and the columns a pipeline names must
+/// give every field that cannot be null.
+fn csv_schema(r: &mut Reader<'_>, name: &Name, csv: &CsvFormat, schema: &RecordType) {
+    for field in &schema.fields {
+        if matches!(field.ty.kind, Kind::Record(_)) {
+            r.report(
+                Diagnostic::error(
+                    Code::InvalidSource,
+                    format!(
+                        "source `{}` reads CSV, so its schema cannot nest records",
+                        name.value
+                    ),
+                    name.span,
+                )
+                .label(format!("field `{}` is a record", field.name))
+                .help("declare the nested fields as columns of their own".to_string()),
+            );
+        }
+    }
+    let Some(columns) = &csv.columns else {
+        return;
+    };
+    for field in &schema.fields {
+        if !field.ty.nullable && !columns.iter().any(|c| c.value == field.name) {
+            r.report(
+                Diagnostic::error(
+                    Code::InvalidSource,
+                    format!(
+                        "the `columns` of `{}` do not include `{}`",
+                        name.value, field.name
+                    ),
+                    name.span,
+                )
+                .label(format!("every record needs `{}`", field.name))
+                .help(format!(
+                    "add `{}` to `columns`, or declare it `{}?` in the schema",
+                    field.name, field.ty
+                )),
+            );
+        }
+    }
 }
 
 /// A schema: field names to types; a nested mapping is a nested record.
@@ -357,12 +669,34 @@ fn matching(r: &mut Reader<'_>, at: Span, node: &Node) -> Option<Match> {
     let retention = fields
         .optional("retention")
         .and_then(|(_, value)| r.duration(value, "`retention`"));
+    let clock = fields
+        .optional("clock")
+        .and_then(|(_, value)| r.choice(value, "clock", CLOCKS))
+        .map_or(
+            Spanned {
+                value: Clock::Event,
+                span: at,
+            },
+            |choice| Spanned {
+                value: if choice.value == 0 {
+                    Clock::Event
+                } else {
+                    Clock::Processing
+                },
+                span: choice.span,
+            },
+        );
+    let idle_grace = fields
+        .optional("idle_grace")
+        .and_then(|(_, value)| r.duration(value, "`idle_grace`"));
     fields.finish(r);
     Some(Match {
         wait,
         rules,
         rules_complete,
         retention,
+        clock,
+        idle_grace,
         span: at,
     })
 }
@@ -403,12 +737,85 @@ fn sinks(r: &mut Reader<'_>, at: Span, node: &Node) -> Declared<SinkConfig> {
         let kind = fields
             .required(r, "type")
             .and_then(|(_, value)| r.choice(value, "sink type", SINK_TYPES));
+        let path = fields.optional("path");
+        let format = fields.optional("format");
         fields.finish(r);
-        let kind = match kind?.value {
-            0 => SinkKind::Stdout,
+        let kind = kind?.value;
+        if kind != 2 {
+            for (key, _) in path.iter().chain(&format) {
+                r.report(
+                    Diagnostic::error(
+                        Code::UnknownKey,
+                        format!(
+                            "`{}` is not an option of `{}` sinks",
+                            key_text(key),
+                            SINK_TYPES[kind]
+                        ),
+                        key.span,
+                    )
+                    .label("applies to `file` sinks"),
+                );
+            }
+        }
+        let kind = match kind {
+            0 if path.is_none() && format.is_none() => SinkKind::Stdout,
+            1 if path.is_none() && format.is_none() => SinkKind::Stderr,
+            2 => file_sink(r, &name, path, format)?,
+            0 | 1 => return None,
             _ => unreachable!("`choice` returns an index into SINK_TYPES"),
         };
         Some(SinkConfig { name, kind })
+    })
+}
+
+/// A `file` sink: its `path`, and its `format`, told from the path when not
+/// given.
+fn file_sink(
+    r: &mut Reader<'_>,
+    name: &Name,
+    path: Option<(&Node, &Node)>,
+    format: Option<(&Node, &Node)>,
+) -> Option<SinkKind> {
+    let Some((_, path)) = path else {
+        r.report(
+            Diagnostic::error(
+                Code::MissingKey,
+                format!("sink `{}` is missing `path`", name.value),
+                name.span,
+            )
+            .label("a `file` sink writes to the file at its `path`"),
+        );
+        return None;
+    };
+    let path = r.string(path, "`path`");
+    let format = if let Some((_, value)) = format {
+        r.choice(value, "format", FORMATS).map(|f| f.value == 1)
+    } else {
+        let told = path
+            .as_ref()
+            .and_then(|path| format_of(&path.value))
+            // A sink writes comma-separated CSV only.
+            .filter(|(_, delimiter)| *delimiter == b',')
+            .map(|(csv, _)| csv);
+        if told.is_none() && path.is_some() {
+            r.report(
+                Diagnostic::error(
+                    Code::MissingKey,
+                    format!("sink `{}` is missing `format`", name.value),
+                    name.span,
+                )
+                .label("`jsonl` or `csv`: the path does not end in `.jsonl`, `.ndjson`, `.json` or `.csv`"),
+            );
+        }
+        told
+    };
+    Some(SinkKind::File {
+        path: path?,
+        format: if format? {
+            SinkFormat::Csv
+        } else {
+            SinkFormat::Jsonl
+        },
     })
 }
 

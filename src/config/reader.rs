@@ -222,6 +222,25 @@ impl<'a> Reader<'a> {
         None
     }
 
+    /// `true` or `false`.
+    pub(super) fn boolean(&mut self, node: &Node, what: &str) -> Option<Spanned<bool>> {
+        if let Value::Bool(value) = node.value {
+            return Some(Spanned {
+                value,
+                span: node.span,
+            });
+        }
+        self.report(Diagnostic::error(
+            Code::WrongShape,
+            format!(
+                "{what} must be `true` or `false`, found {}",
+                node.value.describe()
+            ),
+            node.span,
+        ));
+        None
+    }
+
     /// A duration such as `5s`.
     pub(super) fn duration(&mut self, node: &Node, what: &str) -> Option<Spanned<Duration>> {
         let text = match &node.value {

@@ -45,6 +45,7 @@ codes! {
     InvalidFieldType = "E008": "a schema type that does not exist",
     InvalidChoice = "E009": "a value that is not one of the allowed words",
     InvalidRecord = "E010": "an inline record that does not fit its source's schema",
+    InvalidSource = "E011": "a source whose options do not fit its schema (a nested schema read from CSV, columns that miss a field)",
     ExprSyntax = "E101": "an expression that does not parse",
     InvalidLiteral = "E102": "a literal that is out of range or has a bad escape",
     UnknownName = "E201": "an expression names a field or variable that does not exist",
@@ -61,11 +62,15 @@ codes! {
     InvalidSide = "E306": "an output's `side` that is not a connected source or does not apply to its outcome",
     UnusedSource = "E307": "a source that is declared but not connected",
     InvalidTest = "E308": "a test case that names a side that is not connected, or expects what its outcome cannot carry",
+    FileConflict = "E309": "two sinks that write one file, a sink that writes a file a source reads, two sources on standard input, or a template for a CSV sink",
     EvalFailed = "E401": "an expression failed while evaluating a record",
+    OpenFailed = "E402": "a file that a source reads or a sink writes cannot be opened",
     ZeroWait = "W001": "a side that waits 0s: only counterparts at the very same event time match",
     LagOverWait = "W002": "a watermark lag longer than the source's wait: its timeouts come late",
     OutcomeNowhere = "W003": "an outcome that no output writes anywhere",
     OutcomeNever = "W004": "an output for an outcome that cannot happen",
+    FollowNotIdle = "W005": "a followed source without `idle_timeout`: while it is silent, the other sources wait",
+    Unused = "W006": "a setting that has no effect (`event_time` with `clock: processing`, `idle_grace` without `idle_timeout`)",
 }
 
 impl fmt::Display for Code {

@@ -48,6 +48,12 @@ impl Record {
     }
 }
 
+impl FromIterator<Value> for Record {
+    fn from_iter<I: IntoIterator<Item = Value>>(values: I) -> Self {
+        Self(values.into_iter().collect())
+    }
+}
+
 impl From<&str> for Value {
     fn from(text: &str) -> Self {
         Self::Str(text.into())

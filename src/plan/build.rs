@@ -7,7 +7,9 @@ use super::graph::{
 };
 use super::records;
 use super::sides::{Connected, Sides};
-use crate::config::{ExprText, OutcomeKind, OutputConfig, Pipeline, SourceKind};
+use crate::config::{
+    Clock, ExprText, OutcomeKind, OutputConfig, Pipeline, SourceConfig, SourceKind,
+};
 use crate::diagnostic::{Code, Diagnostic, Span, did_you_mean};
 use crate::expr::{self, Kind, Scope, SideScope, Type};
 use crate::time::Duration;
@@ -57,9 +59,10 @@ impl Builder<'_> {
             .iter()
             .map(|sink| SinkNode {
                 name: sink.name.value.clone(),
-                kind: sink.kind,
+                kind: sink.kind.clone(),
             })
             .collect();
+        self.file_conflicts();
         let routes = self.routes(sides.complete.then_some(&scopes[..]), &key_type, &sinks);
         self.warnings(&sides);
         self.test_cases(&sides);
@@ -73,10 +76,8 @@ impl Builder<'_> {
             .map(|c| c.wait.map_or(Duration::ZERO, |wait| wait.value))
             .collect();
         let longest = waits.iter().copied().max().unwrap_or(Duration::ZERO);
-        let retention = self
-            .pipeline
-            .matching
-            .as_ref()
+        let matching = self.pipeline.matching.as_ref();
+        let retention = matching
             .and_then(|m| m.retention)
             .map_or(longest, |r| r.value);
         let matcher = MatchNode {
@@ -92,6 +93,8 @@ impl Builder<'_> {
             key_type,
             rules: rules?,
             retention,
+            clock: matching.map_or(Clock::Event, |m| m.clock.value),
+            idle_grace: matching.and_then(|m| m.idle_grace).map(|g| g.value),
         };
         Some(Graph {
             name: self.pipeline.name.as_ref().map(|n| n.value.clone()),
@@ -108,14 +111,7 @@ impl Builder<'_> {
     fn source(&mut self, connected: &Connected<'_>, side: Side) -> Option<SourceNode> {
         let config = connected.config;
         let scope = Scope::source(&config.name.value, config.schema.clone());
-        let what = format!("the `event_time` of `{}`", config.name.value);
-        let event_time = self.bind(
-            &config.event_time,
-            &scope,
-            &what,
-            |ty| matches!(ty.kind, Kind::Int | Kind::Timestamp | Kind::Unknown),
-            "`int` (milliseconds since the epoch) or `timestamp`",
-        );
+        let timing = self.event_time(config, &scope);
         let what = format!("the key of `{}`", config.name.value);
         let key = connected.key.and_then(|key| {
             self.bind(
@@ -140,17 +136,95 @@ impl Builder<'_> {
                 let converted = records::convert(records, &config.schema, &mut self.diagnostics);
                 Input::Inline(converted?)
             }
+            SourceKind::File {
+                path,
+                format,
+                follow,
+            } => Input::Files {
+                path: path.value.clone(),
+                span: path.span,
+                format: format.clone(),
+                follow: *follow,
+            },
+            SourceKind::Stdin { format } => Input::Stdin {
+                format: format.clone(),
+            },
         };
+        let (event_time, watermark_lag) = timing?;
         Some(SourceNode {
             name: config.name.value.clone(),
             side,
             layout: config.schema.clone(),
             input,
-            event_time: event_time?,
-            watermark_lag: config.watermark_lag.value,
+            event_time,
+            watermark_lag,
             idle_timeout: config.idle_timeout.as_ref().map(|t| t.value),
             key: key?,
         })
+    }
+
+    /// The event time and watermark lag of a source: required with event
+    /// time, not used with processing time (warned). `None` when something
+    /// is wrong (reported).
+    fn event_time(
+        &mut self,
+        config: &SourceConfig,
+        scope: &Scope,
+    ) -> Option<(Option<Bound>, Duration)> {
+        let clock = self
+            .pipeline
+            .matching
+            .as_ref()
+            .map_or(Clock::Event, |m| m.clock.value);
+        let name = &config.name;
+        if clock == Clock::Processing {
+            let unused = [
+                ("event_time", config.event_time.as_ref().map(|e| e.span)),
+                ("watermark_lag", config.watermark_lag.map(|l| l.span)),
+                ("idle_timeout", config.idle_timeout.map(|t| t.span)),
+            ];
+            for (key, span) in unused {
+                if let Some(span) = span {
+                    self.report(
+                        Diagnostic::warning(
+                            Code::Unused,
+                            format!("`{key}` of `{}` is not used with `clock: processing`", name.value),
+                            span,
+                        )
+                        .label("not used")
+                        .help("with processing time, each record's time is when it is read, and deadlines follow the wall clock".to_string()),
+                    );
+                }
+            }
+            return Some((None, Duration::ZERO));
+        }
+        for (key, given) in [
+            ("event_time", config.event_time.is_some()),
+            ("watermark_lag", config.watermark_lag.is_some()),
+        ] {
+            if !given {
+                self.report(
+                    Diagnostic::error(
+                        Code::MissingKey,
+                        format!("source `{}` is missing `{key}`", name.value),
+                        name.span,
+                    )
+                    .label(format!("`{key}` is required here"))
+                    .help("event-time matching (`clock: event`, the default) reads each record's time with `event_time` and trails it by `watermark_lag`".to_string()),
+                );
+            }
+        }
+        let what = format!("the `event_time` of `{}`", name.value);
+        let event_time = config.event_time.as_ref().and_then(|text| {
+            self.bind(
+                text,
+                scope,
+                &what,
+                |ty| matches!(ty.kind, Kind::Int | Kind::Timestamp | Kind::Unknown),
+                "`int` (milliseconds since the epoch) or `timestamp`",
+            )
+        });
+        Some((Some(event_time?), config.watermark_lag?.value))
     }
 
     /// The one key type of all sides, from those whose key checked out;

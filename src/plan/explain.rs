@@ -4,7 +4,7 @@
 use std::fmt;
 
 use super::graph::{Bound, Graph, Input, SourceNode};
-use crate::config::{OutcomeKind, SinkKind};
+use crate::config::{Clock, Format, OutcomeKind, SinkFormat, SinkKind};
 use crate::expr::Kind;
 use crate::time::Duration;
 
@@ -31,24 +31,35 @@ fn write_source(f: &mut fmt::Formatter<'_>, source: &SourceNode) -> fmt::Result 
             let plural = if records.len() == 1 { "" } else { "s" };
             format!("inline, {} record{plural}", records.len())
         }
+        Input::Files {
+            path,
+            format,
+            follow,
+            ..
+        } => {
+            let follow = if *follow { ", followed" } else { "" };
+            format!("{} lines of {path}{follow}", format_name(format))
+        }
+        Input::Stdin { format } => format!("{} lines of standard input", format_name(format)),
     };
     writeln!(f, "\nsource {}: {input}", source.name)?;
     row(f, "schema", &source.layout)?;
-    let unit = if source.event_time.ty.kind == Kind::Int {
-        " (milliseconds since the epoch)"
-    } else {
-        ""
-    };
-    row(
-        f,
-        "event time",
-        format_args!("{}{unit}", typed(&source.event_time)),
-    )?;
-    row(
-        f,
-        "watermark",
-        format_args!("max event time - {} - 1ms", source.watermark_lag),
-    )?;
+    match &source.event_time {
+        Some(event_time) => {
+            let unit = if event_time.ty.kind == Kind::Int {
+                " (milliseconds since the epoch)"
+            } else {
+                ""
+            };
+            row(f, "event time", format_args!("{}{unit}", typed(event_time)))?;
+            row(
+                f,
+                "watermark",
+                format_args!("max event time - {} - 1ms", source.watermark_lag),
+            )?;
+        }
+        None => row(f, "time", "processing time: when each record is read")?,
+    }
     if let Some(idle) = source.idle_timeout {
         row(f, "idle after", format_args!("{idle} without events"))?;
     }
@@ -80,11 +91,28 @@ impl Graph {
                 format_args!("{:width$}  waits {}", side.name, side.wait),
             )?;
         }
-        row(
-            f,
-            "watermark",
-            "minimum over the sides; +inf once a side's input ends",
-        )?;
+        match self.matcher.clock {
+            Clock::Event => {
+                let sides = if self.sources.iter().any(|s| s.idle_timeout.is_some()) {
+                    "the sides that are not idle"
+                } else {
+                    "the sides"
+                };
+                row(
+                    f,
+                    "watermark",
+                    format_args!("minimum over {sides}; +inf once a side's input ends"),
+                )?;
+                if let Some(grace) = self.matcher.idle_grace {
+                    row(
+                        f,
+                        "all idle",
+                        format_args!("after {grace}, the watermark follows the wall clock"),
+                    )?;
+                }
+            }
+            Clock::Processing => row(f, "watermark", "the wall clock")?,
+        }
         if self.matcher.rules.is_empty() {
             row(f, "rules", "none")?;
         }
@@ -102,7 +130,10 @@ impl Graph {
                 OutcomeKind::Mismatched => !self.matcher.rules.is_empty(),
                 OutcomeKind::Resolved => self.matcher.retention > Duration::ZERO,
                 // Only lines read from data can be malformed.
-                OutcomeKind::Malformed => false,
+                OutcomeKind::Malformed => self
+                    .sources
+                    .iter()
+                    .any(|source| !matches!(source.input, Input::Inline(_))),
                 _ => true,
             })
             .map(|kind| kind.name())
@@ -141,12 +172,44 @@ impl Graph {
             }
         }
         for sink in &self.sinks {
-            let kind = match sink.kind {
-                SinkKind::Stdout => "stdout",
+            let kind = match &sink.kind {
+                SinkKind::Stdout => "stdout".to_string(),
+                SinkKind::Stderr => "stderr".to_string(),
+                SinkKind::File { path, format } => {
+                    let format = match format {
+                        SinkFormat::Jsonl => "jsonl",
+                        SinkFormat::Csv => "csv",
+                    };
+                    format!("{format} file {}", path.value)
+                }
             };
             writeln!(f, "\nsink {}: {kind}", sink.name)?;
         }
         Ok(())
+    }
+}
+
+/// `jsonl`, or `csv` with its layout: `csv (header, ';')`.
+fn format_name(format: &Format) -> String {
+    match format {
+        Format::Jsonl => "jsonl".to_string(),
+        Format::Csv(csv) => {
+            let mut parts = Vec::new();
+            match &csv.columns {
+                Some(columns) => {
+                    let names: Vec<&str> = columns.iter().map(|c| c.value.as_str()).collect();
+                    parts.push(format!("columns {}", names.join(", ")));
+                    if csv.header {
+                        parts.push("header skipped".to_string());
+                    }
+                }
+                None => parts.push("header".to_string()),
+            }
+            if csv.delimiter != b',' {
+                parts.push(format!("delimiter {:?}", char::from(csv.delimiter)));
+            }
+            format!("csv ({})", parts.join(", "))
+        }
     }
 }
 

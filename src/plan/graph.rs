@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::config::{ExprText, OutcomeKind, SinkKind};
+use crate::config::{Clock, ExprText, Format, OutcomeKind, SinkKind};
 use crate::diagnostic::Span;
 use crate::expr::{Compiled, Expr, Record, RecordType, Type};
 use crate::time::Duration;
@@ -43,8 +43,10 @@ pub struct SourceNode {
     pub layout: Arc<RecordType>,
     /// Where its events come from.
     pub input: Input,
-    /// The event time of a record: `int` milliseconds or a `timestamp`.
-    pub event_time: Bound,
+    /// The event time of a record: `int` milliseconds or a `timestamp`;
+    /// `None` with processing time, where a record's time is when it is
+    /// read.
+    pub event_time: Option<Bound>,
     /// How far the source's watermark trails its newest event time.
     pub watermark_lag: Duration,
     /// After how long without events the source stops holding back the
@@ -59,6 +61,24 @@ pub struct SourceNode {
 pub enum Input {
     /// Records from the pipeline file, already checked against the schema.
     Inline(Vec<InlineRecord>),
+    /// Lines of the file a path names, or of every file a glob matches, in
+    /// name order.
+    Files {
+        /// The path or glob as written, relative to the pipeline file's
+        /// directory.
+        path: String,
+        /// Where the path is written.
+        span: Span,
+        /// How lines are read.
+        format: Format,
+        /// Whether to keep reading as files grow, until stopped.
+        follow: bool,
+    },
+    /// Lines of standard input.
+    Stdin {
+        /// How lines are read.
+        format: Format,
+    },
 }
 
 /// A record written in the pipeline file.
@@ -81,6 +101,11 @@ pub struct MatchNode {
     pub rules: Vec<RuleNode>,
     /// How long, in event time, a key is remembered after it is done.
     pub retention: Duration,
+    /// Which clock the waits run on.
+    pub clock: Clock,
+    /// How long every live input may be idle before the watermark follows
+    /// the wall clock.
+    pub idle_grace: Option<Duration>,
 }
 
 /// A named rule of the match.

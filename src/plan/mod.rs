@@ -9,6 +9,8 @@
 mod build;
 mod cases;
 mod explain;
+mod files;
+
 mod graph;
 mod records;
 mod sides;

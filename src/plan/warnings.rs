@@ -2,7 +2,7 @@
 
 use super::build::Builder;
 use super::sides::Sides;
-use crate::config::{OutcomeKind, WaitConfig};
+use crate::config::{Clock, OutcomeKind, SourceKind, WaitConfig};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::time::Duration;
 
@@ -32,7 +32,9 @@ impl Builder<'_> {
                         .help("only counterparts at exactly the same event time can match; give the time they need to arrive".to_string()),
                 );
             }
-            let lag = side.config.watermark_lag;
+            let Some(lag) = side.config.watermark_lag else {
+                continue;
+            };
             if lag.value > wait.value {
                 self.report(
                     Diagnostic::warning(
@@ -51,6 +53,52 @@ impl Builder<'_> {
             }
         }
         self.routing_warnings(sides);
+        self.idle_warnings();
+    }
+
+    /// Warns about a followed source that can hold every other source back
+    /// for good, and about an `idle_grace` that can never apply.
+    fn idle_warnings(&mut self) {
+        let pipeline = self.pipeline;
+        let processing = pipeline
+            .matching
+            .as_ref()
+            .is_some_and(|m| m.clock.value == Clock::Processing);
+        let sources = &pipeline.sources.items;
+        if !processing {
+            for source in sources {
+                if let SourceKind::File { follow: true, .. } = source.kind
+                    && source.idle_timeout.is_none()
+                {
+                    self.report(
+                        Diagnostic::warning(
+                            Code::FollowNotIdle,
+                            format!("`{}` is followed but has no `idle_timeout`", source.name.value),
+                            source.name.span,
+                        )
+                        .label("may fall silent")
+                        .help("events are matched in event-time order, so while this source is silent the others' events wait; \
+                               declare how long a silence may last, e.g. `idle_timeout: 30s`".to_string()),
+                    );
+                }
+            }
+        }
+        let Some(grace) = pipeline.matching.as_ref().and_then(|m| m.idle_grace) else {
+            return;
+        };
+        let idles = sources.iter().any(|source| source.idle_timeout.is_some());
+        if processing || !idles {
+            let why = if processing {
+                "with `clock: processing`, deadlines follow the wall clock anyway"
+            } else {
+                "it applies once every live source is idle, and no source declares `idle_timeout`"
+            };
+            self.report(
+                Diagnostic::warning(Code::Unused, "`idle_grace` has no effect", grace.span)
+                    .label("never applies")
+                    .help(why.to_string()),
+            );
+        }
     }
 
     fn routing_warnings(&mut self, sides: &Sides<'_>) {

@@ -3,33 +3,134 @@
 //!
 //! Inputs are merged in event-time order: the next event is the earliest
 //! head among the inputs (ties go to the side listed first), waiting until
-//! every input that has not ended has an event buffered. So a bounded run
-//! is deterministic, byte for byte, whatever the tasks' scheduling, and it
-//! sees events in the order a live system would have.
+//! every input that has neither ended nor gone idle has an event buffered.
+//! So a bounded run is deterministic, byte for byte, whatever the tasks'
+//! scheduling, and it sees events in the order a live system would have.
+//!
+//! Processing-time waits stamp each event with the wall-clock time it
+//! arrives at the driver, and the watermark is the wall clock: arrivals
+//! only grow, so nothing waits for a silent input. Time is read from
+//! tokio's clock, which tests pause and advance.
+//!
+//! An input is idle after its idle timeout passes with nothing received:
+//! it no longer holds back the merge or the watermark, until it sends
+//! again. When every input that has not ended is idle, the watermark
+//! stands still, unless the match declares an idle grace: past it, the
+//! watermark follows the wall clock from the newest event time seen, so
+//! pending deadlines still fire.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use super::Summary;
 use super::error::RunError;
-use super::event::Event;
 use super::matcher::{Matcher, Rule};
 use super::operator::{Operator, Outcome};
 use super::router::Router;
 use super::sink::{self, FLUSH_AT, Outputs};
-use super::source::{self, Batch};
+use super::source::{self, Batch, Item};
 use super::watermarks::Watermarks;
-use crate::config::OutcomeKind;
+use super::{Progress, SourceSummary, Summary};
+use crate::config::{Clock, OutcomeKind};
 use crate::plan::Graph;
+use crate::time::{EventTime, Watermark};
 
 /// Batches a source may have queued.
 const QUEUE: usize = 4;
 
-pub(crate) async fn drive(graph: Graph, outputs: Outputs) -> Result<Summary, RunError> {
-    let mut driver = Driver::start(graph, outputs);
+/// How often progress is reported, at most.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// How a run is set up beyond its graph: where relative paths start, when
+/// it stops early, what the wall clock reads, who sees its progress.
+pub struct Options {
+    pub(super) base: PathBuf,
+    pub(super) stop: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    pub(super) wall_clock: Option<EventTime>,
+    pub(super) progress: Option<ProgressFn>,
+}
+
+/// What is told of a run's progress.
+type ProgressFn = Box<dyn FnMut(&Progress) + Send>;
+
+impl Default for Options {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Options {
+    /// Paths relative to the working directory; runs until its inputs end.
+    pub fn new() -> Self {
+        Self {
+            base: PathBuf::new(),
+            stop: None,
+            wall_clock: None,
+            progress: None,
+        }
+    }
+
+    /// Relative paths in the pipeline start at `base`: the pipeline file's
+    /// directory.
+    #[must_use]
+    pub fn relative_to(self, base: impl Into<PathBuf>) -> Self {
+        Self {
+            base: base.into(),
+            ..self
+        }
+    }
+
+    /// The run stops when `stop` completes (Ctrl-C): it stops reading,
+    /// handles what it has read, writes everything out, and returns. Keys
+    /// still waiting are not timed out: their waits have not run out.
+    #[must_use]
+    pub fn stop_on(self, stop: impl Future<Output = ()> + Send + 'static) -> Self {
+        Self {
+            stop: Some(Box::pin(stop)),
+            ..self
+        }
+    }
+
+    /// The wall clock reads `now` when the run starts (and moves with
+    /// tokio's clock from there), instead of the system's time.
+    #[must_use]
+    pub fn wall_clock_at(self, now: EventTime) -> Self {
+        Self {
+            wall_clock: Some(now),
+            ..self
+        }
+    }
+
+    /// `report` is called with the run's progress every 200ms or so.
+    #[must_use]
+    pub fn progress(self, report: impl FnMut(&Progress) + Send + 'static) -> Self {
+        Self {
+            progress: Some(Box::new(report)),
+            ..self
+        }
+    }
+}
+
+pub(crate) async fn drive(
+    graph: Graph,
+    outputs: Outputs,
+    options: Options,
+) -> Result<Summary, RunError> {
+    let started = Instant::now();
+    let mut driver = Driver::start(graph, outputs, options)?;
     let result = driver.run().await;
+    driver.stop_sources();
+    driver.summary.elapsed = started.elapsed();
     driver.summary.pending_events = driver.operator.pending_events();
+    driver.summary.pending_keys = driver.operator.waiting_keys();
+    driver.summary.peak_pending_keys = driver.operator.peak_waiting_keys();
     // Whatever was rendered is written, also when the run failed.
     let closed = driver.close().await;
     result.and(closed).map(|()| driver.summary)
@@ -47,15 +148,78 @@ struct Driver {
     /// What the operator emitted and the router has not rendered yet.
     out: Vec<Outcome>,
     summary: Summary,
+    clock: WallClock,
+    processing: bool,
+    idle_grace: Option<std::time::Duration>,
+    /// Since when every input that has not ended is idle.
+    all_idle_since: Option<Instant>,
+    /// The newest event time merged, and when the last batch arrived.
+    newest: Option<EventTime>,
+    last_arrival: Instant,
+    stop: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Tells the source threads to stop reading.
+    stopping: Arc<AtomicBool>,
+    progress: Option<ProgressFn>,
+    last_progress: Instant,
+    /// Bytes read and to read, per source.
+    sizes: Vec<(Arc<AtomicU64>, Option<u64>)>,
 }
 
 /// One input of the merge.
 struct InputQueue {
-    /// Batches from the source task; closed when the source ends.
+    /// Batches from the source; closed when the source ends.
     receiver: mpsc::Receiver<Batch>,
-    /// Events received and not yet merged.
-    buffer: VecDeque<Event>,
+    /// Items received and not yet merged.
+    buffer: VecDeque<Item>,
     finished: bool,
+    idle: bool,
+    idle_timeout: Option<std::time::Duration>,
+    last_received: Instant,
+    stamp: Stamp,
+    /// Whether the merge waits for this input when it has nothing buffered.
+    holds_merge: bool,
+}
+
+impl InputQueue {
+    /// Starts `source`, sending to a new input of the merge.
+    fn spawn(
+        source: source::Opened,
+        processing: bool,
+        stopping: &Arc<AtomicBool>,
+        now: Instant,
+    ) -> Self {
+        let inline = source.is_inline();
+        let stamp = match (processing, inline) {
+            (false, _) => Stamp::EventTime,
+            (true, true) => Stamp::Start,
+            (true, false) => Stamp::Arrival,
+        };
+        let idle_timeout = source.idle_timeout().filter(|_| !processing);
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        source.spawn(sender, stopping.clone());
+        Self {
+            receiver,
+            buffer: VecDeque::new(),
+            finished: false,
+            idle: false,
+            idle_timeout,
+            last_received: now,
+            stamp,
+            holds_merge: !processing || inline,
+        }
+    }
+}
+
+/// The time an input's events get.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stamp {
+    /// Their event time.
+    EventTime,
+    /// The wall-clock time they arrive.
+    Arrival,
+    /// The wall-clock time the run started: inline records, which all
+    /// arrive at once.
+    Start,
 }
 
 /// A sink target's channel and task.
@@ -67,9 +231,54 @@ struct Target {
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
+impl Target {
+    /// Starts the task writing to `writer`.
+    fn spawn(name: String, writer: sink::Writer) -> Self {
+        let (sender, task) = sink::spawn(writer);
+        Self {
+            name,
+            sender: Some(sender),
+            task: Some(task),
+        }
+    }
+}
+
+/// The wall clock as event time, read from tokio's clock.
+struct WallClock {
+    at_start: EventTime,
+    start: Instant,
+}
+
+impl WallClock {
+    fn at(&self, instant: Instant) -> EventTime {
+        let elapsed = instant.saturating_duration_since(self.start).as_millis();
+        EventTime::from_millis(
+            self.at_start
+                .millis()
+                .saturating_add(i64::try_from(elapsed).unwrap_or(i64::MAX)),
+        )
+    }
+
+    /// When the wall clock reads `time`.
+    fn instant(&self, time: EventTime) -> Instant {
+        let ahead = time.millis().saturating_sub(self.at_start.millis()).max(0);
+        self.start + std::time::Duration::from_millis(ahead.unsigned_abs())
+    }
+}
+
+/// What woke the driver while it waited.
+enum Woke {
+    /// A batch, an error or the end of input `0`.
+    Input(usize, Option<Batch>),
+    /// A timer: an idle timeout, the idle grace or a deadline.
+    Timer,
+    /// The run was told to stop.
+    Stop,
+}
+
 impl Driver {
-    /// Starts the source and sink tasks of `graph`.
-    fn start(graph: Graph, outputs: Outputs) -> Self {
+    /// Finds every input, then opens the sinks and starts the sources.
+    fn start(graph: Graph, outputs: Outputs, options: Options) -> Result<Self, RunError> {
         let Graph {
             sources,
             matcher,
@@ -77,20 +286,22 @@ impl Driver {
             sinks,
             ..
         } = graph;
+        let processing = matcher.clock == Clock::Processing;
+        let opened = sources
+            .into_iter()
+            .map(|source| source::open(source, &options.base))
+            .collect::<Result<Vec<_>, _>>()?;
         let log = outputs.logs();
-        let (writers, target_of) = outputs.open(&sinks);
+        let (writers, target_of) = outputs.open(&sinks, &options.base)?;
+        let (router, headers) = Router::new(&matcher, routes, &sinks, |sink| target_of[sink]);
+        let mut buffers = vec![String::new(); writers.len()];
+        for (sink, header) in headers.iter().enumerate() {
+            buffers[target_of[sink]].push_str(header);
+        }
         let targets: Vec<Target> = writers
             .into_iter()
-            .map(|(name, writer)| {
-                let (sender, task) = sink::spawn(writer);
-                Target {
-                    name,
-                    sender: Some(sender),
-                    task: Some(task),
-                }
-            })
+            .map(|(name, writer)| Target::spawn(name, writer))
             .collect();
-        let router = Router::new(&matcher, routes, |sink| target_of[sink]);
         let waits: Vec<_> = matcher.sides.iter().map(|side| side.wait).collect();
         let rules = matcher
             .rules
@@ -101,77 +312,144 @@ impl Driver {
             })
             .collect();
         let summary = Summary {
-            events: sources
+            sources: opened
                 .iter()
-                .map(|source| (source.name.clone(), 0))
-                .collect(),
-            outcomes: OutcomeKind::ALL.iter().map(|kind| (*kind, 0)).collect(),
-            pending_events: 0,
-            log: log.then(Vec::new),
-        };
-        Self {
-            watermarks: Watermarks::new(sources.iter().map(|source| source.watermark_lag)),
-            operator: Matcher::new(waits, rules, matcher.retention),
-            inputs: sources
-                .into_iter()
-                .map(|source| {
-                    let (sender, receiver) = mpsc::channel(QUEUE);
-                    tokio::spawn(source::run(source, sender));
-                    InputQueue {
-                        receiver,
-                        buffer: VecDeque::new(),
-                        finished: false,
-                    }
+                .map(|source| SourceSummary {
+                    name: source.name().to_string(),
+                    events: 0,
+                    malformed: 0,
                 })
                 .collect(),
-            buffers: vec![String::new(); targets.len()],
+            outcomes: OutcomeKind::ALL.iter().map(|kind| (*kind, 0)).collect(),
+            log: log.then(Vec::new),
+            ..Summary::default()
+        };
+        let now = Instant::now();
+        let clock = WallClock {
+            at_start: options.wall_clock.unwrap_or_else(system_time),
+            start: now,
+        };
+        let stopping = Arc::new(AtomicBool::new(false));
+        let watermarks = Watermarks::new(opened.iter().map(source::Opened::watermark_lag));
+        let sizes = opened
+            .iter()
+            .map(|source| (source.read.clone(), source.size))
+            .collect();
+        let inputs = opened
+            .into_iter()
+            .map(|source| InputQueue::spawn(source, processing, &stopping, now))
+            .collect();
+        Ok(Self {
+            watermarks,
+            operator: Matcher::new(waits, rules, matcher.retention),
+            inputs,
+            buffers,
             targets,
             router,
             out: Vec::new(),
             summary,
-        }
+            clock,
+            processing,
+            idle_grace: matcher
+                .idle_grace
+                .filter(|_| !processing)
+                .map(|grace| std::time::Duration::from_millis(grace.millis().unsigned_abs())),
+            all_idle_since: None,
+            newest: None,
+            last_arrival: now,
+            stop: options.stop,
+            stopping,
+            progress: options.progress,
+            last_progress: now,
+            sizes,
+        })
     }
 
-    /// Merges every input to its end, then fires what is still pending.
+    /// Merges every input to its end, then fires what is still pending; or,
+    /// told to stop, handles what it has and returns.
     async fn run(&mut self) -> Result<(), RunError> {
         loop {
-            self.fill().await?;
+            while let Some(input) = self.next() {
+                self.step(input);
+                self.route().await?;
+            }
             self.route().await?;
-            let Some(input) = self.next() else { break };
-            self.step(input);
-            self.route().await?;
+            self.report_progress(false);
+            if self
+                .inputs
+                .iter()
+                .all(|input| input.finished && input.buffer.is_empty())
+            {
+                break;
+            }
+            // What is decided is written before waiting for more: a live
+            // run's alerts must not sit in a buffer while its inputs are
+            // quiet.
+            self.flush().await?;
+            match self.wait().await {
+                Woke::Input(index, batch) => self.receive(index, batch)?,
+                Woke::Timer => {}
+                Woke::Stop => return self.stopped().await,
+            }
+            self.tick();
         }
         self.operator.on_end(&mut self.out);
-        self.route().await
-    }
-
-    /// Waits until every input has an event buffered or has ended. An input
-    /// that ends stops holding back the watermark, which may fire timers.
-    async fn fill(&mut self) -> Result<(), RunError> {
-        for (index, input) in self.inputs.iter_mut().enumerate() {
-            while !input.finished && input.buffer.is_empty() {
-                match input.receiver.recv().await {
-                    Some(Ok(batch)) => input.buffer.extend(batch),
-                    Some(Err(error)) => return Err(error),
-                    None => {
-                        input.finished = true;
-                        if let Some(watermark) = self.watermarks.finish(index) {
-                            self.operator.on_watermark(watermark, &mut self.out);
-                        }
-                    }
-                }
-            }
-        }
+        self.route().await?;
+        self.report_progress(true);
         Ok(())
     }
 
-    /// The input whose buffered head is earliest, the first listed on a tie;
-    /// `None` when every input has ended.
-    fn next(&self) -> Option<usize> {
+    /// Told to stop: no more reading; what was read is merged as far as it
+    /// goes without waiting, and written out.
+    async fn stopped(&mut self) -> Result<(), RunError> {
+        self.stop_sources();
+        self.summary.stopped = true;
+        for input in &mut self.inputs {
+            input.holds_merge = false;
+        }
+        while let Some(input) = self.next() {
+            self.step(input);
+            self.route().await?;
+        }
+        self.route().await?;
+        self.report_progress(true);
+        Ok(())
+    }
+
+    fn stop_sources(&mut self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        for input in &mut self.inputs {
+            input.receiver.close();
+        }
+    }
+
+    /// Emits malformed lines at the heads of the inputs, then picks the
+    /// input whose head is earliest, the first listed on a tie. `None` when
+    /// an input the merge waits for has nothing buffered, or nothing is.
+    fn next(&mut self) -> Option<usize> {
+        let sides = self.inputs.len();
+        for (index, input) in self.inputs.iter_mut().enumerate() {
+            while let Some(Item::Malformed(_)) = input.buffer.front() {
+                let Some(Item::Malformed(line)) = input.buffer.pop_front() else {
+                    unreachable!("the head was just seen to be malformed")
+                };
+                self.summary.sources[index].malformed += 1;
+                self.out.push(Outcome::malformed(line, sides));
+            }
+        }
+        let blocked = self.inputs.iter().any(|input| {
+            input.holds_merge && !input.finished && !input.idle && input.buffer.is_empty()
+        });
+        if blocked {
+            return None;
+        }
         self.inputs
             .iter()
             .enumerate()
-            .filter_map(|(index, input)| input.buffer.front().map(|event| (event.time, index)))
+            .filter_map(|(index, input)| match input.buffer.front() {
+                Some(Item::Event(event)) => Some((event.time, index)),
+                _ => None,
+            })
             .min()
             .map(|(_, index)| index)
     }
@@ -179,15 +457,237 @@ impl Driver {
     /// Feeds the head of `input` to the operator, then the watermark it
     /// moves.
     fn step(&mut self, input: usize) {
-        let Some(event) = self.inputs[input].buffer.pop_front() else {
+        let Some(Item::Event(event)) = self.inputs[input].buffer.pop_front() else {
             return;
         };
         let time = event.time;
-        self.summary.events[input].1 += 1;
+        self.summary.sources[input].events += 1;
+        self.newest = Some(self.newest.map_or(time, |newest| newest.max(time)));
         self.operator.on_event(event, &mut self.out);
-        if let Some(watermark) = self.watermarks.observe(input, time) {
-            self.operator.on_watermark(watermark, &mut self.out);
+        if self.processing {
+            return;
         }
+        if let Some(watermark) = self.watermarks.observe(input, time) {
+            self.advance(watermark);
+        }
+    }
+
+    fn advance(&mut self, watermark: Watermark) {
+        if watermark.time().is_some() {
+            self.summary.watermark = watermark.time();
+        }
+        self.operator.on_watermark(watermark, &mut self.out);
+    }
+
+    /// Waits for a batch from an input the merge needs (or an idle one,
+    /// which may rejoin), a timer, or the signal to stop.
+    async fn wait(&mut self) -> Woke {
+        let wake = self.next_wake();
+        let inputs = &mut self.inputs;
+        let receive = std::future::poll_fn(|cx| {
+            for (index, input) in inputs.iter_mut().enumerate() {
+                if input.finished || !input.buffer.is_empty() {
+                    continue;
+                }
+                if let Poll::Ready(batch) = input.receiver.poll_recv(cx) {
+                    return Poll::Ready(Woke::Input(index, batch));
+                }
+            }
+            Poll::Pending
+        });
+        let stop = &mut self.stop;
+        let stop = async move {
+            match stop {
+                Some(stop) => stop.as_mut().await,
+                None => std::future::pending().await,
+            }
+        };
+        let timer = async {
+            match wake {
+                Some(wake) => tokio::time::sleep_until(wake).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            input = receive => input,
+            () = timer => Woke::Timer,
+            () = stop => Woke::Stop,
+        }
+    }
+
+    /// Takes what input `index` sent.
+    fn receive(&mut self, index: usize, batch: Option<Batch>) -> Result<(), RunError> {
+        let now = Instant::now();
+        let input = &mut self.inputs[index];
+        match batch {
+            Some(Ok(mut items)) => {
+                input.last_received = now;
+                self.last_arrival = now;
+                match input.stamp {
+                    Stamp::EventTime => {}
+                    Stamp::Arrival | Stamp::Start => {
+                        let time = if input.stamp == Stamp::Start {
+                            self.clock.at_start
+                        } else {
+                            self.clock.at(now)
+                        };
+                        for item in &mut items {
+                            if let Item::Event(event) = item {
+                                event.time = time;
+                            }
+                        }
+                    }
+                }
+                input.buffer.extend(items);
+                if std::mem::take(&mut input.idle) {
+                    self.all_idle_since = None;
+                    if let Some(watermark) = self.watermarks.set_idle(index, false) {
+                        self.advance(watermark);
+                    }
+                }
+            }
+            Some(Err(error)) => return Err(error),
+            None => {
+                input.finished = true;
+                if let Some(watermark) = self.watermarks.finish(index) {
+                    self.advance(watermark);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// When a timer is due: the first idle timeout of an input the merge
+    /// waits for, the end of the idle grace, the wall-clock time a pending
+    /// deadline fires at, or the next progress report.
+    fn next_wake(&self) -> Option<Instant> {
+        let idle = self
+            .inputs
+            .iter()
+            .filter(|input| !input.finished && !input.idle && input.buffer.is_empty())
+            .filter_map(|input| Some(input.last_received + input.idle_timeout?));
+        let timer = self.operator.next_timer();
+        let clock = if self.processing {
+            // The watermark reaches a deadline a millisecond after it.
+            timer
+                .filter(|_| !self.inline_pending())
+                .map(|time| self.clock.instant(time.saturating_add(ONE_MS)))
+        } else {
+            match (self.all_idle_since, self.idle_grace) {
+                (Some(since), Some(grace)) => {
+                    let after_grace = since + grace;
+                    let at_timer = timer.and_then(|time| self.follow_instant(time));
+                    Some(at_timer.map_or(after_grace, |at| at.max(after_grace)))
+                }
+                _ => None,
+            }
+        };
+        let progress = self
+            .progress
+            .as_ref()
+            .map(|_| self.last_progress + PROGRESS_EVERY);
+        idle.chain(clock).chain(progress).min()
+    }
+
+    /// When the watermark, following the wall clock from the newest event
+    /// time, reaches `time`.
+    fn follow_instant(&self, time: EventTime) -> Option<Instant> {
+        let newest = self.newest?;
+        let ahead = time
+            .millis()
+            .saturating_sub(newest.millis())
+            .saturating_add(1);
+        Some(self.last_arrival + std::time::Duration::from_millis(ahead.max(0).unsigned_abs()))
+    }
+
+    /// Applies the timers that are due: inputs going idle, the wall clock
+    /// of processing time, and the watermark following the wall clock when
+    /// every input is idle past the grace.
+    fn tick(&mut self) {
+        let now = Instant::now();
+        for index in 0..self.inputs.len() {
+            let input = &mut self.inputs[index];
+            let due = input
+                .idle_timeout
+                .is_some_and(|timeout| now >= input.last_received + timeout);
+            if due && !input.finished && !input.idle && input.buffer.is_empty() {
+                input.idle = true;
+                if let Some(watermark) = self.watermarks.set_idle(index, true) {
+                    self.advance(watermark);
+                }
+            }
+        }
+        if self.processing {
+            if !self.inline_pending() {
+                let watermark = Watermark::bounded(self.clock.at(now), crate::time::Duration::ZERO);
+                self.advance(watermark);
+            }
+            return;
+        }
+        let all_idle = self.inputs.iter().any(|input| !input.finished)
+            && self
+                .inputs
+                .iter()
+                .all(|input| input.finished || (input.idle && input.buffer.is_empty()));
+        if !all_idle {
+            self.all_idle_since = None;
+            return;
+        }
+        let since = *self.all_idle_since.get_or_insert(now);
+        let (Some(grace), Some(newest)) = (self.idle_grace, self.newest) else {
+            return;
+        };
+        if now < since + grace {
+            return;
+        }
+        let silent = now.saturating_duration_since(self.last_arrival).as_millis();
+        let time = EventTime::from_millis(
+            newest
+                .millis()
+                .saturating_add(i64::try_from(silent).unwrap_or(i64::MAX)),
+        );
+        if let Some(watermark) = self
+            .watermarks
+            .advance(Watermark::bounded(time, crate::time::Duration::ZERO))
+        {
+            self.advance(watermark);
+        }
+    }
+
+    /// Whether inline records, which all arrive at the start, are still to
+    /// be merged: with processing time, the wall clock must not pass them.
+    fn inline_pending(&self) -> bool {
+        self.inputs.iter().any(|input| {
+            input.stamp == Stamp::Start && !(input.finished && input.buffer.is_empty())
+        })
+    }
+
+    /// Reports progress if it is time, or `last`.
+    fn report_progress(&mut self, last: bool) {
+        let Some(report) = &mut self.progress else {
+            return;
+        };
+        let now = Instant::now();
+        if !last && now < self.last_progress + PROGRESS_EVERY {
+            return;
+        }
+        self.last_progress = now;
+        let progress = Progress {
+            read: self
+                .sizes
+                .iter()
+                .map(|(read, _)| read.load(Ordering::Relaxed))
+                .sum(),
+            size: self
+                .sizes
+                .iter()
+                .map(|(_, size)| *size)
+                .sum::<Option<u64>>(),
+            events: self.summary.sources.iter().map(|s| s.events).sum(),
+            pending_keys: self.operator.waiting_keys(),
+            done: last,
+        };
+        report(&progress);
     }
 
     /// Renders what the operator emitted, and hands full buffers to their
@@ -218,6 +718,14 @@ impl Driver {
         rendered
     }
 
+    /// Hands every buffer with something in it to its target.
+    async fn flush(&mut self) -> Result<(), RunError> {
+        for (buffer, target) in self.buffers.iter_mut().zip(&mut self.targets) {
+            send(buffer, target).await?;
+        }
+        Ok(())
+    }
+
     /// Flushes and closes every target, waiting for its task.
     async fn close(&mut self) -> Result<(), RunError> {
         let mut result = Ok(());
@@ -229,6 +737,17 @@ impl Driver {
         }
         result
     }
+}
+
+const ONE_MS: crate::time::Duration = crate::time::Duration::from_millis(1);
+
+/// The system's wall clock as event time.
+fn system_time() -> EventTime {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    EventTime::from_millis(i64::try_from(since_epoch).unwrap_or(i64::MAX))
 }
 
 /// Hands `buffer` to the target's task.

@@ -17,6 +17,26 @@ pub enum RunError {
         /// The record it failed on, when the record is in the pipeline file.
         record: Option<Span>,
     },
+    /// A file a source reads or a sink writes could not be opened.
+    #[error("cannot open `{path}`: {message}")]
+    Open {
+        /// The file, or the glob that matches nothing.
+        path: String,
+        /// Where the path is written in the pipeline file.
+        span: Span,
+        /// Why.
+        message: String,
+    },
+    /// An input could not be read to its end.
+    #[error("cannot read `{file}` for source `{input}`: {error}")]
+    Read {
+        /// The source.
+        input: String,
+        /// The file, or `-` for standard input.
+        file: String,
+        /// The I/O error.
+        error: io::Error,
+    },
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Start(#[source] io::Error),
@@ -52,7 +72,19 @@ impl RunError {
                     None => diagnostic,
                 })
             }
-            Self::Start(_) | Self::Write { .. } => None,
+            Self::Open {
+                path,
+                span,
+                message,
+            } => Some(
+                Diagnostic::error(
+                    Code::OpenFailed,
+                    format!("cannot open `{path}`: {message}"),
+                    *span,
+                )
+                .label("named here"),
+            ),
+            Self::Start(_) | Self::Write { .. } | Self::Read { .. } => None,
         }
     }
 }

@@ -71,6 +71,10 @@ pub struct Matcher {
     watermark: Watermark,
     /// Events held: in pending groups, and late arrivals of alerts.
     held: usize,
+    /// Keys with a pending group.
+    waiting: usize,
+    /// The most keys that had a pending group at once.
+    peak_waiting: usize,
 }
 
 #[derive(Debug, Default)]
@@ -165,7 +169,35 @@ impl Matcher {
             next_id: 0,
             watermark: Watermark::MIN,
             held: 0,
+            waiting: 0,
+            peak_waiting: 0,
         }
+    }
+
+    /// How many keys have a group waiting for its other sides.
+    pub fn waiting_keys(&self) -> usize {
+        self.waiting
+    }
+
+    /// The most keys that had a group waiting at once.
+    pub fn peak_waiting_keys(&self) -> usize {
+        self.peak_waiting
+    }
+
+    /// The earliest event time at which a timer fires: a group's deadline
+    /// or the end of a key's retention. The watermark must pass it.
+    pub fn next_timer(&self) -> Option<EventTime> {
+        let deadline = self.deadlines.first_key_value().map(|((time, _), _)| *time);
+        let expiry = self.expiries.first_key_value().map(|((time, _), _)| *time);
+        match (deadline, expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The watermark the operator has reached.
+    pub fn watermark(&self) -> Watermark {
+        self.watermark
     }
 
     /// How many groups are waiting.
@@ -354,7 +386,11 @@ impl Matcher {
     fn take_group(&mut self, key: &Key, id: u64) -> Option<Group> {
         let groups = &mut self.keys.get_mut(key)?.groups;
         let index = groups.iter().position(|group| group.id == id)?;
-        Some(groups.remove(index))
+        let group = groups.remove(index);
+        if groups.is_empty() {
+            self.waiting -= 1;
+        }
+        Some(group)
     }
 
     /// Adds `event` to the key's group at `index`; emits the group if that
@@ -385,6 +421,9 @@ impl Matcher {
             return;
         }
         let group = state.groups.remove(index);
+        if state.groups.is_empty() {
+            self.waiting -= 1;
+        }
         self.deadlines.remove(&(group.deadline, group.id));
         self.held -= group.events();
         let detail = self.judge(&key, &group.records);
@@ -421,7 +460,12 @@ impl Matcher {
         };
         self.held += 1;
         self.deadlines.insert((group.deadline, id), key.clone());
-        self.keys.entry(key).or_default().groups.push(group);
+        let groups = &mut self.keys.entry(key).or_default().groups;
+        if groups.is_empty() {
+            self.waiting += 1;
+            self.peak_waiting = self.peak_waiting.max(self.waiting);
+        }
+        groups.push(group);
     }
 
     /// An event of a remembered key: a late counterpart of an alert, or a

@@ -8,7 +8,9 @@
 //! plain synchronous code ([`Operator`]), tested without tokio. Nothing here
 //! parses YAML or expressions.
 
+mod columns;
 mod driver;
+
 mod error;
 mod event;
 mod matcher;
@@ -25,30 +27,99 @@ pub use operator::{Detail, Malformed, Operator, Outcome, Prior};
 pub use sink::{Outputs, SharedBuffer};
 pub use watermarks::Watermarks;
 
+pub use driver::Options;
+
 use crate::config::OutcomeKind;
 use crate::plan::Graph;
+use crate::time::EventTime;
 
 /// What a run did.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Summary {
-    /// Events read per source, in side order.
-    pub events: Vec<(String, u64)>,
+    /// What was read per source, in side order.
+    pub sources: Vec<SourceSummary>,
     /// Outcomes emitted per kind.
     pub outcomes: Vec<(OutcomeKind, u64)>,
-    /// Events still waiting in the operator when the run ended.
+    /// Events still waiting in the operator when the run ended: none after
+    /// inputs that end, since the end fires every wait.
     pub pending_events: usize,
+    /// Keys with events still waiting when the run ended.
+    pub pending_keys: usize,
+    /// The most keys that had events waiting at once.
+    pub peak_pending_keys: usize,
+    /// The last watermark before the end of input, if it ever moved.
+    pub watermark: Option<EventTime>,
+    /// How long the run took.
+    pub elapsed: std::time::Duration,
+    /// Whether the run was stopped before its inputs ended.
+    pub stopped: bool,
     /// Every outcome, in order, when the outputs asked for it
     /// ([`Outputs::with_log`]).
     pub log: Option<Vec<Outcome>>,
+}
+
+/// What was read from one source.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceSummary {
+    /// The source's name.
+    pub name: String,
+    /// Events merged.
+    pub events: u64,
+    /// Lines that were not records.
+    pub malformed: u64,
+}
+
+impl Summary {
+    /// How many outcomes of `kind` were emitted.
+    pub fn count(&self, kind: OutcomeKind) -> u64 {
+        self.outcomes
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(0, |(_, count)| *count)
+    }
+
+    /// Events merged, over every source.
+    pub fn events(&self) -> u64 {
+        self.sources.iter().map(|source| source.events).sum()
+    }
+}
+
+/// How far a run has got, for a progress display.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes read from files and standard input.
+    pub read: u64,
+    /// Bytes there are to read, when every source's size is known.
+    pub size: Option<u64>,
+    /// Events merged so far.
+    pub events: u64,
+    /// Keys with events waiting now.
+    pub pending_keys: usize,
+    /// Whether this is the last report.
+    pub done: bool,
 }
 
 /// Runs `graph` until its inputs end, writing to `outputs`.
 ///
 /// # Errors
 ///
-/// An expression that fails on an event, or a sink that cannot be written.
+/// An input that cannot be opened or read, an expression that fails on an
+/// inline record, or a sink that cannot be opened or written.
 pub async fn run(graph: Graph, outputs: Outputs) -> Result<Summary, RunError> {
-    driver::drive(graph, outputs).await
+    run_with(graph, outputs, Options::new()).await
+}
+
+/// Runs `graph` as `options` say, writing to `outputs`.
+///
+/// # Errors
+///
+/// As [`run`].
+pub async fn run_with(
+    graph: Graph,
+    outputs: Outputs,
+    options: Options,
+) -> Result<Summary, RunError> {
+    driver::drive(graph, outputs, options).await
 }
 
 /// Runs `graph` on a new single-threaded tokio runtime.
@@ -57,9 +128,22 @@ pub async fn run(graph: Graph, outputs: Outputs) -> Result<Summary, RunError> {
 ///
 /// As [`run`]; also if the runtime cannot start.
 pub fn run_blocking(graph: Graph, outputs: Outputs) -> Result<Summary, RunError> {
+    run_blocking_with(graph, outputs, Options::new())
+}
+
+/// Runs `graph` as `options` say on a new single-threaded tokio runtime.
+///
+/// # Errors
+///
+/// As [`run`]; also if the runtime cannot start.
+pub fn run_blocking_with(
+    graph: Graph,
+    outputs: Outputs,
+    options: Options,
+) -> Result<Summary, RunError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(RunError::Start)?;
-    runtime.block_on(run(graph, outputs))
+    runtime.block_on(run_with(graph, outputs, options))
 }

@@ -3,10 +3,15 @@
 
 use std::fmt::Write as _;
 
+use std::sync::Arc;
+
+use super::columns::{self, Column};
 use super::error::RunError;
 use super::operator::{Detail, Outcome};
-use crate::expr::{Env, Type, Value, write_json_string};
-use crate::plan::{Bound, MatchNode, Route, Side, Variable};
+use crate::codec::write_csv_field;
+use crate::config::{OutcomeKind, SinkFormat, SinkKind};
+use crate::expr::{Env, Record, Type, Value, write_json_string};
+use crate::plan::{Bound, MatchNode, Route, Side, SinkNode, Variable};
 use crate::time::EventTime;
 
 /// Renders outcomes for their routes.
@@ -14,6 +19,8 @@ pub(crate) struct Router {
     routes: Vec<Route>,
     /// The sink target each route writes to.
     targets: Vec<usize>,
+    /// For each route to a CSV sink, the sink's columns.
+    csv: Vec<Option<Arc<[Column]>>>,
     /// Each side's name as a value, for the variables that name sides.
     names: Vec<Value>,
     /// Each side's record type, for JSON.
@@ -22,14 +29,48 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    /// A router for `routes`; `target_of` maps a route's sink to its target.
+    /// A router for `routes` to `sinks`; `target_of` maps a sink to its
+    /// target. Also returns, per sink, what it writes before any outcome:
+    /// the header of a CSV sink.
     pub(crate) fn new(
         matcher: &MatchNode,
         routes: Vec<Route>,
+        sinks: &[SinkNode],
         target_of: impl Fn(usize) -> usize,
-    ) -> Self {
-        Self {
+    ) -> (Self, Vec<String>) {
+        let mut headers = vec![String::new(); sinks.len()];
+        let mut sink_columns: Vec<Option<Arc<[Column]>>> = vec![None; sinks.len()];
+        for (index, sink) in sinks.iter().enumerate() {
+            if !matches!(
+                sink.kind,
+                SinkKind::File {
+                    format: SinkFormat::Csv,
+                    ..
+                }
+            ) {
+                continue;
+            }
+            let kinds: Vec<OutcomeKind> = routes
+                .iter()
+                .filter(|route| route.sink.0 == index)
+                .map(|route| route.outcome)
+                .collect();
+            let named = columns::columns(&kinds, &matcher.sides);
+            for (i, (name, _)) in named.iter().enumerate() {
+                if i > 0 {
+                    headers[index].push(',');
+                }
+                write_csv_field(name, &mut headers[index]);
+            }
+            headers[index].push('\n');
+            sink_columns[index] = Some(named.into_iter().map(|(_, column)| column).collect());
+        }
+        let built = Self {
             targets: routes.iter().map(|route| target_of(route.sink.0)).collect(),
+            csv: routes
+                .iter()
+                .map(|route| sink_columns[route.sink.0].clone())
+                .collect(),
             routes,
             names: matcher
                 .sides
@@ -42,7 +83,8 @@ impl Router {
                 .map(|side| Type::record(side.layout.clone()))
                 .collect(),
             key_type: matcher.key_type.clone(),
-        }
+        };
+        (built, headers)
     }
 
     /// Appends a line per route that takes `outcome` to that route's target
@@ -51,18 +93,19 @@ impl Router {
         let kind = outcome.kind();
         // Computed once per outcome, and only if a template needs them.
         let mut values: Option<Vec<Value>> = None;
-        for (route, &target) in self.routes.iter().zip(&self.targets) {
+        for ((route, &target), csv) in self.routes.iter().zip(&self.targets).zip(&self.csv) {
             if route.outcome != kind || route.side.is_some_and(|side| outcome.side() != Some(side))
             {
                 continue;
             }
             let out = &mut buffers[target];
-            match &route.template {
-                Some(template) => {
+            match (&route.template, csv) {
+                (Some(template), _) => {
                     let values = values.get_or_insert_with(|| self.values(outcome));
                     render_template(template, outcome, values, out)?;
                 }
-                None => self.json(outcome, out),
+                (None, Some(columns)) => self.csv(columns, outcome, out),
+                (None, None) => self.json(outcome, out),
             }
             out.push('\n');
         }
@@ -120,6 +163,35 @@ impl Router {
             (Variable::Reason, Detail::Malformed(line)) => Value::from(line.reason.as_str()),
             // `Variable::of` gives each kind only the variables it has.
             _ => Value::Null,
+        }
+    }
+
+    /// A CSV row: a cell per column, empty where the outcome has no value.
+    fn csv(&self, columns: &[Column], outcome: &Outcome, out: &mut String) {
+        let mut cell = String::new();
+        for (i, column) in columns.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            cell.clear();
+            let value = match column {
+                Column::Outcome => Value::from(outcome.kind().name()),
+                Column::Variable(variable) if Variable::of(outcome.kind()).contains(variable) => {
+                    self.value(*variable, outcome)
+                }
+                Column::Field { side, path } => match &outcome.records[*side] {
+                    Some(record) => field(record, path),
+                    None => Value::Null,
+                },
+                Column::Time(side) if outcome.records[*side].is_some() => {
+                    Value::Timestamp(outcome.times[*side])
+                }
+                Column::Variable(_) | Column::Time(_) => Value::Null,
+            };
+            if value != Value::Null {
+                let _ = write!(cell, "{value}");
+            }
+            write_csv_field(&cell, out);
         }
     }
 
@@ -264,6 +336,18 @@ fn render_template(
         }
     }
     Ok(())
+}
+
+/// The field of `record` at `path`, through nested records.
+fn field(record: &Record, path: &[usize]) -> Value {
+    let mut value = Value::Record(record.clone());
+    for &index in path {
+        value = match value {
+            Value::Record(record) => record.get(index).clone(),
+            _ => return Value::Null,
+        };
+    }
+    value
 }
 
 fn key(outcome: &Outcome, key_type: &Type, out: &mut String) {

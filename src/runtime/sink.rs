@@ -4,8 +4,12 @@
 //! buffers over a bounded channel to the target's task, so a slow sink slows
 //! the driver instead of growing memory. Sinks of the same target (two
 //! `stdout` sinks) share one task, keeping their lines in outcome order.
+//! File sinks are created (or truncated) when the run starts, with their
+//! directories, after every input is found: a run that cannot start leaves
+//! the files of the last run as they were.
 
 use std::io;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -13,7 +17,8 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::config::SinkKind;
+use super::error::RunError;
+use crate::config::{SinkKind, Spanned};
 use crate::plan::SinkNode;
 
 /// Something a sink task writes to.
@@ -28,22 +33,32 @@ pub struct Outputs {
 }
 
 enum Targets {
-    /// `type: stdout` sinks share this writer.
-    Stdout(Writer),
+    /// `stdout` sinks share the first writer, `stderr` sinks the second;
+    /// file sinks write to their files.
+    Streams(Writer, Writer),
     /// Every sink writes to its own buffer, by sink index.
     Capture(Vec<SharedBuffer>),
 }
 
 impl Outputs {
-    /// The process's standard output.
+    /// The process's standard output and error, and files.
     pub fn stdio() -> Self {
-        Self::stdout_to(tokio::io::stdout())
+        Self::streams(tokio::io::stdout(), tokio::io::stderr())
     }
 
     /// `type: stdout` sinks write to `writer` instead of standard output.
     pub fn stdout_to(writer: impl AsyncWrite + Send + Unpin + 'static) -> Self {
+        Self::streams(writer, tokio::io::stderr())
+    }
+
+    /// `type: stdout` sinks write to `stdout`, `type: stderr` sinks to
+    /// `stderr`, and file sinks to their files.
+    pub fn streams(
+        stdout: impl AsyncWrite + Send + Unpin + 'static,
+        stderr: impl AsyncWrite + Send + Unpin + 'static,
+    ) -> Self {
         Self {
-            targets: Targets::Stdout(Box::new(writer)),
+            targets: Targets::Streams(Box::new(stdout), Box::new(stderr)),
             log: false,
         }
     }
@@ -71,18 +86,47 @@ impl Outputs {
         self.log
     }
 
-    /// Opens a target per distinct destination of `sinks`; returns each
-    /// target's name and writer, and the target of each sink.
-    pub(crate) fn open(self, sinks: &[SinkNode]) -> (Vec<(String, Writer)>, Vec<usize>) {
+    /// Opens a target per distinct destination of `sinks`, creating files
+    /// at paths relative to `base`; returns each target's name and writer,
+    /// and the target of each sink.
+    ///
+    /// # Errors
+    ///
+    /// A file that cannot be created.
+    pub(crate) fn open(self, sinks: &[SinkNode], base: &Path) -> Result<Opened, RunError> {
         match self.targets {
-            Targets::Stdout(writer) => {
-                let targets = sinks
-                    .iter()
-                    .map(|sink| match sink.kind {
-                        SinkKind::Stdout => 0,
-                    })
-                    .collect();
-                (vec![("stdout".to_string(), writer)], targets)
+            Targets::Streams(stdout, stderr) => {
+                // Each stream is a target once, for every sink that uses it.
+                let mut streams: [(&str, Option<Writer>, Option<usize>); 2] = [
+                    ("stdout", Some(stdout), None),
+                    ("stderr", Some(stderr), None),
+                ];
+                let mut targets: Vec<(String, Writer)> = Vec::new();
+                let mut target_of = Vec::with_capacity(sinks.len());
+                for sink in sinks {
+                    let stream = match &sink.kind {
+                        SinkKind::Stdout => &mut streams[0],
+                        SinkKind::Stderr => &mut streams[1],
+                        SinkKind::File { path, .. } => {
+                            let (shown, writer) = create(base, path)?;
+                            targets.push((format!("{} ({shown})", sink.name), writer));
+                            target_of.push(targets.len() - 1);
+                            continue;
+                        }
+                    };
+                    let (name, writer, index) = stream;
+                    let target = match (*index, writer.take()) {
+                        (Some(target), _) => target,
+                        (None, writer) => {
+                            let writer = writer.unwrap_or_else(|| Box::new(tokio::io::sink()));
+                            targets.push(((*name).to_string(), writer));
+                            targets.len() - 1
+                        }
+                    };
+                    *index = Some(target);
+                    target_of.push(target);
+                }
+                Ok((targets, target_of))
             }
             Targets::Capture(buffers) => {
                 let targets = sinks
@@ -90,11 +134,31 @@ impl Outputs {
                     .zip(buffers)
                     .map(|(sink, buffer)| (sink.name.clone(), Box::new(buffer) as Writer))
                     .collect();
-                (targets, (0..sinks.len()).collect())
+                Ok((targets, (0..sinks.len()).collect()))
             }
         }
     }
 }
+
+/// Creates the file a sink writes, and its directory; returns its path as
+/// shown in messages and its writer.
+fn create(base: &Path, path: &Spanned<String>) -> Result<(String, Writer), RunError> {
+    let full = base.join(&path.value);
+    let shown = full.display().to_string();
+    let failed = |error: io::Error| RunError::Open {
+        path: shown.clone(),
+        span: path.span,
+        message: error.to_string(),
+    };
+    if let Some(parent) = full.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(failed)?;
+    }
+    let file = std::fs::File::create(&full).map_err(failed)?;
+    Ok((shown, Box::new(tokio::fs::File::from_std(file))))
+}
+
+/// Each target's name and writer, and the target of each sink.
+pub(crate) type Opened = (Vec<(String, Writer)>, Vec<usize>);
 
 /// Bytes to collect before handing a buffer to a sink task.
 pub(crate) const FLUSH_AT: usize = 64 * 1024;
@@ -113,6 +177,10 @@ pub(crate) fn spawn(
     let task = tokio::spawn(async move {
         while let Some(chunk) = receiver.recv().await {
             out.write_all(&chunk).await?;
+            if receiver.is_empty() {
+                // Nothing more is queued: let it reach its reader now.
+                out.flush().await?;
+            }
         }
         out.flush().await
     });

@@ -79,6 +79,16 @@ impl Watermarks {
         self.recombine()
     }
 
+    /// Moves the combined watermark up to `to`, whatever the inputs say:
+    /// for when every input is idle and the wall clock takes over. Returns
+    /// the new watermark if it advanced.
+    pub fn advance(&mut self, to: Watermark) -> Option<Watermark> {
+        (to > self.combined).then(|| {
+            self.combined = to;
+            to
+        })
+    }
+
     fn recombine(&mut self) -> Option<Watermark> {
         // With every input idle there is nothing to take the minimum of:
         // the watermark stays where it is.

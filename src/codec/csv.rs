@@ -1,0 +1,282 @@
+//! CSV lines: one record per line, fields found by the header's column
+//! names or by the columns the pipeline declares.
+//!
+//! Quoting follows RFC 4180 (`"a, b"`, `""` for a quote inside quotes), and
+//! strictly: a quote in the middle of an unquoted field, or text after a
+//! closing quote, is a malformed line rather than a guess. A quoted field
+//! cannot hold a line break, since every line is a record.
+
+use super::{Line, Path, missing, not_null, timestamp};
+use crate::config::CsvFormat;
+use crate::expr::{Kind, RecordType, Type, Value};
+
+/// The state of one CSV input.
+#[derive(Debug)]
+pub(super) struct Reader {
+    delimiter: u8,
+    /// Whether each file starts with a header.
+    header: bool,
+    /// Whether the pipeline names the columns, so a header is skipped.
+    declared: bool,
+    /// Whether the next line is the first of a file.
+    at_start: bool,
+    /// Where each field of the layout is: its column, if the columns name
+    /// it. `None` until a header is read, for inputs that have one.
+    columns: Option<Vec<Option<usize>>>,
+    /// How many columns a line has.
+    width: usize,
+    /// What is wrong with the header of this file, if anything.
+    header_problem: Option<String>,
+    /// The fields of the current line, unquoted, end to end.
+    text: String,
+    /// Where each field of `text` ends.
+    ends: Vec<usize>,
+}
+
+impl Reader {
+    pub(super) fn new(format: &CsvFormat, layout: &RecordType) -> Self {
+        let declared = format.columns.as_ref().map(|columns| {
+            let names: Vec<&str> = columns.iter().map(|c| c.value.as_str()).collect();
+            (positions(&names, layout), names.len())
+        });
+        let (columns, width) = match declared {
+            Some((positions, width)) => (Some(positions), width),
+            None => (None, 0),
+        };
+        Self {
+            delimiter: format.delimiter,
+            header: format.header,
+            declared: format.columns.is_some(),
+            at_start: true,
+            columns,
+            width,
+            header_problem: None,
+            text: String::new(),
+            ends: Vec::new(),
+        }
+    }
+
+    pub(super) fn start_file(&mut self) {
+        self.at_start = true;
+    }
+
+    pub(super) fn decode(
+        &mut self,
+        line: &str,
+        layout: &RecordType,
+        values: &mut Vec<Value>,
+    ) -> Result<Line, String> {
+        split(line, self.delimiter, &mut self.text, &mut self.ends)?;
+        if std::mem::take(&mut self.at_start) && self.header {
+            return self.read_header(layout);
+        }
+        if let Some(problem) = &self.header_problem {
+            return Err(problem.clone());
+        }
+        let Some(columns) = &self.columns else {
+            unreachable!("a reader without declared columns reads a header first")
+        };
+        if self.ends.len() != self.width {
+            return Err(format!(
+                "{} columns, expected {}",
+                self.ends.len(),
+                self.width
+            ));
+        }
+        values.clear();
+        for (field, column) in layout.fields.iter().zip(columns) {
+            let path = Path {
+                name: &field.name,
+                parent: None,
+            };
+            let value = match column {
+                Some(column) => cell(self.field(*column), &field.ty, path)?,
+                None if field.ty.nullable => Value::Null,
+                None => return Err(missing(path, &field.ty)),
+            };
+            values.push(value);
+        }
+        Ok(Line::Record(values.drain(..).collect()))
+    }
+
+    /// The text of field `index` of the current line.
+    fn field(&self, index: usize) -> &str {
+        let start = if index == 0 { 0 } else { self.ends[index - 1] };
+        &self.text[start..self.ends[index]]
+    }
+
+    /// Takes the current line as the header. Unless the pipeline names the
+    /// columns, the header says where each field is; a header that lacks a
+    /// field that cannot be null makes every line of the file malformed.
+    fn read_header(&mut self, layout: &RecordType) -> Result<Line, String> {
+        self.header_problem = None;
+        if self.declared {
+            // The pipeline's columns hold; the header is only checked to
+            // be as wide.
+            return if self.ends.len() == self.width {
+                Ok(Line::Header)
+            } else {
+                Err(format!(
+                    "the header has {} columns, but the pipeline declares {}",
+                    self.ends.len(),
+                    self.width
+                ))
+            };
+        }
+        let names: Vec<&str> = (0..self.ends.len()).map(|i| self.field(i).trim()).collect();
+        if let Some(twice) = names
+            .iter()
+            .enumerate()
+            .find_map(|(i, name)| names[..i].contains(name).then_some(name))
+        {
+            let problem = format!("the header names column `{twice}` twice");
+            self.header_problem = Some(format!("unusable header: {problem}"));
+            return Err(problem);
+        }
+        let positions = positions(&names, layout);
+        let absent: Vec<String> = layout
+            .fields
+            .iter()
+            .zip(&positions)
+            .filter(|(field, position)| position.is_none() && !field.ty.nullable)
+            .map(|(field, _)| format!("`{}`", field.name))
+            .collect();
+        self.width = names.len();
+        self.columns = Some(positions);
+        if absent.is_empty() {
+            return Ok(Line::Header);
+        }
+        let problem = format!("the header has no column {}", absent.join(", "));
+        self.header_problem = Some(format!("unusable header: {problem}"));
+        Err(problem)
+    }
+}
+
+/// The column of each field of `layout` among `names`.
+fn positions(names: &[&str], layout: &RecordType) -> Vec<Option<usize>> {
+    layout
+        .fields
+        .iter()
+        .map(|field| names.iter().position(|name| *name == field.name))
+        .collect()
+}
+
+/// Splits `line` into fields, unquoting them into `text` and recording
+/// where each ends.
+fn split(
+    line: &str,
+    delimiter: u8,
+    text: &mut String,
+    ends: &mut Vec<usize>,
+) -> Result<(), String> {
+    text.clear();
+    ends.clear();
+    let bytes = line.as_bytes();
+    let mut at = 0;
+    loop {
+        if bytes.get(at) == Some(&b'"') {
+            // A quoted field: up to the quote not followed by another.
+            at += 1;
+            loop {
+                let Some(offset) = memchr::memchr(b'"', &bytes[at..]) else {
+                    return Err(format!(
+                        "the quote at column {at} is never closed (a quoted field cannot hold a line break)"
+                    ));
+                };
+                text.push_str(&line[at..at + offset]);
+                at += offset + 1;
+                if bytes.get(at) == Some(&b'"') {
+                    text.push('"');
+                    at += 1;
+                } else {
+                    break;
+                }
+            }
+            ends.push(text.len());
+            match bytes.get(at) {
+                None => return Ok(()),
+                Some(&b) if b == delimiter => at += 1,
+                Some(_) => {
+                    return Err(format!(
+                        "text after the closing quote at column {at}; quote the whole field"
+                    ));
+                }
+            }
+        } else {
+            let end = memchr::memchr(delimiter, &bytes[at..]).map_or(bytes.len(), |o| at + o);
+            let field = &line[at..end];
+            if let Some(quote) = field.find('"') {
+                return Err(format!(
+                    "a quote inside an unquoted field at column {}; quote the field and double the quote",
+                    at + quote + 1
+                ));
+            }
+            text.push_str(field);
+            ends.push(text.len());
+            if end == bytes.len() {
+                return Ok(());
+            }
+            at = end + 1;
+        }
+    }
+}
+
+/// A field's value from its cell. An empty cell is null where the type
+/// allows it, and the empty string for a `string`.
+fn cell(text: &str, ty: &Type, path: Path<'_>) -> Result<Value, String> {
+    if ty.kind == Kind::String && !(ty.nullable && text.is_empty()) {
+        return Ok(Value::Str(text.into()));
+    }
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return if ty.nullable {
+            Ok(Value::Null)
+        } else {
+            Err(not_null(path, ty).replace("is null", "is empty"))
+        };
+    }
+    let wrong = |what: &str| format!("`{path}` is `{ty}`, found {trimmed:?}{what}");
+    match ty.kind {
+        Kind::Int => trimmed
+            .parse()
+            .map(Value::Int)
+            .map_err(|_| wrong(", which is not a 64-bit integer")),
+        Kind::Float => match trimmed.parse::<f64>() {
+            Ok(x) if x.is_finite() => Ok(Value::Float(x)),
+            _ => Err(wrong(", which is not a finite number")),
+        },
+        Kind::Bool => {
+            if trimmed.eq_ignore_ascii_case("true") {
+                Ok(Value::Bool(true))
+            } else if trimmed.eq_ignore_ascii_case("false") {
+                Ok(Value::Bool(false))
+            } else {
+                Err(wrong(", which is neither `true` nor `false`"))
+            }
+        }
+        Kind::Timestamp => timestamp(trimmed, path),
+        _ => Err(wrong("")),
+    }
+}
+
+/// Appends `value` as one CSV field: quoted when it holds a comma, a
+/// quote, a line break or surrounding spaces.
+pub fn write_field(value: &str, out: &mut String) {
+    let quote = value
+        .bytes()
+        .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+        || value.starts_with(' ')
+        || value.ends_with(' ');
+    if quote {
+        out.push('"');
+        for c in value.chars() {
+            if c == '"' {
+                out.push('"');
+            }
+            out.push(c);
+        }
+        out.push('"');
+    } else {
+        out.push_str(value);
+    }
+}

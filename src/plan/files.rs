@@ -1,0 +1,133 @@
+//! Files and streams that a pipeline would use twice, or in ways that do
+//! not fit: two sinks writing one file, a sink overwriting a file a source
+//! reads, two sources sharing standard input, a template for a CSV sink.
+
+use super::build::Builder;
+use crate::config::{SinkFormat, SinkKind, SourceKind, Spanned};
+use crate::diagnostic::{Code, Diagnostic};
+
+impl Builder<'_> {
+    /// Reports every conflict between the files and streams of sources,
+    /// sinks and outputs. Paths are compared as written, after dropping a
+    /// leading `./`.
+    pub(super) fn file_conflicts(&mut self) {
+        let pipeline = self.pipeline;
+        let mut stdin: Option<&Spanned<String>> = None;
+        let mut read: Vec<&Spanned<String>> = Vec::new();
+        for source in &pipeline.sources.items {
+            match &source.kind {
+                SourceKind::Stdin { .. } => {
+                    if let Some(first) = stdin {
+                        self.report(
+                            Diagnostic::error(
+                                Code::FileConflict,
+                                format!(
+                                    "`{}` and `{}` both read standard input",
+                                    first.value, source.name.value
+                                ),
+                                source.name.span,
+                            )
+                            .label("second reader of standard input")
+                            .secondary(first.span, "first reader")
+                            .help("each line of standard input can go to one source only; read the other from a file".to_string()),
+                        );
+                    } else {
+                        stdin = Some(&source.name);
+                    }
+                }
+                SourceKind::File { path, .. } => read.push(path),
+                SourceKind::Inline { .. } => {}
+            }
+        }
+        let mut written: Vec<(&Spanned<String>, &str)> = Vec::new();
+        for sink in &pipeline.sinks.items {
+            let SinkKind::File { path, .. } = &sink.kind else {
+                continue;
+            };
+            if let Some((first, first_sink)) = written
+                .iter()
+                .find(|(first, _)| same_path(&first.value, &path.value))
+            {
+                self.report(
+                    Diagnostic::error(
+                        Code::FileConflict,
+                        format!(
+                            "sinks `{first_sink}` and `{}` both write `{}`",
+                            sink.name.value, path.value
+                        ),
+                        path.span,
+                    )
+                    .label("written again here")
+                    .secondary(first.span, "first written here")
+                    .help(
+                        "route both outcomes to one sink instead: outputs may share a sink"
+                            .to_string(),
+                    ),
+                );
+                continue;
+            }
+            if let Some(source) = read.iter().find(|source| {
+                same_path(&source.value, &path.value)
+                    || glob::Pattern::new(&source.value).is_ok_and(|p| p.matches(&path.value))
+            }) {
+                self.report(
+                    Diagnostic::error(
+                        Code::FileConflict,
+                        format!(
+                            "sink `{}` would overwrite `{}`, which a source reads",
+                            sink.name.value, path.value
+                        ),
+                        path.span,
+                    )
+                    .label("written here")
+                    .secondary(source.span, "read here"),
+                );
+            }
+            written.push((path, &sink.name.value));
+        }
+        self.csv_templates();
+    }
+
+    /// A CSV sink writes an outcome's fields as columns: an output to one
+    /// has no use for a template.
+    fn csv_templates(&mut self) {
+        let pipeline = self.pipeline;
+        for output in &pipeline.outputs {
+            let (Some(template), Some(sink)) = (
+                &output.template,
+                pipeline
+                    .sinks
+                    .items
+                    .iter()
+                    .find(|s| s.name.value == output.sink.value),
+            ) else {
+                continue;
+            };
+            if let SinkKind::File {
+                format: SinkFormat::Csv,
+                ..
+            } = sink.kind
+            {
+                self.report(
+                    Diagnostic::error(
+                        Code::FileConflict,
+                        format!(
+                            "sink `{}` writes CSV, which has no place for a template",
+                            sink.name.value
+                        ),
+                        template.span,
+                    )
+                    .label("a template renders a line of text")
+                    .secondary(sink.name.span, "a CSV sink writes the outcome's fields as columns")
+                    .help("drop the template, or route this output to a `jsonl` file, `stdout` or `stderr`".to_string()),
+                );
+            }
+        }
+    }
+}
+
+/// Whether two paths as written name the same file.
+fn same_path(a: &str, b: &str) -> bool {
+    let plain = |path: &str| path.strip_prefix("./").unwrap_or(path).to_string();
+    plain(a) == plain(b)
+}

@@ -1,0 +1,382 @@
+//! Lines of files and of standard input, read on a thread of their own.
+//!
+//! A file source reads the file its path names, or every file its glob
+//! matches in name order, one after another. Followed (`follow: true`), it
+//! keeps reading the last file as it grows, like `tail -F`: when the file is
+//! replaced (rotated: a new file at the path) or truncated, the rest of the
+//! old one is read first, then the new one from its top; a new file that the
+//! glob matches, sorting after the current one, is read next. A line is
+//! complete at its line break; at the end of a followed file the rest is
+//! held until the break arrives, and at the end of any other file it is the
+//! file's last line.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Bytes a line may hold; a longer line is malformed, and its first
+/// [`MAX_LINE`] bytes are kept for the report.
+pub(crate) const MAX_LINE: usize = 1 << 20;
+
+/// Bytes read from a file at a time.
+const READ_BUFFER: usize = 256 * 1024;
+
+/// Where lines come from.
+#[derive(Debug)]
+pub(crate) enum Origin {
+    /// These files, in this order.
+    Files(Vec<PathBuf>),
+    /// The file a path names, or the files a glob matches, followed as they
+    /// grow and appear.
+    Follow {
+        /// The path or glob, resolved against the pipeline's directory.
+        pattern: String,
+        /// Whether `pattern` is a glob rather than one path.
+        glob: bool,
+    },
+    /// Standard input.
+    Stdin,
+}
+
+/// What the reader did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Read a line: see [`Lines::line`].
+    Line,
+    /// Opened a file, which starts again at line 1.
+    Started,
+    /// About to wait for more input: the time to hand on what was read.
+    Flush,
+    /// At the end of a followed input; ask again after a pause.
+    Waiting,
+    /// No more input.
+    End,
+}
+
+/// Reads lines, keeping track of where each one is.
+pub(crate) struct Lines {
+    origin: Origin,
+    /// Files not yet opened, for [`Origin::Files`].
+    queue: std::vec::IntoIter<PathBuf>,
+    /// Files opened so far, for [`Origin::Follow`].
+    seen: BTreeSet<PathBuf>,
+    /// The file to open when the current one is done, for
+    /// [`Origin::Follow`]: a new file at the same path, or the next match.
+    then: Option<PathBuf>,
+    /// Whether standard input was opened.
+    stdin_opened: bool,
+    open: Option<Open>,
+    line: Line,
+    /// Whether [`Step::Flush`] was given since the last line.
+    flushed: bool,
+    /// Bytes read so far, for progress.
+    progress: Arc<AtomicU64>,
+}
+
+/// The line being read.
+#[derive(Default)]
+struct Line {
+    /// Its text so far, without the line break.
+    bytes: Vec<u8>,
+    /// Whether it had more than [`MAX_LINE`] bytes.
+    too_long: bool,
+    /// Whether its end has not been read yet.
+    partial: bool,
+}
+
+/// The file or stream being read.
+struct Open {
+    /// Its name in messages: the path, or `-` for standard input.
+    name: Arc<str>,
+    reader: BufReader<Box<dyn Read + Send>>,
+    /// The path it was opened at, for a followed file.
+    path: Option<PathBuf>,
+    /// The identity of the file opened, to notice a new file at the path.
+    id: Option<FileId>,
+    /// Bytes read from it.
+    offset: u64,
+    /// The number of the current line.
+    number: u64,
+    /// Whether it is read to its end and the next file may be opened.
+    done: bool,
+}
+
+impl Lines {
+    pub(crate) fn new(origin: Origin, progress: Arc<AtomicU64>) -> Self {
+        let queue = match &origin {
+            Origin::Files(files) => files.clone(),
+            _ => Vec::new(),
+        }
+        .into_iter();
+        Self {
+            origin,
+            queue,
+            seen: BTreeSet::new(),
+            then: None,
+            stdin_opened: false,
+            open: None,
+            line: Line::default(),
+            flushed: false,
+            progress,
+        }
+    }
+
+    /// The current line, without its line break: at most [`MAX_LINE`]
+    /// bytes of it.
+    pub(crate) fn line(&self) -> &[u8] {
+        &self.line.bytes
+    }
+
+    /// Whether the current line was longer than [`MAX_LINE`].
+    pub(crate) fn too_long(&self) -> bool {
+        self.line.too_long
+    }
+
+    /// The name of the current file: its path, or `-` for standard input.
+    pub(crate) fn file(&self) -> Arc<str> {
+        self.open
+            .as_ref()
+            .map_or_else(|| Arc::from("-"), |open| open.name.clone())
+    }
+
+    /// The one-based number of the current line in its file.
+    pub(crate) fn number(&self) -> u64 {
+        self.open.as_ref().map_or(0, |open| open.number)
+    }
+
+    /// Reads on: the next line, a new file, or a pause.
+    ///
+    /// # Errors
+    ///
+    /// A file that cannot be opened or read, with its name.
+    pub(crate) fn next(&mut self) -> Result<Step, (Arc<str>, io::Error)> {
+        loop {
+            let Some(open) = &mut self.open else {
+                return match self.open_next()? {
+                    true => Ok(Step::Started),
+                    false if matches!(self.origin, Origin::Follow { .. }) => Ok(Step::Waiting),
+                    false => Ok(Step::End),
+                };
+            };
+            if open.done {
+                self.open = None;
+                continue;
+            }
+            if !self.line.partial {
+                self.line.bytes.clear();
+                self.line.too_long = false;
+            }
+            if matches!(self.origin, Origin::Stdin)
+                && open.reader.buffer().is_empty()
+                && !self.flushed
+            {
+                // Reading standard input may block for as long as the
+                // writer likes.
+                self.flushed = true;
+                return Ok(Step::Flush);
+            }
+            let complete = read_line(open, &mut self.line, &self.progress)
+                .map_err(|error| (open.name.clone(), error))?;
+            if complete {
+                self.line.partial = false;
+                self.flushed = false;
+                finish_line(open, &mut self.line.bytes);
+                if self.line.bytes.is_empty() && !self.line.too_long {
+                    // Blank lines hold no record.
+                    continue;
+                }
+                return Ok(Step::Line);
+            }
+            // At the end of the file, `line` holding what follows the last
+            // line break.
+            let rest = !self.line.bytes.is_empty() || self.line.too_long;
+            let done = match &self.origin {
+                Origin::Follow { pattern, glob } => {
+                    let next = successor(open, pattern, *glob, &self.seen)
+                        .map_err(|error| (open.name.clone(), error))?;
+                    self.then = next;
+                    self.then.is_some()
+                }
+                Origin::Files(_) | Origin::Stdin => true,
+            };
+            if !done {
+                self.line.partial = rest;
+                return Ok(Step::Waiting);
+            }
+            open.done = true;
+            self.line.partial = false;
+            if rest {
+                // The last line of a file needs no line break.
+                finish_line(open, &mut self.line.bytes);
+                return Ok(Step::Line);
+            }
+        }
+    }
+
+    /// Opens the next file, if there is one now.
+    fn open_next(&mut self) -> Result<bool, (Arc<str>, io::Error)> {
+        let (path, follow) = match &self.origin {
+            Origin::Files(_) => match self.queue.next() {
+                Some(path) => (path, false),
+                None => return Ok(false),
+            },
+            Origin::Stdin => {
+                if std::mem::replace(&mut self.stdin_opened, true) {
+                    return Ok(false);
+                }
+                self.open = Some(Open {
+                    name: Arc::from("-"),
+                    reader: BufReader::with_capacity(READ_BUFFER, Box::new(io::stdin())),
+                    path: None,
+                    id: None,
+                    offset: 0,
+                    number: 0,
+                    done: false,
+                });
+                return Ok(true);
+            }
+            Origin::Follow { pattern, glob } => {
+                let next = match self.then.take() {
+                    Some(path) => Some(path),
+                    None if *glob => matches(pattern)
+                        .map_err(|error| (Arc::from(pattern.as_str()), error))?
+                        .into_iter()
+                        .find(|path| !self.seen.contains(path)),
+                    None => Some(PathBuf::from(pattern)).filter(|path| path.is_file()),
+                };
+                match next {
+                    Some(path) => (path, true),
+                    None => return Ok(false),
+                }
+            }
+        };
+        let name: Arc<str> = Arc::from(path.display().to_string());
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            // Gone between being listed and opened: a followed input waits
+            // for it to come back.
+            Err(error) if follow && error.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(error) => return Err((name, error)),
+        };
+        let id = file.metadata().ok().and_then(|metadata| file_id(&metadata));
+        self.seen.insert(path.clone());
+        self.open = Some(Open {
+            name,
+            reader: BufReader::with_capacity(READ_BUFFER, Box::new(file)),
+            path: follow.then_some(path),
+            id,
+            offset: 0,
+            number: 0,
+            done: false,
+        });
+        Ok(true)
+    }
+}
+
+/// Reads into `line` up to a line break (dropped) or the end of what can be
+/// read now; says which.
+fn read_line(open: &mut Open, line: &mut Line, progress: &AtomicU64) -> io::Result<bool> {
+    loop {
+        let buffer = match open.reader.fill_buf() {
+            Ok(buffer) => buffer,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if buffer.is_empty() {
+            return Ok(false);
+        }
+        let (chunk, complete) = match memchr::memchr(b'\n', buffer) {
+            Some(end) => (&buffer[..end], true),
+            None => (buffer, false),
+        };
+        let room = MAX_LINE - line.bytes.len();
+        if chunk.len() > room {
+            line.bytes.extend_from_slice(&chunk[..room]);
+            line.too_long = true;
+        } else {
+            line.bytes.extend_from_slice(chunk);
+        }
+        let used = chunk.len() + usize::from(complete);
+        open.reader.consume(used);
+        open.offset += used as u64;
+        progress.fetch_add(used as u64, Ordering::Relaxed);
+        if complete {
+            return Ok(true);
+        }
+    }
+}
+
+/// Numbers a line read whole, and drops what is not part of its text: the
+/// CR of a CR LF break, and a byte-order mark before the first line.
+fn finish_line(open: &mut Open, line: &mut Vec<u8>) {
+    open.number += 1;
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    if open.number == 1 && line.starts_with(b"\xEF\xBB\xBF") {
+        line.drain(..3);
+    }
+}
+
+/// What to read after `open`, which is at its end for now: the file now at
+/// its path if that is a new file or was truncated, or else the first file
+/// the glob matches that sorts after it and was not read yet.
+fn successor(
+    open: &Open,
+    pattern: &str,
+    glob: bool,
+    seen: &BTreeSet<PathBuf>,
+) -> io::Result<Option<PathBuf>> {
+    let Some(path) = &open.path else {
+        return Ok(None);
+    };
+    if let Ok(metadata) = std::fs::metadata(path) {
+        let replaced = file_id(&metadata).is_some_and(|id| Some(id) != open.id);
+        if replaced || metadata.len() < open.offset {
+            return Ok(Some(path.clone()));
+        }
+    }
+    if !glob {
+        return Ok(None);
+    }
+    Ok(matches(pattern)?
+        .into_iter()
+        .find(|candidate| candidate > path && !seen.contains(candidate)))
+}
+
+/// The files `pattern` matches, in name order.
+pub(crate) fn matches(pattern: &str) -> io::Result<Vec<PathBuf>> {
+    let paths = glob::glob(pattern).map_err(|error| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a valid glob: {error}"),
+        )
+    })?;
+    let mut files = Vec::new();
+    for path in paths {
+        let path = path.map_err(io::Error::from)?;
+        if path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// What tells one file from another at the same path.
+type FileId = (u64, u64);
+
+#[cfg(unix)]
+#[allow(clippy::unnecessary_wraps)] // Elsewhere there is no identity to give.
+fn file_id(metadata: &std::fs::Metadata) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    Some((metadata.dev(), metadata.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(_: &std::fs::Metadata) -> Option<FileId> {
+    None
+}

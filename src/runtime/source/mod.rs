@@ -1,0 +1,410 @@
+//! Sources: read records, assign event times and keys, and send events to
+//! the driver in batches.
+//!
+//! Each source owns the sending half of a bounded channel; the driver owns
+//! the receiving half. Inline records are sent by a tokio task. Files and
+//! standard input are read and decoded on a thread of their own, so
+//! parsing runs beside the matching and a blocking read blocks no one else.
+//! A line that cannot be read becomes a [`Malformed`] item in its place
+//! among the events. A source ends by dropping its sender, which the driver
+//! sees as the end of that input.
+
+mod lines;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration as StdDuration;
+
+use tokio::sync::mpsc;
+
+use super::error::RunError;
+use super::event::{Event, Key};
+use super::operator::Malformed;
+use crate::codec::{Decoder, Line};
+use crate::config::Format;
+use crate::diagnostic::Span;
+use crate::expr::{Env, EvalError, Record, Value};
+use crate::plan::{Bound, InlineRecord, Input, Side, SourceNode};
+use crate::time::EventTime;
+use lines::{Lines, MAX_LINE, Origin, Step};
+
+/// Events per batch: large enough to make channel traffic cheap, small
+/// enough to keep the driver's buffers small.
+pub(crate) const BATCH: usize = 1024;
+
+/// How long a followed source waits at the end of its files before
+/// looking again.
+const POLL: StdDuration = StdDuration::from_millis(100);
+
+/// How much of a malformed line its outcome carries.
+const MAX_RAW: usize = 4096;
+
+/// One thing a source read.
+#[derive(Debug)]
+pub(crate) enum Item {
+    /// A record, timestamped and keyed.
+    Event(Event),
+    /// A line that is not a record.
+    Malformed(Malformed),
+}
+
+/// What a source sends: a batch of items, or the error that stopped it.
+pub(crate) type Batch = Result<Vec<Item>, RunError>;
+
+/// A source ready to run: its files listed, or its stream chosen.
+pub(crate) struct Opened {
+    source: SourceNode,
+    input: Opening,
+    /// Bytes read so far.
+    pub(crate) read: Arc<AtomicU64>,
+    /// Bytes there are to read, when that is known at the start.
+    pub(crate) size: Option<u64>,
+}
+
+enum Opening {
+    Inline(Vec<InlineRecord>),
+    Lines(Origin, Format),
+}
+
+impl Opened {
+    /// The source's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.source.name
+    }
+
+    /// How far its watermark trails its newest event time.
+    pub(crate) fn watermark_lag(&self) -> crate::time::Duration {
+        self.source.watermark_lag
+    }
+
+    /// After how long without events it is idle.
+    pub(crate) fn idle_timeout(&self) -> Option<StdDuration> {
+        self.source
+            .idle_timeout
+            .map(|timeout| StdDuration::from_millis(timeout.millis().unsigned_abs()))
+    }
+
+    /// Whether its records are written in the pipeline.
+    pub(crate) fn is_inline(&self) -> bool {
+        matches!(self.input, Opening::Inline(_))
+    }
+}
+
+/// Lists the files `source` reads, resolving relative paths against
+/// `base`. Files that are followed may appear later; others must exist now.
+///
+/// # Errors
+///
+/// A path that names no file, or a glob that matches none.
+pub(crate) fn open(mut source: SourceNode, base: &Path) -> Result<Opened, RunError> {
+    let input = std::mem::replace(&mut source.input, Input::Inline(Vec::new()));
+    let (input, size) = match input {
+        Input::Inline(records) => (Opening::Inline(records), None),
+        Input::Stdin { format } => (Opening::Lines(Origin::Stdin, format), None),
+        Input::Files {
+            path,
+            span,
+            format,
+            follow,
+        } => {
+            let glob = path.contains(['*', '?', '[']);
+            let pattern = resolve(base, &path, glob);
+            if follow {
+                (
+                    Opening::Lines(Origin::Follow { pattern, glob }, format),
+                    None,
+                )
+            } else {
+                let files = if glob {
+                    let files = lines::matches(&pattern).map_err(|error| RunError::Open {
+                        path: pattern.clone(),
+                        span,
+                        message: error.to_string(),
+                    })?;
+                    if files.is_empty() {
+                        return Err(RunError::Open {
+                            message: "no file matches it".to_string(),
+                            path: pattern,
+                            span,
+                        });
+                    }
+                    files
+                } else {
+                    vec![pattern.clone().into()]
+                };
+                let mut size = 0;
+                for file in &files {
+                    let metadata = std::fs::metadata(file)
+                        .and_then(|metadata| {
+                            if metadata.is_dir() {
+                                Err(std::io::Error::other("it is a directory"))
+                            } else {
+                                Ok(metadata)
+                            }
+                        })
+                        .map_err(|error| RunError::Open {
+                            path: file.display().to_string(),
+                            span,
+                            message: error.to_string(),
+                        })?;
+                    size += metadata.len();
+                }
+                (Opening::Lines(Origin::Files(files), format), Some(size))
+            }
+        }
+    };
+    Ok(Opened {
+        source,
+        input,
+        read: Arc::new(AtomicU64::new(0)),
+        size,
+    })
+}
+
+/// `path` relative to `base`, as a glob pattern when `glob` (so that
+/// `base` is matched literally).
+fn resolve(base: &Path, path: &str, glob: bool) -> String {
+    if Path::new(path).is_absolute() || base.as_os_str().is_empty() {
+        return path.to_string();
+    }
+    let base = base.to_string_lossy();
+    let base = if glob {
+        glob::Pattern::escape(&base)
+    } else {
+        base.into_owned()
+    };
+    Path::new(&base).join(path).to_string_lossy().into_owned()
+}
+
+impl Opened {
+    /// Starts reading, sending on `events` until the input ends, `stop`
+    /// is set, or the driver hangs up.
+    pub(crate) fn spawn(self, events: mpsc::Sender<Batch>, stop: Arc<AtomicBool>) {
+        let Self {
+            source,
+            input,
+            read,
+            ..
+        } = self;
+        let assign = Assign::new(source);
+        match input {
+            Opening::Inline(records) => {
+                tokio::spawn(inline(assign, records, events));
+            }
+            Opening::Lines(origin, format) => {
+                let decoder = Decoder::new(&format, assign.layout.clone());
+                let lines = Lines::new(origin, read);
+                std::thread::spawn(move || read_lines(&assign, lines, decoder, &events, &stop));
+            }
+        }
+    }
+}
+
+/// Sends inline records. An event time or key that fails stops the run:
+/// the record is in the pipeline file, so that is where the error points.
+async fn inline(assign: Assign, records: Vec<InlineRecord>, events: mpsc::Sender<Batch>) {
+    let mut batch = Vec::with_capacity(BATCH.min(records.len()));
+    for inline in records {
+        match assign.event(inline.record) {
+            Ok(event) => batch.push(Item::Event(event)),
+            Err(failure) => {
+                // The driver stops at the error; nothing after it is read.
+                let _ = events.send(Ok(std::mem::take(&mut batch))).await;
+                let _ = events.send(Err(failure.into_error(inline.span))).await;
+                return;
+            }
+        }
+        if batch.len() == BATCH
+            && events
+                .send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))))
+                .await
+                .is_err()
+        {
+            return;
+        }
+    }
+    if !batch.is_empty() {
+        let _ = events.send(Ok(batch)).await;
+    }
+}
+
+/// Reads lines until the input ends or the run stops. A line that cannot
+/// be decoded, or whose event time or key cannot be evaluated, is sent as
+/// malformed; an input that cannot be read stops the run.
+fn read_lines(
+    assign: &Assign,
+    mut lines: Lines,
+    mut decoder: Decoder,
+    events: &mpsc::Sender<Batch>,
+    stop: &AtomicBool,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let send = |batch: &mut Vec<Item>| -> bool {
+        batch.is_empty()
+            || events
+                .blocking_send(Ok(std::mem::replace(batch, Vec::with_capacity(BATCH))))
+                .is_ok()
+    };
+    while !stop.load(Ordering::Relaxed) {
+        match lines.next() {
+            Ok(Step::Line) => {
+                batch.extend(read_line(assign, &lines, &mut decoder));
+                if batch.len() == BATCH && !send(&mut batch) {
+                    return;
+                }
+            }
+            Ok(Step::Started) => decoder.start_file(),
+            Ok(Step::Flush) => {
+                if !send(&mut batch) {
+                    return;
+                }
+            }
+            Ok(Step::Waiting) => {
+                if !send(&mut batch) || events.is_closed() {
+                    return;
+                }
+                std::thread::sleep(POLL);
+            }
+            Ok(Step::End) => break,
+            Err((file, error)) => {
+                send(&mut batch);
+                let _ = events.blocking_send(Err(RunError::Read {
+                    input: assign.name.to_string(),
+                    file: file.to_string(),
+                    error,
+                }));
+                return;
+            }
+        }
+    }
+    send(&mut batch);
+}
+
+/// The item one line makes; none for a CSV header.
+fn read_line(assign: &Assign, lines: &Lines, decoder: &mut Decoder) -> Option<Item> {
+    let malformed = |reason: String| {
+        Item::Malformed(Malformed {
+            source: assign.name.clone(),
+            file: lines.file(),
+            line: lines.number(),
+            raw: raw(lines.line()),
+            reason,
+        })
+    };
+    if lines.too_long() {
+        return Some(malformed(format!(
+            "the line is longer than {MAX_LINE} bytes"
+        )));
+    }
+    let Ok(text) = std::str::from_utf8(lines.line()) else {
+        return Some(malformed("the line is not UTF-8 text".to_string()));
+    };
+    Some(match decoder.decode(text) {
+        Ok(Line::Record(record)) => match assign.event(record) {
+            Ok(event) => Item::Event(event),
+            Err(failure) => malformed(failure.reason()),
+        },
+        Ok(Line::Header) => return None,
+        Err(reason) => malformed(reason),
+    })
+}
+
+/// The start of a bad line as text, for its report.
+fn raw(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&line[..line.len().min(MAX_RAW)]);
+    if line.len() > MAX_RAW {
+        format!("{text}…")
+    } else {
+        text.into_owned()
+    }
+}
+
+/// A source's timestamp assigner and key-by.
+struct Assign {
+    name: Arc<str>,
+    side: Side,
+    layout: Arc<crate::expr::RecordType>,
+    /// `None` with processing time: the driver stamps arrivals.
+    event_time: Option<Bound>,
+    key: Bound,
+}
+
+/// An event time or key that could not be evaluated on a record.
+struct Failure<'a> {
+    what: &'static str,
+    source: &'a str,
+    bound: &'a Bound,
+    error: EvalError,
+}
+
+impl Assign {
+    fn new(source: SourceNode) -> Self {
+        Self {
+            name: Arc::from(source.name.as_str()),
+            side: source.side,
+            layout: source.layout,
+            event_time: source.event_time,
+            key: source.key,
+        }
+    }
+
+    /// The event of one record.
+    fn event(&self, record: Record) -> Result<Event, Failure<'_>> {
+        let slots = [Some(record)];
+        let env = Env::records(&slots);
+        let failed = |what, bound, error| Failure {
+            what,
+            source: &self.name,
+            bound,
+            error,
+        };
+        let time = match &self.event_time {
+            None => EventTime::from_millis(0),
+            Some(event_time) => match event_time.compiled.eval(&env) {
+                Ok(Value::Int(ms)) => EventTime::from_millis(ms),
+                Ok(Value::Timestamp(time)) => time,
+                Ok(other) => {
+                    let error = EvalError::new(
+                        format!("it gave `{other}`, not a time"),
+                        event_time.expr.span,
+                    );
+                    return Err(failed("the `event_time`", event_time, error));
+                }
+                Err(error) => return Err(failed("the `event_time`", event_time, error)),
+            },
+        };
+        let key = match self.key.compiled.eval(&env) {
+            Ok(key) => Key::new(key),
+            Err(error) => return Err(failed("the key", &self.key, error)),
+        };
+        let [Some(record)] = slots else {
+            unreachable!("the slot was filled above and only read since")
+        };
+        Ok(Event {
+            side: self.side,
+            time,
+            key,
+            record,
+        })
+    }
+}
+
+impl Failure<'_> {
+    /// The error that stops a run, for a record written at `record`.
+    fn into_error(self, record: Span) -> RunError {
+        RunError::Eval {
+            message: format!(
+                "cannot evaluate {} of `{}` for a record: {}",
+                self.what, self.source, self.error
+            ),
+            failing: self.bound.file_span(self.error.span),
+            record: Some(record),
+        }
+    }
+
+    /// Why a line is malformed.
+    fn reason(&self) -> String {
+        format!("{} of `{}` failed: {}", self.what, self.source, self.error)
+    }
+}
