@@ -190,7 +190,7 @@ pub(super) fn render(summary: &Summary, malformed_routed: bool) -> String {
         .map(|source| {
             let mut text = format!("{} {}", source.name, count(source.events, "event"));
             if source.malformed > 0 {
-                let _ = write!(text, ", {} malformed", count(source.malformed, "line"));
+                let _ = write!(text, ", {}", count(source.malformed, "malformed line"));
             }
             text
         })

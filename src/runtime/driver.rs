@@ -55,6 +55,7 @@ pub struct Options {
     pub(super) stop: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     pub(super) wall_clock: Option<EventTime>,
     pub(super) progress: Option<ProgressFn>,
+    pub(super) feeds: Vec<(String, source::Feed)>,
 }
 
 /// What is told of a run's progress.
@@ -74,7 +75,18 @@ impl Options {
             stop: None,
             wall_clock: None,
             progress: None,
+            feeds: Vec::new(),
         }
+    }
+
+    /// Source `source` reads the lines sent on `lines` instead of its own
+    /// input (JSON lines for an inline source, else the source's format),
+    /// and ends when the sender is dropped: for embedding the engine in a
+    /// program that has the events, and for tests that time them.
+    #[must_use]
+    pub fn feed(mut self, source: &str, lines: tokio::sync::mpsc::Receiver<String>) -> Self {
+        self.feeds.push((source.to_string(), lines));
+        self
     }
 
     /// Relative paths in the pipeline start at `base`: the pipeline file's
@@ -278,7 +290,7 @@ enum Woke {
 
 impl Driver {
     /// Finds every input, then opens the sinks and starts the sources.
-    fn start(graph: Graph, outputs: Outputs, options: Options) -> Result<Self, RunError> {
+    fn start(graph: Graph, outputs: Outputs, mut options: Options) -> Result<Self, RunError> {
         let Graph {
             sources,
             matcher,
@@ -289,7 +301,14 @@ impl Driver {
         let processing = matcher.clock == Clock::Processing;
         let opened = sources
             .into_iter()
-            .map(|source| source::open(source, &options.base))
+            .map(|source| {
+                let feed = options
+                    .feeds
+                    .iter()
+                    .position(|(name, _)| *name == source.name)
+                    .map(|index| options.feeds.swap_remove(index).1);
+                source::open(source, &options.base, feed)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let log = outputs.logs();
         let (writers, target_of) = outputs.open(&sinks, &options.base)?;
@@ -573,11 +592,10 @@ impl Driver {
                 .filter(|_| !self.inline_pending())
                 .map(|time| self.clock.instant(time.saturating_add(ONE_MS)))
         } else {
-            match (self.all_idle_since, self.idle_grace) {
-                (Some(since), Some(grace)) => {
-                    let after_grace = since + grace;
-                    let at_timer = timer.and_then(|time| self.follow_instant(time));
-                    Some(at_timer.map_or(after_grace, |at| at.max(after_grace)))
+            // Following the wall clock matters only for a timer to fire.
+            match (self.all_idle_since, self.idle_grace, timer) {
+                (Some(since), Some(grace), Some(time)) => {
+                    self.follow_instant(time).map(|at| at.max(since + grace))
                 }
                 _ => None,
             }

@@ -65,7 +65,13 @@ pub(crate) struct Opened {
 enum Opening {
     Inline(Vec<InlineRecord>),
     Lines(Origin, Format),
+    /// Lines sent by the program that runs the pipeline.
+    Fed(mpsc::Receiver<String>, Format),
 }
+
+/// Lines for a source, sent by the program running the pipeline in place
+/// of the source's own input.
+pub(crate) type Feed = mpsc::Receiver<String>;
 
 impl Opened {
     /// The source's name.
@@ -97,8 +103,24 @@ impl Opened {
 /// # Errors
 ///
 /// A path that names no file, or a glob that matches none.
-pub(crate) fn open(mut source: SourceNode, base: &Path) -> Result<Opened, RunError> {
+pub(crate) fn open(
+    mut source: SourceNode,
+    base: &Path,
+    feed: Option<Feed>,
+) -> Result<Opened, RunError> {
     let input = std::mem::replace(&mut source.input, Input::Inline(Vec::new()));
+    if let Some(feed) = feed {
+        let format = match input {
+            Input::Files { format, .. } | Input::Stdin { format } => format,
+            Input::Inline(_) => Format::Jsonl,
+        };
+        return Ok(Opened {
+            source,
+            input: Opening::Fed(feed, format),
+            read: Arc::new(AtomicU64::new(0)),
+            size: None,
+        });
+    }
     let (input, size) = match input {
         Input::Inline(records) => (Opening::Inline(records), None),
         Input::Stdin { format } => (Opening::Lines(Origin::Stdin, format), None),
@@ -197,6 +219,10 @@ impl Opened {
                 let lines = Lines::new(origin, read);
                 std::thread::spawn(move || read_lines(&assign, lines, decoder, &events, &stop));
             }
+            Opening::Fed(feed, format) => {
+                let decoder = Decoder::new(&format, assign.layout.clone());
+                tokio::spawn(fed(assign, feed, decoder, events));
+            }
         }
     }
 }
@@ -226,6 +252,40 @@ async fn inline(assign: Assign, records: Vec<InlineRecord>, events: mpsc::Sender
     }
     if !batch.is_empty() {
         let _ = events.send(Ok(batch)).await;
+    }
+}
+
+/// Sends what is fed, as it comes: each line is numbered in the order fed,
+/// and its file is `-`.
+async fn fed(assign: Assign, mut feed: Feed, mut decoder: Decoder, events: mpsc::Sender<Batch>) {
+    let mut number = 0;
+    while let Some(first) = feed.recv().await {
+        let mut batch = Vec::new();
+        let mut line = Some(first);
+        while let Some(text) = line.take() {
+            number += 1;
+            let item = match decoder.decode(&text) {
+                Ok(Line::Record(record)) => match assign.event(record) {
+                    Ok(event) => Some(Item::Event(event)),
+                    Err(failure) => Some(failure.malformed(&assign, "-", number, &text)),
+                },
+                Ok(Line::Header) => None,
+                Err(reason) => Some(Item::Malformed(Malformed {
+                    source: assign.name.clone(),
+                    file: Arc::from("-"),
+                    line: number,
+                    raw: raw(text.as_bytes()),
+                    reason,
+                })),
+            };
+            batch.extend(item);
+            if batch.len() < BATCH {
+                line = feed.try_recv().ok();
+            }
+        }
+        if events.send(Ok(batch)).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -406,5 +466,16 @@ impl Failure<'_> {
     /// Why a line is malformed.
     fn reason(&self) -> String {
         format!("{} of `{}` failed: {}", self.what, self.source, self.error)
+    }
+
+    /// The malformed item for line `number` of `file`.
+    fn malformed(&self, assign: &Assign, file: &str, number: u64, text: &str) -> Item {
+        Item::Malformed(Malformed {
+            source: assign.name.clone(),
+            file: Arc::from(file),
+            line: number,
+            raw: raw(text.as_bytes()),
+            reason: self.reason(),
+        })
     }
 }
