@@ -74,6 +74,7 @@ pub mod config;
 
 pub mod diagnostic;
 pub mod expr;
+pub mod generate;
 pub mod plan;
 pub mod runtime;
 pub mod testing;

@@ -1,6 +1,7 @@
 //! Integration tests: one test binary, one module per feature.
 #![allow(missing_docs)]
 
+mod accounting;
 mod cases;
 mod cli;
 mod event_time;

@@ -11,7 +11,7 @@ fn every_example_pipeline_passes_its_tests() {
     ));
     assert!(
         run.stdout
-            .ends_with("test result: ok. 8 passed; 0 failed\n"),
+            .ends_with("test result: ok. 14 passed; 0 failed\n"),
         "{}",
         run.stdout
     );

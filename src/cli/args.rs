@@ -3,9 +3,10 @@
 use std::ffi::OsString;
 
 use lexopt::prelude::*;
+use runner::generate::Spec;
 
 /// What the user asked for.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub(crate) enum Command {
     /// Run a pipeline file.
     Run {
@@ -29,6 +30,13 @@ pub(crate) enum Command {
     Test(Vec<String>),
     /// Print the JSON Schema of the pipeline format.
     Schema,
+    /// Write generated bill-check data.
+    Gen {
+        /// What to generate.
+        spec: Spec,
+        /// The directory to write to.
+        out: String,
+    },
     /// Print help.
     Help,
     /// Print the version.
@@ -53,6 +61,7 @@ Usage: runner [--quiet] <FILE>
        runner validate [--format human|json|github] [--deny-warnings] <PATH>...
        runner test <PATH>...
        runner schema
+       runner gen [--out DIR] [--orders N] [--seed N] [OPTIONS]
 Try `runner --help` for more.";
 
 pub(crate) const HELP: &str = "\
@@ -65,6 +74,9 @@ Usage:
   runner validate <PATH>...  check pipelines without running them
   runner test <PATH>...      run the test cases in pipelines' `tests` sections
   runner schema              print the JSON Schema of the pipeline format
+  runner gen                 write bill-check data: orders.jsonl, payments.jsonl
+                             and settlements.csv
+
 
 A PATH is a file, a directory (every *.yaml and *.yml below it) or a
 quoted glob pattern such as 'pipelines/**/*.yaml'.
@@ -76,9 +88,92 @@ Options:
   -h, --help                 print this help
   -V, --version              print the version
 
+Options of gen (defaults in brackets):
+  --out <DIR>                where to write [data]
+  --orders <N>               how many orders [2000]
+  --seed <N>                 the same seed writes the same data [1]
+  --start <TIME>             the first order's time [2026-11-01T10:00:00Z]
+  --every <DURATION>         mean time between orders [2s]
+  --disorder <DURATION>      how late a line may arrive [5s]
+  --missing <SHARE>          orders without a payment, or payments without
+                             an order [0.02]
+  --mismatched <SHARE>       payments of a wrong amount, or failed [0.02]
+  --duplicates <SHARE>       payments notified twice [0.01]
+  --late <SHARE>             payments notified 2 to 5 minutes late [0.005]
+  --very-late <SHARE>        payments notified 15 to 20 minutes late [0.005]
+  --malformed <SHARE>        garbled lines [0.002]
+
 Exit status: 0 success; 1 an invalid pipeline, a failed expression or a failed
 test; 2 usage or I/O error.
 ";
+
+/// How `gen`'s option `name` sets its value in a spec, if it is one.
+#[allow(clippy::type_complexity)] // A table of setters.
+fn gen_option(name: &str) -> Option<fn(&mut Spec, &str) -> Result<(), String>> {
+    fn share(text: &str) -> Result<f64, String> {
+        match text.parse::<f64>() {
+            Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+            _ => Err("a share is a number from 0 to 1".to_string()),
+        }
+    }
+    fn count(text: &str) -> Result<u64, String> {
+        text.parse()
+            .map_err(|_| "expected a whole number".to_string())
+    }
+    fn duration(text: &str) -> Result<runner::time::Duration, String> {
+        runner::expr::parse_duration(text)
+    }
+    Some(match name {
+        "orders" => |spec, text| {
+            spec.orders = count(text)?;
+            Ok(())
+        },
+        "seed" => |spec, text| {
+            spec.seed = count(text)?;
+            Ok(())
+        },
+        "start" => |spec, text| {
+            let time = text
+                .parse::<jiff::Timestamp>()
+                .map_err(|error| format!("not an RFC 3339 time: {error}"))?;
+            spec.start = runner::time::EventTime::from_millis(time.as_millisecond());
+            Ok(())
+        },
+        "every" => |spec, text| {
+            spec.every = duration(text)?;
+            Ok(())
+        },
+        "disorder" => |spec, text| {
+            spec.disorder = duration(text)?;
+            Ok(())
+        },
+        "missing" => |spec, text| {
+            spec.missing = share(text)?;
+            Ok(())
+        },
+        "mismatched" => |spec, text| {
+            spec.mismatched = share(text)?;
+            Ok(())
+        },
+        "duplicates" => |spec, text| {
+            spec.duplicates = share(text)?;
+            Ok(())
+        },
+        "late" => |spec, text| {
+            spec.late = share(text)?;
+            Ok(())
+        },
+        "very-late" => |spec, text| {
+            spec.very_late = share(text)?;
+            Ok(())
+        },
+        "malformed" => |spec, text| {
+            spec.malformed = share(text)?;
+            Ok(())
+        },
+        _ => return None,
+    })
+}
 
 /// Parses the arguments after the program name.
 pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt::Error> {
@@ -87,9 +182,25 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
     let mut format = None;
     let mut deny_warnings = false;
     let mut quiet = false;
+    let mut spec = Spec::default();
+    let mut out = None;
+    let mut generating = false;
     while let Some(arg) = parser.next()? {
+        if let Long(name) = arg
+            && let Some(set) = gen_option(name)
+        {
+            let name = name.to_string();
+            let value = parser.value()?.string()?;
+            set(&mut spec, &value).map_err(|problem| format!("`--{name} {value}`: {problem}"))?;
+            generating = true;
+            continue;
+        }
         match arg {
             Short('q') | Long("quiet") => quiet = true,
+            Long("out") => {
+                out = Some(parser.value()?.string()?);
+                generating = true;
+            }
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
             Long("format") => {
@@ -117,14 +228,21 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
     }
     let running = !matches!(
         first.as_str(),
-        "help" | "schema" | "explain" | "validate" | "test"
+        "help" | "schema" | "explain" | "validate" | "test" | "gen"
     );
     if quiet && !running {
         return Err("`--quiet` belongs to `run`".into());
     }
+    if generating && first != "gen" {
+        return Err("`--out`, `--orders`, `--seed` and the shares belong to `gen`".into());
+    }
     let command = match first.as_str() {
         "help" => Command::Help,
         "schema" => Command::Schema,
+        "gen" => Command::Gen {
+            spec,
+            out: out.unwrap_or_else(|| "data".to_string()),
+        },
         "run" => Command::Run {
             path: words.next().ok_or("`run` needs a pipeline file")?,
             quiet,

@@ -50,6 +50,7 @@ pub(crate) fn main() -> ExitCode {
             deny_warnings,
         } => validate::validate(&paths, format, deny_warnings),
         Command::Test(paths) => test::test(&paths),
+        Command::Gen { spec, out } => generate(&spec, Path::new(&out)),
     }
 }
 
@@ -65,6 +66,16 @@ fn print(text: &str) -> ExitCode {
             ExitCode::from(USAGE)
         }
         _ => ExitCode::SUCCESS,
+    }
+}
+
+fn generate(spec: &runner::generate::Spec, out: &Path) -> ExitCode {
+    match runner::generate::write(spec, out) {
+        Ok(tally) => print(&tally.describe(out)),
+        Err(error) => {
+            eprintln!("error: cannot write to `{}`: {error}", out.display());
+            ExitCode::from(USAGE)
+        }
     }
 }
 

@@ -1,0 +1,165 @@
+//! Nothing lost, nothing counted twice: on generated data, every input line
+//! ends in exactly one outcome (or is still pending), and the outcomes are
+//! the ones the generator placed.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::harness::{root, runner, scratch};
+
+/// Runs `runner gen` into `dir/data` with `args`; returns what it says
+/// `bill_check_files.yaml` must report, by outcome.
+fn generate(dir: &Path, args: &[&str]) -> BTreeMap<String, u64> {
+    let out = dir.join("data");
+    let mut all = vec!["gen", "--out", out.to_str().expect("UTF-8 paths")];
+    all.extend(args);
+    let run = runner(&all);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let reports = run
+        .stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("bill_check_files.yaml reports: "))
+        .expect("gen says what the pipeline reports");
+    reports
+        .split(", ")
+        .map(|entry| {
+            let (kind, count) = entry.split_once(' ').expect("`kind count`");
+            (kind.to_string(), count.parse().expect("a count"))
+        })
+        .collect()
+}
+
+/// The example pipeline, reading `dir/data`, with every outcome also
+/// written to `dir/out/all.jsonl`.
+fn pipeline(dir: &Path) {
+    let text = std::fs::read_to_string(root().join("pipelines/bill_check_files.yaml"))
+        .expect("the example pipeline");
+    let mut every = String::new();
+    for kind in [
+        "matched",
+        "mismatched",
+        "timed_out",
+        "duplicate",
+        "late",
+        "resolved",
+        "malformed",
+    ] {
+        let _ = writeln!(every, "  - {{outcome: {kind}, sink: all}}");
+    }
+    let text = text
+        .replacen(
+            "sinks:\n",
+            "sinks:\n  all:\n    type: file\n    path: out/all.jsonl\n",
+            1,
+        )
+        .replacen("outputs:\n", &format!("outputs:\n{every}"), 1);
+    std::fs::write(dir.join("pipeline.yaml"), text).expect("written");
+}
+
+/// Input lines: every line of the two files the pipeline reads.
+fn input_lines(dir: &Path) -> u64 {
+    ["orders.jsonl", "payments.jsonl"]
+        .iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(dir.join("data").join(name)).expect("generated");
+            text.lines().filter(|line| !line.trim().is_empty()).count() as u64
+        })
+        .sum()
+}
+
+/// How many input lines an outcome accounts for: its records, except that
+/// a resolution accounts only for the late arrivals (its other records were
+/// in the timeout it resolves), and a malformed line for itself.
+fn inputs(outcome: &Value) -> u64 {
+    match outcome["outcome"].as_str() {
+        Some("malformed") => 1,
+        Some("resolved") => outcome["arrived"].as_array().map_or(0, Vec::len) as u64,
+        _ => ["app", "platform"]
+            .iter()
+            .filter(|side| !outcome[**side].is_null())
+            .count() as u64,
+    }
+}
+
+fn check(name: &str, gen_args: &[&str]) {
+    let dir = scratch(name);
+    let expected = generate(&dir, gen_args);
+    pipeline(&dir);
+    let run = runner(&[
+        "--quiet",
+        dir.join("pipeline.yaml").to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let all = std::fs::read_to_string(dir.join("out/all.jsonl")).expect("written");
+    let outcomes: Vec<Value> = all
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each outcome is JSON"))
+        .collect();
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for outcome in &outcomes {
+        let kind = outcome["outcome"].as_str().expect("a kind").to_string();
+        *counts.entry(kind).or_default() += 1;
+    }
+    let accounted: u64 = outcomes.iter().map(inputs).sum();
+    // The run ends with its inputs, so nothing is still pending.
+    assert_eq!(
+        accounted,
+        input_lines(&dir),
+        "every line in exactly one outcome: {counts:?}"
+    );
+    let expected: BTreeMap<String, u64> = expected
+        .into_iter()
+        .filter(|(_, count)| *count > 0)
+        .collect();
+    assert_eq!(counts, expected, "the outcomes the generator placed");
+}
+
+#[test]
+fn every_line_of_the_sample_data_is_accounted_for() {
+    check("accounting_default", &[]);
+}
+
+#[test]
+fn every_line_is_accounted_for_under_heavy_anomalies() {
+    check(
+        "accounting_heavy",
+        &[
+            "--orders",
+            "4000",
+            "--seed",
+            "7",
+            "--every",
+            "500ms",
+            "--missing",
+            "0.1",
+            "--mismatched",
+            "0.1",
+            "--duplicates",
+            "0.1",
+            "--late",
+            "0.05",
+            "--very-late",
+            "0.05",
+            "--malformed",
+            "0.02",
+        ],
+    );
+}
+
+#[test]
+fn the_sample_data_is_what_its_documented_command_writes() {
+    let dir = scratch("sample_data");
+    let run = runner(&["gen", "--out", dir.to_str().expect("UTF-8")]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    for name in runner::generate::FILES {
+        let shipped = std::fs::read(root().join("pipelines/data").join(name)).expect("shipped");
+        let generated = std::fs::read(dir.join(name)).expect("generated");
+        assert!(
+            shipped == generated,
+            "pipelines/data/{name} differs from `runner gen --out pipelines/data`"
+        );
+    }
+}
