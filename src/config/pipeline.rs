@@ -386,7 +386,8 @@ fn format(
     }
     let header = header.value;
     if let Some((_, value)) = option("delimiter") {
-        delimiter = csv_delimiter(r, value)?;
+        // Reported when wrong; the rest of the source is still checked.
+        delimiter = csv_delimiter(r, value).unwrap_or(delimiter);
     }
     Some(Format::Csv(CsvFormat {
         header,
@@ -493,6 +494,10 @@ fn csv_schema(r: &mut Reader<'_>, name: &Name, csv: &CsvFormat, schema: &RecordT
     let Some(columns) = &csv.columns else {
         return;
     };
+    let (Some(first), Some(last)) = (columns.first(), columns.last()) else {
+        return;
+    };
+    let listed = Span::new(first.span.start, last.span.end);
     for field in &schema.fields {
         if !field.ty.nullable && !columns.iter().any(|c| c.value == field.name) {
             r.report(
@@ -502,9 +507,12 @@ fn csv_schema(r: &mut Reader<'_>, name: &Name, csv: &CsvFormat, schema: &RecordT
                         "the `columns` of `{}` do not include `{}`",
                         name.value, field.name
                     ),
-                    name.span,
+                    listed,
                 )
-                .label(format!("every record needs `{}`", field.name))
+                .label(format!(
+                    "no `{}` here, which every record needs",
+                    field.name
+                ))
                 .help(format!(
                     "add `{}` to `columns`, or declare it `{}?` in the schema",
                     field.name, field.ty
