@@ -127,8 +127,9 @@ fn draw(progress: &Progress) {
     }
     let _ = write!(
         line,
-        " · {} events · {} keys waiting",
-        progress.events, progress.pending_keys
+        " · {} · {} waiting",
+        count(progress.events, "event"),
+        count(progress.pending_keys as u64, "key")
     );
     let _ = std::io::stderr().write_all(line.as_bytes());
 }

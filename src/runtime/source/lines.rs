@@ -87,6 +87,13 @@ struct Line {
     partial: bool,
 }
 
+impl Line {
+    /// Whether it holds no record: nothing but spaces, tabs and the like.
+    fn is_blank(&self) -> bool {
+        !self.too_long && self.bytes.iter().all(u8::is_ascii_whitespace)
+    }
+}
+
 /// The file or stream being read.
 struct Open {
     /// Its name in messages: the path, or `-` for standard input.
@@ -184,8 +191,7 @@ impl Lines {
                 self.line.partial = false;
                 self.flushed = false;
                 finish_line(open, &mut self.line.bytes);
-                if self.line.bytes.is_empty() && !self.line.too_long {
-                    // Blank lines hold no record.
+                if self.line.is_blank() {
                     continue;
                 }
                 return Ok(Step::Line);
@@ -211,7 +217,9 @@ impl Lines {
             if rest {
                 // The last line of a file needs no line break.
                 finish_line(open, &mut self.line.bytes);
-                return Ok(Step::Line);
+                if !self.line.is_blank() {
+                    return Ok(Step::Line);
+                }
             }
         }
     }
