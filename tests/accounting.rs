@@ -34,7 +34,7 @@ fn generate(dir: &Path, args: &[&str]) -> BTreeMap<String, u64> {
 
 /// The example pipeline, reading `dir/data`, with every outcome also
 /// written to `dir/out/all.jsonl`.
-fn pipeline(dir: &Path) {
+pub(crate) fn pipeline(dir: &Path) {
     let text = std::fs::read_to_string(root().join("pipelines/bill_check_files.yaml"))
         .expect("the example pipeline");
     let mut every = String::new();
@@ -73,7 +73,7 @@ fn input_lines(dir: &Path) -> u64 {
 /// How many input lines an outcome accounts for: its records, except that
 /// a resolution accounts only for the late arrivals (its other records were
 /// in the timeout it resolves), and a malformed line for itself.
-fn inputs(outcome: &Value) -> u64 {
+pub(crate) fn inputs(outcome: &Value) -> u64 {
     match outcome["outcome"].as_str() {
         Some("malformed") => 1,
         Some("resolved") => outcome["arrived"].as_array().map_or(0, Vec::len) as u64,
@@ -82,6 +82,14 @@ fn inputs(outcome: &Value) -> u64 {
             .filter(|side| !outcome[**side].is_null())
             .count() as u64,
     }
+}
+
+/// Every outcome the pipeline of [`pipeline`] wrote.
+pub(crate) fn outcomes(dir: &Path) -> Vec<Value> {
+    let all = std::fs::read_to_string(dir.join("out/all.jsonl")).expect("written");
+    all.lines()
+        .map(|line| serde_json::from_str(line).expect("each outcome is JSON"))
+        .collect()
 }
 
 fn check(name: &str, gen_args: &[&str]) {
@@ -93,11 +101,7 @@ fn check(name: &str, gen_args: &[&str]) {
         dir.join("pipeline.yaml").to_str().expect("UTF-8"),
     ]);
     assert_eq!(run.status, 0, "{}", run.stderr);
-    let all = std::fs::read_to_string(dir.join("out/all.jsonl")).expect("written");
-    let outcomes: Vec<Value> = all
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("each outcome is JSON"))
-        .collect();
+    let outcomes = outcomes(&dir);
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     for outcome in &outcomes {
         let kind = outcome["outcome"].as_str().expect("a kind").to_string();

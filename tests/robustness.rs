@@ -337,29 +337,7 @@ fn damaged_data_lines_are_each_accounted_for() {
     let root = env!("CARGO_MANIFEST_DIR");
     let dir = crate::harness::scratch("fuzz_lines");
     let mut rng = Lcg(11);
-    let mut text = std::fs::read_to_string(format!("{root}/pipelines/bill_check_files.yaml"))
-        .unwrap()
-        .replacen(
-            "sinks:\n",
-            "sinks:\n  all:\n    type: file\n    path: out/all.jsonl\n",
-            1,
-        );
-    for kind in [
-        "matched",
-        "mismatched",
-        "timed_out",
-        "duplicate",
-        "late",
-        "resolved",
-        "malformed",
-    ] {
-        text = text.replacen(
-            "outputs:\n",
-            &format!("outputs:\n  - {{outcome: {kind}, sink: all}}\n"),
-            1,
-        );
-    }
-    std::fs::write(dir.join("pipeline.yaml"), text).unwrap();
+    crate::accounting::pipeline(&dir);
     std::fs::create_dir_all(dir.join("data")).unwrap();
     for round in 0..3 * scale() {
         let mut lines = 0;
@@ -383,25 +361,14 @@ fn damaged_data_lines_are_each_accounted_for() {
             lines += bytes
                 .split(|b| *b == b'\n')
                 .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-                .count();
+                .count() as u64;
             std::fs::write(dir.join("data").join(name), &bytes).unwrap();
         }
         let run = crate::harness::runner(&["--quiet", dir.join("pipeline.yaml").to_str().unwrap()]);
         assert_eq!(run.status, 0, "round {round}: {}", run.stderr);
-        let all = std::fs::read_to_string(dir.join("out/all.jsonl")).unwrap();
-        let accounted: usize = all
-            .lines()
-            .map(|line| {
-                let outcome: serde_json::Value = serde_json::from_str(line).unwrap();
-                match outcome["outcome"].as_str() {
-                    Some("malformed") => 1,
-                    Some("resolved") => outcome["arrived"].as_array().unwrap().len(),
-                    _ => ["app", "platform"]
-                        .iter()
-                        .filter(|side| !outcome[**side].is_null())
-                        .count(),
-                }
-            })
+        let accounted: u64 = crate::accounting::outcomes(&dir)
+            .iter()
+            .map(crate::accounting::inputs)
             .sum();
         assert_eq!(accounted, lines, "round {round}");
     }
