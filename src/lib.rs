@@ -18,14 +18,18 @@
 //! 3. [`plan`] resolves names to ids and builds the operator
 //!    [`Graph`](plan::Graph): sources with their timestamp assigners and
 //!    key-bys, the match with its wait rules, routes and sinks.
-//! 4. [`runtime`] runs it: a source task turns a record into an
-//!    [`Event`](runtime::Event) (side, event time, key, record); the driver
-//!    merges inputs in event-time order and advances watermarks; the
-//!    [`Matcher`](runtime::Matcher) groups events by key and emits matched,
-//!    mismatched and timed-out [`Outcome`](runtime::Outcome)s; the router
-//!    renders each through its output's template to a sink.
+//! 4. [`runtime`] runs it: a source reads lines of files or standard input
+//!    (or takes inline records), [`codec`] decodes each line by the schema,
+//!    and the source turns the record into an [`Event`](runtime::Event)
+//!    (side, event time, key, record), or a line that cannot be read into a
+//!    malformed outcome; the driver merges inputs in event-time order,
+//!    advances watermarks (idle inputs left out) and waits on the wall clock
+//!    where it must; the [`Matcher`](runtime::Matcher) groups events by key
+//!    and emits matched, mismatched, timed-out, duplicate, late and resolved
+//!    [`Outcome`](runtime::Outcome)s; the router renders each (template,
+//!    JSON or CSV row) to its sinks.
 //!
-//! Every stage reports problems as [`Diagnostic`](diagnostic::Diagnostic)s
+//! Every stage reports problems as [`Diagnostic`]s
 //! located in the pipeline file, also inside expression strings.
 //!
 //! # Example

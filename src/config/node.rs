@@ -2,7 +2,7 @@
 //!
 //! serde-saphyr parses the YAML; this module keeps every node together with
 //! the byte range it was written at, so later checks can point at any key or
-//! value. Typed reading happens in [`super::reader`], which collects every
+//! value. Typed reading happens in `reader`, which collects every
 //! problem instead of stopping at the first as a derived `Deserialize` would.
 
 use std::fmt;

@@ -1,4 +1,4 @@
-//! Planning: a [`Pipeline`](crate::config::Pipeline) to an operator [`Graph`].
+//! Planning: a [`Pipeline`] to an operator [`Graph`].
 //!
 //! Takes inert config; resolves every name to an id exactly once, parses,
 //! checks and compiles every expression, converts inline records to rows,

@@ -258,27 +258,19 @@ async fn inline(assign: Assign, records: Vec<InlineRecord>, events: mpsc::Sender
 /// Sends what is fed, as it comes: each line is numbered in the order fed,
 /// and its file is `-`.
 async fn fed(assign: Assign, mut feed: Feed, mut decoder: Decoder, events: mpsc::Sender<Batch>) {
+    let file: Arc<str> = Arc::from("-");
     let mut number = 0;
     while let Some(first) = feed.recv().await {
         let mut batch = Vec::new();
         let mut line = Some(first);
         while let Some(text) = line.take() {
             number += 1;
-            let item = match decoder.decode(&text) {
-                Ok(Line::Record(record)) => match assign.event(record) {
-                    Ok(event) => Some(Item::Event(event)),
-                    Err(failure) => Some(failure.malformed(&assign, "-", number, &text)),
-                },
-                Ok(Line::Header) => None,
-                Err(reason) => Some(Item::Malformed(Malformed {
-                    source: assign.name.clone(),
-                    file: Arc::from("-"),
-                    line: number,
-                    raw: raw(text.as_bytes()),
-                    reason,
-                })),
+            let at = Place {
+                file: &file,
+                line: number,
+                raw: text.as_bytes(),
             };
-            batch.extend(item);
+            batch.extend(assign.item(&mut decoder, &text, &at));
             if batch.len() < BATCH {
                 line = feed.try_recv().ok();
             }
@@ -343,31 +335,29 @@ fn read_lines(
 
 /// The item one line makes; none for a CSV header.
 fn read_line(assign: &Assign, lines: &Lines, decoder: &mut Decoder) -> Option<Item> {
-    let malformed = |reason: String| {
-        Item::Malformed(Malformed {
-            source: assign.name.clone(),
-            file: lines.file(),
-            line: lines.number(),
-            raw: raw(lines.line()),
-            reason,
-        })
+    let file = lines.file();
+    let at = Place {
+        file: &file,
+        line: lines.number(),
+        raw: lines.line(),
     };
     if lines.too_long() {
-        return Some(malformed(format!(
-            "the line is longer than {MAX_LINE} bytes"
-        )));
+        let reason = format!("the line is longer than {MAX_LINE} bytes");
+        return Some(assign.malformed(&at, reason));
     }
     let Ok(text) = std::str::from_utf8(lines.line()) else {
-        return Some(malformed("the line is not UTF-8 text".to_string()));
+        return Some(assign.malformed(&at, "the line is not UTF-8 text".to_string()));
     };
-    Some(match decoder.decode(text) {
-        Ok(Line::Record(record)) => match assign.event(record) {
-            Ok(event) => Item::Event(event),
-            Err(failure) => malformed(failure.reason()),
-        },
-        Ok(Line::Header) => return None,
-        Err(reason) => malformed(reason),
-    })
+    assign.item(decoder, text, &at)
+}
+
+/// Where a line was read.
+struct Place<'a> {
+    file: &'a Arc<str>,
+    /// Its one-based number in the file.
+    line: u64,
+    /// The line as read.
+    raw: &'a [u8],
 }
 
 /// The start of a bad line as text, for its report.
@@ -407,6 +397,30 @@ impl Assign {
             event_time: source.event_time,
             key: source.key,
         }
+    }
+
+    /// The item a line of text makes: an event, or a malformed line; none
+    /// for a CSV header.
+    fn item(&self, decoder: &mut Decoder, text: &str, at: &Place<'_>) -> Option<Item> {
+        Some(match decoder.decode(text) {
+            Ok(Line::Record(record)) => match self.event(record) {
+                Ok(event) => Item::Event(event),
+                Err(failure) => self.malformed(at, failure.reason()),
+            },
+            Ok(Line::Header) => return None,
+            Err(reason) => self.malformed(at, reason),
+        })
+    }
+
+    /// The line at `at`, malformed for `reason`.
+    fn malformed(&self, at: &Place<'_>, reason: String) -> Item {
+        Item::Malformed(Malformed {
+            source: self.name.clone(),
+            file: at.file.clone(),
+            line: at.line,
+            raw: raw(at.raw),
+            reason,
+        })
     }
 
     /// The event of one record.
@@ -466,16 +480,5 @@ impl Failure<'_> {
     /// Why a line is malformed.
     fn reason(&self) -> String {
         format!("{} of `{}` failed: {}", self.what, self.source, self.error)
-    }
-
-    /// The malformed item for line `number` of `file`.
-    fn malformed(&self, assign: &Assign, file: &str, number: u64, text: &str) -> Item {
-        Item::Malformed(Malformed {
-            source: assign.name.clone(),
-            file: Arc::from(file),
-            line: number,
-            raw: raw(text.as_bytes()),
-            reason: self.reason(),
-        })
     }
 }
