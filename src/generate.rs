@@ -55,7 +55,7 @@ pub struct Spec {
 impl Default for Spec {
     fn default() -> Self {
         Self {
-            orders: 2_000,
+            orders: 3_000,
             seed: 1,
             // 2026-11-01T10:00:00Z
             start: EventTime::from_millis(1_793_527_200_000),

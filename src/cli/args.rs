@@ -90,7 +90,7 @@ Options:
 
 Options of gen (defaults in brackets):
   --out <DIR>                where to write [data]
-  --orders <N>               how many orders [2000]
+  --orders <N>               how many orders [3000]
   --seed <N>                 the same seed writes the same data [1]
   --start <TIME>             the first order's time [2026-11-01T10:00:00Z]
   --every <DURATION>         mean time between orders [2s]

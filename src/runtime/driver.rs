@@ -418,13 +418,17 @@ impl Driver {
         Ok(())
     }
 
-    /// Told to stop: no more reading; what was read is merged as far as it
-    /// goes without waiting, and written out.
+    /// Told to stop: no more reading; what was read, also what the sources
+    /// had sent and the driver not yet taken, is merged as far as it goes
+    /// without waiting, and written out.
     async fn stopped(&mut self) -> Result<(), RunError> {
         self.stop_sources();
         self.summary.stopped = true;
-        for input in &mut self.inputs {
-            input.holds_merge = false;
+        for index in 0..self.inputs.len() {
+            self.inputs[index].holds_merge = false;
+            while let Ok(batch) = self.inputs[index].receiver.try_recv() {
+                self.receive(index, Some(batch))?;
+            }
         }
         while let Some(input) = self.next() {
             self.step(input);
