@@ -50,6 +50,28 @@ pub struct Spec {
     pub very_late: f64,
     /// The share of lines that are garbled, among the orders and payments.
     pub malformed: f64,
+    /// How orders and payments are written.
+    pub format: DataFormat,
+}
+
+/// How `runner gen` writes orders and payments (settlements are CSV).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DataFormat {
+    /// `orders.jsonl` and `payments.jsonl`: a JSON object per line.
+    #[default]
+    Jsonl,
+    /// `orders.csv` and `payments.csv`, each with a header.
+    Csv,
+}
+
+impl DataFormat {
+    /// The files written, in the order of [`Tally::lines`].
+    pub const fn files(self) -> [&'static str; 3] {
+        match self {
+            Self::Jsonl => ["orders.jsonl", "payments.jsonl", "settlements.csv"],
+            Self::Csv => ["orders.csv", "payments.csv", "settlements.csv"],
+        }
+    }
 }
 
 impl Default for Spec {
@@ -67,6 +89,7 @@ impl Default for Spec {
             late: 0.005,
             very_late: 0.005,
             malformed: 0.002,
+            format: DataFormat::Jsonl,
         }
     }
 }
@@ -93,12 +116,10 @@ pub struct Tally {
     pub very_late: u64,
     /// Garbled lines, not records.
     pub malformed: u64,
-    /// Lines written per file: orders, payments, settlements.
+    /// Lines written per file, headers left out: orders, payments,
+    /// settlements.
     pub lines: [u64; 3],
 }
-
-/// The files, by name.
-pub const FILES: [&str; 3] = ["orders.jsonl", "payments.jsonl", "settlements.csv"];
 
 impl Tally {
     /// The outcomes `pipelines/bill_check_files.yaml` reports for this
@@ -133,7 +154,7 @@ struct Arrival {
 pub fn write(spec: &Spec, dir: &Path) -> io::Result<Tally> {
     let (files, tally) = generate(spec);
     std::fs::create_dir_all(dir)?;
-    for (name, text) in FILES.iter().zip(files) {
+    for (name, text) in spec.format.files().iter().zip(files) {
         std::fs::write(dir.join(name), text)?;
     }
     Ok(tally)
@@ -165,10 +186,13 @@ pub fn generate(spec: &Spec) -> ([String; 3], Tally) {
         {
             anomaly = Anomaly::None;
         }
-        let order = format!(
-            r#"{{"order_id":"{id}","user":"u-{user:04}","amount":{amount},"currency":"{currency}","created_at":"{}"}}"#,
-            EventTime::from_millis(created)
-        );
+        let created_at = EventTime::from_millis(created);
+        let order = match spec.format {
+            DataFormat::Jsonl => format!(
+                r#"{{"order_id":"{id}","user":"u-{user:04}","amount":{amount},"currency":"{currency}","created_at":"{created_at}"}}"#
+            ),
+            DataFormat::Csv => format!("{id},u-{user:04},{amount},{currency},{created_at}"),
+        };
         if anomaly != Anomaly::MissingOrder {
             orders.push(Arrival {
                 at: created + rng.between(0, disorder),
@@ -180,10 +204,13 @@ pub fn generate(spec: &Spec) -> ([String; 3], Tally) {
             Anomaly::Failed => (amount, "failed"),
             _ => (amount, "success"),
         };
-        let payment = format!(
-            r#"{{"order_ref":"{id}","paid":{paid},"currency":"{currency}","status":"{status}","notified_at":"{}"}}"#,
-            EventTime::from_millis(notified)
-        );
+        let notified_at = EventTime::from_millis(notified);
+        let payment = match spec.format {
+            DataFormat::Jsonl => format!(
+                r#"{{"order_ref":"{id}","paid":{paid},"currency":"{currency}","status":"{status}","notified_at":"{notified_at}"}}"#
+            ),
+            DataFormat::Csv => format!("{id},{paid},{currency},{status},{notified_at}"),
+        };
         let delivered = notified
             + match anomaly {
                 Anomaly::Late => rng.between(120_000, 300_000),
@@ -223,41 +250,90 @@ pub fn generate(spec: &Spec) -> ([String; 3], Tally) {
         anomaly.count(&mut tally);
     }
     for lines in [&mut orders, &mut payments] {
-        tally.malformed += garble_some(&mut rng, lines, spec.malformed, last);
+        tally.malformed += garble_some(&mut rng, lines, spec, last);
     }
-    let mut texts = [orders, payments, settlements].map(|mut arrivals| {
+    let texts = texts([orders, payments, settlements], spec.format, &mut tally);
+    (texts, tally)
+}
+
+/// Each file's text: its lines in arrival order, after its header.
+fn texts(files: [Vec<Arrival>; 3], format: DataFormat, tally: &mut Tally) -> [String; 3] {
+    let headers = match format {
+        DataFormat::Jsonl => ["", ""],
+        DataFormat::Csv => [
+            "order_id,user,amount,currency,created_at\n",
+            "order_ref,paid,currency,status,notified_at\n",
+        ],
+    };
+    let headers = [headers[0], headers[1], "reference,value,currency,settled_on\n"];
+    let mut index = 0;
+    files.map(|mut arrivals| {
         // Stable: equal arrival times keep their order.
         arrivals.sort_by_key(|arrival| arrival.at);
-        let mut text = String::new();
+        let mut text = String::from(headers[index]);
         for arrival in &arrivals {
             text.push_str(&arrival.line);
             text.push('\n');
         }
+        tally.lines[index] = arrivals.len() as u64;
+        index += 1;
         text
-    });
-    texts[2].insert_str(0, "reference,value,currency,settled_on\n");
-    for (count, text) in tally.lines.iter_mut().zip(&texts) {
-        *count = text.lines().count() as u64;
-    }
-    (texts, tally)
+    })
 }
 
-/// Adds garbled lines, `share` of `lines` many, each arriving with the line
-/// it garbles; returns how many.
-fn garble_some(rng: &mut Rng, lines: &mut Vec<Arrival>, share: f64, last: i64) -> u64 {
+/// Adds garbled lines, `spec.malformed` of `lines` many, each arriving
+/// with the line it garbles; returns how many.
+fn garble_some(rng: &mut Rng, lines: &mut Vec<Arrival>, spec: &Spec, last: i64) -> u64 {
     #[allow(
         clippy::cast_precision_loss,
         clippy::cast_possible_truncation,
         clippy::cast_sign_loss
     )] // A share of a line count: small, and not negative.
-    let garbled = (lines.len() as f64 * share.clamp(0.0, 1.0)).round() as u64;
+    let garbled = (lines.len() as f64 * spec.malformed.clamp(0.0, 1.0)).round() as u64;
     for _ in 0..garbled {
         let index = usize::try_from(rng.below(lines.len() as u64 + 1)).unwrap_or(0);
         let at = lines.get(index).map_or(last, |arrival| arrival.at);
-        let line = garble(rng, lines.get(index).map(|a| a.line.as_str()));
+        let near = lines.get(index).map(|a| a.line.as_str());
+        let line = match spec.format {
+            DataFormat::Jsonl => garble(rng, near),
+            DataFormat::Csv => garble_csv(rng, near),
+        };
         lines.push(Arrival { at, line });
     }
     garbled
+}
+
+/// A CSV line that is not a record, in the same ways as [`garble`].
+fn garble_csv(rng: &mut Rng, near: Option<&str>) -> String {
+    let line = near.unwrap_or("A-000000,1,EUR,success,2026-11-01T10:00:00Z");
+    let mut fields: Vec<&str> = line.split(',').collect();
+    match rng.below(5) {
+        0 => line[..line.len() / 2].to_string(),
+        1 => {
+            // An amount with a decimal point: the third column of an order,
+            // the second of a payment.
+            let at = if fields.len() == 5 && fields[1].starts_with("u-") {
+                2
+            } else {
+                1
+            };
+            if let Some(field) = fields.get_mut(at) {
+                *field = "12.50";
+            }
+            fields.join(",")
+        }
+        2 => "2026-11-01 10:00:00 WARN upstream retry".to_string(),
+        3 => {
+            if let Some(last) = fields.last_mut() {
+                *last = "yesterday";
+            }
+            fields.join(",")
+        }
+        _ => {
+            fields.pop();
+            fields.join(",")
+        }
+    }
 }
 
 /// A bank's local time format: `2026-11-01 10:05:00`.
@@ -379,11 +455,11 @@ impl Tally {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "wrote {orders} orders to {}: {} orders, {} payments, {} settlement lines",
+            "wrote {orders} orders to {}: {} lines of orders, {} of payments, {} of settlements",
             dir.display(),
             self.lines[0],
             self.lines[1],
-            self.lines[2].saturating_sub(1)
+            self.lines[2]
         );
         let _ = writeln!(
             out,
@@ -462,6 +538,11 @@ mod tests {
         }
         let orders = files[0].lines().count() as u64;
         assert_eq!(orders, tally.lines[0]);
+        assert_eq!(
+            files[2].lines().count() as u64,
+            tally.lines[2] + 1,
+            "and a header"
+        );
         assert_eq!(
             orders + tally.lines[1],
             5_000 - tally.missing_order + 5_000 - tally.missing_payment

@@ -32,11 +32,16 @@ fn generate(dir: &Path, args: &[&str]) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// The example pipeline, reading `dir/data`, with every outcome also
-/// written to `dir/out/all.jsonl`.
-pub(crate) fn pipeline(dir: &Path) {
-    let text = std::fs::read_to_string(root().join("pipelines/bill_check_files.yaml"))
+/// The example pipeline, reading `dir/data` (CSV files with `csv`), with
+/// every outcome also written to `dir/out/all.jsonl`.
+pub(crate) fn pipeline(dir: &Path, csv: bool) {
+    let mut text = std::fs::read_to_string(root().join("pipelines/bill_check_files.yaml"))
         .expect("the example pipeline");
+    if csv {
+        text = text
+            .replace("data/orders.jsonl", "data/orders.csv")
+            .replace("data/payments.jsonl", "data/payments.csv");
+    }
     let mut every = String::new();
     for kind in [
         "matched",
@@ -59,13 +64,19 @@ pub(crate) fn pipeline(dir: &Path) {
     std::fs::write(dir.join("pipeline.yaml"), text).expect("written");
 }
 
-/// Input lines: every line of the two files the pipeline reads.
-fn input_lines(dir: &Path) -> u64 {
-    ["orders.jsonl", "payments.jsonl"]
+/// Input lines: every line of the two files the pipeline reads, but for
+/// the header of a CSV file.
+fn input_lines(dir: &Path, csv: bool) -> u64 {
+    let (names, header) = if csv {
+        (["orders.csv", "payments.csv"], 1)
+    } else {
+        (["orders.jsonl", "payments.jsonl"], 0)
+    };
+    names
         .iter()
         .map(|name| {
             let text = std::fs::read_to_string(dir.join("data").join(name)).expect("generated");
-            text.lines().filter(|line| !line.trim().is_empty()).count() as u64
+            text.lines().filter(|line| !line.trim().is_empty()).count() as u64 - header
         })
         .sum()
 }
@@ -95,7 +106,8 @@ pub(crate) fn outcomes(dir: &Path) -> Vec<Value> {
 fn check(name: &str, gen_args: &[&str]) {
     let dir = scratch(name);
     let expected = generate(&dir, gen_args);
-    pipeline(&dir);
+    let csv = gen_args.windows(2).any(|pair| pair == ["--format", "csv"]);
+    pipeline(&dir, csv);
     let run = runner(&[
         "--quiet",
         dir.join("pipeline.yaml").to_str().expect("UTF-8"),
@@ -111,7 +123,7 @@ fn check(name: &str, gen_args: &[&str]) {
     // The run ends with its inputs, so nothing is still pending.
     assert_eq!(
         accounted,
-        input_lines(&dir),
+        input_lines(&dir, csv),
         "every line in exactly one outcome: {counts:?}"
     );
     let expected: BTreeMap<String, u64> = expected
@@ -124,6 +136,14 @@ fn check(name: &str, gen_args: &[&str]) {
 #[test]
 fn every_line_of_the_sample_data_is_accounted_for() {
     check("accounting_default", &[]);
+}
+
+#[test]
+fn every_line_of_csv_data_is_accounted_for() {
+    check(
+        "accounting_csv",
+        &["--format", "csv", "--seed", "3", "--malformed", "0.01"],
+    );
 }
 
 #[test]
@@ -158,7 +178,7 @@ fn the_sample_data_is_what_its_documented_command_writes() {
     let dir = scratch("sample_data");
     let run = runner(&["gen", "--out", dir.to_str().expect("UTF-8")]);
     assert_eq!(run.status, 0, "{}", run.stderr);
-    for name in runner::generate::FILES {
+    for name in runner::generate::DataFormat::default().files() {
         let shipped = std::fs::read(root().join("pipelines/data").join(name)).expect("shipped");
         let generated = std::fs::read(dir.join(name)).expect("generated");
         assert!(

@@ -337,7 +337,7 @@ fn damaged_data_lines_are_each_accounted_for() {
     let root = env!("CARGO_MANIFEST_DIR");
     let dir = crate::harness::scratch("fuzz_lines");
     let mut rng = Lcg(11);
-    crate::accounting::pipeline(&dir);
+    crate::accounting::pipeline(&dir, false);
     std::fs::create_dir_all(dir.join("data")).unwrap();
     for round in 0..3 * scale() {
         let mut lines = 0;

@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 
 use lexopt::prelude::*;
-use runner::generate::Spec;
+use runner::generate::{DataFormat, Spec};
 
 /// What the user asked for.
 #[derive(Debug, PartialEq)]
@@ -90,6 +90,7 @@ Options:
 
 Options of gen (defaults in brackets):
   --out <DIR>                where to write [data]
+  --format <FORMAT>          orders and payments as jsonl or csv [jsonl]
   --orders <N>               how many orders [3000]
   --seed <N>                 the same seed writes the same data [1]
   --start <TIME>             the first order's time [2026-11-01T10:00:00Z]
@@ -175,6 +176,28 @@ fn gen_option(name: &str) -> Option<fn(&mut Spec, &str) -> Result<(), String>> {
     })
 }
 
+/// What `--format name` means to `command`: `validate`'s report, or the
+/// data `gen` writes (set in `spec`).
+fn formats(command: &str, name: &str, spec: &mut Spec) -> Result<Option<Format>, String> {
+    match command {
+        "validate" => match name {
+            "human" => Ok(Some(Format::Human)),
+            "json" => Ok(Some(Format::Json)),
+            "github" => Ok(Some(Format::Github)),
+            other => Err(format!("unknown format `{other}`: use human, json or github")),
+        },
+        "gen" => {
+            spec.format = match name {
+                "jsonl" => DataFormat::Jsonl,
+                "csv" => DataFormat::Csv,
+                other => return Err(format!("unknown format `{other}`: use jsonl or csv")),
+            };
+            Ok(None)
+        }
+        _ => Err("`--format` belongs to `validate` and `gen`".to_string()),
+    }
+}
+
 /// Parses the arguments after the program name.
 pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt::Error> {
     let mut parser = lexopt::Parser::from_args(args);
@@ -203,18 +226,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             }
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
-            Long("format") => {
-                format = Some(match parser.value()?.string()?.as_str() {
-                    "human" => Format::Human,
-                    "json" => Format::Json,
-                    "github" => Format::Github,
-                    other => {
-                        return Err(
-                            format!("unknown format `{other}`: use human, json or github").into(),
-                        );
-                    }
-                });
-            }
+            Long("format") => format = Some(parser.value()?.string()?),
             Long("deny-warnings") => deny_warnings = true,
             Value(word) => words.push(word.string()?),
             _ => return Err(arg.unexpected()),
@@ -223,8 +235,12 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
     let mut words = words.into_iter();
     let first = words.next().ok_or("missing the pipeline file")?;
     let validating = first == "validate";
-    if !validating && (format.is_some() || deny_warnings) {
-        return Err("`--format` and `--deny-warnings` belong to `validate`".into());
+    let format = match format {
+        Some(name) => formats(&first, &name, &mut spec)?,
+        None => None,
+    };
+    if !validating && deny_warnings {
+        return Err("`--deny-warnings` belongs to `validate`".into());
     }
     let running = !matches!(
         first.as_str(),
@@ -299,6 +315,17 @@ mod tests {
         assert_eq!(parse_words(&["--help"]), Ok(Command::Help));
         assert_eq!(parse_words(&["-V"]), Ok(Command::Version));
         assert_eq!(parse_words(&["schema"]), Ok(Command::Schema));
+        assert_eq!(
+            parse_words(&["gen", "--out", "d", "--format", "csv", "--late", "0.5"]),
+            Ok(Command::Gen {
+                spec: Spec {
+                    format: DataFormat::Csv,
+                    late: 0.5,
+                    ..Spec::default()
+                },
+                out: "d".into()
+            })
+        );
     }
 
     #[test]
@@ -353,7 +380,23 @@ mod tests {
         );
         assert_eq!(
             parse_words(&["run", "--deny-warnings", "a"]),
-            Err("`--format` and `--deny-warnings` belong to `validate`".into())
+            Err("`--deny-warnings` belongs to `validate`".into())
+        );
+        assert_eq!(
+            parse_words(&["run", "--format", "json", "a"]),
+            Err("`--format` belongs to `validate` and `gen`".into())
+        );
+        assert_eq!(
+            parse_words(&["gen", "--format", "xml"]),
+            Err("unknown format `xml`: use jsonl or csv".into())
+        );
+        assert_eq!(
+            parse_words(&["run", "--seed", "3", "a"]),
+            Err("`--out`, `--orders`, `--seed` and the shares belong to `gen`".into())
+        );
+        assert_eq!(
+            parse_words(&["gen", "--orders", "many"]),
+            Err("`--orders many`: expected a whole number".into())
         );
         assert_eq!(
             parse_words(&["validate", "-q", "a"]),
