@@ -265,7 +265,11 @@ fn texts(files: [Vec<Arrival>; 3], format: DataFormat, tally: &mut Tally) -> [St
             "order_ref,paid,currency,status,notified_at\n",
         ],
     };
-    let headers = [headers[0], headers[1], "reference,value,currency,settled_on\n"];
+    let headers = [
+        headers[0],
+        headers[1],
+        "reference,value,currency,settled_on\n",
+    ];
     let mut index = 0;
     files.map(|mut arrivals| {
         // Stable: equal arrival times keep their order.

@@ -32,10 +32,83 @@ impl fmt::Display for EventTime {
     /// RFC 3339 in UTC with millisecond precision where needed, or the raw
     /// milliseconds if the time is outside the calendar's range.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(text) = self.rfc3339() {
+            // The common case, written without a calendar library: outcomes
+            // print several times each.
+            return f.write_str(text.as_str());
+        }
         match jiff::Timestamp::from_millisecond(self.0) {
             Ok(ts) => write!(f, "{ts}"),
             Err(_) => write!(f, "{}ms", self.0),
         }
+    }
+}
+
+/// An RFC 3339 time as text, without allocating.
+struct Rfc3339 {
+    bytes: [u8; 24],
+    len: usize,
+}
+
+impl Rfc3339 {
+    fn as_str(&self) -> &str {
+        // Only ASCII digits and punctuation are written.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+impl EventTime {
+    /// `2026-11-01T10:00:02.68Z` for times in the years 1970 to 9999: the
+    /// fraction as long as it needs, none for whole seconds (as jiff writes
+    /// it). `None` for other years.
+    fn rfc3339(self) -> Option<Rfc3339> {
+        // 10000-01-01T00:00:00Z.
+        const END: i64 = 253_402_300_800_000;
+        if !(0..END).contains(&self.0) {
+            return None;
+        }
+        let (days, ms) = (self.0 / 86_400_000, self.0 % 86_400_000);
+        // Days to a civil date (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z / 146_097;
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        let mut out = Rfc3339 {
+            bytes: [0; 24],
+            len: 0,
+        };
+        let mut put = |value: i64, digits: u32, then: u8| {
+            for place in (0..digits).rev() {
+                let digit = (value / 10_i64.pow(place)) % 10;
+                out.bytes[out.len] = b'0' + u8::try_from(digit).unwrap_or(0);
+                out.len += 1;
+            }
+            out.bytes[out.len] = then;
+            out.len += 1;
+        };
+        put(year, 4, b'-');
+        put(month, 2, b'-');
+        put(day, 2, b'T');
+        put(ms / 3_600_000, 2, b':');
+        put(ms / 60_000 % 60, 2, b':');
+        let fraction = ms % 1_000;
+        if fraction == 0 {
+            put(ms / 1_000 % 60, 2, b'Z');
+        } else {
+            put(ms / 1_000 % 60, 2, b'.');
+            let (value, digits) = match fraction {
+                f if f % 100 == 0 => (f / 100, 1),
+                f if f % 10 == 0 => (f / 10, 2),
+                f => (f, 3),
+            };
+            put(value, digits, b'Z');
+        }
+        Some(out)
     }
 }
 
@@ -184,6 +257,27 @@ mod tests {
     fn bounded_watermark_saturates() {
         let wm = Watermark::bounded(EventTime::from_millis(i64::MIN), Duration::from_millis(5));
         assert_eq!(wm, Watermark::MIN);
+    }
+
+    #[test]
+    fn the_fast_rendering_is_jiffs() {
+        let mut time: i64 = 0;
+        // Steps that reach every field: milliseconds to centuries.
+        for step in [1, 7, 999, 86_399_999, 2_629_746_123, 31_556_952_001] {
+            for _ in 0..5_000 {
+                let fast = EventTime(time).to_string();
+                let jiff = jiff::Timestamp::from_millisecond(time)
+                    .map(|ts| ts.to_string())
+                    .unwrap_or_default();
+                assert_eq!(fast, jiff, "{time}");
+                time = (time + step) % 253_402_300_800_000;
+            }
+        }
+        assert_eq!(
+            EventTime(253_402_300_799_999).to_string(),
+            "9999-12-31T23:59:59.999Z"
+        );
+        assert_eq!(EventTime(-1).to_string(), "1969-12-31T23:59:59.999Z");
     }
 
     #[test]

@@ -49,9 +49,9 @@ fn finish(output: Output) -> Run {
     }
 }
 
-/// `text` with the time a run took (and its rate), which differ from run
-/// to run, replaced by `<elapsed>` in the summary line:
-/// `runner: 5 events in <elapsed>`.
+/// `text` with what differs from run to run replaced: the time a run took
+/// (and its rate) by `<elapsed>` in the summary line, `runner: 5 events in
+/// <elapsed>`, and the memory it used by `<memory>`.
 pub(crate) fn steady(text: &str) -> String {
     let mut out: String = text
         .lines()
@@ -60,6 +60,7 @@ pub(crate) fn steady(text: &str) -> String {
                 let (head, _) = rest.rsplit_once(" in ").unwrap_or((rest, ""));
                 format!("runner: {head} in <elapsed>\n")
             }
+            _ if line.starts_with("  memory     ") => "  memory     <memory>\n".to_string(),
             _ => format!("{line}\n"),
         })
         .collect();

@@ -23,7 +23,8 @@ fn bill_check_reproduces_the_reference_job() {
            read       app 3 events; third_party 2 events\n  \
            outcomes   matched 2, timed_out 1\n  \
            pending    0 keys (at most 2 at once)\n  \
-           watermark  1970-01-01T00:00:03.999Z\n",
+           watermark  1970-01-01T00:00:03.999Z\n  \
+           memory     <memory>\n",
         "the summary goes to stderr"
     );
     let quiet = runner(&["--quiet", "pipelines/bill_check.yaml"]);

@@ -123,6 +123,7 @@ duplicate a on bank
   outcomes   matched 2, mismatched 1, duplicate 1, malformed 3
   pending    0 keys (at most 3 at once)
   watermark  2026-03-01T10:00:06.999Z
+  memory     <memory>
 "
     );
 }

@@ -184,7 +184,9 @@ fn formats(command: &str, name: &str, spec: &mut Spec) -> Result<Option<Format>,
             "human" => Ok(Some(Format::Human)),
             "json" => Ok(Some(Format::Json)),
             "github" => Ok(Some(Format::Github)),
-            other => Err(format!("unknown format `{other}`: use human, json or github")),
+            other => Err(format!(
+                "unknown format `{other}`: use human, json or github"
+            )),
         },
         "gen" => {
             spec.format = match name {

@@ -138,6 +138,11 @@ fn clear_progress() {
     let _ = std::io::stderr().write_all(b"\r\x1b[2K");
 }
 
+/// Bytes as whole megabytes: `412 MB`.
+fn megabytes(bytes: u64) -> String {
+    format!("{} MB", bytes.div_ceil(1_000_000))
+}
+
 /// `1 event`, `2 events`.
 fn count(n: u64, noun: &str) -> String {
     if n == 1 {
@@ -231,6 +236,13 @@ pub(super) fn render(summary: &Summary, malformed_routed: bool) -> String {
     );
     if let Some(watermark) = summary.watermark {
         let _ = writeln!(out, "  watermark  {watermark}");
+    }
+    if let Some(peak) = summary.peak_memory {
+        let at_end = summary
+            .memory_at_end_of_input
+            .map(|bytes| format!("{} when the input ended, ", megabytes(bytes)))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  memory     {at_end}{} at most", megabytes(peak));
     }
     out
 }

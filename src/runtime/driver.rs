@@ -45,6 +45,10 @@ use crate::time::{EventTime, Watermark};
 /// Batches a source may have queued.
 const QUEUE: usize = 4;
 
+/// Outcomes fired from timers between two renderings: what the end of input
+/// holds in memory at once, however many keys are pending.
+const FIRE_BATCH: usize = 4096;
+
 /// How often progress is reported, at most.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -143,6 +147,7 @@ pub(crate) async fn drive(
     driver.summary.pending_events = driver.operator.pending_events();
     driver.summary.pending_keys = driver.operator.waiting_keys();
     driver.summary.peak_pending_keys = driver.operator.peak_waiting_keys();
+    driver.summary.peak_memory = super::memory().map(|(_, peak)| peak);
     // Whatever was rendered is written, also when the run failed.
     let closed = driver.close().await;
     result.and(closed).map(|()| driver.summary)
@@ -412,7 +417,8 @@ impl Driver {
             }
             self.tick();
         }
-        self.operator.on_end(&mut self.out);
+        self.summary.memory_at_end_of_input = super::memory().map(|(now, _)| now);
+        self.operator.advance_to(Watermark::MAX);
         self.route().await?;
         self.report_progress(true);
         Ok(())
@@ -499,7 +505,8 @@ impl Driver {
         if watermark.time().is_some() {
             self.summary.watermark = watermark.time();
         }
-        self.operator.on_watermark(watermark, &mut self.out);
+        // Fired by `route`, a batch at a time.
+        self.operator.advance_to(watermark);
     }
 
     /// Waits for a batch from an input the merge needs (or an idle one,
@@ -712,9 +719,22 @@ impl Driver {
         report(&progress);
     }
 
-    /// Renders what the operator emitted, and hands full buffers to their
-    /// targets; a slow target makes this wait, which holds the sources back.
+    /// Renders what the operator emitted, and what timers are due, a batch
+    /// at a time, and hands full buffers to their targets; a slow target
+    /// makes this wait, which holds the sources back.
     async fn route(&mut self) -> Result<(), RunError> {
+        loop {
+            let more = self.operator.fire_due(&mut self.out, FIRE_BATCH);
+            self.render().await?;
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Renders what the operator emitted, and hands full buffers to their
+    /// targets.
+    async fn render(&mut self) -> Result<(), RunError> {
         if self.out.is_empty() {
             return Ok(());
         }

@@ -33,8 +33,25 @@
 //! Every rule above compares event times, so the outcomes do not depend on
 //! how the inputs interleave, for every event that is not late.
 
-use std::collections::{BTreeMap, HashMap};
+//!
+//! # State
+//!
+//! Per key with state there is an *entry*: the key, its groups (a chain,
+//! oldest first) and what is remembered of it once done. Entries, groups
+//! and memories live in slabs, vectors whose free slots are reused, and a
+//! hash table of entry indexes finds a key's entry; the key itself is
+//! stored once, in its entry. Each group's records and event times sit in
+//! two flat vectors, a slot per side. Timers are binary heaps of deadlines
+//! and ends of retention; a timer whose group or memory has moved on is
+//! stale and skipped when it comes up. So a pending key costs its event
+//! and a few dozen bytes, and an event allocates nothing of its own.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
+
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
 use super::event::{Event, Key};
 use super::operator::{Detail, Operator, Outcome, Prior};
@@ -51,6 +68,9 @@ pub struct Rule {
     pub compiled: Compiled,
 }
 
+/// No slot: the end of a chain, or nothing remembered.
+const NONE: u32 = u32::MAX;
+
 /// The match operator's state: per key, its pending groups and what is
 /// remembered of it after it is done; and the timers of both.
 #[derive(Debug)]
@@ -60,13 +80,27 @@ pub struct Matcher {
     rules: Vec<Rule>,
     /// How long, in event time, a done key is remembered.
     retention: Duration,
-    /// State per key; a key with nothing pending or remembered is removed.
-    keys: HashMap<Key, KeyState>,
-    /// Each pending group's deadline and id, to its key.
-    deadlines: BTreeMap<(EventTime, u64), Key>,
-    /// Where each remembered key's retention ends, with its id, to its key.
-    expiries: BTreeMap<(EventTime, u64), Key>,
-    /// The id the next group or memory gets; ids only grow.
+    hasher: DefaultHashBuilder,
+    /// The entry of each key with state, by index into `entries`.
+    index: HashTable<u32>,
+    entries: Slab<Entry>,
+    groups: Slab<Group>,
+    /// Each group's record per side, `sides` slots per group slot.
+    records: Vec<Option<Record>>,
+    /// Each group's event time per side, where a record is present.
+    times: Vec<EventTime>,
+    memories: Slab<Memory>,
+    /// Counterparts too late for a group, in event time, but within the
+    /// retention after its deadline: they resolve its timeout once it
+    /// fires. By group slot; rare.
+    too_late: HashMap<u32, Vec<Event>>,
+    /// Each pending group's deadline; stale once the group is gone or its
+    /// deadline moved.
+    deadlines: BinaryHeap<Reverse<Timer>>,
+    /// Where each memory's retention ends; stale once it is replaced.
+    expiries: BinaryHeap<Reverse<Timer>>,
+    /// The id the next group or memory gets; ids only grow, and order
+    /// timers that fall on the same time.
     next_id: u64,
     watermark: Watermark,
     /// Events held: in pending groups, and late arrivals of alerts.
@@ -77,39 +111,38 @@ pub struct Matcher {
     peak_waiting: usize,
 }
 
-#[derive(Debug, Default)]
-struct KeyState {
-    /// Pending groups, oldest first.
-    groups: Vec<Group>,
-    /// What is remembered of the key's last completed or timed-out group.
-    done: Option<Done>,
+/// A key with state.
+#[derive(Debug)]
+struct Entry {
+    key: Key,
+    /// Its oldest pending group, or `NONE`.
+    first: u32,
+    /// What is remembered of it after its last group was done, or `NONE`.
+    memory: u32,
 }
 
+/// A pending group; its records and times are in the matcher's flat
+/// vectors.
 #[derive(Debug)]
 struct Group {
     id: u64,
     /// The earliest deadline of the members: when the group times out.
     deadline: EventTime,
-    /// The latest event time of the members.
-    latest: EventTime,
-    /// Each side's record; `None` while the side is missing.
-    records: Box<[Option<Record>]>,
-    /// Each side's event time, where a record is present.
-    times: Box<[EventTime]>,
-    /// Counterparts too late for the group, in event time, but within the
-    /// retention after its deadline: they resolve its timeout once it fires.
-    too_late: Vec<Event>,
+    /// The key's entry.
+    entry: u32,
+    /// The key's next younger group, or `NONE`.
+    next: u32,
 }
 
 /// A key remembered after its group completed or timed out.
 #[derive(Debug)]
-struct Done {
+struct Memory {
     id: u64,
     /// The end of the retention, in event time.
     until: EventTime,
     prior: Prior,
     /// For a timeout not yet resolved: the alert and what arrived since.
-    alert: Option<Alert>,
+    alert: Option<Box<Alert>>,
 }
 
 #[derive(Debug)]
@@ -120,6 +153,66 @@ struct Alert {
     times: Box<[EventTime]>,
     /// Which sides arrived after the alert.
     arrived: Box<[bool]>,
+}
+
+/// A timer: when, the id of its group or memory (which orders timers at
+/// the same time), and the slot to look it up in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Timer {
+    at: EventTime,
+    id: u64,
+    slot: u32,
+}
+
+/// A vector whose removed slots are reused.
+#[derive(Debug)]
+struct Slab<T> {
+    items: Vec<T>,
+    free: Vec<u32>,
+}
+
+impl<T> Slab<T> {
+    fn new() -> Self {
+        Self {
+            items: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+
+    /// Stores `item` in a free slot, or a new one; returns the slot.
+    fn insert(&mut self, item: T) -> u32 {
+        if let Some(slot) = self.free.pop() {
+            self.items[slot as usize] = item;
+            slot
+        } else {
+            self.items.push(item);
+            u32::try_from(self.items.len() - 1).unwrap_or(NONE)
+        }
+    }
+
+    /// Marks `slot` free; its item stays until the slot is reused.
+    fn remove(&mut self, slot: u32) {
+        self.free.push(slot);
+    }
+
+    /// Slots in use.
+    fn len(&self) -> usize {
+        self.items.len() - self.free.len()
+    }
+}
+
+impl<T> std::ops::Index<u32> for Slab<T> {
+    type Output = T;
+
+    fn index(&self, slot: u32) -> &T {
+        &self.items[slot as usize]
+    }
+}
+
+impl<T> std::ops::IndexMut<u32> for Slab<T> {
+    fn index_mut(&mut self, slot: u32) -> &mut T {
+        &mut self.items[slot as usize]
+    }
 }
 
 /// An outcome about one event, among `sides` sides.
@@ -141,14 +234,20 @@ fn single(
     }
 }
 
-impl Group {
-    fn is_complete(&self) -> bool {
-        self.records.iter().all(Option::is_some)
-    }
-
-    fn events(&self) -> usize {
-        self.records.iter().flatten().count()
-    }
+/// Where an arriving event goes.
+enum Next {
+    /// The same side of a group still waiting, in event time.
+    Duplicate,
+    /// Into this group.
+    Join(u32),
+    /// Held with this group, to resolve its timeout.
+    TooLate(u32),
+    /// Against this entry's memory of a done key.
+    Remembered(u32),
+    /// Behind the watermark, with nothing to join or resolve.
+    Late,
+    /// A new group, for this entry if the key has one.
+    Open(Option<u32>),
 }
 
 impl Matcher {
@@ -163,15 +262,38 @@ impl Matcher {
             waits: waits.into_iter().collect(),
             rules,
             retention,
-            keys: HashMap::new(),
-            deadlines: BTreeMap::new(),
-            expiries: BTreeMap::new(),
+            hasher: DefaultHashBuilder::default(),
+            index: HashTable::new(),
+            entries: Slab::new(),
+            groups: Slab::new(),
+            records: Vec::new(),
+            times: Vec::new(),
+            memories: Slab::new(),
+            too_late: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            expiries: BinaryHeap::new(),
             next_id: 0,
             watermark: Watermark::MIN,
             held: 0,
             waiting: 0,
             peak_waiting: 0,
         }
+    }
+
+    /// How many groups are waiting.
+    pub fn pending(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// How many keys have state: pending groups or a memory.
+    pub fn pending_keys(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// How many events are held: waiting in groups, or arrived late for an
+    /// alert not yet resolved.
+    pub fn pending_events(&self) -> usize {
+        self.held
     }
 
     /// How many keys have a group waiting for its other sides.
@@ -184,11 +306,12 @@ impl Matcher {
         self.peak_waiting
     }
 
-    /// The earliest event time at which a timer fires: a group's deadline
-    /// or the end of a key's retention. The watermark must pass it.
+    /// The earliest event time at which a timer may fire: a group's
+    /// deadline or the end of a key's retention. The watermark must pass
+    /// it. (A stale timer may come first; firing it does nothing.)
     pub fn next_timer(&self) -> Option<EventTime> {
-        let deadline = self.deadlines.first_key_value().map(|((time, _), _)| *time);
-        let expiry = self.expiries.first_key_value().map(|((time, _), _)| *time);
+        let deadline = self.deadlines.peek().map(|Reverse(timer)| timer.at);
+        let expiry = self.expiries.peek().map(|Reverse(timer)| timer.at);
         match (deadline, expiry) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -200,20 +323,23 @@ impl Matcher {
         self.watermark
     }
 
-    /// How many groups are waiting.
-    pub fn pending(&self) -> usize {
-        self.deadlines.len()
+    /// Moves the watermark to `watermark` (if that is later) without
+    /// firing anything: [`fire_due`](Self::fire_due) does, a batch at a
+    /// time.
+    pub fn advance_to(&mut self, watermark: Watermark) {
+        self.watermark = self.watermark.max(watermark);
     }
 
-    /// How many keys have state: pending groups or a memory.
-    pub fn pending_keys(&self) -> usize {
-        self.keys.len()
+    /// Fires what the watermark has reached, earliest first, until `out`
+    /// holds `limit` outcomes; returns whether more is due. So the end of a
+    /// million pending keys comes out a batch at a time instead of all at
+    /// once.
+    pub fn fire_due(&mut self, out: &mut Vec<Outcome>, limit: usize) -> bool {
+        self.fire_until(out, limit)
     }
 
-    /// How many events are held: waiting in groups, or arrived late for an
-    /// alert not yet resolved.
-    pub fn pending_events(&self) -> usize {
-        self.held
+    fn sides(&self) -> usize {
+        self.waits.len()
     }
 
     fn deadline(&self, side: Side, time: EventTime) -> EventTime {
@@ -226,14 +352,44 @@ impl Matcher {
         id
     }
 
+    /// The slots of group `group` in the flat vectors.
+    fn span(&self, group: u32) -> std::ops::Range<usize> {
+        let start = group as usize * self.sides();
+        start..start + self.sides()
+    }
+
+    /// The entry of `key`, if it has state.
+    fn find(&self, key: &Key) -> Option<u32> {
+        let hash = self.hasher.hash_one(key);
+        self.index
+            .find(hash, |&entry| self.entries[entry].key == *key)
+            .copied()
+    }
+
+    /// The latest event time among the members of `group`.
+    fn latest(&self, group: u32) -> EventTime {
+        let span = self.span(group);
+        self.records[span.clone()]
+            .iter()
+            .zip(&self.times[span])
+            .filter(|(record, _)| record.is_some())
+            .map(|(_, time)| *time)
+            .max()
+            .unwrap_or(EventTime::from_millis(i64::MIN))
+    }
+
     /// Whether an event of `side` at `time` may join `group`.
-    fn fits(&self, group: &Group, side: Side, time: EventTime) -> bool {
-        group.records[side.0].is_none()
-            && group.latest.max(time) <= group.deadline.min(self.deadline(side, time))
+    fn fits(&self, group: u32, side: Side, time: EventTime) -> bool {
+        self.records[self.span(group).start + side.0].is_none()
+            && self.latest(group).max(time)
+                <= self.groups[group].deadline.min(self.deadline(side, time))
     }
 
     /// The outcome of a complete group: the rules that fail, if any.
     fn judge(&self, key: &Key, records: &[Option<Record>]) -> Detail {
+        if self.rules.is_empty() {
+            return Detail::Matched;
+        }
         let values = [key.value().clone()];
         let env = Env {
             records,
@@ -260,37 +416,232 @@ impl Matcher {
         }
     }
 
+    /// Where an event of `side` for the key of `entry` (if it has one) at
+    /// `time` goes.
+    fn route(&self, entry: Option<u32>, side: Side, time: EventTime) -> Next {
+        let Some(entry) = entry else {
+            return if self.watermark.is_late(time) {
+                Next::Late
+            } else {
+                Next::Open(None)
+            };
+        };
+        let mut group = self.entries[entry].first;
+        while group != NONE {
+            let deadline = self.groups[group].deadline;
+            let too_late = time > deadline && time <= deadline.saturating_add(self.retention);
+            let has_side = self.records[self.span(group).start + side.0].is_some()
+                || self
+                    .too_late
+                    .get(&group)
+                    .is_some_and(|held| held.iter().any(|e| e.side == side));
+            if has_side {
+                // Still waiting, in event time: this is the same event again.
+                if time <= deadline || too_late {
+                    return Next::Duplicate;
+                }
+            } else if self.fits(group, side, time) {
+                return Next::Join(group);
+            } else if too_late {
+                // Past the deadline but within the retention: it will
+                // resolve the timeout, whenever that fires.
+                return Next::TooLate(group);
+            }
+            group = self.groups[group].next;
+        }
+        let memory = self.entries[entry].memory;
+        if memory != NONE && time <= self.memories[memory].until {
+            Next::Remembered(entry)
+        } else if self.watermark.is_late(time) {
+            Next::Late
+        } else {
+            Next::Open(Some(entry))
+        }
+    }
+
+    /// Starts a new group with `event`, and its timer; and the key's entry
+    /// if it has none.
+    fn open(&mut self, entry: Option<u32>, event: Event) {
+        let Event {
+            side,
+            time,
+            key,
+            record,
+        } = event;
+        let entry = entry.unwrap_or_else(|| self.add_entry(key));
+        let id = self.id();
+        let deadline = self.deadline(side, time);
+        let group = self.groups.insert(Group {
+            id,
+            deadline,
+            entry,
+            next: NONE,
+        });
+        let span = self.span(group);
+        if self.records.len() < span.end {
+            self.records.resize(span.end, None);
+            self.times.resize(span.end, EventTime::from_millis(0));
+        }
+        self.records[span.start + side.0] = Some(record);
+        // An absent side's time is the group's first: never shown, but
+        // defined.
+        self.times[span].fill(time);
+        self.held += 1;
+        self.deadlines.push(Reverse(Timer {
+            at: deadline,
+            id,
+            slot: group,
+        }));
+        // Appended: a key's groups are oldest first.
+        let first = self.entries[entry].first;
+        if first == NONE {
+            self.entries[entry].first = group;
+            self.waiting += 1;
+            self.peak_waiting = self.peak_waiting.max(self.waiting);
+        } else {
+            let mut last = first;
+            while self.groups[last].next != NONE {
+                last = self.groups[last].next;
+            }
+            self.groups[last].next = group;
+        }
+    }
+
+    /// A new entry for `key`, with nothing in it yet.
+    fn add_entry(&mut self, key: Key) -> u32 {
+        let hash = self.hasher.hash_one(&key);
+        let entry = self.entries.insert(Entry {
+            key,
+            first: NONE,
+            memory: NONE,
+        });
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.index
+            .insert_unique(hash, entry, |&e| hasher.hash_one(&entries[e].key));
+        entry
+    }
+
+    /// Drops an entry once nothing is left in it.
+    fn tidy(&mut self, entry: u32) {
+        let Entry { first, memory, .. } = self.entries[entry];
+        if first != NONE || memory != NONE {
+            return;
+        }
+        let hash = self.hasher.hash_one(&self.entries[entry].key);
+        if let Ok(found) = self.index.find_entry(hash, |&e| e == entry) {
+            found.remove();
+        }
+        self.entries.remove(entry);
+    }
+
+    /// Takes `group` out of its key's chain and frees it; returns its
+    /// records and times.
+    fn take_group(&mut self, group: u32) -> (Box<[Option<Record>]>, Box<[EventTime]>) {
+        let Group { entry, next, .. } = self.groups[group];
+        if self.entries[entry].first == group {
+            self.entries[entry].first = next;
+            if next == NONE {
+                self.waiting -= 1;
+            }
+        } else {
+            let mut previous = self.entries[entry].first;
+            while self.groups[previous].next != group {
+                previous = self.groups[previous].next;
+            }
+            self.groups[previous].next = next;
+        }
+        // Marks the slot's timers stale until it is reused.
+        self.groups[group].id = u64::MAX;
+        self.groups.remove(group);
+        let span = self.span(group);
+        let records: Box<[Option<Record>]> = self.records[span.clone()]
+            .iter_mut()
+            .map(Option::take)
+            .collect();
+        let times: Box<[EventTime]> = self.times[span].into();
+        (records, times)
+    }
+
+    /// Adds `event` to `group`; emits the group if that completes it.
+    fn join(&mut self, event: Event, group: u32, out: &mut Vec<Outcome>) {
+        let Event {
+            side,
+            time,
+            key,
+            record,
+        } = event;
+        let deadline = self.deadline(side, time);
+        self.held += 1;
+        let slot = self.span(group).start + side.0;
+        self.records[slot] = Some(record);
+        self.times[slot] = time;
+        if deadline < self.groups[group].deadline {
+            // The old timer goes stale: it no longer matches the deadline.
+            self.groups[group].deadline = deadline;
+            self.deadlines.push(Reverse(Timer {
+                at: deadline,
+                id: self.groups[group].id,
+                slot: group,
+            }));
+        }
+        if self.records[self.span(group)].iter().any(Option::is_none) {
+            return;
+        }
+        let latest = self.latest(group);
+        let entry = self.groups[group].entry;
+        let (records, times) = self.take_group(group);
+        self.held -= records.len();
+        let detail = self.judge(&key, &records);
+        out.push(Outcome {
+            key,
+            records,
+            times,
+            detail,
+        });
+        let until = latest.saturating_add(self.retention);
+        self.remember(entry, until, Prior::Completed, None, out);
+        self.tidy(entry);
+    }
+
     /// Remembers a done key until `until`, replacing what was remembered;
     /// late arrivals of a replaced alert are reported late.
     fn remember(
         &mut self,
-        key: &Key,
+        entry: u32,
         until: EventTime,
         prior: Prior,
-        alert: Option<Alert>,
+        alert: Option<Box<Alert>>,
         out: &mut Vec<Outcome>,
     ) {
         if self.retention == Duration::ZERO && alert.is_none() {
             return;
         }
         let id = self.id();
-        let state = self.keys.entry(key.clone()).or_default();
-        let old = state.done.replace(Done {
+        let memory = Memory {
             id,
             until,
             prior,
             alert,
-        });
-        self.expiries.insert((until, id), key.clone());
-        if let Some(old) = old {
-            self.expiries.remove(&(old.until, old.id));
-            self.forget(key, old, out);
-        }
+        };
+        let old = self.entries[entry].memory;
+        let slot = if old == NONE {
+            self.memories.insert(memory)
+        } else {
+            let old_memory = std::mem::replace(&mut self.memories[old], memory);
+            self.forget(entry, old_memory, out);
+            old
+        };
+        self.entries[entry].memory = slot;
+        self.expiries.push(Reverse(Timer {
+            at: until,
+            id,
+            slot: entry,
+        }));
     }
 
     /// Ends a memory: late arrivals that did not resolve its alert are late.
-    fn forget(&mut self, key: &Key, done: Done, out: &mut Vec<Outcome>) {
-        let Some(alert) = done.alert else { return };
+    fn forget(&mut self, entry: u32, memory: Memory, out: &mut Vec<Outcome>) {
+        let Some(alert) = memory.alert else { return };
         for (side, arrived) in alert.arrived.iter().enumerate() {
             if !arrived {
                 continue;
@@ -299,8 +650,8 @@ impl Matcher {
                 self.held -= 1;
                 let (side, time) = (Side(side), alert.times[side]);
                 out.push(single(
-                    self.waits.len(),
-                    key.clone(),
+                    self.sides(),
+                    self.entries[entry].key.clone(),
                     side,
                     time,
                     record,
@@ -310,183 +661,118 @@ impl Matcher {
         }
     }
 
-    /// Drops a key's state once nothing is left in it.
-    fn tidy(&mut self, key: &Key) {
-        if self
-            .keys
-            .get(key)
-            .is_some_and(|state| state.groups.is_empty() && state.done.is_none())
-        {
-            self.keys.remove(key);
-        }
-    }
-
     /// Fires every deadline, then every end of retention, the watermark has
     /// reached, earliest first.
     fn fire(&mut self, out: &mut Vec<Outcome>) {
-        while let Some(entry) = self.deadlines.first_entry() {
-            let (deadline, id) = *entry.key();
-            if !self.watermark.reached(deadline) {
+        self.fire_until(out, usize::MAX);
+    }
+
+    /// As [`fire`](Self::fire), but stops once `out` holds `limit`
+    /// outcomes; returns whether it stopped with more due.
+    fn fire_until(&mut self, out: &mut Vec<Outcome>, limit: usize) -> bool {
+        while let Some(&Reverse(timer)) = self.deadlines.peek() {
+            if !self.watermark.reached(timer.at) {
                 break;
             }
-            let key = entry.remove();
-            let Some(mut group) = self.take_group(&key, id) else {
+            if out.len() >= limit {
+                return true;
+            }
+            self.deadlines.pop();
+            let group = &self.groups.items.get(timer.slot as usize);
+            if !group.is_some_and(|g| g.id == timer.id && g.deadline == timer.at) {
                 continue;
-            };
-            self.held -= group.events() + group.too_late.len();
-            let too_late = std::mem::take(&mut group.too_late);
-            // The side whose own deadline is the group's: the first to give up.
-            let expired = (0..group.records.len())
-                .map(Side)
-                .find(|side| {
-                    group.records[side.0].is_some()
-                        && self.deadline(*side, group.times[side.0]) == group.deadline
-                })
-                .unwrap_or(Side(0));
-            out.push(Outcome {
-                key: key.clone(),
-                records: group.records.clone(),
-                times: group.times.clone(),
-                detail: Detail::TimedOut { expired },
-            });
-            let arrived = vec![false; group.records.len()].into_boxed_slice();
-            let alert = Alert {
-                expired,
-                deadline,
-                records: group.records,
-                times: group.times,
-                arrived,
-            };
-            let until = deadline.saturating_add(self.retention);
-            self.remember(&key, until, Prior::TimedOut, Some(alert), out);
-            // What was too late for the group arrives at its alert now, as it
-            // would have after the timeout.
-            for event in too_late {
-                self.remembered(event, out);
             }
-            self.tidy(&key);
+            self.time_out(timer.slot, out);
         }
-        while let Some(entry) = self.expiries.first_entry() {
-            let (until, id) = *entry.key();
-            if !self.watermark.reached(until) {
+        while let Some(&Reverse(timer)) = self.expiries.peek() {
+            if !self.watermark.reached(timer.at) {
                 break;
             }
-            let key = entry.remove();
-            let done = self
-                .keys
-                .get_mut(&key)
-                .and_then(|state| state.done.take_if(|done| done.id == id));
-            if let Some(done) = done {
-                self.forget(&key, done, out);
+            if out.len() >= limit {
+                return true;
             }
-            self.tidy(&key);
+            self.expiries.pop();
+            let entry = timer.slot;
+            let memory = self
+                .entries
+                .items
+                .get(entry as usize)
+                .map_or(NONE, |e| e.memory);
+            if memory == NONE || self.memories[memory].id != timer.id {
+                continue;
+            }
+            self.entries[entry].memory = NONE;
+            self.memories.remove(memory);
+            let done = std::mem::replace(
+                &mut self.memories[memory],
+                Memory {
+                    id: u64::MAX,
+                    until: EventTime::from_millis(0),
+                    prior: Prior::Completed,
+                    alert: None,
+                },
+            );
+            self.forget(entry, done, out);
+            self.tidy(entry);
         }
+        false
     }
 
-    fn take_group(&mut self, key: &Key, id: u64) -> Option<Group> {
-        let groups = &mut self.keys.get_mut(key)?.groups;
-        let index = groups.iter().position(|group| group.id == id)?;
-        let group = groups.remove(index);
-        if groups.is_empty() {
-            self.waiting -= 1;
-        }
-        Some(group)
-    }
-
-    /// Adds `event` to the key's group at `index`; emits the group if that
-    /// completes it.
-    fn join(&mut self, event: Event, index: usize, out: &mut Vec<Outcome>) {
-        let Event {
-            side,
-            time,
-            key,
-            record,
-        } = event;
-        let deadline = self.deadline(side, time);
-        self.held += 1;
-        let Some(state) = self.keys.get_mut(&key) else {
-            unreachable!("`on_event` found a group for this key")
-        };
-        let group = &mut state.groups[index];
-        group.records[side.0] = Some(record);
-        group.times[side.0] = time;
-        group.latest = group.latest.max(time);
-        if deadline < group.deadline {
-            if let Some(timer_key) = self.deadlines.remove(&(group.deadline, group.id)) {
-                self.deadlines.insert((deadline, group.id), timer_key);
-            }
-            group.deadline = deadline;
-        }
-        if !group.is_complete() {
-            return;
-        }
-        let group = state.groups.remove(index);
-        if state.groups.is_empty() {
-            self.waiting -= 1;
-        }
-        self.deadlines.remove(&(group.deadline, group.id));
-        self.held -= group.events();
-        let detail = self.judge(&key, &group.records);
-        let until = group.latest.saturating_add(self.retention);
+    /// Times `group` out: the alert, then what was too late for it.
+    fn time_out(&mut self, group: u32, out: &mut Vec<Outcome>) {
+        let deadline = self.groups[group].deadline;
+        let entry = self.groups[group].entry;
+        // The side whose own deadline is the group's: the first to give up.
+        let span = self.span(group);
+        let expired = (0..self.sides())
+            .map(Side)
+            .find(|side| {
+                self.records[span.start + side.0].is_some()
+                    && self.deadline(*side, self.times[span.start + side.0]) == deadline
+            })
+            .unwrap_or(Side(0));
+        let too_late = self.too_late.remove(&group).unwrap_or_default();
+        let (records, times) = self.take_group(group);
+        self.held -= records.iter().flatten().count() + too_late.len();
+        let key = self.entries[entry].key.clone();
         out.push(Outcome {
-            key: key.clone(),
-            records: group.records,
-            times: group.times,
-            detail,
-        });
-        self.remember(&key, until, Prior::Completed, None, out);
-        self.tidy(&key);
-    }
-
-    /// Starts a new group with `event`, and its timer.
-    fn open(&mut self, event: Event) {
-        let Event {
-            side,
-            time,
             key,
-            record,
-        } = event;
-        let sides = self.waits.len();
-        let mut records = vec![None; sides].into_boxed_slice();
-        records[side.0] = Some(record);
-        let id = self.id();
-        let group = Group {
-            id,
-            deadline: self.deadline(side, time),
-            latest: time,
+            records: records.clone(),
+            times: times.clone(),
+            detail: Detail::TimedOut { expired },
+        });
+        let arrived = vec![false; records.len()].into_boxed_slice();
+        let alert = Alert {
+            expired,
+            deadline,
             records,
-            times: vec![time; sides].into_boxed_slice(),
-            too_late: Vec::new(),
+            times,
+            arrived,
         };
-        self.held += 1;
-        self.deadlines.insert((group.deadline, id), key.clone());
-        let groups = &mut self.keys.entry(key).or_default().groups;
-        if groups.is_empty() {
-            self.waiting += 1;
-            self.peak_waiting = self.peak_waiting.max(self.waiting);
+        let until = deadline.saturating_add(self.retention);
+        self.remember(entry, until, Prior::TimedOut, Some(Box::new(alert)), out);
+        // What was too late for the group arrives at its alert now, as it
+        // would have after the timeout.
+        for event in too_late {
+            self.remembered(entry, event, out);
         }
-        groups.push(group);
+        self.tidy(entry);
     }
 
     /// An event of a remembered key: a late counterpart of an alert, or a
     /// duplicate.
-    fn remembered(&mut self, event: Event, out: &mut Vec<Outcome>) {
+    fn remembered(&mut self, entry: u32, event: Event, out: &mut Vec<Outcome>) {
         let Event {
             side,
             time,
             key,
             record,
         } = event;
-        let sides = self.waits.len();
-        let Some(done) = self
-            .keys
-            .get_mut(&key)
-            .and_then(|state| state.done.as_mut())
-        else {
-            unreachable!("`on_event` found a memory for this key")
-        };
-        let prior = done.prior;
-        let resolving = done
+        let sides = self.sides();
+        let slot = self.entries[entry].memory;
+        let memory = &mut self.memories[slot];
+        let prior = memory.prior;
+        let resolving = memory
             .alert
             .as_mut()
             .filter(|alert| alert.records[side.0].is_none());
@@ -508,96 +794,54 @@ impl Matcher {
         if alert.records.iter().any(Option::is_none) {
             return;
         }
-        let Some(alert) = done.alert.take() else {
+        let Some(alert) = memory.alert.take() else {
             unreachable!("the alert was just completed")
         };
-        done.prior = Prior::Completed;
-        self.held -= alert.arrived.iter().filter(|arrived| **arrived).count();
+        memory.prior = Prior::Completed;
+        let Alert {
+            expired,
+            deadline,
+            records,
+            times,
+            arrived,
+        } = *alert;
+        self.held -= arrived.iter().filter(|arrived| **arrived).count();
         out.push(Outcome {
             key,
-            records: alert.records,
-            times: alert.times,
+            records,
+            times,
             detail: Detail::Resolved {
-                expired: alert.expired,
-                deadline: alert.deadline,
-                arrived: alert.arrived,
+                expired,
+                deadline,
+                arrived,
             },
         });
     }
 }
 
-/// Where an arriving event goes.
-enum Next {
-    /// The same side of a group still waiting, in event time.
-    Duplicate,
-    /// Into the group at this index.
-    Join(usize),
-    /// Held with the group at this index, to resolve its timeout.
-    TooLate(usize),
-    /// Against a key done within the retention.
-    Remembered,
-    /// Behind the watermark, with nothing to join or resolve.
-    Late,
-    /// A new group.
-    Open,
-}
-
 impl Operator for Matcher {
     fn on_event(&mut self, event: Event, out: &mut Vec<Outcome>) {
         let (side, time) = (event.side, event.time);
-
-        let state = self.keys.get(&event.key);
-        let retention = self.retention;
-        let waiting = state.and_then(|state| {
-            state.groups.iter().enumerate().find_map(|(index, group)| {
-                let too_late =
-                    time > group.deadline && time <= group.deadline.saturating_add(retention);
-                if group.records[side.0].is_some() || group.too_late.iter().any(|e| e.side == side)
-                {
-                    // Still waiting, in event time: this is the same event again.
-                    (time <= group.deadline || too_late).then_some(Next::Duplicate)
-                } else if self.fits(group, side, time) {
-                    Some(Next::Join(index))
-                } else {
-                    // Past the deadline but within the retention: it will
-                    // resolve the timeout, whenever that fires.
-                    too_late.then_some(Next::TooLate(index))
-                }
-            })
-        });
-        let next = waiting.unwrap_or_else(|| {
-            if state
-                .and_then(|state| state.done.as_ref())
-                .is_some_and(|done| time <= done.until)
-            {
-                Next::Remembered
-            } else if self.watermark.is_late(time) {
-                Next::Late
-            } else {
-                Next::Open
-            }
-        });
-        match next {
+        let entry = self.find(&event.key);
+        match self.route(entry, side, time) {
             Next::Duplicate => {
                 let Event { key, record, .. } = event;
                 let detail = Detail::Duplicate {
                     side,
                     of: Prior::Waiting,
                 };
-                out.push(single(self.waits.len(), key, side, time, record, detail));
+                out.push(single(self.sides(), key, side, time, record, detail));
             }
-            Next::Join(index) => self.join(event, index, out),
-            Next::TooLate(index) => {
+            Next::Join(group) => self.join(event, group, out),
+            Next::TooLate(group) => {
                 self.held += 1;
-                if let Some(state) = self.keys.get_mut(&event.key) {
-                    state.groups[index].too_late.push(event);
-                }
+                self.too_late.entry(group).or_default().push(event);
             }
-            Next::Remembered => self.remembered(event, out),
+            Next::Remembered(entry) => self.remembered(entry, event, out),
             Next::Late => {
                 let Event { key, record, .. } = event;
                 out.push(single(
-                    self.waits.len(),
+                    self.sides(),
                     key,
                     side,
                     time,
@@ -605,7 +849,7 @@ impl Operator for Matcher {
                     Detail::Late { side },
                 ));
             }
-            Next::Open => self.open(event),
+            Next::Open(entry) => self.open(entry, event),
         }
         // A late event may have tightened a group whose deadline the
         // watermark has already passed.

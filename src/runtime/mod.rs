@@ -53,9 +53,31 @@ pub struct Summary {
     pub elapsed: std::time::Duration,
     /// Whether the run was stopped before its inputs ended.
     pub stopped: bool,
+    /// Bytes resident when the inputs ended (before the waits still
+    /// pending were fired), where the system tells.
+    pub memory_at_end_of_input: Option<u64>,
+    /// The most bytes resident during the run, where the system tells.
+    pub peak_memory: Option<u64>,
     /// Every outcome, in order, when the outputs asked for it
     /// ([`Outputs::with_log`]).
     pub log: Option<Vec<Outcome>>,
+}
+
+/// Resident bytes now and at most so far, from `/proc/self/status` on
+/// Linux; `None` elsewhere.
+pub(crate) fn memory() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|line| line.starts_with(name))?;
+        let kb: u64 = line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kb * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
 /// What was read from one source.

@@ -217,7 +217,14 @@ impl Opened {
             Opening::Lines(origin, format) => {
                 let decoder = Decoder::new(&format, assign.layout.clone());
                 let lines = Lines::new(origin, read);
-                std::thread::spawn(move || read_lines(&assign, lines, decoder, &events, &stop));
+                let name = format!("source {}", assign.name);
+                let failed = events.clone();
+                let reader = move || read_lines(&assign, lines, decoder, &events, &stop);
+                if let Err(error) = std::thread::Builder::new().name(name).spawn(reader) {
+                    // Without a thread the source cannot be read; the run
+                    // stops with the reason.
+                    let _ = failed.try_send(Err(RunError::Start(error)));
+                }
             }
             Opening::Fed(feed, format) => {
                 let decoder = Decoder::new(&format, assign.layout.clone());
