@@ -44,6 +44,19 @@ impl fmt::Display for EventTime {
     }
 }
 
+impl EventTime {
+    /// Appends the time as [`Display`](fmt::Display) writes it, without the
+    /// formatting machinery in the common case.
+    pub fn write_to(self, out: &mut String) {
+        if let Some(text) = self.rfc3339() {
+            out.push_str(text.as_str());
+        } else {
+            use fmt::Write as _;
+            let _ = write!(out, "{self}");
+        }
+    }
+}
+
 /// An RFC 3339 time as text, without allocating.
 struct Rfc3339 {
     bytes: [u8; 24],
@@ -79,34 +92,41 @@ impl EventTime {
         let month = if mp < 10 { mp + 3 } else { mp - 9 };
         let year = yoe + era * 400 + i64::from(month <= 2);
         let mut out = Rfc3339 {
-            bytes: [0; 24],
-            len: 0,
+            bytes: *b"0000-00-00T00:00:00Z    ",
+            len: 20,
         };
-        let mut put = |value: i64, digits: u32, then: u8| {
-            for place in (0..digits).rev() {
-                let digit = (value / 10_i64.pow(place)) % 10;
-                out.bytes[out.len] = b'0' + u8::try_from(digit).unwrap_or(0);
-                out.len += 1;
-            }
-            out.bytes[out.len] = then;
-            out.len += 1;
+        let two = |bytes: &mut [u8; 24], at: usize, value: i64| {
+            // 0 to 99 here, so the casts are exact.
+            let value = value.unsigned_abs() as usize % 100;
+            bytes[at] = b'0' + (value / 10) as u8;
+            bytes[at + 1] = b'0' + (value % 10) as u8;
         };
-        put(year, 4, b'-');
-        put(month, 2, b'-');
-        put(day, 2, b'T');
-        put(ms / 3_600_000, 2, b':');
-        put(ms / 60_000 % 60, 2, b':');
+        two(&mut out.bytes, 0, year / 100);
+        two(&mut out.bytes, 2, year % 100);
+        two(&mut out.bytes, 5, month);
+        two(&mut out.bytes, 8, day);
+        two(&mut out.bytes, 11, ms / 3_600_000);
+        two(&mut out.bytes, 14, ms / 60_000 % 60);
+        two(&mut out.bytes, 17, ms / 1_000 % 60);
         let fraction = ms % 1_000;
         if fraction == 0 {
-            put(ms / 1_000 % 60, 2, b'Z');
+            out.bytes[19] = b'Z';
         } else {
-            put(ms / 1_000 % 60, 2, b'.');
-            let (value, digits) = match fraction {
-                f if f % 100 == 0 => (f / 100, 1),
-                f if f % 10 == 0 => (f / 10, 2),
-                f => (f, 3),
+            // `.d`, `.dd` or `.ddd`: the fraction without trailing zeros.
+            let digits = [fraction / 100, fraction / 10 % 10, fraction % 10];
+            let shown = if digits[2] != 0 {
+                3
+            } else if digits[1] != 0 {
+                2
+            } else {
+                1
             };
-            put(value, digits, b'Z');
+            out.bytes[19] = b'.';
+            for (at, digit) in digits.iter().take(shown).enumerate() {
+                out.bytes[20 + at] = b'0' + digit.unsigned_abs() as u8;
+            }
+            out.bytes[20 + shown] = b'Z';
+            out.len = 21 + shown;
         }
         Some(out)
     }

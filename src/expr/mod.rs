@@ -33,7 +33,7 @@ pub use parse::{parse, parse_duration};
 pub use scope::{Scope, SideScope};
 pub use typed::Var;
 pub use types::{Field, Kind, RecordType, SCALAR_TYPES, Type};
-pub use value::{Record, Value, write_json_string};
+pub use value::{JsonLayout, Record, Value, write_json_string};
 
 pub(crate) use builtins::parse_timestamp;
 

@@ -3,7 +3,7 @@
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
-use super::types::{Kind, Type};
+use super::types::{Kind, RecordType, Type};
 use crate::time::{Duration, EventTime};
 
 /// A value computed by an expression or held in a record field.
@@ -104,8 +104,11 @@ impl Value {
     pub fn write_json(&self, ty: &Type, out: &mut String) {
         match (self, &ty.kind) {
             (Self::Bool(b), _) => out.push_str(if *b { "true" } else { "false" }),
-            (Self::Int(i), _) => {
-                let _ = write!(out, "{i}");
+            (Self::Int(i), _) => out.push_str(itoa::Buffer::new().format(*i)),
+            (Self::Timestamp(time), _) => {
+                out.push('"');
+                time.write_to(out);
+                out.push('"');
             }
             (Self::Float(x), _) if x.is_finite() => {
                 let _ = write!(out, "{x:?}");
@@ -113,9 +116,7 @@ impl Value {
             // JSON has no NaN or infinities.
             (Self::Null | Self::Float(_), _) => out.push_str("null"),
             (Self::Str(s), _) => write_json_string(s, out),
-            (Self::Timestamp(_) | Self::Duration(_), _) => {
-                write_json_string(&self.to_string(), out);
-            }
+            (Self::Duration(_), _) => write_json_string(&self.to_string(), out),
             (Self::Record(record), Kind::Record(layout)) => {
                 out.push('{');
                 for (i, (field, value)) in layout.fields.iter().zip(record.values()).enumerate() {
@@ -141,6 +142,56 @@ impl Value {
                 out.push(']');
             }
         }
+    }
+}
+
+/// How records of one type are written as JSON, worked out once: each
+/// field's name already quoted and followed by its colon.
+#[derive(Clone, Debug)]
+pub struct JsonLayout {
+    fields: Vec<(String, Field)>,
+}
+
+#[derive(Clone, Debug)]
+enum Field {
+    Scalar,
+    Record(JsonLayout),
+}
+
+impl JsonLayout {
+    /// The layout of records of `record`.
+    pub fn new(record: &RecordType) -> Self {
+        let fields = record
+            .fields
+            .iter()
+            .map(|field| {
+                let mut name = String::new();
+                write_json_string(&field.name, &mut name);
+                name.push(':');
+                let shape = match &field.ty.kind {
+                    Kind::Record(nested) => Field::Record(Self::new(nested)),
+                    _ => Field::Scalar,
+                };
+                (name, shape)
+            })
+            .collect();
+        Self { fields }
+    }
+
+    /// Appends `record` as a JSON object.
+    pub fn write(&self, record: &Record, out: &mut String) {
+        out.push('{');
+        for (i, ((name, shape), value)) in self.fields.iter().zip(record.values()).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(name);
+            match (shape, value) {
+                (Field::Record(layout), Value::Record(nested)) => layout.write(nested, out),
+                _ => value.write_json(&Type::UNKNOWN, out),
+            }
+        }
+        out.push('}');
     }
 }
 

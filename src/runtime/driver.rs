@@ -797,7 +797,9 @@ async fn send(buffer: &mut String, target: &mut Target) -> Result<(), RunError> 
     if buffer.is_empty() {
         return Ok(());
     }
-    let chunk = std::mem::take(buffer).into_bytes();
+    // The next buffer starts at the size it will grow to.
+    let chunk =
+        std::mem::replace(buffer, String::with_capacity(FLUSH_AT + FLUSH_AT / 4)).into_bytes();
     let Some(sender) = &target.sender else {
         return Ok(());
     };

@@ -41,13 +41,13 @@
 //! and memories live in slabs, vectors whose free slots are reused, and a
 //! hash table of entry indexes finds a key's entry; the key itself is
 //! stored once, in its entry. Each group's records and event times sit in
-//! two flat vectors, a slot per side. Timers are binary heaps of deadlines
-//! and ends of retention; a timer whose group or memory has moved on is
-//! stale and skipped when it comes up. So a pending key costs its event
+//! two flat vectors, a slot per side. Timers (deadlines and ends of
+//! retention) are queues in time order; a timer whose group or memory has
+//! moved on is stale and skipped when it comes up. So a pending key costs its event
 //! and a few dozen bytes, and an event allocates nothing of its own.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
@@ -96,9 +96,9 @@ pub struct Matcher {
     too_late: HashMap<u32, Vec<Event>>,
     /// Each pending group's deadline; stale once the group is gone or its
     /// deadline moved.
-    deadlines: BinaryHeap<Reverse<Timer>>,
+    deadlines: Timers,
     /// Where each memory's retention ends; stale once it is replaced.
-    expiries: BinaryHeap<Reverse<Timer>>,
+    expiries: Timers,
     /// The id the next group or memory gets; ids only grow, and order
     /// timers that fall on the same time.
     next_id: u64,
@@ -162,6 +162,57 @@ struct Timer {
     at: EventTime,
     id: u64,
     slot: u32,
+}
+
+/// Timers, earliest first. Event times arrive nearly in order, so most
+/// timers go at the back of a sorted deque, in constant time; one that
+/// belongs further in goes to a heap instead, so disordered input costs a
+/// logarithm, never a shift of the whole queue.
+#[derive(Debug, Default)]
+struct Timers {
+    sorted: VecDeque<Timer>,
+    heap: BinaryHeap<Reverse<Timer>>,
+}
+
+impl Timers {
+    /// How far from the back of the deque a timer may still be inserted.
+    const NEAR: usize = 32;
+
+    fn push(&mut self, timer: Timer) {
+        let len = self.sorted.len();
+        if self.sorted.back().is_none_or(|last| *last <= timer) {
+            self.sorted.push_back(timer);
+            return;
+        }
+        let at = self.sorted.partition_point(|t| *t <= timer);
+        if len - at <= Self::NEAR {
+            self.sorted.insert(at, timer);
+        } else {
+            self.heap.push(Reverse(timer));
+        }
+    }
+
+    /// The earliest timer.
+    fn peek(&self) -> Option<Timer> {
+        match (self.sorted.front(), self.heap.peek()) {
+            (Some(a), Some(Reverse(b))) => Some(*a.min(b)),
+            (a, b) => a.copied().or(b.map(|Reverse(t)| *t)),
+        }
+    }
+
+    /// Takes the earliest timer.
+    fn pop(&mut self) -> Option<Timer> {
+        let from_heap = match (self.sorted.front(), self.heap.peek()) {
+            (Some(a), Some(Reverse(b))) => b < a,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        if from_heap {
+            self.heap.pop().map(|Reverse(timer)| timer)
+        } else {
+            self.sorted.pop_front()
+        }
+    }
 }
 
 /// A vector whose removed slots are reused.
@@ -270,8 +321,8 @@ impl Matcher {
             times: Vec::new(),
             memories: Slab::new(),
             too_late: HashMap::new(),
-            deadlines: BinaryHeap::new(),
-            expiries: BinaryHeap::new(),
+            deadlines: Timers::default(),
+            expiries: Timers::default(),
             next_id: 0,
             watermark: Watermark::MIN,
             held: 0,
@@ -310,8 +361,8 @@ impl Matcher {
     /// deadline or the end of a key's retention. The watermark must pass
     /// it. (A stale timer may come first; firing it does nothing.)
     pub fn next_timer(&self) -> Option<EventTime> {
-        let deadline = self.deadlines.peek().map(|Reverse(timer)| timer.at);
-        let expiry = self.expiries.peek().map(|Reverse(timer)| timer.at);
+        let deadline = self.deadlines.peek().map(|timer| timer.at);
+        let expiry = self.expiries.peek().map(|timer| timer.at);
         match (deadline, expiry) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -358,9 +409,8 @@ impl Matcher {
         start..start + self.sides()
     }
 
-    /// The entry of `key`, if it has state.
-    fn find(&self, key: &Key) -> Option<u32> {
-        let hash = self.hasher.hash_one(key);
+    /// The entry of `key`, whose hash is `hash`, if it has state.
+    fn find(&self, key: &Key, hash: u64) -> Option<u32> {
         self.index
             .find(hash, |&entry| self.entries[entry].key == *key)
             .copied()
@@ -460,15 +510,15 @@ impl Matcher {
     }
 
     /// Starts a new group with `event`, and its timer; and the key's entry
-    /// if it has none.
-    fn open(&mut self, entry: Option<u32>, event: Event) {
+    /// if it has none (`hash` is the key's).
+    fn open(&mut self, entry: Option<u32>, event: Event, hash: u64) {
         let Event {
             side,
             time,
             key,
             record,
         } = event;
-        let entry = entry.unwrap_or_else(|| self.add_entry(key));
+        let entry = entry.unwrap_or_else(|| self.add_entry(key, hash));
         let id = self.id();
         let deadline = self.deadline(side, time);
         let group = self.groups.insert(Group {
@@ -487,11 +537,11 @@ impl Matcher {
         // defined.
         self.times[span].fill(time);
         self.held += 1;
-        self.deadlines.push(Reverse(Timer {
+        self.deadlines.push(Timer {
             at: deadline,
             id,
             slot: group,
-        }));
+        });
         // Appended: a key's groups are oldest first.
         let first = self.entries[entry].first;
         if first == NONE {
@@ -507,9 +557,8 @@ impl Matcher {
         }
     }
 
-    /// A new entry for `key`, with nothing in it yet.
-    fn add_entry(&mut self, key: Key) -> u32 {
-        let hash = self.hasher.hash_one(&key);
+    /// A new entry for `key`, whose hash is `hash`, with nothing in it yet.
+    fn add_entry(&mut self, key: Key, hash: u64) -> u32 {
         let entry = self.entries.insert(Entry {
             key,
             first: NONE,
@@ -578,11 +627,11 @@ impl Matcher {
         if deadline < self.groups[group].deadline {
             // The old timer goes stale: it no longer matches the deadline.
             self.groups[group].deadline = deadline;
-            self.deadlines.push(Reverse(Timer {
+            self.deadlines.push(Timer {
                 at: deadline,
                 id: self.groups[group].id,
                 slot: group,
-            }));
+            });
         }
         if self.records[self.span(group)].iter().any(Option::is_none) {
             return;
@@ -632,11 +681,11 @@ impl Matcher {
             old
         };
         self.entries[entry].memory = slot;
-        self.expiries.push(Reverse(Timer {
+        self.expiries.push(Timer {
             at: until,
             id,
             slot: entry,
-        }));
+        });
     }
 
     /// Ends a memory: late arrivals that did not resolve its alert are late.
@@ -670,7 +719,7 @@ impl Matcher {
     /// As [`fire`](Self::fire), but stops once `out` holds `limit`
     /// outcomes; returns whether it stopped with more due.
     fn fire_until(&mut self, out: &mut Vec<Outcome>, limit: usize) -> bool {
-        while let Some(&Reverse(timer)) = self.deadlines.peek() {
+        while let Some(timer) = self.deadlines.peek() {
             if !self.watermark.reached(timer.at) {
                 break;
             }
@@ -684,7 +733,7 @@ impl Matcher {
             }
             self.time_out(timer.slot, out);
         }
-        while let Some(&Reverse(timer)) = self.expiries.peek() {
+        while let Some(timer) = self.expiries.peek() {
             if !self.watermark.reached(timer.at) {
                 break;
             }
@@ -822,7 +871,8 @@ impl Matcher {
 impl Operator for Matcher {
     fn on_event(&mut self, event: Event, out: &mut Vec<Outcome>) {
         let (side, time) = (event.side, event.time);
-        let entry = self.find(&event.key);
+        let hash = self.hasher.hash_one(&event.key);
+        let entry = self.find(&event.key, hash);
         match self.route(entry, side, time) {
             Next::Duplicate => {
                 let Event { key, record, .. } = event;
@@ -849,7 +899,7 @@ impl Operator for Matcher {
                     Detail::Late { side },
                 ));
             }
-            Next::Open(entry) => self.open(entry, event),
+            Next::Open(entry) => self.open(entry, event, hash),
         }
         // A late event may have tightened a group whose deadline the
         // watermark has already passed.
@@ -859,5 +909,56 @@ impl Operator for Matcher {
     fn on_watermark(&mut self, watermark: Watermark, out: &mut Vec<Outcome>) {
         self.watermark = self.watermark.max(watermark);
         self.fire(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_come_out_in_order_however_they_go_in() {
+        let mut state: u64 = 7;
+        let mut next = |below: u64| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % below
+        };
+        let mut timers = Timers::default();
+        let mut expected = Vec::new();
+        let mut straggled = false;
+        let mut time = 0;
+        for id in 0..5_000 {
+            // Mostly ahead of the last, sometimes a little behind, now and
+            // then far behind.
+            time += i64::try_from(next(10)).unwrap_or(0);
+            let at = match next(10) {
+                0 => time - i64::try_from(next(5_000)).unwrap_or(0),
+                1 | 2 => time - i64::try_from(next(20)).unwrap_or(0),
+                _ => time,
+            };
+            let timer = Timer {
+                at: EventTime::from_millis(at),
+                id,
+                slot: 0,
+            };
+            timers.push(timer);
+            straggled |= !timers.heap.is_empty();
+            expected.push(timer);
+            if next(4) == 0 {
+                // Taking from the front as the watermark would.
+                expected.sort();
+                assert_eq!(timers.pop(), Some(expected.remove(0)));
+            }
+        }
+        expected.sort();
+        assert_eq!(timers.peek(), expected.first().copied());
+        let mut popped = Vec::new();
+        while let Some(timer) = timers.pop() {
+            popped.push(timer);
+        }
+        assert_eq!(popped, expected);
+        assert!(straggled, "the far stragglers went to the heap");
     }
 }

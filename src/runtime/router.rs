@@ -10,7 +10,7 @@ use super::error::RunError;
 use super::operator::{Detail, Outcome};
 use crate::codec::write_csv_field;
 use crate::config::{OutcomeKind, SinkFormat, SinkKind};
-use crate::expr::{Env, Record, Type, Value, write_json_string};
+use crate::expr::{Env, JsonLayout, Record, Type, Value, write_json_string};
 use crate::plan::{Bound, MatchNode, Route, Side, SinkNode, Variable};
 use crate::time::EventTime;
 
@@ -23,8 +23,10 @@ pub(crate) struct Router {
     csv: Vec<Option<Arc<[Column]>>>,
     /// Each side's name as a value, for the variables that name sides.
     names: Vec<Value>,
-    /// Each side's record type, for JSON.
-    layouts: Vec<Type>,
+    /// How each side's records are written as JSON.
+    layouts: Vec<JsonLayout>,
+    /// Each side's name as a JSON key: `"app":`.
+    side_keys: Vec<String>,
     key_type: Type,
 }
 
@@ -80,7 +82,17 @@ impl Router {
             layouts: matcher
                 .sides
                 .iter()
-                .map(|side| Type::record(side.layout.clone()))
+                .map(|side| JsonLayout::new(&side.layout))
+                .collect(),
+            side_keys: matcher
+                .sides
+                .iter()
+                .map(|side| {
+                    let mut json = String::new();
+                    write_json_string(&side.name, &mut json);
+                    json.push(':');
+                    json
+                })
                 .collect(),
             key_type: matcher.key_type.clone(),
         };
@@ -259,7 +271,7 @@ impl Router {
                 out.push_str(",\"expired\":");
                 side_name(*expired, out);
                 out.push_str(",\"deadline\":");
-                write_json_string(&deadline.to_string(), out);
+                time(*deadline, out);
                 out.push_str(",\"arrived\":");
                 self.side_list(
                     arrived
@@ -273,10 +285,9 @@ impl Router {
         }
         for (side, record) in outcome.records.iter().enumerate() {
             out.push(',');
-            write_json_string(&self.names[side].to_string(), out);
-            out.push(':');
+            out.push_str(&self.side_keys[side]);
             match record {
-                Some(record) => Value::Record(record.clone()).write_json(&self.layouts[side], out),
+                Some(record) => self.layouts[side].write(record, out),
                 None => out.push_str("null"),
             }
         }
@@ -285,8 +296,7 @@ impl Router {
             if side > 0 {
                 out.push(',');
             }
-            write_json_string(&self.names[side].to_string(), out);
-            out.push(':');
+            out.push_str(&self.side_keys[side]);
             match record {
                 Some(_) => time(outcome.times[side], out),
                 None => out.push_str("null"),
@@ -356,5 +366,7 @@ fn key(outcome: &Outcome, key_type: &Type, out: &mut String) {
 }
 
 fn time(time: EventTime, out: &mut String) {
-    write_json_string(&time.to_string(), out);
+    out.push('"');
+    time.write_to(out);
+    out.push('"');
 }
