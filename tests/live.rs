@@ -63,7 +63,10 @@ impl Live {
         let (app, app_lines) = mpsc::channel(16);
         let (bank, bank_lines) = mpsc::channel(16);
         let (stop, stopped) = oneshot::channel::<()>();
-        let out = SharedBuffer::new();
+        // Captured buffers are written by the run itself: what it has
+        // decided is there as soon as it waits.
+        let (outputs, mut buffers) = Outputs::capture(1);
+        let out = buffers.remove(0);
         let options = Options::new()
             .feed("app", app_lines)
             .feed("bank", bank_lines)
@@ -71,7 +74,7 @@ impl Live {
             .stop_on(async move {
                 let _ = stopped.await;
             });
-        let run = tokio::spawn(run_with(graph, Outputs::stdout_to(out.clone()), options));
+        let run = tokio::spawn(run_with(graph, outputs, options));
         Self {
             app: Some(app),
             bank: Some(bank),

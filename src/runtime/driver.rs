@@ -34,7 +34,7 @@ use super::error::RunError;
 use super::matcher::{Matcher, Rule};
 use super::operator::{Operator, Outcome};
 use super::router::Router;
-use super::sink::{self, FLUSH_AT, Outputs};
+use super::sink::{self, Destination, FLUSH_AT, Outputs};
 use super::source::{self, Batch, Item};
 use super::watermarks::Watermarks;
 use super::{Progress, SourceSummary, Summary};
@@ -242,20 +242,46 @@ enum Stamp {
 /// A sink target's channel and task.
 struct Target {
     name: String,
-    /// The driver's end of the channel to the task; `None` once closed,
-    /// which ends the task.
-    sender: Option<mpsc::Sender<Vec<u8>>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    writing: Writing,
+}
+
+/// Who writes a target's buffers.
+enum Writing {
+    /// Its thread.
+    Thread {
+        /// The driver's end of the channel to the thread; `None` once
+        /// closed, which ends the thread.
+        sender: Option<mpsc::Sender<Vec<u8>>>,
+        /// Buffers the thread has written, to fill again.
+        spare: std::sync::mpsc::Receiver<Vec<u8>>,
+        /// How the thread's writing ended; `None` once asked.
+        done: Option<tokio::sync::oneshot::Receiver<std::io::Result<()>>>,
+    },
+    /// The driver, directly.
+    Inline(sink::Writer),
 }
 
 impl Target {
-    /// Starts the task writing to `writer`.
-    fn spawn(name: String, writer: sink::Writer) -> Self {
-        let (sender, task) = sink::spawn(writer);
-        Self {
-            name,
-            sender: Some(sender),
-            task: Some(task),
+    /// Starts writing to `destination`.
+    fn spawn(name: String, destination: Destination) -> Result<Self, RunError> {
+        let writing = match destination {
+            Destination::Thread(writer) => {
+                let thread = sink::spawn(&name, writer).map_err(RunError::Start)?;
+                Writing::Thread {
+                    sender: Some(thread.chunks),
+                    spare: thread.spare,
+                    done: Some(thread.done),
+                }
+            }
+            Destination::Inline(writer) => Writing::Inline(writer),
+        };
+        Ok(Self { name, writing })
+    }
+
+    fn failed(&self, source: std::io::Error) -> RunError {
+        RunError::Write {
+            sink: self.name.clone(),
+            source,
         }
     }
 }
@@ -325,7 +351,7 @@ impl Driver {
         let targets: Vec<Target> = writers
             .into_iter()
             .map(|(name, writer)| Target::spawn(name, writer))
-            .collect();
+            .collect::<Result<_, _>>()?;
         let waits: Vec<_> = matcher.sides.iter().map(|side| side.wait).collect();
         let rules = matcher
             .rules
@@ -773,7 +799,6 @@ impl Driver {
         let mut result = Ok(());
         for (buffer, target) in self.buffers.iter_mut().zip(&mut self.targets) {
             let sent = send(buffer, target).await;
-            target.sender = None;
             let finished = finish(target).await;
             result = result.and(sent).and(finished);
         }
@@ -792,35 +817,52 @@ fn system_time() -> EventTime {
     EventTime::from_millis(i64::try_from(since_epoch).unwrap_or(i64::MAX))
 }
 
-/// Hands `buffer` to the target's task.
+/// Hands `buffer` to the target's thread, or writes it.
 async fn send(buffer: &mut String, target: &mut Target) -> Result<(), RunError> {
     if buffer.is_empty() {
         return Ok(());
     }
-    // The next buffer starts at the size it will grow to.
-    let chunk =
-        std::mem::replace(buffer, String::with_capacity(FLUSH_AT + FLUSH_AT / 4)).into_bytes();
-    let Some(sender) = &target.sender else {
-        return Ok(());
-    };
-    if sender.send(chunk).await.is_err() {
-        // The task stopped early: its result says why.
-        target.sender = None;
-        return finish(target).await;
+    match &mut target.writing {
+        Writing::Inline(writer) => {
+            let written = writer.write_all(buffer.as_bytes());
+            buffer.clear();
+            written.map_err(|source| target.failed(source))
+        }
+        Writing::Thread { sender, spare, .. } => {
+            // The next buffer is one the thread has written, or a new one at
+            // the size it will grow to.
+            let next = spare
+                .try_recv()
+                .ok()
+                .and_then(|spare| String::from_utf8(spare).ok())
+                .unwrap_or_else(|| String::with_capacity(FLUSH_AT + FLUSH_AT / 4));
+            let chunk = std::mem::replace(buffer, next).into_bytes();
+            let Some(channel) = sender else {
+                return Ok(());
+            };
+            if channel.send(chunk).await.is_err() {
+                // The thread stopped early: its result says why.
+                *sender = None;
+                return finish(target).await;
+            }
+            Ok(())
+        }
     }
-    Ok(())
 }
 
-/// Waits for the target's task and reports how its writing ended.
+/// Ends the target's writing: closes its channel, waits for its thread,
+/// and reports how the writing ended.
 async fn finish(target: &mut Target) -> Result<(), RunError> {
-    let Some(task) = target.task.take() else {
-        return Ok(());
+    let written = match &mut target.writing {
+        Writing::Inline(writer) => writer.flush(),
+        Writing::Thread { sender, done, .. } => {
+            *sender = None;
+            let Some(done) = done.take() else {
+                return Ok(());
+            };
+            done.await
+                .unwrap_or_else(|_| Err(std::io::Error::other("the writer thread stopped")))
+        }
     };
-    let written = task
-        .await
-        .unwrap_or_else(|join| Err(std::io::Error::other(join)));
-    written.map_err(|source| RunError::Write {
-        sink: target.name.clone(),
-        source,
-    })
+    written.map_err(|source| target.failed(source))
 }

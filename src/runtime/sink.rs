@@ -1,28 +1,27 @@
-//! Sinks: tasks that write rendered outcomes.
+//! Sinks: threads that write rendered outcomes.
 //!
 //! The driver renders outcomes into a buffer per sink target and sends full
-//! buffers over a bounded channel to the target's task, so a slow sink slows
-//! the driver instead of growing memory. Sinks of the same target (two
-//! `stdout` sinks) share one task, keeping their lines in outcome order.
+//! buffers over a bounded channel to the target's thread, so a slow sink
+//! slows the driver instead of growing memory. The thread writes each
+//! buffer with plain blocking writes and hands it back, emptied, for the
+//! driver to fill again. Sinks of the same target (two `stdout` sinks)
+//! share one thread, keeping their lines in outcome order.
 //! File sinks are created (or truncated) when the run starts, with their
 //! directories, after every input is found: a run that cannot start leaves
 //! the files of the last run as they were.
 
-use std::io;
+use std::io::{self, Write};
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::error::RunError;
 use crate::config::{SinkKind, Spanned};
 use crate::plan::SinkNode;
 
-/// Something a sink task writes to.
-pub(crate) type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+/// Something a sink thread writes to.
+pub(crate) type Writer = Box<dyn Write + Send>;
 
 /// Where output goes: the process's streams for the CLI, a writer of the
 /// caller's, or one buffer per sink for tests.
@@ -43,19 +42,19 @@ enum Targets {
 impl Outputs {
     /// The process's standard output and error, and files.
     pub fn stdio() -> Self {
-        Self::streams(tokio::io::stdout(), tokio::io::stderr())
+        Self::streams(io::stdout(), io::stderr())
     }
 
     /// `type: stdout` sinks write to `writer` instead of standard output.
-    pub fn stdout_to(writer: impl AsyncWrite + Send + Unpin + 'static) -> Self {
-        Self::streams(writer, tokio::io::stderr())
+    pub fn stdout_to(writer: impl Write + Send + 'static) -> Self {
+        Self::streams(writer, io::stderr())
     }
 
     /// `type: stdout` sinks write to `stdout`, `type: stderr` sinks to
     /// `stderr`, and file sinks to their files.
     pub fn streams(
-        stdout: impl AsyncWrite + Send + Unpin + 'static,
-        stderr: impl AsyncWrite + Send + Unpin + 'static,
+        stdout: impl Write + Send + 'static,
+        stderr: impl Write + Send + 'static,
     ) -> Self {
         Self {
             targets: Targets::Streams(Box::new(stdout), Box::new(stderr)),
@@ -101,7 +100,7 @@ impl Outputs {
                     ("stdout", Some(stdout), None),
                     ("stderr", Some(stderr), None),
                 ];
-                let mut targets: Vec<(String, Writer)> = Vec::new();
+                let mut targets: Vec<(String, Destination)> = Vec::new();
                 let mut target_of = Vec::with_capacity(sinks.len());
                 for sink in sinks {
                     let stream = match &sink.kind {
@@ -109,7 +108,10 @@ impl Outputs {
                         SinkKind::Stderr => &mut streams[1],
                         SinkKind::File { path, .. } => {
                             let (shown, writer) = create(base, path)?;
-                            targets.push((format!("{} ({shown})", sink.name), writer));
+                            targets.push((
+                                format!("{} ({shown})", sink.name),
+                                Destination::Thread(writer),
+                            ));
                             target_of.push(targets.len() - 1);
                             continue;
                         }
@@ -118,8 +120,8 @@ impl Outputs {
                     let target = match (*index, writer.take()) {
                         (Some(target), _) => target,
                         (None, writer) => {
-                            let writer = writer.unwrap_or_else(|| Box::new(tokio::io::sink()));
-                            targets.push(((*name).to_string(), writer));
+                            let writer = writer.unwrap_or_else(|| Box::new(io::sink()));
+                            targets.push(((*name).to_string(), Destination::Thread(writer)));
                             targets.len() - 1
                         }
                     };
@@ -129,10 +131,14 @@ impl Outputs {
                 Ok((targets, target_of))
             }
             Targets::Capture(buffers) => {
+                // Written by the driver itself, so that what a run has
+                // decided is in the buffer as soon as it waits.
                 let targets = sinks
                     .iter()
                     .zip(buffers)
-                    .map(|(sink, buffer)| (sink.name.clone(), Box::new(buffer) as Writer))
+                    .map(|(sink, buffer)| {
+                        (sink.name.clone(), Destination::Inline(Box::new(buffer)))
+                    })
                     .collect();
                 Ok((targets, (0..sinks.len()).collect()))
             }
@@ -154,37 +160,69 @@ fn create(base: &Path, path: &Spanned<String>) -> Result<(String, Writer), RunEr
         std::fs::create_dir_all(parent).map_err(failed)?;
     }
     let file = std::fs::File::create(&full).map_err(failed)?;
-    Ok((shown, Box::new(tokio::fs::File::from_std(file))))
+    Ok((shown, Box::new(file)))
 }
 
 /// Each target's name and writer, and the target of each sink.
-pub(crate) type Opened = (Vec<(String, Writer)>, Vec<usize>);
+pub(crate) type Opened = (Vec<(String, Destination)>, Vec<usize>);
+
+/// How a target is written.
+pub(crate) enum Destination {
+    /// By a thread of its own: files and the process's streams, which may
+    /// block.
+    Thread(Writer),
+    /// By the driver, as it hands buffers on: in-memory buffers.
+    Inline(Writer),
+}
 
 /// Bytes to collect before handing a buffer to a sink task.
 pub(crate) const FLUSH_AT: usize = 64 * 1024;
 
-/// Buffers a sink task may have queued.
+/// Buffers a sink thread may have queued.
 const QUEUE: usize = 4;
 
-/// Starts the task writing to `out`; returns the channel to it.
-pub(crate) fn spawn(
-    mut out: Writer,
-) -> (
-    mpsc::Sender<Vec<u8>>,
-    tokio::task::JoinHandle<io::Result<()>>,
-) {
-    let (sender, mut receiver) = mpsc::channel::<Vec<u8>>(QUEUE);
-    let task = tokio::spawn(async move {
-        while let Some(chunk) = receiver.recv().await {
-            out.write_all(&chunk).await?;
-            if receiver.is_empty() {
-                // Nothing more is queued: let it reach its reader now.
-                out.flush().await?;
-            }
-        }
-        out.flush().await
-    });
-    (sender, task)
+/// A sink target's thread, seen from the driver.
+pub(crate) struct SinkThread {
+    /// Full buffers to write.
+    pub(crate) chunks: mpsc::Sender<Vec<u8>>,
+    /// Buffers written and emptied, to fill again.
+    pub(crate) spare: std::sync::mpsc::Receiver<Vec<u8>>,
+    /// How the writing ended, once the chunks channel is closed.
+    pub(crate) done: oneshot::Receiver<io::Result<()>>,
+}
+
+/// Starts the thread writing to `out`, named after the target.
+///
+/// # Errors
+///
+/// A thread that cannot be started.
+pub(crate) fn spawn(name: &str, mut out: Writer) -> io::Result<SinkThread> {
+    let (chunks, mut receiver) = mpsc::channel::<Vec<u8>>(QUEUE);
+    let (give_back, spare) = std::sync::mpsc::channel();
+    let (report, done) = oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("sink {name}"))
+        .spawn(move || {
+            let mut write = || -> io::Result<()> {
+                while let Some(mut chunk) = receiver.blocking_recv() {
+                    out.write_all(&chunk)?;
+                    if receiver.is_empty() {
+                        // Nothing more is queued: let it reach its reader now.
+                        out.flush()?;
+                    }
+                    chunk.clear();
+                    // The driver may have finished; then the buffer goes.
+                    let _ = give_back.send(chunk);
+                }
+                out.flush()
+            };
+            let _ = report.send(write());
+        })?;
+    Ok(SinkThread {
+        chunks,
+        spare,
+        done,
+    })
 }
 
 /// An in-memory output that can be read after the run: for tests and for
@@ -204,24 +242,16 @@ impl SharedBuffer {
     }
 }
 
-impl AsyncWrite for SharedBuffer {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+impl Write for SharedBuffer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
+        Ok(buf.len())
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
