@@ -415,5 +415,5 @@ fn format_literal(arg: Option<&Typed>, function: &str) -> Result<Option<Arc<str>
             arg.span,
         ));
     }
-    Ok(Some(format.clone()))
+    Ok(Some(Arc::from(format.as_str())))
 }

@@ -21,6 +21,7 @@ mod error;
 mod functions;
 mod parse;
 mod scope;
+mod text;
 mod typed;
 mod types;
 mod value;
@@ -33,6 +34,7 @@ pub use parse::{parse, parse_duration};
 pub use scope::{Scope, SideScope};
 pub use typed::Var;
 pub use types::{Field, Kind, RecordType, SCALAR_TYPES, Type};
+pub use text::Text;
 pub use value::{JsonLayout, Record, Value, write_json_string};
 
 pub(crate) use builtins::parse_timestamp;

@@ -3,6 +3,7 @@
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
+use super::text::Text;
 use super::types::{Kind, RecordType, Type};
 use crate::time::{Duration, EventTime};
 
@@ -17,8 +18,8 @@ pub enum Value {
     Int(i64),
     /// A 64-bit float.
     Float(f64),
-    /// UTF-8 text, shared rather than copied.
-    Str(Arc<str>),
+    /// UTF-8 text: short text inline, long text shared.
+    Str(Text),
     /// A point in time.
     Timestamp(EventTime),
     /// A span of time.

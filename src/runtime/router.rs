@@ -166,8 +166,8 @@ impl Router {
                     .map(|(side, _)| Side(side)),
             ),
             (Variable::Deadline, Detail::Resolved { deadline, .. }) => Value::Timestamp(*deadline),
-            (Variable::Source, Detail::Malformed(line)) => Value::Str(line.source.clone()),
-            (Variable::File, Detail::Malformed(line)) => Value::Str(line.file.clone()),
+            (Variable::Source, Detail::Malformed(line)) => Value::Str(line.source.clone().into()),
+            (Variable::File, Detail::Malformed(line)) => Value::Str(line.file.clone().into()),
             (Variable::Line, Detail::Malformed(line)) => {
                 Value::Int(i64::try_from(line.line).unwrap_or(i64::MAX))
             }

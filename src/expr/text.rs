@@ -1,0 +1,142 @@
+//! Text values: short strings kept inline, longer ones shared.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// The text of a string value. Up to [`Text::INLINE`] bytes are stored in
+/// the value itself: most fields of a record (ids, codes, statuses) then
+/// cost no allocation and no reference counting, which matters when
+/// records are decoded on one thread and matched on another. Longer text
+/// is shared, and cheap to clone.
+#[derive(Clone)]
+pub struct Text(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, bytes: [u8; Text::INLINE] },
+    Shared(Arc<str>),
+}
+
+impl Text {
+    /// The most bytes stored inline.
+    pub const INLINE: usize = 22;
+
+    /// The text as a string slice.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            Repr::Inline { len, bytes } => {
+                // Only whole strings of at most INLINE bytes are stored.
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Repr::Shared(text) => text,
+        }
+    }
+}
+
+impl Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&str> for Text {
+    fn from(text: &str) -> Self {
+        if text.len() <= Self::INLINE {
+            let mut bytes = [0; Self::INLINE];
+            bytes[..text.len()].copy_from_slice(text.as_bytes());
+            Self(Repr::Inline {
+                len: text.len() as u8,
+                bytes,
+            })
+        } else {
+            Self(Repr::Shared(Arc::from(text)))
+        }
+    }
+}
+
+impl From<String> for Text {
+    fn from(text: String) -> Self {
+        if text.len() <= Self::INLINE {
+            Self::from(text.as_str())
+        } else {
+            Self(Repr::Shared(Arc::from(text)))
+        }
+    }
+}
+
+impl From<Arc<str>> for Text {
+    fn from(text: Arc<str>) -> Self {
+        if text.len() <= Self::INLINE {
+            Self::from(&*text)
+        } else {
+            Self(Repr::Shared(text))
+        }
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
+
+impl PartialOrd for Text {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Text {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl Hash for Text {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_text_is_inline_and_long_text_shared_and_both_read_the_same() {
+        for text in ["", "EUR", "A-000001", "exactly twenty-two b.", "é对账", "a little longer than twenty-two bytes"] {
+            let value = Text::from(text);
+            assert_eq!(value.as_str(), text);
+            assert_eq!(Text::from(text.to_string()), value);
+            assert_eq!(Text::from(Arc::<str>::from(text)), value);
+            let inline = matches!(value.0, Repr::Inline { .. });
+            assert_eq!(inline, text.len() <= Text::INLINE, "{text}");
+        }
+        assert!(Text::from("a") < Text::from("b"));
+        assert_eq!(std::mem::size_of::<crate::expr::Value>(), 24);
+    }
+}
