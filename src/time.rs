@@ -57,6 +57,14 @@ impl EventTime {
     }
 }
 
+/// Writes the last two decimal digits of `value` at `at`.
+fn two(bytes: &mut [u8; 24], at: usize, value: i64) {
+    // 0 to 99 once reduced, so the casts are exact.
+    let value = value.unsigned_abs() % 100;
+    bytes[at] = b'0' + (value / 10) as u8;
+    bytes[at + 1] = b'0' + (value % 10) as u8;
+}
+
 /// An RFC 3339 time as text, without allocating.
 struct Rfc3339 {
     bytes: [u8; 24],
@@ -81,30 +89,23 @@ impl EventTime {
             return None;
         }
         let (days, ms) = (self.0 / 86_400_000, self.0 % 86_400_000);
-        // Days to a civil date (Howard Hinnant's algorithm).
-        let z = days + 719_468;
-        let era = z / 146_097;
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
         let mut out = Rfc3339 {
             bytes: *b"0000-00-00T00:00:00Z    ",
             len: 20,
         };
-        let two = |bytes: &mut [u8; 24], at: usize, value: i64| {
-            // 0 to 99 here, so the casts are exact.
-            let value = value.unsigned_abs() as usize % 100;
-            bytes[at] = b'0' + (value / 10) as u8;
-            bytes[at + 1] = b'0' + (value % 10) as u8;
-        };
-        two(&mut out.bytes, 0, year / 100);
-        two(&mut out.bytes, 2, year % 100);
-        two(&mut out.bytes, 5, month);
-        two(&mut out.bytes, 8, day);
+        // Times come in runs of the same day: its date is kept.
+        thread_local! {
+            static DAY: std::cell::Cell<(i64, [u8; 10])> = const { std::cell::Cell::new((-1, [0; 10])) };
+        }
+        let (cached, date) = DAY.get();
+        if cached == days {
+            out.bytes[..10].copy_from_slice(&date);
+        } else {
+            Self::date(days, &mut out.bytes);
+            let mut date = [0; 10];
+            date.copy_from_slice(&out.bytes[..10]);
+            DAY.set((days, date));
+        }
         two(&mut out.bytes, 11, ms / 3_600_000);
         two(&mut out.bytes, 14, ms / 60_000 % 60);
         two(&mut out.bytes, 17, ms / 1_000 % 60);
@@ -129,6 +130,25 @@ impl EventTime {
             out.len = 21 + shown;
         }
         Some(out)
+    }
+
+    /// Writes `YYYY-MM-DD` of the day `days` after the epoch (0 to 9999
+    /// years) at the start of `bytes`.
+    fn date(days: i64, bytes: &mut [u8; 24]) {
+        // Days to a civil date (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z / 146_097;
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        two(bytes, 0, year / 100);
+        two(bytes, 2, year % 100);
+        two(bytes, 5, month);
+        two(bytes, 8, day);
     }
 }
 

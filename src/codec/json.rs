@@ -71,7 +71,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_, '_> {
         let values = self.scratch.unwrap_or(&mut own);
         values.clear();
         values.resize(fields.len(), Value::Null);
-        let mut given = vec![false; fields.len()];
+        let mut given = Given::new(fields.len());
         while let Some(index) = map.next_key_seed(FieldSeed(self.layout))? {
             let Some(index) = index else {
                 map.next_value::<IgnoredAny>()?;
@@ -82,20 +82,18 @@ impl<'de> Visitor<'de> for RecordSeed<'_, '_> {
                 name: &field.name,
                 parent: self.path,
             };
-            if given[index] {
+            if given.contains(index) {
                 return Err(de::Error::custom(format!("field `{path}` is given twice")));
             }
-            given[index] = true;
+            given.insert(index);
             values[index] = map.next_value_seed(ValueSeed {
                 ty: &field.ty,
                 path: &path,
             })?;
         }
-        if let Some(field) = fields
-            .iter()
-            .zip(&given)
-            .find_map(|(field, given)| (!given && !field.ty.nullable).then_some(field))
-        {
+        if let Some(field) = fields.iter().enumerate().find_map(|(index, field)| {
+            (!given.contains(index) && !field.ty.nullable).then_some(field)
+        }) {
             let path = Path {
                 name: &field.name,
                 parent: self.path,
@@ -103,6 +101,37 @@ impl<'de> Visitor<'de> for RecordSeed<'_, '_> {
             return Err(de::Error::custom(missing(path, &field.ty)));
         }
         Ok(values.drain(..).collect())
+    }
+}
+
+/// Which fields of a record were given: bits in a word for the usual
+/// schema, a vector beyond 64 fields.
+enum Given {
+    Word(u64),
+    Many(Vec<bool>),
+}
+
+impl Given {
+    fn new(fields: usize) -> Self {
+        if fields <= 64 {
+            Self::Word(0)
+        } else {
+            Self::Many(vec![false; fields])
+        }
+    }
+
+    fn contains(&self, index: usize) -> bool {
+        match self {
+            Self::Word(bits) => bits & (1 << index) != 0,
+            Self::Many(given) => given[index],
+        }
+    }
+
+    fn insert(&mut self, index: usize) {
+        match self {
+            Self::Word(bits) => *bits |= 1 << index,
+            Self::Many(given) => given[index] = true,
+        }
     }
 }
 

@@ -243,6 +243,40 @@ mod tests {
         assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
 
+    #[test]
+    fn wide_json_records_are_read_and_checked_the_same() {
+        let layout = Arc::new(RecordType {
+            name: "wide".into(),
+            fields: (0..70)
+                .map(|n| Field {
+                    name: format!("f{n}"),
+                    ty: Type::INT,
+                })
+                .collect(),
+        });
+        let fields: Vec<String> = (0..70).map(|n| format!("\"f{n}\": {n}")).collect();
+        let line = format!("{{{}}}", fields.join(", "));
+        let mut decoder = Decoder::new(&Format::Jsonl, layout);
+        let Ok(Line::Record(record)) = decoder.decode(&line) else {
+            panic!("a record")
+        };
+        assert_eq!(record.get(69), &Value::Int(69));
+        let twice = format!("{{{}, \"f68\": 0}}", fields.join(", "));
+        assert!(
+            decoder
+                .decode(&twice)
+                .unwrap_err()
+                .starts_with("field `f68` is given twice")
+        );
+        let short = format!("{{{}}}", fields[..69].join(", "));
+        assert!(
+            decoder
+                .decode(&short)
+                .unwrap_err()
+                .starts_with("missing field `f69`")
+        );
+    }
+
     fn csv(format: CsvFormat, lines: &[&str]) -> Vec<Result<Line, String>> {
         let layout = Arc::new(RecordType {
             name: "bank".into(),

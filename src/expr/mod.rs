@@ -32,9 +32,9 @@ pub use error::{ExprError, ExprErrorKind};
 pub use functions::{FUNCTIONS, Function};
 pub use parse::{parse, parse_duration};
 pub use scope::{Scope, SideScope};
+pub use text::Text;
 pub use typed::Var;
 pub use types::{Field, Kind, RecordType, SCALAR_TYPES, Type};
-pub use text::Text;
 pub use value::{JsonLayout, Record, Value, write_json_string};
 
 pub(crate) use builtins::parse_timestamp;

@@ -35,6 +35,16 @@ impl Text {
     }
 }
 
+impl Text {
+    /// The text's bytes, without checking them again.
+    fn bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Shared(text) => text.as_bytes(),
+        }
+    }
+}
+
 impl Deref for Text {
     type Target = str;
 
@@ -84,9 +94,11 @@ impl From<Arc<str>> for Text {
     }
 }
 
+// Compared and hashed as bytes, as `str` is, without turning them into a
+// `str` first.
 impl PartialEq for Text {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        self.bytes() == other.bytes()
     }
 }
 
@@ -100,13 +112,15 @@ impl PartialOrd for Text {
 
 impl Ord for Text {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_str().cmp(other.as_str())
+        self.bytes().cmp(other.bytes())
     }
 }
 
 impl Hash for Text {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
+        // As `str` hashes itself.
+        state.write(self.bytes());
+        state.write_u8(0xff);
     }
 }
 
@@ -128,7 +142,14 @@ mod tests {
 
     #[test]
     fn short_text_is_inline_and_long_text_shared_and_both_read_the_same() {
-        for text in ["", "EUR", "A-000001", "exactly twenty-two b.", "é对账", "a little longer than twenty-two bytes"] {
+        for text in [
+            "",
+            "EUR",
+            "A-000001",
+            "exactly twenty-two b.",
+            "é对账",
+            "a little longer than twenty-two bytes",
+        ] {
             let value = Text::from(text);
             assert_eq!(value.as_str(), text);
             assert_eq!(Text::from(text.to_string()), value);

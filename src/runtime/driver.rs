@@ -34,7 +34,7 @@ use super::error::RunError;
 use super::matcher::{Matcher, Rule};
 use super::operator::{Operator, Outcome};
 use super::router::Router;
-use super::sink::{self, Destination, FLUSH_AT, Outputs};
+use super::sink::{Outputs, Target};
 use super::source::{self, Batch, Item};
 use super::watermarks::Watermarks;
 use super::{Progress, SourceSummary, Summary};
@@ -158,10 +158,10 @@ struct Driver {
     inputs: Vec<InputQueue>,
     watermarks: Watermarks,
     operator: Matcher,
-    router: Router,
-    /// Rendered output not yet handed to its target, by target.
-    buffers: Vec<String>,
+    router: Arc<Router>,
     targets: Vec<Target>,
+    /// The routes and targets of the outcome being routed.
+    hits: Vec<(usize, usize)>,
     /// What the operator emitted and the router has not rendered yet.
     out: Vec<Outcome>,
     summary: Summary,
@@ -187,7 +187,7 @@ struct InputQueue {
     /// Batches from the source; closed when the source ends.
     receiver: mpsc::Receiver<Batch>,
     /// Items received and not yet merged.
-    buffer: VecDeque<Item>,
+    buffer: Received,
     finished: bool,
     idle: bool,
     idle_timeout: Option<std::time::Duration>,
@@ -216,7 +216,7 @@ impl InputQueue {
         source.spawn(sender, stopping.clone());
         Self {
             receiver,
-            buffer: VecDeque::new(),
+            buffer: Received::default(),
             finished: false,
             idle: false,
             idle_timeout,
@@ -224,6 +224,40 @@ impl InputQueue {
             stamp,
             holds_merge: !processing || inline,
         }
+    }
+}
+
+/// Items received and not yet merged: the batches as they came, read in
+/// place rather than copied into one queue. No batch in it is empty.
+#[derive(Default)]
+struct Received {
+    batches: VecDeque<std::vec::IntoIter<Item>>,
+}
+
+impl Received {
+    fn push(&mut self, batch: Vec<Item>) {
+        if !batch.is_empty() {
+            self.batches.push_back(batch.into_iter());
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    fn front(&self) -> Option<&Item> {
+        self.batches
+            .front()
+            .and_then(|batch| batch.as_slice().first())
+    }
+
+    fn pop_front(&mut self) -> Option<Item> {
+        let batch = self.batches.front_mut()?;
+        let item = batch.next();
+        if batch.as_slice().is_empty() {
+            self.batches.pop_front();
+        }
+        item
     }
 }
 
@@ -237,53 +271,6 @@ enum Stamp {
     /// The wall-clock time the run started: inline records, which all
     /// arrive at once.
     Start,
-}
-
-/// A sink target's channel and task.
-struct Target {
-    name: String,
-    writing: Writing,
-}
-
-/// Who writes a target's buffers.
-enum Writing {
-    /// Its thread.
-    Thread {
-        /// The driver's end of the channel to the thread; `None` once
-        /// closed, which ends the thread.
-        sender: Option<mpsc::Sender<Vec<u8>>>,
-        /// Buffers the thread has written, to fill again.
-        spare: std::sync::mpsc::Receiver<Vec<u8>>,
-        /// How the thread's writing ended; `None` once asked.
-        done: Option<tokio::sync::oneshot::Receiver<std::io::Result<()>>>,
-    },
-    /// The driver, directly.
-    Inline(sink::Writer),
-}
-
-impl Target {
-    /// Starts writing to `destination`.
-    fn spawn(name: String, destination: Destination) -> Result<Self, RunError> {
-        let writing = match destination {
-            Destination::Thread(writer) => {
-                let thread = sink::spawn(&name, writer).map_err(RunError::Start)?;
-                Writing::Thread {
-                    sender: Some(thread.chunks),
-                    spare: thread.spare,
-                    done: Some(thread.done),
-                }
-            }
-            Destination::Inline(writer) => Writing::Inline(writer),
-        };
-        Ok(Self { name, writing })
-    }
-
-    fn failed(&self, source: std::io::Error) -> RunError {
-        RunError::Write {
-            sink: self.name.clone(),
-            source,
-        }
-    }
 }
 
 /// The wall clock as event time, read from tokio's clock.
@@ -344,13 +331,15 @@ impl Driver {
         let log = outputs.logs();
         let (writers, target_of) = outputs.open(&sinks, &options.base)?;
         let (router, headers) = Router::new(&matcher, routes, &sinks, |sink| target_of[sink]);
-        let mut buffers = vec![String::new(); writers.len()];
+        let router = Arc::new(router);
+        let mut target_headers = vec![String::new(); writers.len()];
         for (sink, header) in headers.iter().enumerate() {
-            buffers[target_of[sink]].push_str(header);
+            target_headers[target_of[sink]].push_str(header);
         }
         let targets: Vec<Target> = writers
             .into_iter()
-            .map(|(name, writer)| Target::spawn(name, writer))
+            .zip(target_headers)
+            .map(|((name, writer), header)| Target::start(name, writer, &router, header))
             .collect::<Result<_, _>>()?;
         let waits: Vec<_> = matcher.sides.iter().map(|side| side.wait).collect();
         let rules = matcher
@@ -393,8 +382,8 @@ impl Driver {
             watermarks,
             operator: Matcher::new(waits, rules, matcher.retention),
             inputs,
-            buffers,
             targets,
+            hits: Vec::new(),
             router,
             out: Vec::new(),
             summary,
@@ -594,7 +583,7 @@ impl Driver {
                         }
                     }
                 }
-                input.buffer.extend(items);
+                input.buffer.push(items);
                 if std::mem::take(&mut input.idle) {
                     self.all_idle_since = None;
                     if let Some(watermark) = self.watermarks.set_idle(index, false) {
@@ -758,14 +747,23 @@ impl Driver {
         }
     }
 
-    /// Renders what the operator emitted, and hands full buffers to their
-    /// targets.
+    /// Hands what the operator emitted to the targets of its routes (the
+    /// targets' threads render it), and sends what is collected when it is
+    /// enough.
     async fn render(&mut self) -> Result<(), RunError> {
         if self.out.is_empty() {
             return Ok(());
         }
-        let (router, buffers, summary) = (&self.router, &mut self.buffers, &mut self.summary);
-        let rendered = self.out.drain(..).try_for_each(|outcome| {
+        let Self {
+            out,
+            router,
+            targets,
+            hits,
+            summary,
+            ..
+        } = self;
+        let mut rendered = Ok(());
+        for outcome in out.drain(..) {
             if let Some((_, count)) = summary
                 .outcomes
                 .iter_mut()
@@ -776,30 +774,43 @@ impl Driver {
             if let Some(log) = &mut summary.log {
                 log.push(outcome.clone());
             }
-            router.render(&outcome, buffers)
-        });
-        for (buffer, target) in self.buffers.iter_mut().zip(&mut self.targets) {
-            if buffer.len() >= FLUSH_AT {
-                send(buffer, target).await?;
+            hits.clear();
+            hits.extend(router.routes_for(&outcome));
+            // The last route takes the outcome; others take copies.
+            let mut outcome = Some(outcome);
+            for (index, &(route, target)) in hits.iter().enumerate() {
+                let taken = if index + 1 == hits.len() {
+                    outcome.take()
+                } else {
+                    outcome.clone()
+                };
+                if let Some(taken) = taken {
+                    rendered = rendered.and(targets[target].take(router, route, taken));
+                }
+            }
+        }
+        for target in &mut self.targets {
+            if target.full() {
+                target.send().await?;
             }
         }
         rendered
     }
 
-    /// Hands every buffer with something in it to its target.
+    /// Hands everything collected to its target.
     async fn flush(&mut self) -> Result<(), RunError> {
-        for (buffer, target) in self.buffers.iter_mut().zip(&mut self.targets) {
-            send(buffer, target).await?;
+        for target in &mut self.targets {
+            target.send().await?;
         }
         Ok(())
     }
 
-    /// Flushes and closes every target, waiting for its task.
+    /// Flushes and closes every target, waiting for its thread.
     async fn close(&mut self) -> Result<(), RunError> {
         let mut result = Ok(());
-        for (buffer, target) in self.buffers.iter_mut().zip(&mut self.targets) {
-            let sent = send(buffer, target).await;
-            let finished = finish(target).await;
+        for target in &mut self.targets {
+            let sent = target.send().await;
+            let finished = target.finish().await;
             result = result.and(sent).and(finished);
         }
         result
@@ -815,54 +826,4 @@ fn system_time() -> EventTime {
         .unwrap_or_default()
         .as_millis();
     EventTime::from_millis(i64::try_from(since_epoch).unwrap_or(i64::MAX))
-}
-
-/// Hands `buffer` to the target's thread, or writes it.
-async fn send(buffer: &mut String, target: &mut Target) -> Result<(), RunError> {
-    if buffer.is_empty() {
-        return Ok(());
-    }
-    match &mut target.writing {
-        Writing::Inline(writer) => {
-            let written = writer.write_all(buffer.as_bytes());
-            buffer.clear();
-            written.map_err(|source| target.failed(source))
-        }
-        Writing::Thread { sender, spare, .. } => {
-            // The next buffer is one the thread has written, or a new one at
-            // the size it will grow to.
-            let next = spare
-                .try_recv()
-                .ok()
-                .and_then(|spare| String::from_utf8(spare).ok())
-                .unwrap_or_else(|| String::with_capacity(FLUSH_AT + FLUSH_AT / 4));
-            let chunk = std::mem::replace(buffer, next).into_bytes();
-            let Some(channel) = sender else {
-                return Ok(());
-            };
-            if channel.send(chunk).await.is_err() {
-                // The thread stopped early: its result says why.
-                *sender = None;
-                return finish(target).await;
-            }
-            Ok(())
-        }
-    }
-}
-
-/// Ends the target's writing: closes its channel, waits for its thread,
-/// and reports how the writing ended.
-async fn finish(target: &mut Target) -> Result<(), RunError> {
-    let written = match &mut target.writing {
-        Writing::Inline(writer) => writer.flush(),
-        Writing::Thread { sender, done, .. } => {
-            *sender = None;
-            let Some(done) = done.take() else {
-                return Ok(());
-            };
-            done.await
-                .unwrap_or_else(|_| Err(std::io::Error::other("the writer thread stopped")))
-        }
-    };
-    written.map_err(|source| target.failed(source))
 }

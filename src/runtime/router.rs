@@ -99,28 +99,43 @@ impl Router {
         (built, headers)
     }
 
-    /// Appends a line per route that takes `outcome` to that route's target
-    /// buffer.
-    pub(crate) fn render(&self, outcome: &Outcome, buffers: &mut [String]) -> Result<(), RunError> {
+    /// The routes that take `outcome`, in the order declared, each with
+    /// its target.
+    pub(crate) fn routes_for<'a>(
+        &'a self,
+        outcome: &'a Outcome,
+    ) -> impl Iterator<Item = (usize, usize)> + 'a {
         let kind = outcome.kind();
-        // Computed once per outcome, and only if a template needs them.
-        let mut values: Option<Vec<Value>> = None;
-        for ((route, &target), csv) in self.routes.iter().zip(&self.targets).zip(&self.csv) {
-            if route.outcome != kind || route.side.is_some_and(|side| outcome.side() != Some(side))
-            {
-                continue;
+        self.routes
+            .iter()
+            .zip(&self.targets)
+            .enumerate()
+            .filter(move |(_, (route, _))| {
+                route.outcome == kind && route.side.is_none_or(|side| outcome.side() == Some(side))
+            })
+            .map(|(index, (_, &target))| (index, target))
+    }
+
+    /// Appends the line route `route` writes for `outcome`.
+    ///
+    /// # Errors
+    ///
+    /// A template that fails on the outcome.
+    pub(crate) fn render(
+        &self,
+        route: usize,
+        outcome: &Outcome,
+        out: &mut String,
+    ) -> Result<(), RunError> {
+        match (&self.routes[route].template, &self.csv[route]) {
+            (Some(template), _) => {
+                let values = self.values(outcome);
+                render_template(template, outcome, &values, out)?;
             }
-            let out = &mut buffers[target];
-            match (&route.template, csv) {
-                (Some(template), _) => {
-                    let values = values.get_or_insert_with(|| self.values(outcome));
-                    render_template(template, outcome, values, out)?;
-                }
-                (None, Some(columns)) => self.csv(columns, outcome, out),
-                (None, None) => self.json(outcome, out),
-            }
-            out.push('\n');
+            (None, Some(columns)) => self.csv(columns, outcome, out),
+            (None, None) => self.json(outcome, out),
         }
+        out.push('\n');
         Ok(())
     }
 

@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::RunError;
+use super::operator::Outcome;
+use super::router::Router;
 use crate::config::{SinkKind, Spanned};
 use crate::plan::SinkNode;
 
@@ -175,51 +177,75 @@ pub(crate) enum Destination {
     Inline(Writer),
 }
 
-/// Bytes to collect before handing a buffer to a sink task.
+/// Bytes a sink collects before writing them.
 pub(crate) const FLUSH_AT: usize = 64 * 1024;
 
 /// Buffers a sink thread may have queued.
 const QUEUE: usize = 4;
 
+/// Outcomes for a sink thread, each with the route it goes by.
+pub(crate) type Batch = Vec<(usize, Outcome)>;
+
 /// A sink target's thread, seen from the driver.
 pub(crate) struct SinkThread {
-    /// Full buffers to write.
-    pub(crate) chunks: mpsc::Sender<Vec<u8>>,
-    /// Buffers written and emptied, to fill again.
-    pub(crate) spare: std::sync::mpsc::Receiver<Vec<u8>>,
-    /// How the writing ended, once the chunks channel is closed.
-    pub(crate) done: oneshot::Receiver<io::Result<()>>,
+    /// Outcomes to render and write.
+    pub(crate) batches: mpsc::Sender<Batch>,
+    /// Batches rendered and emptied, to fill again.
+    pub(crate) spare: std::sync::mpsc::Receiver<Batch>,
+    /// How the writing ended, once the batches channel is closed.
+    pub(crate) done: oneshot::Receiver<Result<(), RunError>>,
 }
 
-/// Starts the thread writing to `out`, named after the target.
+/// Starts the thread that renders outcomes by `router` and writes them to
+/// `out`, after `header`; `name` names the target in errors.
 ///
 /// # Errors
 ///
 /// A thread that cannot be started.
-pub(crate) fn spawn(name: &str, mut out: Writer) -> io::Result<SinkThread> {
-    let (chunks, mut receiver) = mpsc::channel::<Vec<u8>>(QUEUE);
+pub(crate) fn spawn(
+    name: String,
+    mut out: Writer,
+    router: Arc<Router>,
+    header: String,
+) -> io::Result<SinkThread> {
+    let (batches, mut receiver) = mpsc::channel::<Batch>(QUEUE);
     let (give_back, spare) = std::sync::mpsc::channel();
     let (report, done) = oneshot::channel();
+    let thread_name = format!("sink {name}");
     std::thread::Builder::new()
-        .name(format!("sink {name}"))
+        .name(thread_name)
         .spawn(move || {
-            let mut write = || -> io::Result<()> {
-                while let Some(mut chunk) = receiver.blocking_recv() {
-                    out.write_all(&chunk)?;
+            let failed = |source: io::Error| RunError::Write {
+                sink: name.clone(),
+                source,
+            };
+            let mut buffer = header;
+            buffer.reserve(FLUSH_AT + FLUSH_AT / 4);
+            let mut write = || -> Result<(), RunError> {
+                while let Some(mut batch) = receiver.blocking_recv() {
+                    for (route, outcome) in batch.drain(..) {
+                        router.render(route, &outcome, &mut buffer)?;
+                        if buffer.len() >= FLUSH_AT {
+                            out.write_all(buffer.as_bytes()).map_err(failed)?;
+                            buffer.clear();
+                        }
+                    }
+                    // The driver may have finished; then the batch goes.
+                    let _ = give_back.send(batch);
                     if receiver.is_empty() {
                         // Nothing more is queued: let it reach its reader now.
-                        out.flush()?;
+                        out.write_all(buffer.as_bytes()).map_err(failed)?;
+                        buffer.clear();
+                        out.flush().map_err(failed)?;
                     }
-                    chunk.clear();
-                    // The driver may have finished; then the buffer goes.
-                    let _ = give_back.send(chunk);
                 }
-                out.flush()
+                out.write_all(buffer.as_bytes()).map_err(failed)?;
+                out.flush().map_err(failed)
             };
             let _ = report.send(write());
         })?;
     Ok(SinkThread {
-        chunks,
+        batches,
         spare,
         done,
     })
@@ -253,5 +279,160 @@ impl Write for SharedBuffer {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Outcomes a sink thread's batch collects before it is sent.
+const SEND_AT: usize = 1024;
+
+/// A sink target as the driver holds it: outcomes queued for its thread,
+/// or a buffer the driver renders into and writes itself.
+pub(crate) struct Target {
+    name: String,
+    writing: Writing,
+}
+
+enum Writing {
+    Thread {
+        /// The driver's end of the channel to the thread; `None` once
+        /// closed, which ends the thread.
+        sender: Option<mpsc::Sender<Batch>>,
+        /// Outcomes not sent yet.
+        pending: Batch,
+        /// Batches the thread has emptied, to fill again.
+        spare: std::sync::mpsc::Receiver<Batch>,
+        /// How the thread's writing ended; `None` once asked.
+        done: Option<oneshot::Receiver<Result<(), RunError>>>,
+    },
+    Inline {
+        writer: Writer,
+        buffer: String,
+    },
+}
+
+impl Target {
+    /// Starts writing to `destination`, rendering by `router`, after
+    /// `header`.
+    pub(crate) fn start(
+        name: String,
+        destination: Destination,
+        router: &Arc<Router>,
+        header: String,
+    ) -> Result<Self, RunError> {
+        let writing = match destination {
+            Destination::Thread(writer) => {
+                let thread =
+                    spawn(name.clone(), writer, router.clone(), header).map_err(RunError::Start)?;
+                Writing::Thread {
+                    sender: Some(thread.batches),
+                    pending: Vec::with_capacity(SEND_AT),
+                    spare: thread.spare,
+                    done: Some(thread.done),
+                }
+            }
+            Destination::Inline(writer) => Writing::Inline {
+                writer,
+                buffer: header,
+            },
+        };
+        Ok(Self { name, writing })
+    }
+
+    /// Takes `outcome` for `route`: queued for the thread, or rendered now.
+    ///
+    /// # Errors
+    ///
+    /// A template that fails on the outcome, rendered now.
+    pub(crate) fn take(
+        &mut self,
+        router: &Router,
+        route: usize,
+        outcome: Outcome,
+    ) -> Result<(), RunError> {
+        match &mut self.writing {
+            Writing::Thread { pending, .. } => {
+                pending.push((route, outcome));
+                Ok(())
+            }
+            Writing::Inline { buffer, .. } => router.render(route, &outcome, buffer),
+        }
+    }
+
+    /// Whether enough is collected to send or write.
+    pub(crate) fn full(&self) -> bool {
+        match &self.writing {
+            Writing::Thread { pending, .. } => pending.len() >= SEND_AT,
+            Writing::Inline { buffer, .. } => buffer.len() >= FLUSH_AT,
+        }
+    }
+
+    /// Sends what is collected to the thread, or writes it.
+    ///
+    /// # Errors
+    ///
+    /// The writing failed, now or before.
+    pub(crate) async fn send(&mut self) -> Result<(), RunError> {
+        match &mut self.writing {
+            Writing::Inline { writer, buffer } => {
+                if buffer.is_empty() {
+                    return Ok(());
+                }
+                let written = writer.write_all(buffer.as_bytes());
+                buffer.clear();
+                written.map_err(|source| RunError::Write {
+                    sink: self.name.clone(),
+                    source,
+                })
+            }
+            Writing::Thread {
+                sender,
+                pending,
+                spare,
+                ..
+            } => {
+                if pending.is_empty() {
+                    return Ok(());
+                }
+                let next = spare
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(SEND_AT));
+                let batch = std::mem::replace(pending, next);
+                let Some(channel) = sender else {
+                    return Ok(());
+                };
+                if channel.send(batch).await.is_err() {
+                    // The thread stopped early: its result says why.
+                    return self.finish().await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends the writing: closes the thread's channel, waits for it, and
+    /// reports how the writing ended.
+    ///
+    /// # Errors
+    ///
+    /// The writing failed.
+    pub(crate) async fn finish(&mut self) -> Result<(), RunError> {
+        match &mut self.writing {
+            Writing::Inline { writer, .. } => writer.flush().map_err(|source| RunError::Write {
+                sink: self.name.clone(),
+                source,
+            }),
+            Writing::Thread { sender, done, .. } => {
+                *sender = None;
+                let Some(done) = done.take() else {
+                    return Ok(());
+                };
+                done.await.unwrap_or_else(|_| {
+                    Err(RunError::Write {
+                        sink: self.name.clone(),
+                        source: io::Error::other("the writer thread stopped"),
+                    })
+                })
+            }
+        }
     }
 }
