@@ -2,6 +2,7 @@
 #![allow(missing_docs)]
 
 mod accounting;
+mod backpressure;
 mod cases;
 mod cli;
 mod event_time;
