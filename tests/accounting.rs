@@ -187,3 +187,38 @@ fn the_sample_data_is_what_its_documented_command_writes() {
         );
     }
 }
+
+#[test]
+fn workers_reach_the_same_outcomes_as_one_matcher() {
+    let dir = scratch("accounting_workers");
+    let expected = generate(
+        &dir,
+        &["--orders", "3000", "--seed", "5", "--missing", "0.1"],
+    );
+    pipeline(&dir, false);
+    let sorted = |workers: &str| {
+        let run = runner(&[
+            "--quiet",
+            "--workers",
+            workers,
+            dir.join("pipeline.yaml").to_str().expect("UTF-8"),
+        ]);
+        assert_eq!(run.status, 0, "{}", run.stderr);
+        let mut lines: Vec<String> = std::fs::read_to_string(dir.join("out/all.jsonl"))
+            .expect("written")
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let one = sorted("1");
+    assert_eq!(
+        one.len() as u64,
+        expected.values().sum::<u64>(),
+        "every outcome the generator placed"
+    );
+    for workers in ["2", "3"] {
+        assert!(sorted(workers) == one, "{workers} workers differ from one");
+    }
+}

@@ -56,7 +56,7 @@ fn usage_errors_exit_2_and_show_usage() {
         let run = runner(args);
         assert_eq!(run.status, 2, "{args:?}");
         assert!(
-            run.stderr.contains("Usage: runner [--quiet] <FILE>"),
+            run.stderr.contains("Usage: runner [--quiet] [--workers N] <FILE>"),
             "{args:?}: {}",
             run.stderr
         );

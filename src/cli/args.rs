@@ -14,6 +14,8 @@ pub(crate) enum Command {
         path: String,
         /// Whether to leave out the summary and progress on stderr.
         quiet: bool,
+        /// Matching threads.
+        workers: usize,
     },
     /// Print a pipeline file's compiled graph.
     Explain(String),
@@ -55,8 +57,8 @@ pub(crate) enum Format {
 }
 
 pub(crate) const USAGE: &str = "\
-Usage: runner [--quiet] <FILE>
-       runner run [--quiet] <FILE>
+Usage: runner [--quiet] [--workers N] <FILE>
+       runner run [--quiet] [--workers N] <FILE>
        runner explain <FILE>
        runner validate [--format human|json|github] [--deny-warnings] <PATH>...
        runner test <PATH>...
@@ -83,6 +85,9 @@ quoted glob pattern such as 'pipelines/**/*.yaml'.
 
 Options:
   -q, --quiet                run without the summary (and progress) on stderr
+  --workers <N>              match on N threads, keys spread over them [1];
+                             outcomes of different keys may then come out
+                             in a different order from run to run
   --format <FORMAT>          validate's report: human (default), json or github
   --deny-warnings            validate fails on warnings too
   -h, --help                 print this help
@@ -207,6 +212,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
     let mut format = None;
     let mut deny_warnings = false;
     let mut quiet = false;
+    let mut workers = None;
     let mut spec = Spec::default();
     let mut out = None;
     let mut generating = false;
@@ -222,6 +228,13 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         }
         match arg {
             Short('q') | Long("quiet") => quiet = true,
+            Long("workers") => {
+                let value = parser.value()?.string()?;
+                workers = Some(match value.parse::<usize>() {
+                    Ok(n) if (1..=256).contains(&n) => n,
+                    _ => return Err(format!("`--workers {value}`: expected 1 to 256").into()),
+                });
+            }
             Long("out") => {
                 out = Some(parser.value()?.string()?);
                 generating = true;
@@ -248,9 +261,10 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         first.as_str(),
         "help" | "schema" | "explain" | "validate" | "test" | "gen"
     );
-    if quiet && !running {
-        return Err("`--quiet` belongs to `run`".into());
+    if (quiet || workers.is_some()) && !running {
+        return Err("`--quiet` and `--workers` belong to `run`".into());
     }
+    let workers = workers.unwrap_or(1);
     if generating && first != "gen" {
         return Err("`--out`, `--orders`, `--seed` and the shares belong to `gen`".into());
     }
@@ -264,6 +278,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         "run" => Command::Run {
             path: words.next().ok_or("`run` needs a pipeline file")?,
             quiet,
+            workers,
         },
         "explain" => Command::Explain(words.next().ok_or("`explain` needs a pipeline file")?),
         "validate" | "test" => {
@@ -281,7 +296,11 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
                 Command::Test(paths)
             }
         }
-        _ => Command::Run { path: first, quiet },
+        _ => Command::Run {
+            path: first,
+            quiet,
+            workers,
+        },
     };
     match words.next() {
         Some(extra) => Err(format!("unexpected argument `{extra}`").into()),
@@ -302,6 +321,7 @@ mod tests {
         let run = |path: &str, quiet| Command::Run {
             path: path.into(),
             quiet,
+            workers: 1,
         };
         assert_eq!(parse_words(&["p.yaml"]), Ok(run("p.yaml", false)));
         assert_eq!(parse_words(&["run", "p.yaml"]), Ok(run("p.yaml", false)));
@@ -402,7 +422,19 @@ mod tests {
         );
         assert_eq!(
             parse_words(&["validate", "-q", "a"]),
-            Err("`--quiet` belongs to `run`".into())
+            Err("`--quiet` and `--workers` belong to `run`".into())
+        );
+        assert_eq!(
+            parse_words(&["--workers", "0", "a"]),
+            Err("`--workers 0`: expected 1 to 256".into())
+        );
+        assert_eq!(
+            parse_words(&["--workers", "4", "a"]),
+            Ok(Command::Run {
+                path: "a".into(),
+                quiet: false,
+                workers: 4
+            })
         );
         assert!(
             parse_words(&["--fast", "a.yaml"])

@@ -38,10 +38,14 @@ pub(crate) fn main() -> ExitCode {
         Command::Help => print(args::HELP),
         Command::Version => print(&format!("runner {}\n", env!("CARGO_PKG_VERSION"))),
         Command::Schema => print(runner::config::SCHEMA),
-        Command::Run { path, quiet } => {
+        Command::Run {
+            path,
+            quiet,
+            workers,
+        } => {
             let path = Path::new(&path);
             let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            with_file(path, |file| run::run(file, &base, quiet))
+            with_file(path, |file| run::run(file, &base, quiet, workers))
         }
         Command::Explain(path) => with_file(Path::new(&path), explain),
         Command::Validate {

@@ -17,7 +17,7 @@ use super::{FAILED, USAGE, report};
 /// shell reports a process interrupted by Ctrl-C.
 const INTERRUPTED: u8 = 130;
 
-pub(super) fn run(file: &SourceFile, base: &Path, quiet: bool) -> ExitCode {
+pub(super) fn run(file: &SourceFile, base: &Path, quiet: bool, workers: usize) -> ExitCode {
     let (graph, diagnostics) = runner::check(file);
     if !diagnostics.is_empty() {
         report(&diagnostics, file);
@@ -35,7 +35,10 @@ pub(super) fn run(file: &SourceFile, base: &Path, quiet: bool) -> ExitCode {
         .routes
         .iter()
         .any(|route| route.outcome == OutcomeKind::Malformed);
-    let mut options = Options::new().relative_to(base).stop_on(stop_signal());
+    let mut options = Options::new()
+        .relative_to(base)
+        .stop_on(stop_signal())
+        .workers(workers);
     let progress = !quiet && shows_progress(&graph);
     if progress {
         options = options.progress(draw);

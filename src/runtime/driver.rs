@@ -30,11 +30,12 @@ use std::task::Poll;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::engine::{Engine, FIRE_BATCH};
 use super::error::RunError;
 use super::matcher::{Matcher, Rule};
-use super::operator::{Operator, Outcome};
+use super::operator::Outcome;
 use super::router::Router;
-use super::sink::{Outputs, Target};
+use super::sink::{Destination, Outputs, Target};
 use super::source::{self, Batch, Item};
 use super::watermarks::Watermarks;
 use super::{Progress, SourceSummary, Summary};
@@ -44,10 +45,6 @@ use crate::time::{EventTime, Watermark};
 
 /// Batches a source may have queued.
 const QUEUE: usize = 4;
-
-/// Outcomes fired from timers between two renderings: what the end of input
-/// holds in memory at once, however many keys are pending.
-const FIRE_BATCH: usize = 4096;
 
 /// How often progress is reported, at most.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
@@ -60,6 +57,7 @@ pub struct Options {
     pub(super) wall_clock: Option<EventTime>,
     pub(super) progress: Option<ProgressFn>,
     pub(super) feeds: Vec<(String, source::Feed)>,
+    pub(super) workers: usize,
 }
 
 /// What is told of a run's progress.
@@ -80,6 +78,20 @@ impl Options {
             wall_clock: None,
             progress: None,
             feeds: Vec::new(),
+            workers: 1,
+        }
+    }
+
+    /// Matches on `workers` threads, each taking the keys that hash to it:
+    /// for machines with cores to spare. Every key's outcomes keep their
+    /// order; outcomes of different keys may reach a sink in a different
+    /// order from run to run. 1 (the default) matches on the driver's
+    /// thread, in an order that is the same on every run.
+    #[must_use]
+    pub fn workers(self, workers: usize) -> Self {
+        Self {
+            workers: workers.max(1),
+            ..self
         }
     }
 
@@ -141,23 +153,38 @@ pub(crate) async fn drive(
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
     let mut driver = Driver::start(graph, outputs, options)?;
-    let result = driver.run().await;
+    let mut result = driver.run().await;
     driver.stop_sources();
-    driver.summary.elapsed = started.elapsed();
-    driver.summary.pending_events = driver.operator.pending_events();
-    driver.summary.pending_keys = driver.operator.waiting_keys();
-    driver.summary.peak_pending_keys = driver.operator.peak_waiting_keys();
-    driver.summary.peak_memory = super::memory().map(|(_, peak)| peak);
-    // Whatever was rendered is written, also when the run failed.
+    // What was matched is written, also when the run failed.
+    if result.is_ok() {
+        result = driver.engine.dispatch(true).await;
+    }
+    let report = driver.engine.finish();
+    let summary = &mut driver.summary;
+    summary.elapsed = started.elapsed();
+    summary.pending_events = report.pending_events;
+    summary.pending_keys = report.waiting_keys;
+    summary.peak_pending_keys = report.peak_waiting_keys;
+    for ((_, count), more) in summary.outcomes.iter_mut().zip(report.outcomes) {
+        *count += more;
+    }
+    if let (Some(log), Some(more)) = (&mut summary.log, report.log) {
+        log.extend(more);
+    }
+    summary.peak_memory = super::memory().map(|(_, peak)| peak);
     let closed = driver.close().await;
-    result.and(closed).map(|()| driver.summary)
+    match (result, closed) {
+        // A worker stops when a sink fails; the sink says why.
+        (Err(_), Err(sink)) if report.broken => Err(sink),
+        (result, closed) => result.and(closed).map(|()| driver.summary),
+    }
 }
 
 /// Everything one run owns.
 struct Driver {
     inputs: Vec<InputQueue>,
     watermarks: Watermarks,
-    operator: Matcher,
+    engine: Engine,
     router: Arc<Router>,
     targets: Vec<Target>,
     /// The routes and targets of the outcome being routed.
@@ -225,6 +252,33 @@ impl InputQueue {
             holds_merge: !processing || inline,
         }
     }
+}
+
+/// Starts writing each target, after the headers of its sinks; with
+/// workers, every target through a thread of its own.
+fn start_targets(
+    writers: Vec<(String, Destination)>,
+    target_of: &[usize],
+    headers: &[String],
+    router: &Arc<Router>,
+    workers: usize,
+) -> Result<Vec<Target>, RunError> {
+    let mut target_headers = vec![String::new(); writers.len()];
+    for (sink, header) in headers.iter().enumerate() {
+        target_headers[target_of[sink]].push_str(header);
+    }
+    writers
+        .into_iter()
+        .zip(target_headers)
+        .map(|((name, destination), header)| {
+            let destination = if workers > 1 {
+                destination.threaded()
+            } else {
+                destination
+            };
+            Target::start(name, destination, router, header)
+        })
+        .collect()
 }
 
 /// Items received and not yet merged: the batches as they came, read in
@@ -332,15 +386,8 @@ impl Driver {
         let (writers, target_of) = outputs.open(&sinks, &options.base)?;
         let (router, headers) = Router::new(&matcher, routes, &sinks, |sink| target_of[sink]);
         let router = Arc::new(router);
-        let mut target_headers = vec![String::new(); writers.len()];
-        for (sink, header) in headers.iter().enumerate() {
-            target_headers[target_of[sink]].push_str(header);
-        }
-        let targets: Vec<Target> = writers
-            .into_iter()
-            .zip(target_headers)
-            .map(|((name, writer), header)| Target::start(name, writer, &router, header))
-            .collect::<Result<_, _>>()?;
+        let workers = options.workers;
+        let targets = start_targets(writers, &target_of, &headers, &router, workers)?;
         let waits: Vec<_> = matcher.sides.iter().map(|side| side.wait).collect();
         let rules = matcher
             .rules
@@ -380,7 +427,13 @@ impl Driver {
             .collect();
         Ok(Self {
             watermarks,
-            operator: Matcher::new(waits, rules, matcher.retention),
+            engine: Engine::start(
+                Matcher::new(waits, rules, matcher.retention),
+                workers,
+                &router,
+                &targets.iter().map(Target::sender).collect::<Vec<_>>(),
+                log,
+            )?,
             inputs,
             targets,
             hits: Vec::new(),
@@ -433,7 +486,7 @@ impl Driver {
             self.tick();
         }
         self.summary.memory_at_end_of_input = super::memory().map(|(now, _)| now);
-        self.operator.advance_to(Watermark::MAX);
+        self.engine.advance_to(Watermark::MAX);
         self.route().await?;
         self.report_progress(true);
         Ok(())
@@ -507,7 +560,7 @@ impl Driver {
         let time = event.time;
         self.summary.sources[input].events += 1;
         self.newest = Some(self.newest.map_or(time, |newest| newest.max(time)));
-        self.operator.on_event(event, &mut self.out);
+        self.engine.on_event(event, &mut self.out);
         if self.processing {
             return;
         }
@@ -521,7 +574,7 @@ impl Driver {
             self.summary.watermark = watermark.time();
         }
         // Fired by `route`, a batch at a time.
-        self.operator.advance_to(watermark);
+        self.engine.advance_to(watermark);
     }
 
     /// Waits for a batch from an input the merge needs (or an idle one,
@@ -611,7 +664,7 @@ impl Driver {
             .iter()
             .filter(|input| !input.finished && !input.idle && input.buffer.is_empty())
             .filter_map(|input| Some(input.last_received + input.idle_timeout?));
-        let timer = self.operator.next_timer();
+        let timer = self.engine.next_timer();
         let clock = if self.processing {
             // The watermark reaches a deadline a millisecond after it.
             timer
@@ -728,7 +781,7 @@ impl Driver {
                 .map(|(_, size)| *size)
                 .sum::<Option<u64>>(),
             events: self.summary.sources.iter().map(|s| s.events).sum(),
-            pending_keys: self.operator.waiting_keys(),
+            pending_keys: self.engine.waiting_keys(),
             done: last,
         };
         report(&progress);
@@ -738,8 +791,9 @@ impl Driver {
     /// at a time, and hands full buffers to their targets; a slow target
     /// makes this wait, which holds the sources back.
     async fn route(&mut self) -> Result<(), RunError> {
+        self.engine.dispatch(false).await?;
         loop {
-            let more = self.operator.fire_due(&mut self.out, FIRE_BATCH);
+            let more = self.engine.fire_due(&mut self.out, FIRE_BATCH);
             self.render().await?;
             if !more {
                 return Ok(());
@@ -797,8 +851,10 @@ impl Driver {
         rendered
     }
 
-    /// Hands everything collected to its target.
+    /// Hands everything collected to its target, and what is queued for
+    /// the workers to them.
     async fn flush(&mut self) -> Result<(), RunError> {
+        self.engine.dispatch(true).await?;
         for target in &mut self.targets {
             target.send().await?;
         }

@@ -77,7 +77,7 @@ const NONE: u32 = u32::MAX;
 pub struct Matcher {
     /// How long each side waits, by side.
     waits: Box<[Duration]>,
-    rules: Vec<Rule>,
+    rules: Arc<[Rule]>,
     /// How long, in event time, a done key is remembered.
     retention: Duration,
     hasher: DefaultHashBuilder,
@@ -311,7 +311,7 @@ impl Matcher {
     ) -> Self {
         Self {
             waits: waits.into_iter().collect(),
-            rules,
+            rules: rules.into(),
             retention,
             hasher: DefaultHashBuilder::default(),
             index: HashTable::new(),
@@ -329,6 +329,16 @@ impl Matcher {
             waiting: 0,
             peak_waiting: 0,
         }
+    }
+
+    /// A matcher with nothing in it, and the same sides, rules and
+    /// retention: for another worker.
+    #[must_use]
+    pub fn empty_like(&self) -> Self {
+        let mut matcher = Self::new(Vec::new(), Vec::new(), self.retention);
+        matcher.waits.clone_from(&self.waits);
+        matcher.rules = self.rules.clone();
+        matcher
     }
 
     /// How many groups are waiting.

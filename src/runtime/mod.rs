@@ -10,6 +10,7 @@
 
 mod columns;
 mod driver;
+mod engine;
 
 mod error;
 mod event;

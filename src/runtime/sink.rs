@@ -168,6 +168,15 @@ fn create(base: &Path, path: &Spanned<String>) -> Result<(String, Writer), RunEr
 /// Each target's name and writer, and the target of each sink.
 pub(crate) type Opened = (Vec<(String, Destination)>, Vec<usize>);
 
+impl Destination {
+    /// The same writer, written by a thread of its own.
+    pub(crate) fn threaded(self) -> Self {
+        match self {
+            Self::Thread(writer) | Self::Inline(writer) => Self::Thread(writer),
+        }
+    }
+}
+
 /// How a target is written.
 pub(crate) enum Destination {
     /// By a thread of its own: files and the process's streams, which may
@@ -355,6 +364,15 @@ impl Target {
                 Ok(())
             }
             Writing::Inline { buffer, .. } => router.render(route, &outcome, buffer),
+        }
+    }
+
+    /// A sender to the target's thread, for a worker; `None` for a target
+    /// the driver writes itself.
+    pub(crate) fn sender(&self) -> Option<mpsc::Sender<Batch>> {
+        match &self.writing {
+            Writing::Thread { sender, .. } => sender.clone(),
+            Writing::Inline { .. } => None,
         }
     }
 

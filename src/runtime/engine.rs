@@ -1,0 +1,362 @@
+//! The match operator of a run: one matcher on the driver's thread, or
+//! several workers, each a thread with its own matcher for the keys that
+//! hash to it.
+//!
+//! With workers, the driver still merges the inputs and tracks the
+//! watermark; it sends each worker its keys' events and every watermark, in
+//! order, in batches. A worker matches, fires its timers and hands its
+//! outcomes to the sink threads. Every key's outcomes keep their order, but
+//! outcomes of different keys reach a sink in the order the workers get
+//! there, which may differ from run to run.
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+
+use hashbrown::DefaultHashBuilder;
+use tokio::sync::mpsc;
+
+use super::error::RunError;
+use super::event::Event;
+use super::matcher::Matcher;
+use super::operator::{Operator, Outcome};
+use super::router::Router;
+use super::sink::Batch;
+use crate::config::OutcomeKind;
+use crate::time::{EventTime, Watermark};
+
+/// Outcomes fired from timers between two renderings: what the end of input
+/// holds in memory at once, however many keys are pending.
+pub(crate) const FIRE_BATCH: usize = 4096;
+
+/// Work items a worker's batch collects before it is sent.
+const WORK_AT: usize = 1024;
+
+/// Outcomes a worker collects for a sink before sending them.
+const SEND_AT: usize = 1024;
+
+/// Batches a worker may have queued.
+const QUEUE: usize = 4;
+
+/// One thing for a worker to do, in order.
+enum Work {
+    Event(Event),
+    Watermark(Watermark),
+}
+
+/// The match operator, local or spread over workers.
+pub(crate) enum Engine {
+    /// One matcher, on the driver's thread.
+    Local(Box<Matcher>),
+    /// Matchers on worker threads.
+    Workers(Workers),
+}
+
+/// Worker threads and what the driver has for them.
+pub(crate) struct Workers {
+    hasher: DefaultHashBuilder,
+    workers: Vec<Worker>,
+}
+
+struct Worker {
+    /// `None` once closed, which ends the worker.
+    sender: Option<mpsc::Sender<Vec<Work>>>,
+    pending: Vec<Work>,
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<Report>>,
+}
+
+/// What a worker publishes while it runs.
+struct Shared {
+    /// Its earliest timer, in milliseconds; `i64::MAX` for none.
+    next_timer: AtomicI64,
+    /// Keys with events waiting.
+    waiting: AtomicUsize,
+}
+
+/// What a worker did, when it ends.
+#[derive(Default)]
+pub(crate) struct Report {
+    /// Outcomes emitted, by kind, in the order of [`OutcomeKind::ALL`].
+    pub(crate) outcomes: [u64; 7],
+    pub(crate) pending_events: usize,
+    pub(crate) waiting_keys: usize,
+    pub(crate) peak_waiting_keys: usize,
+    /// Every outcome, when the run keeps them.
+    pub(crate) log: Option<Vec<Outcome>>,
+    /// Whether a sink stopped taking its outcomes.
+    pub(crate) broken: bool,
+}
+
+impl Engine {
+    /// `count` workers matching like `matcher`, routing by `router` to the
+    /// sink threads behind `sinks` (by target); one worker is the driver
+    /// itself.
+    pub(crate) fn start(
+        matcher: Matcher,
+        count: usize,
+        router: &Arc<Router>,
+        sinks: &[Option<mpsc::Sender<Batch>>],
+        log: bool,
+    ) -> Result<Self, RunError> {
+        if count <= 1 {
+            return Ok(Self::Local(Box::new(matcher)));
+        }
+        let workers = (0..count)
+            .map(|index| {
+                let (sender, receiver) = mpsc::channel(QUEUE);
+                let shared = Arc::new(Shared {
+                    next_timer: AtomicI64::new(i64::MAX),
+                    waiting: AtomicUsize::new(0),
+                });
+                let work = Matching {
+                    matcher: matcher.empty_like(),
+                    router: router.clone(),
+                    sinks: sinks.to_vec(),
+                    pending: vec![Vec::new(); sinks.len()],
+                    shared: shared.clone(),
+                    report: Report {
+                        log: log.then(Vec::new),
+                        ..Report::default()
+                    },
+                };
+                let thread = std::thread::Builder::new()
+                    .name(format!("worker {index}"))
+                    .spawn(move || work.run(receiver))
+                    .map_err(RunError::Start)?;
+                Ok(Worker {
+                    sender: Some(sender),
+                    pending: Vec::with_capacity(WORK_AT),
+                    shared,
+                    thread: Some(thread),
+                })
+            })
+            .collect::<Result<_, RunError>>()?;
+        Ok(Self::Workers(Workers {
+            hasher: DefaultHashBuilder::default(),
+            workers,
+        }))
+    }
+
+    /// Takes one event: matched now, or queued for its key's worker.
+    pub(crate) fn on_event(&mut self, event: Event, out: &mut Vec<Outcome>) {
+        match self {
+            Self::Local(matcher) => matcher.on_event(event, out),
+            Self::Workers(workers) => {
+                let hash = workers.hasher.hash_one(&event.key);
+                let count = workers.workers.len() as u64;
+                let worker = usize::try_from(hash % count).unwrap_or(0);
+                workers.workers[worker].pending.push(Work::Event(event));
+            }
+        }
+    }
+
+    /// Moves the watermark; timers fire in [`fire_due`](Self::fire_due),
+    /// or in the workers.
+    pub(crate) fn advance_to(&mut self, watermark: Watermark) {
+        match self {
+            Self::Local(matcher) => matcher.advance_to(watermark),
+            Self::Workers(workers) => {
+                for worker in &mut workers.workers {
+                    worker.pending.push(Work::Watermark(watermark));
+                }
+            }
+        }
+    }
+
+    /// Fires a batch of due timers into `out`; returns whether more is
+    /// due. Workers fire their own.
+    pub(crate) fn fire_due(&mut self, out: &mut Vec<Outcome>, limit: usize) -> bool {
+        match self {
+            Self::Local(matcher) => matcher.fire_due(out, limit),
+            Self::Workers(_) => false,
+        }
+    }
+
+    /// Sends the workers what is queued for them: all of it, or only full
+    /// batches.
+    ///
+    /// # Errors
+    ///
+    /// A worker that stopped: a sink it writes to failed.
+    pub(crate) async fn dispatch(&mut self, all: bool) -> Result<(), RunError> {
+        let Self::Workers(workers) = self else {
+            return Ok(());
+        };
+        for worker in &mut workers.workers {
+            if worker.pending.is_empty() || (!all && worker.pending.len() < WORK_AT) {
+                continue;
+            }
+            let batch = std::mem::replace(&mut worker.pending, Vec::with_capacity(WORK_AT));
+            let Some(sender) = &worker.sender else {
+                continue;
+            };
+            if sender.send(batch).await.is_err() {
+                return Err(RunError::Start(std::io::Error::other(
+                    "a worker stopped: a sink it writes to failed",
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The earliest event time at which a timer may fire.
+    pub(crate) fn next_timer(&self) -> Option<EventTime> {
+        match self {
+            Self::Local(matcher) => matcher.next_timer(),
+            Self::Workers(workers) => workers
+                .workers
+                .iter()
+                .map(|worker| worker.shared.next_timer.load(Ordering::Relaxed))
+                .min()
+                .filter(|time| *time != i64::MAX)
+                .map(EventTime::from_millis),
+        }
+    }
+
+    /// Keys with events waiting now.
+    pub(crate) fn waiting_keys(&self) -> usize {
+        match self {
+            Self::Local(matcher) => matcher.waiting_keys(),
+            Self::Workers(workers) => workers
+                .workers
+                .iter()
+                .map(|worker| worker.shared.waiting.load(Ordering::Relaxed))
+                .sum(),
+        }
+    }
+
+    /// Ends the workers, after what is queued, and adds up what they did;
+    /// for a local matcher, what it holds.
+    pub(crate) fn finish(&mut self) -> Report {
+        match self {
+            Self::Local(matcher) => Report {
+                pending_events: matcher.pending_events(),
+                waiting_keys: matcher.waiting_keys(),
+                peak_waiting_keys: matcher.peak_waiting_keys(),
+                ..Report::default()
+            },
+            Self::Workers(workers) => {
+                let mut total = Report::default();
+                for worker in &mut workers.workers {
+                    // Closing the channel ends the worker once it is done.
+                    worker.sender = None;
+                    let Some(thread) = worker.thread.take() else {
+                        continue;
+                    };
+                    let report = thread.join().unwrap_or(Report {
+                        broken: true,
+                        ..Report::default()
+                    });
+                    for (sum, count) in total.outcomes.iter_mut().zip(report.outcomes) {
+                        *sum += count;
+                    }
+                    total.pending_events += report.pending_events;
+                    total.waiting_keys += report.waiting_keys;
+                    total.peak_waiting_keys += report.peak_waiting_keys;
+                    total.broken |= report.broken;
+                    if let Some(log) = report.log {
+                        total.log.get_or_insert_with(Vec::new).extend(log);
+                    }
+                }
+                total
+            }
+        }
+    }
+}
+
+/// A worker at work, on its thread.
+struct Matching {
+    matcher: Matcher,
+    router: Arc<Router>,
+    /// The sink threads' channels, by target (`None`: not this worker's).
+    sinks: Vec<Option<mpsc::Sender<Batch>>>,
+    /// Outcomes not sent yet, by target.
+    pending: Vec<Batch>,
+    shared: Arc<Shared>,
+    report: Report,
+}
+
+impl Matching {
+    fn run(mut self, mut receiver: mpsc::Receiver<Vec<Work>>) -> Report {
+        let mut out = Vec::new();
+        while let Some(batch) = receiver.blocking_recv() {
+            for work in batch {
+                match work {
+                    Work::Event(event) => self.matcher.on_event(event, &mut out),
+                    Work::Watermark(watermark) => self.matcher.advance_to(watermark),
+                }
+                loop {
+                    let more = self.matcher.fire_due(&mut out, FIRE_BATCH);
+                    if !self.route(&mut out, false) {
+                        return self.end();
+                    }
+                    if !more {
+                        break;
+                    }
+                }
+            }
+            let next = self
+                .matcher
+                .next_timer()
+                .map_or(i64::MAX, EventTime::millis);
+            self.shared.next_timer.store(next, Ordering::Relaxed);
+            self.shared
+                .waiting
+                .store(self.matcher.waiting_keys(), Ordering::Relaxed);
+            // Nothing more queued: what is decided goes to the sinks now.
+            if receiver.is_empty() && !self.route(&mut out, true) {
+                return self.end();
+            }
+        }
+        self.route(&mut out, true);
+        self.end()
+    }
+
+    /// Hands `out` to the targets of its routes, sending full batches (all
+    /// of them with `all`); false when a sink has stopped.
+    fn route(&mut self, out: &mut Vec<Outcome>, all: bool) -> bool {
+        for outcome in out.drain(..) {
+            if let Some(index) = OutcomeKind::ALL.iter().position(|k| *k == outcome.kind()) {
+                self.report.outcomes[index] += 1;
+            }
+            if let Some(log) = &mut self.report.log {
+                log.push(outcome.clone());
+            }
+            let hits: Vec<(usize, usize)> = self.router.routes_for(&outcome).collect();
+            let mut outcome = Some(outcome);
+            for (index, &(route, target)) in hits.iter().enumerate() {
+                let taken = if index + 1 == hits.len() {
+                    outcome.take()
+                } else {
+                    outcome.clone()
+                };
+                if let Some(taken) = taken {
+                    self.pending[target].push((route, taken));
+                }
+            }
+        }
+        for (pending, sink) in self.pending.iter_mut().zip(&self.sinks) {
+            if pending.is_empty() || (!all && pending.len() < SEND_AT) {
+                continue;
+            }
+            let Some(sink) = sink else {
+                pending.clear();
+                continue;
+            };
+            let batch = std::mem::replace(pending, Vec::with_capacity(SEND_AT));
+            if sink.blocking_send(batch).is_err() {
+                self.report.broken = true;
+                return false;
+            }
+        }
+        true
+    }
+
+    fn end(mut self) -> Report {
+        self.report.pending_events = self.matcher.pending_events();
+        self.report.waiting_keys = self.matcher.waiting_keys();
+        self.report.peak_waiting_keys = self.matcher.peak_waiting_keys();
+        self.report
+    }
+}
