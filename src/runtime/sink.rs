@@ -218,7 +218,9 @@ pub(crate) fn spawn(
     header: String,
 ) -> io::Result<SinkThread> {
     let (batches, mut receiver) = mpsc::channel::<Batch>(QUEUE);
-    let (give_back, spare) = std::sync::mpsc::channel();
+    // Bounded: a batch nobody takes back (workers make their own) is
+    // dropped rather than kept.
+    let (give_back, spare) = std::sync::mpsc::sync_channel(QUEUE);
     let (report, done) = oneshot::channel();
     let thread_name = format!("sink {name}");
     std::thread::Builder::new()
@@ -239,8 +241,8 @@ pub(crate) fn spawn(
                             buffer.clear();
                         }
                     }
-                    // The driver may have finished; then the batch goes.
-                    let _ = give_back.send(batch);
+                // Full, or the driver is done: then the batch goes.
+                let _ = give_back.try_send(batch);
                     if receiver.is_empty() {
                         // Nothing more is queued: let it reach its reader now.
                         out.write_all(buffer.as_bytes()).map_err(failed)?;
