@@ -73,7 +73,9 @@
 //! # Ok::<(), runner::runtime::RunError>(())
 //! ```
 
+pub mod checkpoint;
 pub mod codec;
+
 pub mod config;
 
 pub mod diagnostic;

@@ -233,6 +233,17 @@ impl Watermark {
         Self(max_seen.0.saturating_sub(lag.0).saturating_sub(1))
     }
 
+    /// The watermark as a number, for checkpoints: `i64::MIN` before any
+    /// event, `i64::MAX` after the end of input.
+    pub const fn to_raw(self) -> i64 {
+        self.0
+    }
+
+    /// The watermark [`to_raw`](Self::to_raw) gave.
+    pub const fn from_raw(raw: i64) -> Self {
+        Self(raw)
+    }
+
     /// The event time it stands at; `None` before any event and after the
     /// end of input.
     pub const fn time(self) -> Option<EventTime> {

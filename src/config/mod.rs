@@ -62,6 +62,20 @@ pub struct Pipeline {
     pub outputs_span: Span,
     /// Test cases for `runner test`; a run ignores them.
     pub tests: Vec<TestCase>,
+    /// How often a run writes a checkpoint, if the pipeline says.
+    pub checkpoint: Option<CheckpointConfig>,
+}
+
+/// The `checkpoint` section.
+#[derive(Clone, Debug)]
+pub struct CheckpointConfig {
+    /// Whether checkpoints are written; `None` for the default (on when
+    /// every source can be read again from a position).
+    pub enabled: Option<Spanned<bool>>,
+    /// How often, in wall-clock time.
+    pub interval: Option<Spanned<Duration>>,
+    /// Where the section is written.
+    pub span: Span,
 }
 
 /// A test case: records per source, and what must come out.

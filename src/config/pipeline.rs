@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::node::{Node, Value};
 use super::reader::Reader;
 use super::{
-    Clock, Connect, ConnectConfig, CsvFormat, Declared, Expected, Format, Match, Name, OutcomeKind,
+    CheckpointConfig, Clock, Connect, ConnectConfig, CsvFormat, Declared, Expected, Format, Match, Name, OutcomeKind,
     OutputConfig, Pipeline, RuleConfig, SinkConfig, SinkFormat, SinkKind, SourceConfig, SourceKind,
     Spanned, TestCase, WaitConfig,
 };
@@ -84,6 +84,9 @@ fn pipeline(r: &mut Reader<'_>, root: &Node) -> Option<Pipeline> {
     let tests = top
         .optional("tests")
         .map_or_else(Vec::new, |(_, value)| tests(r, value));
+    let checkpoint = top
+        .optional("checkpoint")
+        .and_then(|(key, value)| checkpoint(r, key.span, value));
     top.finish(r);
     Some(Pipeline {
         name,
@@ -95,6 +98,34 @@ fn pipeline(r: &mut Reader<'_>, root: &Node) -> Option<Pipeline> {
         outputs_complete,
         outputs_span,
         tests,
+        checkpoint,
+    })
+}
+
+/// `checkpoint`: whether and how often a run writes checkpoints.
+fn checkpoint(r: &mut Reader<'_>, at: Span, node: &Node) -> Option<CheckpointConfig> {
+    let mut fields = r.map(node, at, "`checkpoint`")?;
+    let enabled = fields
+        .optional("enabled")
+        .and_then(|(_, value)| r.boolean(value, "`enabled`"));
+    let interval = fields
+        .optional("interval")
+        .and_then(|(_, value)| r.duration(value, "`interval`"));
+    fields.finish(r);
+    if let Some(interval) = interval.filter(|i| i.value <= crate::time::Duration::ZERO) {
+        r.report(
+            Diagnostic::error(
+                Code::InvalidDuration,
+                "a checkpoint interval must be longer than 0s",
+                interval.span,
+            )
+            .help("turn checkpoints off with `enabled: false`".to_string()),
+        );
+    }
+    Some(CheckpointConfig {
+        enabled,
+        interval,
+        span: at,
     })
 }
 

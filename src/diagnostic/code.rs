@@ -63,6 +63,7 @@ codes! {
     UnusedSource = "E307": "a source that is declared but not connected",
     InvalidTest = "E308": "a test case that names a side that is not connected, or expects what its outcome cannot carry",
     FileConflict = "E309": "two sinks that write one file, a sink that writes a file a source reads, two sources on standard input, or a template for a CSV sink",
+    NotResumable = "E310": "checkpoints turned on for a pipeline that reads standard input, which cannot be read again",
     EvalFailed = "E401": "an expression failed while evaluating a record",
     OpenFailed = "E402": "a file that a source reads or a sink writes cannot be opened",
     ZeroWait = "W001": "a side that waits 0s: only counterparts at the very same event time match",

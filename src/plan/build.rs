@@ -96,12 +96,14 @@ impl Builder<'_> {
             clock: matching.map_or(Clock::Event, |m| m.clock.value),
             idle_grace: matching.and_then(|m| m.idle_grace).map(|g| g.value),
         };
+        let checkpoint = self.checkpoint_interval(&sources);
         Some(Graph {
             name: self.pipeline.name.as_ref().map(|n| n.value.clone()),
             sources,
             matcher,
             routes: routes?,
             sinks,
+            checkpoint,
         })
     }
 

@@ -3,8 +3,13 @@
 //! reads, two sources sharing standard input, a template for a CSV sink.
 
 use super::build::Builder;
+use super::graph::{Input, SourceNode};
 use crate::config::{SinkFormat, SinkKind, SourceKind, Spanned};
 use crate::diagnostic::{Code, Diagnostic};
+use crate::time::Duration;
+
+/// How often checkpoints are written unless the pipeline says.
+pub(super) const DEFAULT_CHECKPOINT: Duration = Duration::from_millis(10_000);
 
 impl Builder<'_> {
     /// Reports every conflict between the files and streams of sources,
@@ -86,6 +91,54 @@ impl Builder<'_> {
             written.push((path, &sink.name.value));
         }
         self.csv_templates();
+        self.resumable();
+    }
+
+    /// Checkpoints need every source to be read again from a position:
+    /// standard input cannot be.
+    pub(super) fn resumable(&mut self) {
+        let pipeline = self.pipeline;
+        let Some(enabled) = pipeline
+            .checkpoint
+            .as_ref()
+            .and_then(|c| c.enabled)
+            .filter(|e| e.value)
+        else {
+            return;
+        };
+        for source in &pipeline.sources.items {
+            if let SourceKind::Stdin { .. } = source.kind {
+                self.report(
+                    Diagnostic::error(
+                        Code::NotResumable,
+                        format!(
+                            "checkpoints are on, but `{}` reads standard input, which cannot be read again",
+                            source.name.value
+                        ),
+                        enabled.span,
+                    )
+                    .secondary(source.name.span, "reads standard input")
+                    .help("read the data from a file, or turn checkpoints off".to_string()),
+                );
+            }
+        }
+    }
+
+    /// How often to write checkpoints: as the pipeline says, by default
+    /// every 10s when some source reads files and none standard input.
+    pub(super) fn checkpoint_interval(&self, sources: &[SourceNode]) -> Option<Duration> {
+        let config = self.pipeline.checkpoint.as_ref();
+        let interval = config
+            .and_then(|c| c.interval)
+            .map_or(DEFAULT_CHECKPOINT, |i| i.value);
+        let enabled = config.and_then(|c| c.enabled).map_or_else(
+            || {
+                sources.iter().any(|s| matches!(s.input, Input::Files { .. }))
+                    && !sources.iter().any(|s| matches!(s.input, Input::Stdin { .. }))
+            },
+            |e| e.value,
+        );
+        enabled.then_some(interval)
     }
 
     /// A CSV sink writes an outcome's fields as columns: an output to one

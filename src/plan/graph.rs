@@ -30,6 +30,8 @@ pub struct Graph {
     pub routes: Vec<Route>,
     /// The sinks.
     pub sinks: Vec<SinkNode>,
+    /// How often a run writes a checkpoint; `None` when it writes none.
+    pub checkpoint: Option<Duration>,
 }
 
 /// A source with its timestamp assigner and key-by.

@@ -36,7 +36,7 @@ use super::matcher::{Matcher, Rule};
 use super::operator::Outcome;
 use super::router::Router;
 use super::sink::{Destination, Outputs, Target};
-use super::source::{self, Batch, Item};
+use super::source::{self, At, Batch, Chunk, Item};
 use super::watermarks::Watermarks;
 use super::{Progress, SourceSummary, Summary};
 use crate::config::{Clock, OutcomeKind};
@@ -285,13 +285,15 @@ fn start_targets(
 /// place rather than copied into one queue. No batch in it is empty.
 #[derive(Default)]
 struct Received {
-    batches: VecDeque<std::vec::IntoIter<Item>>,
+    batches: VecDeque<(Arc<str>, std::vec::IntoIter<Item>)>,
+    /// Where the last item taken ended: its file, and the place in it.
+    taken: Option<(Arc<str>, At)>,
 }
 
 impl Received {
-    fn push(&mut self, batch: Vec<Item>) {
-        if !batch.is_empty() {
-            self.batches.push_back(batch.into_iter());
+    fn push(&mut self, chunk: Chunk) {
+        if !chunk.items.is_empty() {
+            self.batches.push_back((chunk.file, chunk.items.into_iter()));
         }
     }
 
@@ -302,16 +304,20 @@ impl Received {
     fn front(&self) -> Option<&Item> {
         self.batches
             .front()
-            .and_then(|batch| batch.as_slice().first())
+            .and_then(|(_, batch)| batch.as_slice().first())
     }
 
     fn pop_front(&mut self) -> Option<Item> {
-        let batch = self.batches.front_mut()?;
-        let item = batch.next();
+        let (file, batch) = self.batches.front_mut()?;
+        let item = batch.next()?;
+        match &mut self.taken {
+            Some((taken, at)) if Arc::ptr_eq(taken, file) => *at = item.at(),
+            taken => *taken = Some((file.clone(), item.at())),
+        }
         if batch.as_slice().is_empty() {
             self.batches.pop_front();
         }
-        item
+        Some(item)
     }
 }
 
@@ -383,7 +389,7 @@ impl Driver {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let log = outputs.logs();
-        let (writers, target_of) = outputs.open(&sinks, &options.base)?;
+        let (writers, target_of) = outputs.open(&sinks, &options.base, &[])?;
         let (router, headers) = Router::new(&matcher, routes, &sinks, |sink| target_of[sink]);
         let router = Arc::new(router);
         let workers = options.workers;
@@ -526,8 +532,8 @@ impl Driver {
     fn next(&mut self) -> Option<usize> {
         let sides = self.inputs.len();
         for (index, input) in self.inputs.iter_mut().enumerate() {
-            while let Some(Item::Malformed(_)) = input.buffer.front() {
-                let Some(Item::Malformed(line)) = input.buffer.pop_front() else {
+            while let Some(Item::Malformed(..)) = input.buffer.front() {
+                let Some(Item::Malformed(line, _)) = input.buffer.pop_front() else {
                     unreachable!("the head was just seen to be malformed")
                 };
                 self.summary.sources[index].malformed += 1;
@@ -544,7 +550,7 @@ impl Driver {
             .iter()
             .enumerate()
             .filter_map(|(index, input)| match input.buffer.front() {
-                Some(Item::Event(event)) => Some((event.time, index)),
+                Some(Item::Event(event, _)) => Some((event.time, index)),
                 _ => None,
             })
             .min()
@@ -554,7 +560,7 @@ impl Driver {
     /// Feeds the head of `input` to the operator, then the watermark it
     /// moves.
     fn step(&mut self, input: usize) {
-        let Some(Item::Event(event)) = self.inputs[input].buffer.pop_front() else {
+        let Some(Item::Event(event, _)) = self.inputs[input].buffer.pop_front() else {
             return;
         };
         let time = event.time;
@@ -629,8 +635,8 @@ impl Driver {
                         } else {
                             self.clock.at(now)
                         };
-                        for item in &mut items {
-                            if let Item::Event(event) = item {
+                        for item in &mut items.items {
+                            if let Item::Event(event, _) = item {
                                 event.time = time;
                             }
                         }

@@ -21,7 +21,7 @@ use super::event::Event;
 use super::matcher::Matcher;
 use super::operator::{Operator, Outcome};
 use super::router::Router;
-use super::sink::Batch;
+use super::sink::{Batch, Message};
 use crate::config::OutcomeKind;
 use crate::time::{EventTime, Watermark};
 
@@ -96,7 +96,7 @@ impl Engine {
         matcher: Matcher,
         count: usize,
         router: &Arc<Router>,
-        sinks: &[Option<mpsc::Sender<Batch>>],
+        sinks: &[Option<mpsc::Sender<Message>>],
         log: bool,
     ) -> Result<Self, RunError> {
         if count <= 1 {
@@ -270,7 +270,7 @@ struct Matching {
     matcher: Matcher,
     router: Arc<Router>,
     /// The sink threads' channels, by target (`None`: not this worker's).
-    sinks: Vec<Option<mpsc::Sender<Batch>>>,
+    sinks: Vec<Option<mpsc::Sender<Message>>>,
     /// Outcomes not sent yet, by target.
     pending: Vec<Batch>,
     shared: Arc<Shared>,
@@ -345,7 +345,7 @@ impl Matching {
                 continue;
             };
             let batch = std::mem::replace(pending, Vec::with_capacity(SEND_AT));
-            if sink.blocking_send(batch).is_err() {
+            if sink.blocking_send(Message::Outcomes(batch)).is_err() {
                 self.report.broken = true;
                 return false;
             }

@@ -37,6 +37,9 @@ pub enum RunError {
         /// The I/O error.
         error: io::Error,
     },
+    /// A run could not resume from its checkpoint, or write one.
+    #[error("{0}")]
+    Resume(String),
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Start(#[source] io::Error),
@@ -84,7 +87,7 @@ impl RunError {
                 )
                 .label("named here"),
             ),
-            Self::Start(_) | Self::Write { .. } | Self::Read { .. } => None,
+            Self::Start(_) | Self::Write { .. } | Self::Read { .. } | Self::Resume(_) => None,
         }
     }
 }

@@ -53,6 +53,11 @@ use std::sync::Arc;
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
+mod state;
+
+pub use state::PendingGroup;
+
+
 use super::event::{Event, Key};
 use super::operator::{Detail, Operator, Outcome, Prior};
 use crate::expr::{Compiled, Env, Record, Value};

@@ -23,7 +23,7 @@ mod watermarks;
 
 pub use error::RunError;
 pub use event::{Event, Key};
-pub use matcher::{Matcher, Rule};
+pub use matcher::{Matcher, PendingGroup, Rule};
 pub use operator::{Detail, Malformed, Operator, Outcome, Prior};
 pub use sink::{Outputs, SharedBuffer};
 pub use watermarks::Watermarks;

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::error::RunError;
 use super::operator::Outcome;
+use crate::checkpoint::SinkLength;
 use super::router::Router;
 use crate::config::{SinkKind, Spanned};
 use crate::plan::SinkNode;
@@ -88,13 +89,20 @@ impl Outputs {
     }
 
     /// Opens a target per distinct destination of `sinks`, creating files
-    /// at paths relative to `base`; returns each target's name and writer,
+    /// at paths relative to `base`, or, for a resumed run, cutting them back
+    /// to the lengths in `resume`; returns each target's name and writer,
     /// and the target of each sink.
     ///
     /// # Errors
     ///
-    /// A file that cannot be created.
-    pub(crate) fn open(self, sinks: &[SinkNode], base: &Path) -> Result<Opened, RunError> {
+    /// A file that cannot be created, or that is shorter than the
+    /// checkpoint says it was.
+    pub(crate) fn open(
+        self,
+        sinks: &[SinkNode],
+        base: &Path,
+        resume: &[SinkLength],
+    ) -> Result<Opened, RunError> {
         match self.targets {
             Targets::Streams(stdout, stderr) => {
                 // Each stream is a target once, for every sink that uses it.
@@ -109,11 +117,8 @@ impl Outputs {
                         SinkKind::Stdout => &mut streams[0],
                         SinkKind::Stderr => &mut streams[1],
                         SinkKind::File { path, .. } => {
-                            let (shown, writer) = create(base, path)?;
-                            targets.push((
-                                format!("{} ({shown})", sink.name),
-                                Destination::Thread(writer),
-                            ));
+                            let file = open_file(&sink.name, base, path, resume)?;
+                            targets.push((format!("{} ({})", sink.name, file.path), Destination::File(file)));
                             target_of.push(targets.len() - 1);
                             continue;
                         }
@@ -148,9 +153,25 @@ impl Outputs {
     }
 }
 
-/// Creates the file a sink writes, and its directory; returns its path as
-/// shown in messages and its writer.
-fn create(base: &Path, path: &Spanned<String>) -> Result<(String, Writer), RunError> {
+/// A file a sink writes.
+pub(crate) struct FileSink {
+    /// The sink's name.
+    pub(crate) sink: String,
+    /// The file's path as shown in messages.
+    pub(crate) path: String,
+    pub(crate) file: std::fs::File,
+    /// Its length when opened: what a resumed run keeps.
+    pub(crate) length: u64,
+}
+
+/// Creates the file a sink writes, and its directory; or, when `resume`
+/// has its length, opens it and cuts it back to that length.
+fn open_file(
+    sink: &str,
+    base: &Path,
+    path: &Spanned<String>,
+    resume: &[SinkLength],
+) -> Result<FileSink, RunError> {
     let full = base.join(&path.value);
     let shown = full.display().to_string();
     let failed = |error: io::Error| RunError::Open {
@@ -158,11 +179,42 @@ fn create(base: &Path, path: &Spanned<String>) -> Result<(String, Writer), RunEr
         span: path.span,
         message: error.to_string(),
     };
+    let kept = resume
+        .iter()
+        .find(|kept| kept.name == sink && kept.path == shown)
+        .map(|kept| kept.length);
+    if let Some(length) = kept {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&full)
+            .map_err(failed)?;
+        let now = file.metadata().map_err(failed)?.len();
+        if now < length {
+            return Err(RunError::Resume(format!(
+                "`{shown}` has {now} bytes, fewer than the {length} it had at the checkpoint: \
+                 it was changed since"
+            )));
+        }
+        file.set_len(length).map_err(failed)?;
+        let mut file = file;
+        io::Seek::seek(&mut file, io::SeekFrom::End(0)).map_err(failed)?;
+        return Ok(FileSink {
+            sink: sink.to_string(),
+            path: shown,
+            file,
+            length,
+        });
+    }
     if let Some(parent) = full.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(failed)?;
     }
     let file = std::fs::File::create(&full).map_err(failed)?;
-    Ok((shown, Box::new(file)))
+    Ok(FileSink {
+        sink: sink.to_string(),
+        path: shown,
+        file,
+        length: 0,
+    })
 }
 
 /// Each target's name and writer, and the target of each sink.
@@ -172,18 +224,29 @@ impl Destination {
     /// The same writer, written by a thread of its own.
     pub(crate) fn threaded(self) -> Self {
         match self {
-            Self::Thread(writer) | Self::Inline(writer) => Self::Thread(writer),
+            Self::Inline(writer) => Self::Thread(writer),
+            other => other,
         }
     }
 }
 
 /// How a target is written.
 pub(crate) enum Destination {
-    /// By a thread of its own: files and the process's streams, which may
-    /// block.
+    /// By a thread of its own: the process's streams, which may block.
     Thread(Writer),
+    /// A file, by a thread of its own, which syncs it for checkpoints.
+    File(FileSink),
     /// By the driver, as it hands buffers on: in-memory buffers.
     Inline(Writer),
+}
+
+/// What a sink thread is sent.
+pub(crate) enum Message {
+    /// Outcomes to render and write.
+    Outcomes(Batch),
+    /// A checkpoint: write and sync everything sent before, then answer
+    /// with the file's length (`None` for a stream).
+    Barrier(oneshot::Sender<Result<Option<u64>, RunError>>),
 }
 
 /// Bytes a sink collects before writing them.
@@ -197,27 +260,55 @@ pub(crate) type Batch = Vec<(usize, Outcome)>;
 
 /// A sink target's thread, seen from the driver.
 pub(crate) struct SinkThread {
-    /// Outcomes to render and write.
-    pub(crate) batches: mpsc::Sender<Batch>,
+    /// Outcomes to render and write, and barriers.
+    pub(crate) messages: mpsc::Sender<Message>,
     /// Batches rendered and emptied, to fill again.
     pub(crate) spare: std::sync::mpsc::Receiver<Batch>,
-    /// How the writing ended, once the batches channel is closed.
+    /// How the writing ended, once the channel is closed.
     pub(crate) done: oneshot::Receiver<Result<(), RunError>>,
 }
 
+/// What a sink thread writes to.
+struct Output {
+    writer: Writer,
+    /// For a file: a handle to sync it, and its length so far.
+    file: Option<(std::fs::File, u64)>,
+}
+
+impl Output {
+    fn write(&mut self, buffer: &mut String) -> io::Result<()> {
+        self.writer.write_all(buffer.as_bytes())?;
+        if let Some((_, length)) = &mut self.file {
+            *length += buffer.len() as u64;
+        }
+        buffer.clear();
+        Ok(())
+    }
+}
+
 /// Starts the thread that renders outcomes by `router` and writes them to
-/// `out`, after `header`; `name` names the target in errors.
+/// `destination`, after `header`; `name` names the target in errors.
 ///
 /// # Errors
 ///
 /// A thread that cannot be started.
 pub(crate) fn spawn(
     name: String,
-    mut out: Writer,
+    destination: Destination,
     router: Arc<Router>,
     header: String,
 ) -> io::Result<SinkThread> {
-    let (batches, mut receiver) = mpsc::channel::<Batch>(QUEUE);
+    let mut out = match destination {
+        Destination::Thread(writer) | Destination::Inline(writer) => Output { writer, file: None },
+        Destination::File(sink) => {
+            let sync = sink.file.try_clone()?;
+            Output {
+                writer: Box::new(sink.file),
+                file: Some((sync, sink.length)),
+            }
+        }
+    };
+    let (messages, mut receiver) = mpsc::channel::<Message>(QUEUE);
     // Bounded: a batch nobody takes back (workers make their own) is
     // dropped rather than kept.
     let (give_back, spare) = std::sync::mpsc::sync_channel(QUEUE);
@@ -233,30 +324,47 @@ pub(crate) fn spawn(
             let mut buffer = header;
             buffer.reserve(FLUSH_AT + FLUSH_AT / 4);
             let mut write = || -> Result<(), RunError> {
-                while let Some(mut batch) = receiver.blocking_recv() {
+                while let Some(message) = receiver.blocking_recv() {
+                    let mut batch = match message {
+                        Message::Outcomes(batch) => batch,
+                        Message::Barrier(answer) => {
+                            let synced = out
+                                .write(&mut buffer)
+                                .and_then(|()| out.writer.flush())
+                                .and_then(|()| match &out.file {
+                                    Some((file, length)) => file.sync_data().map(|()| Some(*length)),
+                                    None => Ok(None),
+                                })
+                                .map_err(failed);
+                            let stop = synced.is_err();
+                            let _ = answer.send(synced);
+                            if stop {
+                                return Ok(());
+                            }
+                            continue;
+                        }
+                    };
                     for (route, outcome) in batch.drain(..) {
                         router.render(route, &outcome, &mut buffer)?;
                         if buffer.len() >= FLUSH_AT {
-                            out.write_all(buffer.as_bytes()).map_err(failed)?;
-                            buffer.clear();
+                            out.write(&mut buffer).map_err(failed)?;
                         }
                     }
-                // Full, or the driver is done: then the batch goes.
-                let _ = give_back.try_send(batch);
+                    // Full, or the driver is done: then the batch goes.
+                    let _ = give_back.try_send(batch);
                     if receiver.is_empty() {
                         // Nothing more is queued: let it reach its reader now.
-                        out.write_all(buffer.as_bytes()).map_err(failed)?;
-                        buffer.clear();
-                        out.flush().map_err(failed)?;
+                        out.write(&mut buffer).map_err(failed)?;
+                        out.writer.flush().map_err(failed)?;
                     }
                 }
-                out.write_all(buffer.as_bytes()).map_err(failed)?;
-                out.flush().map_err(failed)
+                out.write(&mut buffer).map_err(failed)?;
+                out.writer.flush().map_err(failed)
             };
             let _ = report.send(write());
         })?;
     Ok(SinkThread {
-        batches,
+        messages,
         spare,
         done,
     })
@@ -307,7 +415,9 @@ enum Writing {
     Thread {
         /// The driver's end of the channel to the thread; `None` once
         /// closed, which ends the thread.
-        sender: Option<mpsc::Sender<Batch>>,
+        sender: Option<mpsc::Sender<Message>>,
+        /// The file sink it writes, if it is one: its sink and path.
+        file: Option<(String, String)>,
         /// Outcomes not sent yet.
         pending: Batch,
         /// Batches the thread has emptied, to fill again.
@@ -331,20 +441,25 @@ impl Target {
         header: String,
     ) -> Result<Self, RunError> {
         let writing = match destination {
-            Destination::Thread(writer) => {
-                let thread =
-                    spawn(name.clone(), writer, router.clone(), header).map_err(RunError::Start)?;
+            Destination::Inline(writer) => Writing::Inline {
+                writer,
+                buffer: header,
+            },
+            destination => {
+                let file = match &destination {
+                    Destination::File(sink) => Some((sink.sink.clone(), sink.path.clone())),
+                    _ => None,
+                };
+                let thread = spawn(name.clone(), destination, router.clone(), header)
+                    .map_err(RunError::Start)?;
                 Writing::Thread {
-                    sender: Some(thread.batches),
+                    sender: Some(thread.messages),
+                    file,
                     pending: Vec::with_capacity(SEND_AT),
                     spare: thread.spare,
                     done: Some(thread.done),
                 }
             }
-            Destination::Inline(writer) => Writing::Inline {
-                writer,
-                buffer: header,
-            },
         };
         Ok(Self { name, writing })
     }
@@ -371,7 +486,7 @@ impl Target {
 
     /// A sender to the target's thread, for a worker; `None` for a target
     /// the driver writes itself.
-    pub(crate) fn sender(&self) -> Option<mpsc::Sender<Batch>> {
+    pub(crate) fn sender(&self) -> Option<mpsc::Sender<Message>> {
         match &self.writing {
             Writing::Thread { sender, .. } => sender.clone(),
             Writing::Inline { .. } => None,
@@ -420,12 +535,45 @@ impl Target {
                 let Some(channel) = sender else {
                     return Ok(());
                 };
-                if channel.send(batch).await.is_err() {
+                if channel.send(Message::Outcomes(batch)).await.is_err() {
                     // The thread stopped early: its result says why.
                     return self.finish().await;
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// For a checkpoint: sends what is collected, and waits until the
+    /// thread has written and synced everything; returns the file sink's
+    /// length, if it is one.
+    ///
+    /// # Errors
+    ///
+    /// The writing failed, now or before.
+    pub(crate) async fn barrier(&mut self) -> Result<Option<SinkLength>, RunError> {
+        self.send().await?;
+        let Writing::Thread { sender, file, .. } = &mut self.writing else {
+            return Ok(None);
+        };
+        let (answer, answered) = oneshot::channel();
+        let sent = match sender {
+            Some(channel) => channel.send(Message::Barrier(answer)).await.is_ok(),
+            None => false,
+        };
+        let file = file.clone();
+        if !sent {
+            self.finish().await?;
+            return Ok(None);
+        }
+        match answered.await {
+            Ok(Ok(length)) => Ok(file.zip(length).map(|((name, path), length)| SinkLength {
+                name,
+                path,
+                length,
+            })),
+            Ok(Err(error)) => Err(error),
+            Err(_) => self.finish().await.map(|()| None),
         }
     }
 

@@ -149,6 +149,11 @@ impl Lines {
             .map_or_else(|| Arc::from("-"), |open| open.name.clone())
     }
 
+    /// The byte offset just after the current line in its file.
+    pub(crate) fn offset(&self) -> u64 {
+        self.open.as_ref().map_or(0, |open| open.offset)
+    }
+
     /// The one-based number of the current line in its file.
     pub(crate) fn number(&self) -> u64 {
         self.open.as_ref().map_or(0, |open| open.number)

@@ -40,17 +40,43 @@ const POLL: StdDuration = StdDuration::from_millis(100);
 /// How much of a malformed line its outcome carries.
 const MAX_RAW: usize = 4096;
 
-/// One thing a source read.
+/// One thing a source read, and where it ended.
 #[derive(Debug)]
 pub(crate) enum Item {
     /// A record, timestamped and keyed.
-    Event(Event),
+    Event(Event, At),
     /// A line that is not a record.
-    Malformed(Malformed),
+    Malformed(Malformed, At),
 }
 
-/// What a source sends: a batch of items, or the error that stopped it.
-pub(crate) type Batch = Result<Vec<Item>, RunError>;
+impl Item {
+    /// Where the item ended in its input.
+    pub(crate) fn at(&self) -> At {
+        match self {
+            Self::Event(_, at) | Self::Malformed(_, at) => *at,
+        }
+    }
+}
+
+/// Where an item ended in its input: for a file, the byte after its line
+/// and the line's number; for inline records, the record's number (in
+/// both).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct At {
+    pub(crate) offset: u64,
+    pub(crate) line: u64,
+}
+
+/// Items a source read from one file (`-` for standard input and fed
+/// lines, empty for inline records), in order.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    pub(crate) file: Arc<str>,
+    pub(crate) items: Vec<Item>,
+}
+
+/// What a source sends: a chunk of items, or the error that stopped it.
+pub(crate) type Batch = Result<Chunk, RunError>;
 
 /// A source ready to run: its files listed, or its stream chosen.
 pub(crate) struct Opened {
@@ -212,7 +238,7 @@ impl Opened {
         let assign = Assign::new(source);
         match input {
             Opening::Inline(records) => {
-                tokio::spawn(inline(assign, records, events));
+                tokio::spawn(inline(assign, records, 0, events));
             }
             Opening::Lines(origin, format) => {
                 let decoder = Decoder::new(&format, assign.layout.clone());
@@ -236,21 +262,38 @@ impl Opened {
 
 /// Sends inline records. An event time or key that fails stops the run:
 /// the record is in the pipeline file, so that is where the error points.
-async fn inline(assign: Assign, records: Vec<InlineRecord>, events: mpsc::Sender<Batch>) {
+async fn inline(
+    assign: Assign,
+    records: Vec<InlineRecord>,
+    skip: usize,
+    events: mpsc::Sender<Batch>,
+) {
+    let file: Arc<str> = Arc::from("");
+    let chunk = |items| {
+        Ok(Chunk {
+            file: file.clone(),
+            items,
+        })
+    };
     let mut batch = Vec::with_capacity(BATCH.min(records.len()));
-    for inline in records {
+    for (index, inline) in records.into_iter().enumerate().skip(skip) {
+        let number = index as u64 + 1;
+        let at = At {
+            offset: number,
+            line: number,
+        };
         match assign.event(inline.record) {
-            Ok(event) => batch.push(Item::Event(event)),
+            Ok(event) => batch.push(Item::Event(event, at)),
             Err(failure) => {
                 // The driver stops at the error; nothing after it is read.
-                let _ = events.send(Ok(std::mem::take(&mut batch))).await;
+                let _ = events.send(chunk(std::mem::take(&mut batch))).await;
                 let _ = events.send(Err(failure.into_error(inline.span))).await;
                 return;
             }
         }
         if batch.len() == BATCH
             && events
-                .send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))))
+                .send(chunk(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))))
                 .await
                 .is_err()
         {
@@ -258,7 +301,7 @@ async fn inline(assign: Assign, records: Vec<InlineRecord>, events: mpsc::Sender
         }
     }
     if !batch.is_empty() {
-        let _ = events.send(Ok(batch)).await;
+        let _ = events.send(chunk(batch)).await;
     }
 }
 
@@ -274,7 +317,10 @@ async fn fed(assign: Assign, mut feed: Feed, mut decoder: Decoder, events: mpsc:
             number += 1;
             let at = Place {
                 file: &file,
-                line: number,
+                at: At {
+                    offset: number,
+                    line: number,
+                },
                 raw: text.as_bytes(),
             };
             batch.extend(assign.item(&mut decoder, &text, &at));
@@ -282,7 +328,11 @@ async fn fed(assign: Assign, mut feed: Feed, mut decoder: Decoder, events: mpsc:
                 line = feed.try_recv().ok();
             }
         }
-        if events.send(Ok(batch)).await.is_err() {
+        let chunk = Chunk {
+            file: file.clone(),
+            items: batch,
+        };
+        if events.send(Ok(chunk)).await.is_err() {
             return;
         }
     }
@@ -299,45 +349,56 @@ fn read_lines(
     stop: &AtomicBool,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
-    let send = |batch: &mut Vec<Item>| -> bool {
+    let mut file = lines.file();
+    let send = |batch: &mut Vec<Item>, file: &Arc<str>| -> bool {
         batch.is_empty()
             || events
-                .blocking_send(Ok(std::mem::replace(batch, Vec::with_capacity(BATCH))))
+                .blocking_send(Ok(Chunk {
+                    file: file.clone(),
+                    items: std::mem::replace(batch, Vec::with_capacity(BATCH)),
+                }))
                 .is_ok()
     };
     while !stop.load(Ordering::Relaxed) {
         match lines.next() {
             Ok(Step::Line) => {
                 batch.extend(read_line(assign, &lines, &mut decoder));
-                if batch.len() == BATCH && !send(&mut batch) {
+                if batch.len() == BATCH && !send(&mut batch, &file) {
                     return;
                 }
             }
-            Ok(Step::Started) => decoder.start_file(),
+            Ok(Step::Started) => {
+                // A chunk is of one file.
+                if !send(&mut batch, &file) {
+                    return;
+                }
+                file = lines.file();
+                decoder.start_file();
+            }
             Ok(Step::Flush) => {
-                if !send(&mut batch) {
+                if !send(&mut batch, &file) {
                     return;
                 }
             }
             Ok(Step::Waiting) => {
-                if !send(&mut batch) || events.is_closed() {
+                if !send(&mut batch, &file) || events.is_closed() {
                     return;
                 }
                 std::thread::sleep(POLL);
             }
             Ok(Step::End) => break,
-            Err((file, error)) => {
-                send(&mut batch);
+            Err((failed, error)) => {
+                send(&mut batch, &file);
                 let _ = events.blocking_send(Err(RunError::Read {
                     input: assign.name.to_string(),
-                    file: file.to_string(),
+                    file: failed.to_string(),
                     error,
                 }));
                 return;
             }
         }
     }
-    send(&mut batch);
+    send(&mut batch, &file);
 }
 
 /// The item one line makes; none for a CSV header.
@@ -345,7 +406,10 @@ fn read_line(assign: &Assign, lines: &Lines, decoder: &mut Decoder) -> Option<It
     let file = lines.file();
     let at = Place {
         file: &file,
-        line: lines.number(),
+        at: At {
+            offset: lines.offset(),
+            line: lines.number(),
+        },
         raw: lines.line(),
     };
     if lines.too_long() {
@@ -361,8 +425,7 @@ fn read_line(assign: &Assign, lines: &Lines, decoder: &mut Decoder) -> Option<It
 /// Where a line was read.
 struct Place<'a> {
     file: &'a Arc<str>,
-    /// Its one-based number in the file.
-    line: u64,
+    at: At,
     /// The line as read.
     raw: &'a [u8],
 }
@@ -411,7 +474,7 @@ impl Assign {
     fn item(&self, decoder: &mut Decoder, text: &str, at: &Place<'_>) -> Option<Item> {
         Some(match decoder.decode(text) {
             Ok(Line::Record(record)) => match self.event(record) {
-                Ok(event) => Item::Event(event),
+                Ok(event) => Item::Event(event, at.at),
                 Err(failure) => self.malformed(at, failure.reason()),
             },
             Ok(Line::Header) => return None,
@@ -421,13 +484,16 @@ impl Assign {
 
     /// The line at `at`, malformed for `reason`.
     fn malformed(&self, at: &Place<'_>, reason: String) -> Item {
-        Item::Malformed(Malformed {
-            source: self.name.clone(),
-            file: at.file.clone(),
-            line: at.line,
-            raw: raw(at.raw),
-            reason,
-        })
+        Item::Malformed(
+            Malformed {
+                source: self.name.clone(),
+                file: at.file.clone(),
+                line: at.at.line,
+                raw: raw(at.raw),
+                reason,
+            },
+            at.at,
+        )
     }
 
     /// The event of one record.

@@ -1,0 +1,91 @@
+//! `runner state inspect`: what a checkpoint holds, for people.
+
+use std::fmt::Write as _;
+
+use super::Checkpoint;
+use super::encoding::Decoder;
+use crate::runtime::Matcher;
+use crate::time::{Duration, Watermark};
+
+/// A listing of `checkpoint`: where each source was, the watermark, each
+/// file sink's length, and every pending key with its sides' event times
+/// and its deadline.
+///
+/// # Errors
+///
+/// The match operator's state in the checkpoint cannot be read.
+pub fn inspect(checkpoint: &Checkpoint) -> Result<String, String> {
+    let sides = checkpoint.inputs.len();
+    let mut matcher = Matcher::new(vec![Duration::ZERO; sides], Vec::new(), Duration::ZERO);
+    let mut input = Decoder::new(&checkpoint.matcher);
+    matcher
+        .load(&mut input)
+        .map_err(|error| format!("the match state cannot be read: {error}"))?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "checkpoint {}, taken {}",
+        checkpoint.sequence, checkpoint.taken_at
+    );
+    let width = checkpoint
+        .inputs
+        .iter()
+        .map(|input| input.name.len())
+        .chain(checkpoint.sinks.iter().map(|sink| sink.name.len()))
+        .max()
+        .unwrap_or(0);
+    for source in &checkpoint.inputs {
+        let place = match (&source.file, source.finished) {
+            (_, true) => "ended".to_string(),
+            (None, false) => "nothing read yet".to_string(),
+            (Some(file), false) if file.is_empty() => format!("up to record {}", source.line),
+            (Some(file), false) => format!(
+                "{file}, up to line {} (byte {})",
+                source.line, source.offset
+            ),
+        };
+        let newest = source
+            .max_seen
+            .map(|time| format!("; newest event {time}"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  source {:width$}  {place}{newest}", source.name);
+    }
+    let watermark = Watermark::from_raw(checkpoint.watermark);
+    let watermark = watermark.time().map_or_else(|| watermark.to_string(), |t| t.to_string());
+    let _ = writeln!(out, "  watermark {:width$}  {watermark}", "");
+    for sink in &checkpoint.sinks {
+        let _ = writeln!(
+            out,
+            "  sink   {:width$}  {}, {} bytes",
+            sink.name, sink.path, sink.length
+        );
+    }
+    let groups = matcher.pending_groups();
+    let keys = matcher.waiting_keys();
+    let plural = |n: usize, word: &str| if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") };
+    let _ = writeln!(
+        out,
+        "  pending {}, {} remembered after they were done",
+        plural(keys, "key"),
+        plural(matcher.remembered_keys(), "key")
+    );
+    for group in groups {
+        let sides: Vec<String> = checkpoint
+            .inputs
+            .iter()
+            .zip(&group.sides)
+            .map(|(input, time)| match time {
+                Some(time) => format!("{} {time}", input.name),
+                None => format!("{} missing", input.name),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "    {}  {}; deadline {}",
+            group.key,
+            sides.join(", "),
+            group.deadline
+        );
+    }
+    Ok(out)
+}

@@ -1,0 +1,265 @@
+//! Checkpoints: what a run needs to resume exactly where it left off.
+//!
+//! A checkpoint is taken between two events: every source's position (the
+//! file and byte just after the last line merged), every input's
+//! watermark, the match operator's state (pending groups, what was too
+//! late for them, memories of done keys) and every file sink's length once
+//! everything decided before it is written and synced. A run that resumes
+//! re-reads each source from its position, cuts each file sink back to its
+//! length, and goes on: a file sink ends up byte for byte as if the run had
+//! never stopped. Standard output gets again what was written after the
+//! checkpoint (at least once).
+//!
+//! On disk, under the state directory, each checkpoint is one file:
+//! `RUNNERCK`, the format version, the length and CRC-32 of the body, and
+//! the body. It is written to a temporary file, synced and renamed into
+//! place, so a crash leaves the previous checkpoint or the new one, never
+//! half of one; the previous one is kept, to fall back to if the newest
+//! turns out damaged.
+
+pub(crate) mod encoding;
+mod inspect;
+mod store;
+
+pub use inspect::inspect;
+pub use store::{Store, StoreError};
+
+use encoding::{DecodeError, Decoder, Encoder};
+
+use crate::time::EventTime;
+
+/// The format version; a checkpoint of another version is not read.
+pub const VERSION: u32 = 1;
+
+/// Where one source was, and its watermark.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InputPosition {
+    /// The source's name.
+    pub name: String,
+    /// The file its last merged line came from (`""` for inline records),
+    /// or `None` if nothing was merged yet.
+    pub file: Option<String>,
+    /// The byte after that line (for inline records, the record's number).
+    pub offset: u64,
+    /// That line's number.
+    pub line: u64,
+    /// The newest event time merged from the source.
+    pub max_seen: Option<EventTime>,
+    /// Whether the source had ended.
+    pub finished: bool,
+}
+
+/// A file sink's length at the checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkLength {
+    /// The sink's name.
+    pub name: String,
+    /// Its file, as the run resolved it.
+    pub path: String,
+    /// Bytes written and synced.
+    pub length: u64,
+}
+
+/// Everything a run needs to resume.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Counts up from 1 within a run and across resumed runs.
+    pub sequence: u64,
+    /// The wall-clock time it was taken.
+    pub taken_at: EventTime,
+    /// What must not change for the checkpoint to fit the pipeline: parts
+    /// by name (`source app: schema`), each as text.
+    pub fingerprint: Vec<(String, String)>,
+    /// Each source, in side order.
+    pub inputs: Vec<InputPosition>,
+    /// The match operator's watermark, raw.
+    pub watermark: i64,
+    /// Each file sink.
+    pub sinks: Vec<SinkLength>,
+    /// The match operator's state, encoded.
+    pub matcher: Vec<u8>,
+}
+
+impl Checkpoint {
+    /// The body of the file: everything but the header.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Encoder::new();
+        out.varint(self.sequence);
+        out.time(self.taken_at);
+        out.usize(self.fingerprint.len());
+        for (part, text) in &self.fingerprint {
+            out.str(part);
+            out.str(text);
+        }
+        out.usize(self.inputs.len());
+        for input in &self.inputs {
+            out.str(&input.name);
+            match &input.file {
+                Some(file) => {
+                    out.bool(true);
+                    out.str(file);
+                }
+                None => out.bool(false),
+            }
+            out.varint(input.offset);
+            out.varint(input.line);
+            match input.max_seen {
+                Some(time) => {
+                    out.bool(true);
+                    out.time(time);
+                }
+                None => out.bool(false),
+            }
+            out.bool(input.finished);
+        }
+        out.int(self.watermark);
+        out.usize(self.sinks.len());
+        for sink in &self.sinks {
+            out.str(&sink.name);
+            out.str(&sink.path);
+            out.varint(sink.length);
+        }
+        out.bytes(&self.matcher);
+        out.into_bytes()
+    }
+
+    /// Reads a body [`encode`](Self::encode) wrote.
+    pub(crate) fn decode(body: &[u8]) -> Result<Self, DecodeError> {
+        let mut input = Decoder::new(body);
+        let sequence = input.varint()?;
+        let taken_at = input.time()?;
+        let parts = input.count(2)?;
+        let mut fingerprint = Vec::with_capacity(parts);
+        for _ in 0..parts {
+            fingerprint.push((input.str()?.to_string(), input.str()?.to_string()));
+        }
+        let count = input.count(6)?;
+        let mut inputs = Vec::with_capacity(count);
+        for _ in 0..count {
+            let name = input.str()?.to_string();
+            let file = if input.bool()? {
+                Some(input.str()?.to_string())
+            } else {
+                None
+            };
+            let offset = input.varint()?;
+            let line = input.varint()?;
+            let max_seen = if input.bool()? {
+                Some(input.time()?)
+            } else {
+                None
+            };
+            let finished = input.bool()?;
+            inputs.push(InputPosition {
+                name,
+                file,
+                offset,
+                line,
+                max_seen,
+                finished,
+            });
+        }
+        let watermark = input.int()?;
+        let count = input.count(3)?;
+        let mut sinks = Vec::with_capacity(count);
+        for _ in 0..count {
+            sinks.push(SinkLength {
+                name: input.str()?.to_string(),
+                path: input.str()?.to_string(),
+                length: input.varint()?,
+            });
+        }
+        let matcher = input.bytes()?.to_vec();
+        if !input.done() {
+            return Err(DecodeError("it goes on after its end".to_string()));
+        }
+        Ok(Self {
+            sequence,
+            taken_at,
+            fingerprint,
+            inputs,
+            watermark,
+            sinks,
+            matcher,
+        })
+    }
+
+    /// The first part of `now` that differs from this checkpoint's, as a
+    /// sentence: why the checkpoint does not fit the pipeline.
+    pub fn mismatch(&self, now: &[(String, String)]) -> Option<String> {
+        for (part, text) in now {
+            match self.fingerprint.iter().find(|(p, _)| p == part) {
+                None => return Some(format!("{part} is new")),
+                Some((_, then)) if then != text => {
+                    return Some(format!("{part} was `{then}` and is `{text}`"));
+                }
+                Some(_) => {}
+            }
+        }
+        self.fingerprint
+            .iter()
+            .find(|(part, _)| !now.iter().any(|(p, _)| p == part))
+            .map(|(part, _)| format!("{part} is gone"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) fn sample() -> Checkpoint {
+        Checkpoint {
+            sequence: 7,
+            taken_at: EventTime::from_millis(1_700_000_000_000),
+            fingerprint: vec![
+                ("source app: schema".into(), "(id: string)".into()),
+                ("match: waits".into(), "5s, 5s".into()),
+            ],
+            inputs: vec![
+                InputPosition {
+                    name: "app".into(),
+                    file: Some("data/app.jsonl".into()),
+                    offset: 1234,
+                    line: 17,
+                    max_seen: Some(EventTime::from_millis(99)),
+                    finished: false,
+                },
+                InputPosition {
+                    name: "bank".into(),
+                    finished: true,
+                    ..InputPosition::default()
+                },
+            ],
+            watermark: -1,
+            sinks: vec![SinkLength {
+                name: "out".into(),
+                path: "out/x.jsonl".into(),
+                length: 4096,
+            }],
+            matcher: vec![1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_comes_back_as_it_went() {
+        let checkpoint = sample();
+        assert_eq!(Checkpoint::decode(&checkpoint.encode()), Ok(checkpoint));
+    }
+
+    #[test]
+    fn a_changed_pipeline_is_told_by_its_first_difference() {
+        let checkpoint = sample();
+        let mut now = checkpoint.fingerprint.clone();
+        assert_eq!(checkpoint.mismatch(&now), None);
+        now[1].1 = "5s, 10s".into();
+        assert_eq!(
+            checkpoint.mismatch(&now).as_deref(),
+            Some("match: waits was `5s, 5s` and is `5s, 10s`")
+        );
+        now.remove(1);
+        assert_eq!(
+            checkpoint.mismatch(&now).as_deref(),
+            Some("match: waits is gone")
+        );
+    }
+}

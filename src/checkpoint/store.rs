@@ -1,0 +1,255 @@
+//! Checkpoints on disk: one file each, written whole or not at all.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::encoding::crc32;
+use super::{Checkpoint, VERSION};
+
+/// The first bytes of every checkpoint file.
+const MAGIC: &[u8; 8] = b"RUNNERCK";
+
+/// Bytes before the body: magic, version, body length, CRC-32.
+const HEADER: usize = 8 + 4 + 8 + 4;
+
+/// The checkpoints of one pipeline, in a directory of their own.
+#[derive(Clone, Debug)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+/// Why checkpoints could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file or the directory could not be read or written.
+    #[error("cannot {doing} `{path}`: {source}")]
+    Io {
+        /// What was being done.
+        doing: &'static str,
+        /// The file or directory.
+        path: String,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// There are checkpoints, but none can be read.
+    #[error("no checkpoint in `{dir}` can be read: {reasons}")]
+    Unusable {
+        /// The state directory.
+        dir: String,
+        /// What is wrong with each.
+        reasons: String,
+    },
+}
+
+impl Store {
+    /// The checkpoints under `dir`; nothing is created until the first is
+    /// saved.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn io(doing: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+        let path = path.display().to_string();
+        move |source| StoreError::Io {
+            doing,
+            path,
+            source,
+        }
+    }
+
+    /// The checkpoint files, newest first, with their sequence numbers.
+    fn files(&self) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(Self::io("read", &self.dir)(error)),
+        };
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(Self::io("read", &self.dir))?;
+            let name = entry.file_name();
+            let Some(sequence) = name
+                .to_str()
+                .and_then(|name| name.strip_prefix("checkpoint-"))
+                .and_then(|number| number.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            files.push((sequence, entry.path()));
+        }
+        files.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(files)
+    }
+
+    /// The newest checkpoint that reads back whole, and a warning for each
+    /// newer one that does not; `None` when there is none at all.
+    ///
+    /// # Errors
+    ///
+    /// The directory cannot be read, or there are checkpoints and none
+    /// reads back.
+    pub fn load(&self) -> Result<(Option<Checkpoint>, Vec<String>), StoreError> {
+        let mut warnings = Vec::new();
+        let files = self.files()?;
+        for (_, path) in &files {
+            match read(path) {
+                Ok(checkpoint) => return Ok((Some(checkpoint), warnings)),
+                Err(problem) => warnings.push(format!(
+                    "the checkpoint `{}` cannot be read ({problem}); using the one before it",
+                    path.display()
+                )),
+            }
+        }
+        if files.is_empty() {
+            return Ok((None, warnings));
+        }
+        Err(StoreError::Unusable {
+            dir: self.dir.display().to_string(),
+            reasons: warnings.join("; "),
+        })
+    }
+
+    /// Writes `checkpoint` durably, then removes all but it and the one
+    /// before it.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be written, synced or renamed.
+    pub fn save(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        fs::create_dir_all(&self.dir).map_err(Self::io("create", &self.dir))?;
+        let body = checkpoint.encode();
+        let mut bytes = Vec::with_capacity(HEADER + body.len());
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&VERSION.to_le_bytes());
+        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&crc32(&body).to_le_bytes());
+        bytes.extend_from_slice(&body);
+        let name = format!("checkpoint-{:020}", checkpoint.sequence);
+        let temporary = self.dir.join(format!(".{name}.tmp"));
+        let path = self.dir.join(&name);
+        let mut file = File::create(&temporary).map_err(Self::io("create", &temporary))?;
+        file.write_all(&bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(Self::io("write", &temporary))?;
+        drop(file);
+        fs::rename(&temporary, &path).map_err(Self::io("rename", &temporary))?;
+        sync_dir(&self.dir).map_err(Self::io("sync", &self.dir))?;
+        for (sequence, old) in self.files()?.into_iter().skip(2) {
+            if sequence < checkpoint.sequence {
+                fs::remove_file(&old).map_err(Self::io("remove", &old))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every checkpoint, and the directory if that leaves it empty.
+    ///
+    /// # Errors
+    ///
+    /// A checkpoint cannot be removed.
+    pub fn clear(&self) -> Result<(), StoreError> {
+        for (_, path) in self.files()? {
+            fs::remove_file(&path).map_err(Self::io("remove", &path))?;
+        }
+        // Only if empty: the directory may hold what is not ours.
+        let _ = fs::remove_dir(&self.dir);
+        Ok(())
+    }
+}
+
+/// Reads and checks one checkpoint file.
+fn read(path: &Path) -> Result<Checkpoint, String> {
+    let bytes = fs::read(path).map_err(|error| error.to_string())?;
+    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+        return Err("it is not a checkpoint".to_string());
+    }
+    let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let version = word(8);
+    if version != VERSION {
+        return Err(format!(
+            "it has format version {version}; this runner reads version {VERSION}"
+        ));
+    }
+    let mut length = [0; 8];
+    length.copy_from_slice(&bytes[12..20]);
+    let length = usize::try_from(u64::from_le_bytes(length)).unwrap_or(usize::MAX);
+    let body = &bytes[HEADER..];
+    if body.len() != length {
+        return Err(format!(
+            "it is cut short: {} bytes of {length}",
+            body.len()
+        ));
+    }
+    if crc32(body) != word(20) {
+        return Err("its checksum does not match: it is damaged".to_string());
+    }
+    Checkpoint::decode(body).map_err(|error| error.to_string())
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::tests::sample;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("runner-store-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn the_newest_two_are_kept_and_the_newest_read() {
+        let store = Store::new(scratch("keep"));
+        assert_eq!(store.load().unwrap().0, None);
+        let mut checkpoint = sample();
+        for sequence in 1..=4 {
+            checkpoint.sequence = sequence;
+            store.save(&checkpoint).unwrap();
+        }
+        assert_eq!(store.files().unwrap().len(), 2);
+        assert_eq!(store.load().unwrap().0.map(|c| c.sequence), Some(4));
+        store.clear().unwrap();
+        assert!(!store.dir().exists());
+    }
+
+    #[test]
+    fn a_damaged_checkpoint_falls_back_to_the_one_before() {
+        let store = Store::new(scratch("damaged"));
+        let mut checkpoint = sample();
+        for sequence in [1, 2] {
+            checkpoint.sequence = sequence;
+            store.save(&checkpoint).unwrap();
+        }
+        let newest = store.files().unwrap()[0].1.clone();
+        let mut bytes = fs::read(&newest).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x55;
+        fs::write(&newest, &bytes).unwrap();
+        let (loaded, warnings) = store.load().unwrap();
+        assert_eq!(loaded.map(|c| c.sequence), Some(1));
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("its checksum does not match"), "{warnings:?}");
+        // Cut short, the only one left is unusable: an error, not a fresh start.
+        fs::write(&newest, &bytes[..bytes.len() / 2]).unwrap();
+        fs::remove_file(&store.files().unwrap()[1].1).unwrap();
+        let error = store.load().unwrap_err().to_string();
+        assert!(error.contains("it is cut short"), "{error}");
+        store.clear().unwrap();
+    }
+}

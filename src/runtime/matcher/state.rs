@@ -1,0 +1,283 @@
+//! A matcher's state in a checkpoint: every key with its pending groups,
+//! what was too late for them, and its memory, with the ids that order
+//! timers. Timers are rebuilt from the groups and memories when it is read
+//! back, stale ones left behind.
+
+use super::{Alert, Entry, Group, Matcher, Memory, NONE, Timer};
+use crate::checkpoint::encoding::{DecodeError, Decoder, Encoder};
+use crate::expr::Record;
+use crate::plan::Side;
+use crate::runtime::event::{Event, Key};
+use crate::runtime::operator::Prior;
+use crate::time::{EventTime, Watermark};
+
+impl Matcher {
+    /// Writes everything the matcher holds.
+    pub(crate) fn save(&self, out: &mut Encoder) {
+        out.varint(self.next_id);
+        out.int(self.watermark.to_raw());
+        out.usize(self.peak_waiting);
+        out.usize(self.index.len());
+        for &entry in &self.index {
+            let Entry { key, first, memory } = &self.entries[entry];
+            out.value(key.value());
+            let mut groups = Vec::new();
+            let mut group = *first;
+            while group != NONE {
+                groups.push(group);
+                group = self.groups[group].next;
+            }
+            out.usize(groups.len());
+            for group in groups {
+                let Group { id, deadline, .. } = self.groups[group];
+                out.varint(id);
+                out.time(deadline);
+                let span = self.span(group);
+                self.save_sides(&self.records[span.clone()], &self.times[span], out);
+                let held = self.too_late.get(&group).map_or(&[][..], Vec::as_slice);
+                out.usize(held.len());
+                for event in held {
+                    out.usize(event.side.0);
+                    out.time(event.time);
+                    out.record(&event.record);
+                }
+            }
+            if *memory == NONE {
+                out.bool(false);
+                continue;
+            }
+            out.bool(true);
+            let Memory {
+                id,
+                until,
+                prior,
+                alert,
+            } = &self.memories[*memory];
+            out.varint(*id);
+            out.time(*until);
+            out.u8(match prior {
+                Prior::Waiting => 0,
+                Prior::Completed => 1,
+                Prior::TimedOut => 2,
+            });
+            match alert {
+                None => out.bool(false),
+                Some(alert) => {
+                    out.bool(true);
+                    out.usize(alert.expired.0);
+                    out.time(alert.deadline);
+                    self.save_sides(&alert.records, &alert.times, out);
+                    for arrived in &alert.arrived {
+                        out.bool(*arrived);
+                    }
+                }
+            }
+        }
+    }
+
+    fn save_sides(&self, records: &[Option<Record>], times: &[EventTime], out: &mut Encoder) {
+        for (record, time) in records.iter().zip(times) {
+            match record {
+                Some(record) => {
+                    out.bool(true);
+                    out.time(*time);
+                    out.record(record);
+                }
+                None => out.bool(false),
+            }
+        }
+    }
+
+    /// Reads back into this matcher, which must be empty, what
+    /// [`save`](Self::save) wrote for a matcher with the same sides.
+    ///
+    /// # Errors
+    ///
+    /// Data that is damaged or was written for other sides.
+    pub(crate) fn load(&mut self, input: &mut Decoder<'_>) -> Result<(), DecodeError> {
+        let sides = self.sides();
+        self.next_id = input.varint()?;
+        self.watermark = Watermark::from_raw(input.int()?);
+        let peak = usize::try_from(input.varint()?).unwrap_or(usize::MAX);
+        let keys = input.count(3)?;
+        for _ in 0..keys {
+            let key = Key::new(input.value()?);
+            let hash = std::hash::BuildHasher::hash_one(&self.hasher, &key);
+            if self.find(&key, hash).is_some() {
+                return Err(DecodeError("a key is given twice".to_string()));
+            }
+            let entry = self.add_entry(key, hash);
+            let groups = input.count(2)?;
+            let mut last = NONE;
+            for _ in 0..groups {
+                let id = input.varint()?;
+                let deadline = input.time()?;
+                let (records, times, present) = Self::load_sides(sides, input)?;
+                if present == 0 {
+                    return Err(DecodeError("a pending group has no event".to_string()));
+                }
+                let group = self.groups.insert(Group {
+                    id,
+                    deadline,
+                    entry,
+                    next: NONE,
+                });
+                let span = self.span(group);
+                if self.records.len() < span.end {
+                    self.records.resize(span.end, None);
+                    self.times.resize(span.end, EventTime::from_millis(0));
+                }
+                for (slot, (record, time)) in span.zip(records.into_iter().zip(times)) {
+                    self.records[slot] = record;
+                    self.times[slot] = time;
+                }
+                self.held += present;
+                self.deadlines.push(Timer {
+                    at: deadline,
+                    id,
+                    slot: group,
+                });
+                let held = input.count(3)?;
+                for _ in 0..held {
+                    let side = Side(Self::side(sides, input)?);
+                    let time = input.time()?;
+                    let record = input.record()?;
+                    let key = self.entries[entry].key.clone();
+                    self.too_late.entry(group).or_default().push(Event {
+                        side,
+                        time,
+                        key,
+                        record,
+                    });
+                    self.held += 1;
+                }
+                if last == NONE {
+                    self.entries[entry].first = group;
+                    self.waiting += 1;
+                } else {
+                    self.groups[last].next = group;
+                }
+                last = group;
+            }
+            if input.bool()? {
+                let id = input.varint()?;
+                let until = input.time()?;
+                let prior = match input.u8()? {
+                    0 => Prior::Waiting,
+                    1 => Prior::Completed,
+                    2 => Prior::TimedOut,
+                    other => return Err(DecodeError(format!("{other} is not a prior outcome"))),
+                };
+                let alert = if input.bool()? {
+                    let expired = Side(Self::side(sides, input)?);
+                    let deadline = input.time()?;
+                    let (records, times, _) = Self::load_sides(sides, input)?;
+                    let mut arrived = Vec::with_capacity(sides);
+                    for _ in 0..sides {
+                        arrived.push(input.bool()?);
+                    }
+                    self.held += arrived.iter().filter(|a| **a).count();
+                    Some(Box::new(Alert {
+                        expired,
+                        deadline,
+                        records: records.into(),
+                        times: times.into(),
+                        arrived: arrived.into(),
+                    }))
+                } else {
+                    None
+                };
+                let memory = self.memories.insert(Memory {
+                    id,
+                    until,
+                    prior,
+                    alert,
+                });
+                self.entries[entry].memory = memory;
+                self.expiries.push(Timer {
+                    at: until,
+                    id,
+                    slot: entry,
+                });
+            } else if groups == 0 {
+                return Err(DecodeError("a key has neither groups nor a memory".to_string()));
+            }
+        }
+        self.peak_waiting = peak.max(self.waiting);
+        Ok(())
+    }
+
+    /// Each side's record and time, and how many are present.
+    #[allow(clippy::type_complexity)] // Read side by side.
+    fn load_sides(
+        sides: usize,
+        input: &mut Decoder<'_>,
+    ) -> Result<(Vec<Option<Record>>, Vec<EventTime>, usize), DecodeError> {
+        let mut records = Vec::with_capacity(sides);
+        let mut times = Vec::with_capacity(sides);
+        let mut present = 0;
+        for _ in 0..sides {
+            if input.bool()? {
+                times.push(input.time()?);
+                records.push(Some(input.record()?));
+                present += 1;
+            } else {
+                times.push(times.first().copied().unwrap_or(EventTime::from_millis(0)));
+                records.push(None);
+            }
+        }
+        Ok((records, times, present))
+    }
+
+    fn side(sides: usize, input: &mut Decoder<'_>) -> Result<usize, DecodeError> {
+        let side = usize::try_from(input.varint()?).unwrap_or(usize::MAX);
+        if side < sides {
+            Ok(side)
+        } else {
+            Err(DecodeError(format!("side {side} of {sides}")))
+        }
+    }
+}
+
+/// A key's pending group, as a checkpoint listing shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingGroup {
+    /// The key.
+    pub key: crate::expr::Value,
+    /// When the group times out.
+    pub deadline: EventTime,
+    /// Each side's event time, where it has an event.
+    pub sides: Vec<Option<EventTime>>,
+}
+
+impl Matcher {
+    /// Every pending group, earliest deadline first.
+    pub fn pending_groups(&self) -> Vec<PendingGroup> {
+        let mut groups = Vec::new();
+        for &entry in &self.index {
+            let mut group = self.entries[entry].first;
+            while group != NONE {
+                let span = self.span(group);
+                groups.push(PendingGroup {
+                    key: self.entries[entry].key.value().clone(),
+                    deadline: self.groups[group].deadline,
+                    sides: self.records[span.clone()]
+                        .iter()
+                        .zip(&self.times[span])
+                        .map(|(record, time)| record.as_ref().map(|_| *time))
+                        .collect(),
+                });
+                group = self.groups[group].next;
+            }
+        }
+        groups.sort_by(|a, b| {
+            (a.deadline, a.key.to_string()).cmp(&(b.deadline, b.key.to_string()))
+        });
+        groups
+    }
+
+    /// How many keys are remembered after they were done.
+    pub fn remembered_keys(&self) -> usize {
+        self.memories.len()
+    }
+}
