@@ -56,7 +56,9 @@ fn usage_errors_exit_2_and_show_usage() {
         let run = runner(args);
         assert_eq!(run.status, 2, "{args:?}");
         assert!(
-            run.stderr.contains("Usage: runner [--quiet] [--workers N] <FILE>"),
+            run.stderr.contains(
+                "Usage: runner [--quiet] [--workers N] [--state-dir DIR] [--fresh] <FILE>"
+            ),
             "{args:?}: {}",
             run.stderr
         );

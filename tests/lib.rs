@@ -11,6 +11,7 @@ mod live;
 mod locations;
 mod pipelines;
 mod readme;
+mod recovery;
 mod robustness;
 mod schema;
 mod sources;

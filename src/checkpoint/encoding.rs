@@ -232,7 +232,11 @@ pub(crate) fn crc32(bytes: &[u8]) -> u32 {
             let mut c = n as u32;
             let mut k = 0;
             while k < 8 {
-                c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 == 1 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
                 k += 1;
             }
             table[n] = c;

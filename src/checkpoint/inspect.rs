@@ -21,19 +21,7 @@ pub fn inspect(checkpoint: &Checkpoint) -> Result<String, String> {
     matcher
         .load(&mut input)
         .map_err(|error| format!("the match state cannot be read: {error}"))?;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "checkpoint {}, taken {}",
-        checkpoint.sequence, checkpoint.taken_at
-    );
-    let width = checkpoint
-        .inputs
-        .iter()
-        .map(|input| input.name.len())
-        .chain(checkpoint.sinks.iter().map(|sink| sink.name.len()))
-        .max()
-        .unwrap_or(0);
+    let mut rows: Vec<(String, String)> = Vec::new();
     for source in &checkpoint.inputs {
         let place = match (&source.file, source.finished) {
             (_, true) => "ended".to_string(),
@@ -48,28 +36,48 @@ pub fn inspect(checkpoint: &Checkpoint) -> Result<String, String> {
             .max_seen
             .map(|time| format!("; newest event {time}"))
             .unwrap_or_default();
-        let _ = writeln!(out, "  source {:width$}  {place}{newest}", source.name);
+        rows.push((
+            format!("source {}", source.name),
+            format!("{place}{newest}"),
+        ));
     }
     let watermark = Watermark::from_raw(checkpoint.watermark);
-    let watermark = watermark.time().map_or_else(|| watermark.to_string(), |t| t.to_string());
-    let _ = writeln!(out, "  watermark {:width$}  {watermark}", "");
+    let watermark = watermark
+        .time()
+        .map_or_else(|| watermark.to_string(), |t| t.to_string());
+    rows.push(("watermark".to_string(), watermark));
     for sink in &checkpoint.sinks {
-        let _ = writeln!(
-            out,
-            "  sink   {:width$}  {}, {} bytes",
-            sink.name, sink.path, sink.length
-        );
+        rows.push((
+            format!("sink {}", sink.name),
+            format!("{}, {} bytes", sink.path, sink.length),
+        ));
     }
-    let groups = matcher.pending_groups();
-    let keys = matcher.waiting_keys();
-    let plural = |n: usize, word: &str| if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") };
+    let plural = |n: usize, word: &str| {
+        if n == 1 {
+            format!("1 {word}")
+        } else {
+            format!("{n} {word}s")
+        }
+    };
+    rows.push(("pending".to_string(), plural(matcher.waiting_keys(), "key")));
+    rows.push((
+        "remembered".to_string(),
+        format!(
+            "{}, done within the retention",
+            plural(matcher.remembered_keys(), "key")
+        ),
+    ));
+    let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
+    let mut out = String::new();
     let _ = writeln!(
         out,
-        "  pending {}, {} remembered after they were done",
-        plural(keys, "key"),
-        plural(matcher.remembered_keys(), "key")
+        "checkpoint {}, taken {}",
+        checkpoint.sequence, checkpoint.taken_at
     );
-    for group in groups {
+    for (label, value) in rows {
+        let _ = writeln!(out, "  {label:width$}  {value}");
+    }
+    for group in matcher.pending_groups() {
         let sides: Vec<String> = checkpoint
             .inputs
             .iter()

@@ -189,9 +189,9 @@ impl Checkpoint {
     pub fn mismatch(&self, now: &[(String, String)]) -> Option<String> {
         for (part, text) in now {
             match self.fingerprint.iter().find(|(p, _)| p == part) {
-                None => return Some(format!("{part} is new")),
+                None => return Some(format!("{part}: new")),
                 Some((_, then)) if then != text => {
-                    return Some(format!("{part} was `{then}` and is `{text}`"));
+                    return Some(format!("{part}: `{then}` then, `{text}` now"));
                 }
                 Some(_) => {}
             }
@@ -199,7 +199,7 @@ impl Checkpoint {
         self.fingerprint
             .iter()
             .find(|(part, _)| !now.iter().any(|(p, _)| p == part))
-            .map(|(part, _)| format!("{part} is gone"))
+            .map(|(part, _)| format!("{part}: gone"))
     }
 }
 
@@ -254,12 +254,12 @@ mod tests {
         now[1].1 = "5s, 10s".into();
         assert_eq!(
             checkpoint.mismatch(&now).as_deref(),
-            Some("match: waits was `5s, 5s` and is `5s, 10s`")
+            Some("match: waits: `5s, 5s` then, `5s, 10s` now")
         );
         now.remove(1);
         assert_eq!(
             checkpoint.mismatch(&now).as_deref(),
-            Some("match: waits is gone")
+            Some("match: waits: gone")
         );
     }
 }

@@ -83,7 +83,7 @@ impl Store {
             };
             files.push((sequence, entry.path()));
         }
-        files.sort_by(|a, b| b.0.cmp(&a.0));
+        files.sort_by_key(|(sequence, _)| std::cmp::Reverse(*sequence));
         Ok(files)
     }
 
@@ -169,7 +169,8 @@ fn read(path: &Path) -> Result<Checkpoint, String> {
     if bytes.len() < HEADER || &bytes[..8] != MAGIC {
         return Err("it is not a checkpoint".to_string());
     }
-    let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let word =
+        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
     let version = word(8);
     if version != VERSION {
         return Err(format!(
@@ -181,10 +182,7 @@ fn read(path: &Path) -> Result<Checkpoint, String> {
     let length = usize::try_from(u64::from_le_bytes(length)).unwrap_or(usize::MAX);
     let body = &bytes[HEADER..];
     if body.len() != length {
-        return Err(format!(
-            "it is cut short: {} bytes of {length}",
-            body.len()
-        ));
+        return Err(format!("it is cut short: {} bytes of {length}", body.len()));
     }
     if crc32(body) != word(20) {
         return Err("its checksum does not match: it is damaged".to_string());
@@ -244,7 +242,10 @@ mod tests {
         let (loaded, warnings) = store.load().unwrap();
         assert_eq!(loaded.map(|c| c.sequence), Some(1));
         assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].contains("its checksum does not match"), "{warnings:?}");
+        assert!(
+            warnings[0].contains("its checksum does not match"),
+            "{warnings:?}"
+        );
         // Cut short, the only one left is unusable: an error, not a fresh start.
         fs::write(&newest, &bytes[..bytes.len() / 2]).unwrap();
         fs::remove_file(&store.files().unwrap()[1].1).unwrap();

@@ -9,13 +9,13 @@ use runner::generate::{DataFormat, Spec};
 #[derive(Debug, PartialEq)]
 pub(crate) enum Command {
     /// Run a pipeline file.
-    Run {
+    Run(RunArgs),
+    /// List what a pipeline's last checkpoint holds.
+    Inspect {
         /// The pipeline file.
         path: String,
-        /// Whether to leave out the summary and progress on stderr.
-        quiet: bool,
-        /// Matching threads.
-        workers: usize,
+        /// Where its checkpoints are, if not in the default place.
+        state_dir: Option<String>,
     },
     /// Print a pipeline file's compiled graph.
     Explain(String),
@@ -45,6 +45,21 @@ pub(crate) enum Command {
     Version,
 }
 
+/// How to run a pipeline.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct RunArgs {
+    /// The pipeline file.
+    pub(crate) path: String,
+    /// Whether to leave out the summary and progress on stderr.
+    pub(crate) quiet: bool,
+    /// Matching threads.
+    pub(crate) workers: usize,
+    /// Where checkpoints go, if not in the default place.
+    pub(crate) state_dir: Option<String>,
+    /// Whether to start over instead of resuming.
+    pub(crate) fresh: bool,
+}
+
 /// How `validate` reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Format {
@@ -57,12 +72,13 @@ pub(crate) enum Format {
 }
 
 pub(crate) const USAGE: &str = "\
-Usage: runner [--quiet] [--workers N] <FILE>
-       runner run [--quiet] [--workers N] <FILE>
+Usage: runner [--quiet] [--workers N] [--state-dir DIR] [--fresh] <FILE>
+       runner run [OPTIONS] <FILE>
        runner explain <FILE>
        runner validate [--format human|json|github] [--deny-warnings] <PATH>...
        runner test <PATH>...
        runner schema
+       runner state inspect [--state-dir DIR] <FILE>
        runner gen [--out DIR] [--orders N] [--seed N] [OPTIONS]
 Try `runner --help` for more.";
 
@@ -76,6 +92,7 @@ Usage:
   runner validate <PATH>...  check pipelines without running them
   runner test <PATH>...      run the test cases in pipelines' `tests` sections
   runner schema              print the JSON Schema of the pipeline format
+  runner state inspect <FILE>  list what the pipeline's last checkpoint holds
   runner gen                 write bill-check data: orders.jsonl, payments.jsonl
                              and settlements.csv
 
@@ -88,6 +105,10 @@ Options:
   --workers <N>              match on N threads, keys spread over them [1];
                              outcomes of different keys may then come out
                              in a different order from run to run
+  --state-dir <DIR>          where checkpoints go [.runner/<name> beside
+                             the pipeline file]
+  --fresh                    start over instead of resuming from the last
+                             checkpoint (every output is written anew)
   --format <FORMAT>          validate's report: human (default), json or github
   --deny-warnings            validate fails on warnings too
   -h, --help                 print this help
@@ -205,48 +226,91 @@ fn formats(command: &str, name: &str, spec: &mut Spec) -> Result<Option<Format>,
     }
 }
 
-/// Parses the arguments after the program name.
-pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt::Error> {
+/// The options and bare words of a command line, before they are checked
+/// against the command they belong to.
+#[derive(Default)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "each is a flag of the command line"
+)]
+struct Options {
+    words: Vec<String>,
+    format: Option<String>,
+    deny_warnings: bool,
+    quiet: bool,
+    workers: Option<usize>,
+    state_dir: Option<String>,
+    fresh: bool,
+    spec: Spec,
+    out: Option<String>,
+    generating: bool,
+}
+
+/// Reads every option and word of `args`.
+fn options(args: impl IntoIterator<Item = OsString>) -> Result<Options, lexopt::Error> {
     let mut parser = lexopt::Parser::from_args(args);
-    let mut words = Vec::new();
-    let mut format = None;
-    let mut deny_warnings = false;
-    let mut quiet = false;
-    let mut workers = None;
-    let mut spec = Spec::default();
-    let mut out = None;
-    let mut generating = false;
+    let mut options = Options::default();
     while let Some(arg) = parser.next()? {
         if let Long(name) = arg
             && let Some(set) = gen_option(name)
         {
             let name = name.to_string();
             let value = parser.value()?.string()?;
-            set(&mut spec, &value).map_err(|problem| format!("`--{name} {value}`: {problem}"))?;
-            generating = true;
+            set(&mut options.spec, &value)
+                .map_err(|problem| format!("`--{name} {value}`: {problem}"))?;
+            options.generating = true;
             continue;
         }
         match arg {
-            Short('q') | Long("quiet") => quiet = true,
+            Short('q') | Long("quiet") => options.quiet = true,
             Long("workers") => {
                 let value = parser.value()?.string()?;
-                workers = Some(match value.parse::<usize>() {
+                options.workers = Some(match value.parse::<usize>() {
                     Ok(n) if (1..=256).contains(&n) => n,
                     _ => return Err(format!("`--workers {value}`: expected 1 to 256").into()),
                 });
             }
+            Long("state-dir") => options.state_dir = Some(parser.value()?.string()?),
+            Long("fresh") => options.fresh = true,
             Long("out") => {
-                out = Some(parser.value()?.string()?);
-                generating = true;
+                options.out = Some(parser.value()?.string()?);
+                options.generating = true;
             }
-            Short('h') | Long("help") => return Ok(Command::Help),
-            Short('V') | Long("version") => return Ok(Command::Version),
-            Long("format") => format = Some(parser.value()?.string()?),
-            Long("deny-warnings") => deny_warnings = true,
-            Value(word) => words.push(word.string()?),
+            Short('h') | Long("help") => return Ok(Options::only("help")),
+            Short('V') | Long("version") => return Ok(Options::only("--version")),
+            Long("format") => options.format = Some(parser.value()?.string()?),
+            Long("deny-warnings") => options.deny_warnings = true,
+            Value(word) => options.words.push(word.string()?),
             _ => return Err(arg.unexpected()),
         }
     }
+    Ok(options)
+}
+
+impl Options {
+    /// Options that name only `command`.
+    fn only(command: &str) -> Self {
+        Self {
+            words: vec![command.to_string()],
+            ..Self::default()
+        }
+    }
+}
+
+/// Parses the arguments after the program name.
+pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt::Error> {
+    let Options {
+        words,
+        format,
+        deny_warnings,
+        quiet,
+        workers,
+        state_dir,
+        fresh,
+        mut spec,
+        out,
+        generating,
+    } = options(args)?;
     let mut words = words.into_iter();
     let first = words.next().ok_or("missing the pipeline file")?;
     let validating = first == "validate";
@@ -259,26 +323,45 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
     }
     let running = !matches!(
         first.as_str(),
-        "help" | "schema" | "explain" | "validate" | "test" | "gen"
+        "help" | "schema" | "explain" | "validate" | "test" | "gen" | "state"
     );
-    if (quiet || workers.is_some()) && !running {
-        return Err("`--quiet` and `--workers` belong to `run`".into());
+    let inspecting = first == "state";
+    if (quiet || workers.is_some() || fresh) && !running {
+        return Err("`--quiet`, `--workers` and `--fresh` belong to `run`".into());
+    }
+    if state_dir.is_some() && !running && !inspecting {
+        return Err("`--state-dir` belongs to `run` and `state inspect`".into());
     }
     let workers = workers.unwrap_or(1);
+    let run = |path: String| {
+        Command::Run(RunArgs {
+            path,
+            quiet,
+            workers,
+            state_dir: state_dir.clone(),
+            fresh,
+        })
+    };
     if generating && first != "gen" {
         return Err("`--out`, `--orders`, `--seed` and the shares belong to `gen`".into());
     }
     let command = match first.as_str() {
         "help" => Command::Help,
+        "--version" => Command::Version,
         "schema" => Command::Schema,
         "gen" => Command::Gen {
             spec,
             out: out.unwrap_or_else(|| "data".to_string()),
         },
-        "run" => Command::Run {
-            path: words.next().ok_or("`run` needs a pipeline file")?,
-            quiet,
-            workers,
+        "run" => run(words.next().ok_or("`run` needs a pipeline file")?),
+        "state" => match words.next().as_deref() {
+            Some("inspect") => Command::Inspect {
+                path: words
+                    .next()
+                    .ok_or("`state inspect` needs a pipeline file")?,
+                state_dir: state_dir.clone(),
+            },
+            _ => return Err("`state` takes `inspect` and a pipeline file".into()),
         },
         "explain" => Command::Explain(words.next().ok_or("`explain` needs a pipeline file")?),
         "validate" | "test" => {
@@ -296,11 +379,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
                 Command::Test(paths)
             }
         }
-        _ => Command::Run {
-            path: first,
-            quiet,
-            workers,
-        },
+        _ => run(first),
     };
     match words.next() {
         Some(extra) => Err(format!("unexpected argument `{extra}`").into()),
@@ -318,10 +397,13 @@ mod tests {
 
     #[test]
     fn short_and_long_forms() {
-        let run = |path: &str, quiet| Command::Run {
-            path: path.into(),
-            quiet,
-            workers: 1,
+        let run = |path: &str, quiet| {
+            Command::Run(RunArgs {
+                path: path.into(),
+                quiet,
+                workers: 1,
+                ..RunArgs::default()
+            })
         };
         assert_eq!(parse_words(&["p.yaml"]), Ok(run("p.yaml", false)));
         assert_eq!(parse_words(&["run", "p.yaml"]), Ok(run("p.yaml", false)));
@@ -422,7 +504,28 @@ mod tests {
         );
         assert_eq!(
             parse_words(&["validate", "-q", "a"]),
-            Err("`--quiet` and `--workers` belong to `run`".into())
+            Err("`--quiet`, `--workers` and `--fresh` belong to `run`".into())
+        );
+        assert_eq!(
+            parse_words(&["test", "--state-dir", "s", "a"]),
+            Err("`--state-dir` belongs to `run` and `state inspect`".into())
+        );
+        assert_eq!(
+            parse_words(&["state", "inspect", "--state-dir", "s", "p.yaml"]),
+            Ok(Command::Inspect {
+                path: "p.yaml".into(),
+                state_dir: Some("s".into())
+            })
+        );
+        assert_eq!(
+            parse_words(&["--fresh", "--state-dir", "s", "p.yaml"]),
+            Ok(Command::Run(RunArgs {
+                path: "p.yaml".into(),
+                workers: 1,
+                state_dir: Some("s".into()),
+                fresh: true,
+                ..RunArgs::default()
+            }))
         );
         assert_eq!(
             parse_words(&["--workers", "0", "a"]),
@@ -430,11 +533,11 @@ mod tests {
         );
         assert_eq!(
             parse_words(&["--workers", "4", "a"]),
-            Ok(Command::Run {
+            Ok(Command::Run(RunArgs {
                 path: "a".into(),
-                quiet: false,
-                workers: 4
-            })
+                workers: 4,
+                ..RunArgs::default()
+            }))
         );
         assert!(
             parse_words(&["--fast", "a.yaml"])

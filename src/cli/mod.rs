@@ -38,14 +38,13 @@ pub(crate) fn main() -> ExitCode {
         Command::Help => print(args::HELP),
         Command::Version => print(&format!("runner {}\n", env!("CARGO_PKG_VERSION"))),
         Command::Schema => print(runner::config::SCHEMA),
-        Command::Run {
-            path,
-            quiet,
-            workers,
-        } => {
+        Command::Run(args) => {
+            let path = Path::new(&args.path);
+            with_file(path, |file| run::run(file, path, &args))
+        }
+        Command::Inspect { path, state_dir } => {
             let path = Path::new(&path);
-            let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            with_file(path, |file| run::run(file, &base, quiet, workers))
+            with_file(path, |file| run::inspect(file, path, state_dir.as_deref()))
         }
         Command::Explain(path) => with_file(Path::new(&path), explain),
         Command::Validate {

@@ -3,21 +3,83 @@
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use runner::checkpoint::Store;
 use runner::config::{OutcomeKind, SinkKind};
 use runner::diagnostic::SourceFile;
 use runner::plan::{Graph, Input};
 use runner::runtime::{self, Options, Outputs, Progress, RunError, Summary};
 
-use super::{FAILED, USAGE, report};
+use super::args::RunArgs;
+use super::{FAILED, USAGE, print, report};
 
 /// Exit status of a run stopped before its bounded inputs ended, as a
 /// shell reports a process interrupted by Ctrl-C.
 const INTERRUPTED: u8 = 130;
 
-pub(super) fn run(file: &SourceFile, base: &Path, quiet: bool, workers: usize) -> ExitCode {
+/// Where a pipeline's checkpoints go: `dir`, or `.runner/<file stem>`
+/// beside the pipeline file.
+fn state_dir(path: &Path, dir: Option<&str>) -> PathBuf {
+    if let Some(dir) = dir {
+        return PathBuf::from(dir);
+    }
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "pipeline".into(), |stem| stem.to_string_lossy());
+    path.parent()
+        .unwrap_or_else(|| Path::new(""))
+        .join(".runner")
+        .join(stem.as_ref())
+}
+
+/// `runner state inspect`: what the pipeline's last checkpoint holds.
+pub(super) fn inspect(file: &SourceFile, path: &Path, dir: Option<&str>) -> ExitCode {
+    let (graph, diagnostics) = runner::check(file);
+    if !diagnostics.is_empty() {
+        report(&diagnostics, file);
+    }
+    let Some(graph) = graph else {
+        return ExitCode::from(FAILED);
+    };
+    let store = Store::new(state_dir(path, dir));
+    let (checkpoint, warnings) = match store.load() {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(USAGE);
+        }
+    };
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    let Some(checkpoint) = checkpoint else {
+        return print(&format!(
+            "no checkpoint in `{}`: the pipeline has not run, or ran to its end\n",
+            store.dir().display()
+        ));
+    };
+    if let Some(why) = checkpoint.mismatch(&graph.fingerprint()) {
+        eprintln!("warning: the pipeline changed since the checkpoint was taken ({why})");
+    }
+    match runner::checkpoint::inspect(&checkpoint) {
+        Ok(listing) => print(&listing),
+        Err(error) => {
+            eprintln!("error: `{}`: {error}", store.dir().display());
+            ExitCode::from(USAGE)
+        }
+    }
+}
+
+pub(super) fn run(file: &SourceFile, path: &Path, args: &RunArgs) -> ExitCode {
+    let RunArgs {
+        quiet,
+        workers,
+        fresh,
+        ..
+    } = *args;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let (graph, diagnostics) = runner::check(file);
     if !diagnostics.is_empty() {
         report(&diagnostics, file);
@@ -36,9 +98,10 @@ pub(super) fn run(file: &SourceFile, base: &Path, quiet: bool, workers: usize) -
         .iter()
         .any(|route| route.outcome == OutcomeKind::Malformed);
     let mut options = Options::new()
-        .relative_to(base)
+        .relative_to(&base)
         .stop_on(stop_signal())
-        .workers(workers);
+        .workers(workers)
+        .checkpoints(state_dir(path, args.state_dir.as_deref()), fresh);
     let progress = !quiet && shows_progress(&graph);
     if progress {
         options = options.progress(draw);
@@ -49,6 +112,9 @@ pub(super) fn run(file: &SourceFile, base: &Path, quiet: bool, workers: usize) -
     }
     match result {
         Ok(summary) => {
+            for warning in &summary.warnings {
+                eprintln!("warning: {warning}");
+            }
             if !quiet {
                 let _ = std::io::stderr().write_all(render(&summary, malformed_routed).as_bytes());
             }
@@ -204,6 +270,9 @@ pub(super) fn render(summary: &Summary, malformed_routed: bool) -> String {
             text
         })
         .collect();
+    if let Some(sequence) = summary.resumed_from {
+        let _ = writeln!(out, "  resumed    from checkpoint {sequence}");
+    }
     let _ = writeln!(out, "  read       {}", read.join("; "));
     let outcomes: Vec<String> = summary
         .outcomes
@@ -239,6 +308,13 @@ pub(super) fn render(summary: &Summary, malformed_routed: bool) -> String {
     );
     if let Some(watermark) = summary.watermark {
         let _ = writeln!(out, "  watermark  {watermark}");
+    }
+    if summary.checkpoints > 0 {
+        let _ = writeln!(
+            out,
+            "  saved      {}",
+            count(summary.checkpoints, "checkpoint")
+        );
     }
     if let Some(peak) = summary.peak_memory {
         let at_end = summary

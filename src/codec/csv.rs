@@ -56,6 +56,10 @@ impl Reader {
         }
     }
 
+    pub(super) fn header(&self) -> bool {
+        self.header
+    }
+
     pub(super) fn start_file(&mut self) {
         self.at_start = true;
     }

@@ -57,6 +57,11 @@ impl Decoder {
         }
     }
 
+    /// Whether each file starts with a header this decoder reads.
+    pub fn reads_header(&self) -> bool {
+        matches!(&self.format, Inner::Csv(reader) if reader.header())
+    }
+
     /// A new file begins: a CSV input expects its header again.
     pub fn start_file(&mut self) {
         if let Inner::Csv(reader) = &mut self.format {

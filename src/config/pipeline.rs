@@ -5,9 +5,9 @@ use std::sync::Arc;
 use super::node::{Node, Value};
 use super::reader::Reader;
 use super::{
-    CheckpointConfig, Clock, Connect, ConnectConfig, CsvFormat, Declared, Expected, Format, Match, Name, OutcomeKind,
-    OutputConfig, Pipeline, RuleConfig, SinkConfig, SinkFormat, SinkKind, SourceConfig, SourceKind,
-    Spanned, TestCase, WaitConfig,
+    CheckpointConfig, Clock, Connect, ConnectConfig, CsvFormat, Declared, Expected, Format, Match,
+    Name, OutcomeKind, OutputConfig, Pipeline, RuleConfig, SinkConfig, SinkFormat, SinkKind,
+    SourceConfig, SourceKind, Spanned, TestCase, WaitConfig,
 };
 use crate::diagnostic::{Code, Diagnostic, Span, did_you_mean};
 use crate::expr::{Field, Kind, RecordType, SCALAR_TYPES, Type};

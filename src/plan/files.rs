@@ -133,8 +133,12 @@ impl Builder<'_> {
             .map_or(DEFAULT_CHECKPOINT, |i| i.value);
         let enabled = config.and_then(|c| c.enabled).map_or_else(
             || {
-                sources.iter().any(|s| matches!(s.input, Input::Files { .. }))
-                    && !sources.iter().any(|s| matches!(s.input, Input::Stdin { .. }))
+                sources
+                    .iter()
+                    .any(|s| matches!(s.input, Input::Files { .. }))
+                    && !sources
+                        .iter()
+                        .any(|s| matches!(s.input, Input::Stdin { .. }))
             },
             |e| e.value,
         );

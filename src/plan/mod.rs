@@ -10,6 +10,7 @@ mod build;
 mod cases;
 mod explain;
 mod files;
+mod fingerprint;
 
 mod graph;
 mod records;

@@ -19,6 +19,8 @@
 //! watermark follows the wall clock from the newest event time seen, so
 //! pending deadlines still fire.
 
+mod checkpointing;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::path::PathBuf;
@@ -58,6 +60,8 @@ pub struct Options {
     pub(super) progress: Option<ProgressFn>,
     pub(super) feeds: Vec<(String, source::Feed)>,
     pub(super) workers: usize,
+    /// The state directory, and whether to start fresh.
+    pub(super) checkpoints: Option<(PathBuf, bool)>,
 }
 
 /// What is told of a run's progress.
@@ -79,6 +83,18 @@ impl Options {
             progress: None,
             feeds: Vec::new(),
             workers: 1,
+            checkpoints: None,
+        }
+    }
+
+    /// Writes checkpoints under `dir` (when the pipeline has them), and
+    /// resumes from the last one there, unless `fresh`: then the state is
+    /// cleared and the run starts over.
+    #[must_use]
+    pub fn checkpoints(self, dir: impl Into<PathBuf>, fresh: bool) -> Self {
+        Self {
+            checkpoints: Some((dir.into(), fresh)),
+            ..self
         }
     }
 
@@ -155,6 +171,10 @@ pub(crate) async fn drive(
     let mut driver = Driver::start(graph, outputs, options)?;
     let mut result = driver.run().await;
     driver.stop_sources();
+    if result.is_ok() && !driver.summary.stopped {
+        // Read to the end: there is nothing to resume.
+        result = driver.forget_checkpoints();
+    }
     // What was matched is written, also when the run failed.
     if result.is_ok() {
         result = driver.engine.dispatch(true).await;
@@ -182,6 +202,7 @@ pub(crate) async fn drive(
 
 /// Everything one run owns.
 struct Driver {
+    checkpointing: Option<checkpointing::Checkpointing>,
     inputs: Vec<InputQueue>,
     watermarks: Watermarks,
     engine: Engine,
@@ -276,6 +297,11 @@ fn start_targets(
             } else {
                 destination
             };
+            // A file kept from before a resumed run has its header.
+            let header = match &destination {
+                Destination::File(file) if file.length > 0 => String::new(),
+                _ => header,
+            };
             Target::start(name, destination, router, header)
         })
         .collect()
@@ -293,7 +319,8 @@ struct Received {
 impl Received {
     fn push(&mut self, chunk: Chunk) {
         if !chunk.items.is_empty() {
-            self.batches.push_back((chunk.file, chunk.items.into_iter()));
+            self.batches
+                .push_back((chunk.file, chunk.items.into_iter()));
         }
     }
 
@@ -369,6 +396,10 @@ enum Woke {
 impl Driver {
     /// Finds every input, then opens the sinks and starts the sources.
     fn start(graph: Graph, outputs: Outputs, mut options: Options) -> Result<Self, RunError> {
+        let now = Instant::now();
+        let mut warnings = Vec::new();
+        let (checkpointing, resume) =
+            checkpointing::prepare(&graph, &mut options, now, &mut warnings)?;
         let Graph {
             sources,
             matcher,
@@ -379,44 +410,39 @@ impl Driver {
         let processing = matcher.clock == Clock::Processing;
         let opened = sources
             .into_iter()
-            .map(|source| {
+            .enumerate()
+            .map(|(side, source)| {
                 let feed = options
                     .feeds
                     .iter()
                     .position(|(name, _)| *name == source.name)
                     .map(|index| options.feeds.swap_remove(index).1);
-                source::open(source, &options.base, feed)
+                let position = resume.as_ref().and_then(|c| c.inputs.get(side));
+                source::open(source, &options.base, feed, position)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let log = outputs.logs();
-        let (writers, target_of) = outputs.open(&sinks, &options.base, &[])?;
+        let kept = resume.as_ref().map_or(&[][..], |c| &c.sinks[..]);
+        let (writers, target_of) = outputs.open(&sinks, &options.base, kept)?;
         let (router, headers) = Router::new(&matcher, routes, &sinks, |sink| target_of[sink]);
         let router = Arc::new(router);
         let workers = options.workers;
         let targets = start_targets(writers, &target_of, &headers, &router, workers)?;
         let waits: Vec<_> = matcher.sides.iter().map(|side| side.wait).collect();
-        let rules = matcher
-            .rules
-            .into_iter()
-            .map(|rule| Rule {
-                name: rule.name.into(),
-                compiled: rule.rule.compiled,
-            })
-            .collect();
+        let rules = matcher.rules.into_iter().map(Rule::from).collect();
         let summary = Summary {
             sources: opened
                 .iter()
                 .map(|source| SourceSummary {
                     name: source.name().to_string(),
-                    events: 0,
-                    malformed: 0,
+                    ..SourceSummary::default()
                 })
                 .collect(),
             outcomes: OutcomeKind::ALL.iter().map(|kind| (*kind, 0)).collect(),
             log: log.then(Vec::new),
+            warnings,
             ..Summary::default()
         };
-        let now = Instant::now();
         let clock = WallClock {
             at_start: options.wall_clock.unwrap_or_else(system_time),
             start: now,
@@ -431,7 +457,8 @@ impl Driver {
             .into_iter()
             .map(|source| InputQueue::spawn(source, processing, &stopping, now))
             .collect();
-        Ok(Self {
+        let mut driver = Self {
+            checkpointing,
             watermarks,
             engine: Engine::start(
                 Matcher::new(waits, rules, matcher.retention),
@@ -460,18 +487,31 @@ impl Driver {
             progress: options.progress,
             last_progress: now,
             sizes,
-        })
+        };
+        if let Some(checkpoint) = &resume {
+            driver.restore(checkpoint)?;
+        }
+        Ok(driver)
     }
 
     /// Merges every input to its end, then fires what is still pending; or,
     /// told to stop, handles what it has and returns.
     async fn run(&mut self) -> Result<(), RunError> {
         loop {
+            let mut steps: u32 = 0;
             while let Some(input) = self.next() {
                 self.step(input);
                 self.route().await?;
+                steps = steps.wrapping_add(1);
+                // The clock is read now and then, not for every event.
+                if steps.is_multiple_of(1024) && self.checkpoint_due(Instant::now()) {
+                    self.checkpoint().await?;
+                }
             }
             self.route().await?;
+            if self.checkpoint_due(Instant::now()) {
+                self.checkpoint().await?;
+            }
             self.report_progress(false);
             if self
                 .inputs
@@ -515,6 +555,8 @@ impl Driver {
             self.route().await?;
         }
         self.route().await?;
+        // Where the next run resumes.
+        self.checkpoint().await?;
         self.report_progress(true);
         Ok(())
     }
@@ -689,7 +731,8 @@ impl Driver {
             .progress
             .as_ref()
             .map(|_| self.last_progress + PROGRESS_EVERY);
-        idle.chain(clock).chain(progress).min()
+        let checkpoint = self.checkpointing.as_ref().map(|c| c.next);
+        idle.chain(clock).chain(progress).chain(checkpoint).min()
     }
 
     /// When the watermark, following the wall clock from the newest event

@@ -57,7 +57,6 @@ mod state;
 
 pub use state::PendingGroup;
 
-
 use super::event::{Event, Key};
 use super::operator::{Detail, Operator, Outcome, Prior};
 use crate::expr::{Compiled, Env, Record, Value};
@@ -71,6 +70,15 @@ pub struct Rule {
     pub name: Arc<str>,
     /// The compiled rule, a `bool`.
     pub compiled: Compiled,
+}
+
+impl From<crate::plan::RuleNode> for Rule {
+    fn from(rule: crate::plan::RuleNode) -> Self {
+        Self {
+            name: rule.name.into(),
+            compiled: rule.rule.compiled,
+        }
+    }
 }
 
 /// No slot: the end of a chain, or nothing remembered.

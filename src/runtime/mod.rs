@@ -59,6 +59,13 @@ pub struct Summary {
     pub memory_at_end_of_input: Option<u64>,
     /// The most bytes resident during the run, where the system tells.
     pub peak_memory: Option<u64>,
+    /// The checkpoint the run resumed from, if it did.
+    pub resumed_from: Option<u64>,
+    /// Checkpoints written.
+    pub checkpoints: u64,
+    /// What went wrong but did not stop the run (a damaged checkpoint the
+    /// run did not use), for people.
+    pub warnings: Vec<String>,
     /// Every outcome, in order, when the outputs asked for it
     /// ([`Outputs::with_log`]).
     pub log: Option<Vec<Outcome>>,

@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::error::RunError;
 use super::operator::Outcome;
-use crate::checkpoint::SinkLength;
 use super::router::Router;
+use crate::checkpoint::SinkLength;
 use crate::config::{SinkKind, Spanned};
 use crate::plan::SinkNode;
 
@@ -118,7 +118,10 @@ impl Outputs {
                         SinkKind::Stderr => &mut streams[1],
                         SinkKind::File { path, .. } => {
                             let file = open_file(&sink.name, base, path, resume)?;
-                            targets.push((format!("{} ({})", sink.name, file.path), Destination::File(file)));
+                            targets.push((
+                                format!("{} ({})", sink.name, file.path),
+                                Destination::File(file),
+                            ));
                             target_of.push(targets.len() - 1);
                             continue;
                         }
@@ -332,7 +335,9 @@ pub(crate) fn spawn(
                                 .write(&mut buffer)
                                 .and_then(|()| out.writer.flush())
                                 .and_then(|()| match &out.file {
-                                    Some((file, length)) => file.sync_data().map(|()| Some(*length)),
+                                    Some((file, length)) => {
+                                        file.sync_data().map(|()| Some(*length))
+                                    }
                                     None => Ok(None),
                                 })
                                 .map_err(failed);
@@ -567,11 +572,11 @@ impl Target {
             return Ok(None);
         }
         match answered.await {
-            Ok(Ok(length)) => Ok(file.zip(length).map(|((name, path), length)| SinkLength {
-                name,
-                path,
-                length,
-            })),
+            Ok(Ok(length)) => {
+                Ok(file
+                    .zip(length)
+                    .map(|((name, path), length)| SinkLength { name, path, length }))
+            }
             Ok(Err(error)) => Err(error),
             Err(_) => self.finish().await.map(|()| None),
         }

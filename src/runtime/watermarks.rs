@@ -79,6 +79,21 @@ impl Watermarks {
         self.recombine()
     }
 
+    /// The newest event time seen on `input`.
+    pub fn max_seen(&self, input: usize) -> Option<EventTime> {
+        self.inputs.get(input).and_then(|state| state.max_seen)
+    }
+
+    /// Puts back what a checkpoint kept: each input's newest event time and
+    /// whether it had ended, and the combined watermark.
+    pub fn restore(&mut self, inputs: &[(Option<EventTime>, bool)], combined: Watermark) {
+        for (state, (max_seen, finished)) in self.inputs.iter_mut().zip(inputs) {
+            state.max_seen = *max_seen;
+            state.finished = *finished;
+        }
+        self.combined = combined;
+    }
+
     /// Moves the combined watermark up to `to`, whatever the inputs say:
     /// for when every input is idle and the wall clock takes over. Returns
     /// the new watermark if it advanced.

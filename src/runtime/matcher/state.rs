@@ -33,7 +33,7 @@ impl Matcher {
                 out.varint(id);
                 out.time(deadline);
                 let span = self.span(group);
-                self.save_sides(&self.records[span.clone()], &self.times[span], out);
+                Self::save_sides(&self.records[span.clone()], &self.times[span], out);
                 let held = self.too_late.get(&group).map_or(&[][..], Vec::as_slice);
                 out.usize(held.len());
                 for event in held {
@@ -66,7 +66,7 @@ impl Matcher {
                     out.bool(true);
                     out.usize(alert.expired.0);
                     out.time(alert.deadline);
-                    self.save_sides(&alert.records, &alert.times, out);
+                    Self::save_sides(&alert.records, &alert.times, out);
                     for arrived in &alert.arrived {
                         out.bool(*arrived);
                     }
@@ -75,7 +75,7 @@ impl Matcher {
         }
     }
 
-    fn save_sides(&self, records: &[Option<Record>], times: &[EventTime], out: &mut Encoder) {
+    fn save_sides(records: &[Option<Record>], times: &[EventTime], out: &mut Encoder) {
         for (record, time) in records.iter().zip(times) {
             match record {
                 Some(record) => {
@@ -95,7 +95,6 @@ impl Matcher {
     ///
     /// Data that is damaged or was written for other sides.
     pub(crate) fn load(&mut self, input: &mut Decoder<'_>) -> Result<(), DecodeError> {
-        let sides = self.sides();
         self.next_id = input.varint()?;
         self.watermark = Watermark::from_raw(input.int()?);
         let peak = usize::try_from(input.varint()?).unwrap_or(usize::MAX);
@@ -108,102 +107,123 @@ impl Matcher {
             }
             let entry = self.add_entry(key, hash);
             let groups = input.count(2)?;
-            let mut last = NONE;
             for _ in 0..groups {
-                let id = input.varint()?;
-                let deadline = input.time()?;
-                let (records, times, present) = Self::load_sides(sides, input)?;
-                if present == 0 {
-                    return Err(DecodeError("a pending group has no event".to_string()));
-                }
-                let group = self.groups.insert(Group {
-                    id,
-                    deadline,
-                    entry,
-                    next: NONE,
-                });
-                let span = self.span(group);
-                if self.records.len() < span.end {
-                    self.records.resize(span.end, None);
-                    self.times.resize(span.end, EventTime::from_millis(0));
-                }
-                for (slot, (record, time)) in span.zip(records.into_iter().zip(times)) {
-                    self.records[slot] = record;
-                    self.times[slot] = time;
-                }
-                self.held += present;
-                self.deadlines.push(Timer {
-                    at: deadline,
-                    id,
-                    slot: group,
-                });
-                let held = input.count(3)?;
-                for _ in 0..held {
-                    let side = Side(Self::side(sides, input)?);
-                    let time = input.time()?;
-                    let record = input.record()?;
-                    let key = self.entries[entry].key.clone();
-                    self.too_late.entry(group).or_default().push(Event {
-                        side,
-                        time,
-                        key,
-                        record,
-                    });
-                    self.held += 1;
-                }
-                if last == NONE {
-                    self.entries[entry].first = group;
-                    self.waiting += 1;
-                } else {
-                    self.groups[last].next = group;
-                }
-                last = group;
+                self.load_group(entry, input)?;
             }
             if input.bool()? {
-                let id = input.varint()?;
-                let until = input.time()?;
-                let prior = match input.u8()? {
-                    0 => Prior::Waiting,
-                    1 => Prior::Completed,
-                    2 => Prior::TimedOut,
-                    other => return Err(DecodeError(format!("{other} is not a prior outcome"))),
-                };
-                let alert = if input.bool()? {
-                    let expired = Side(Self::side(sides, input)?);
-                    let deadline = input.time()?;
-                    let (records, times, _) = Self::load_sides(sides, input)?;
-                    let mut arrived = Vec::with_capacity(sides);
-                    for _ in 0..sides {
-                        arrived.push(input.bool()?);
-                    }
-                    self.held += arrived.iter().filter(|a| **a).count();
-                    Some(Box::new(Alert {
-                        expired,
-                        deadline,
-                        records: records.into(),
-                        times: times.into(),
-                        arrived: arrived.into(),
-                    }))
-                } else {
-                    None
-                };
-                let memory = self.memories.insert(Memory {
-                    id,
-                    until,
-                    prior,
-                    alert,
-                });
-                self.entries[entry].memory = memory;
-                self.expiries.push(Timer {
-                    at: until,
-                    id,
-                    slot: entry,
-                });
+                self.load_memory(entry, input)?;
             } else if groups == 0 {
-                return Err(DecodeError("a key has neither groups nor a memory".to_string()));
+                return Err(DecodeError(
+                    "a key has neither groups nor a memory".to_string(),
+                ));
             }
         }
         self.peak_waiting = peak.max(self.waiting);
+        Ok(())
+    }
+
+    /// Reads one pending group of `entry`, appended to its chain.
+    fn load_group(&mut self, entry: u32, input: &mut Decoder<'_>) -> Result<(), DecodeError> {
+        let sides = self.sides();
+        let id = input.varint()?;
+        let deadline = input.time()?;
+        let (records, times, present) = Self::load_sides(sides, input)?;
+        if present == 0 {
+            return Err(DecodeError("a pending group has no event".to_string()));
+        }
+        let group = self.groups.insert(Group {
+            id,
+            deadline,
+            entry,
+            next: NONE,
+        });
+        let span = self.span(group);
+        if self.records.len() < span.end {
+            self.records.resize(span.end, None);
+            self.times.resize(span.end, EventTime::from_millis(0));
+        }
+        for (slot, (record, time)) in span.zip(records.into_iter().zip(times)) {
+            self.records[slot] = record;
+            self.times[slot] = time;
+        }
+        self.held += present;
+        self.deadlines.push(Timer {
+            at: deadline,
+            id,
+            slot: group,
+        });
+        let held = input.count(3)?;
+        for _ in 0..held {
+            let side = Side(Self::side(sides, input)?);
+            let time = input.time()?;
+            let record = input.record()?;
+            let key = self.entries[entry].key.clone();
+            self.too_late.entry(group).or_default().push(Event {
+                side,
+                time,
+                key,
+                record,
+            });
+            self.held += 1;
+        }
+        match self.entries[entry].first {
+            NONE => {
+                self.entries[entry].first = group;
+                self.waiting += 1;
+            }
+            first => {
+                let mut last = first;
+                while self.groups[last].next != NONE {
+                    last = self.groups[last].next;
+                }
+                self.groups[last].next = group;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the memory of `entry`.
+    fn load_memory(&mut self, entry: u32, input: &mut Decoder<'_>) -> Result<(), DecodeError> {
+        let sides = self.sides();
+        let id = input.varint()?;
+        let until = input.time()?;
+        let prior = match input.u8()? {
+            0 => Prior::Waiting,
+            1 => Prior::Completed,
+            2 => Prior::TimedOut,
+            other => return Err(DecodeError(format!("{other} is not a prior outcome"))),
+        };
+        let alert = if input.bool()? {
+            let expired = Side(Self::side(sides, input)?);
+            let deadline = input.time()?;
+            let (records, times, _) = Self::load_sides(sides, input)?;
+            let mut arrived = Vec::with_capacity(sides);
+            for _ in 0..sides {
+                arrived.push(input.bool()?);
+            }
+            self.held += arrived.iter().filter(|a| **a).count();
+            Some(Box::new(Alert {
+                expired,
+                deadline,
+                records: records.into(),
+                times: times.into(),
+                arrived: arrived.into(),
+            }))
+        } else {
+            None
+        };
+        let memory = self.memories.insert(Memory {
+            id,
+            until,
+            prior,
+            alert,
+        });
+        self.entries[entry].memory = memory;
+        self.expiries.push(Timer {
+            at: until,
+            id,
+            slot: entry,
+        });
         Ok(())
     }
 
@@ -270,9 +290,7 @@ impl Matcher {
                 group = self.groups[group].next;
             }
         }
-        groups.sort_by(|a, b| {
-            (a.deadline, a.key.to_string()).cmp(&(b.deadline, b.key.to_string()))
-        });
+        groups.sort_by_cached_key(|group| (group.deadline, group.key.to_string()));
         groups
     }
 

@@ -48,6 +48,9 @@ pub(crate) enum Step {
     Line,
     /// Opened a file, which starts again at line 1.
     Started,
+    /// Opened the file a resumed run starts in, past its lines already
+    /// read.
+    Resumed,
     /// About to wait for more input: the time to hand on what was read.
     Flush,
     /// At the end of a followed input; ask again after a pause.
@@ -74,6 +77,17 @@ pub(crate) struct Lines {
     flushed: bool,
     /// Bytes read so far, for progress.
     progress: Arc<AtomicU64>,
+    /// Where a resumed run starts, until the file is opened.
+    start: Option<Start>,
+}
+
+/// Where a resumed source starts reading: in this file, after this many
+/// bytes, which held this many lines.
+#[derive(Clone, Debug)]
+pub(crate) struct Start {
+    pub(crate) path: PathBuf,
+    pub(crate) offset: u64,
+    pub(crate) line: u64,
 }
 
 /// The line being read.
@@ -128,7 +142,51 @@ impl Lines {
             line: Line::default(),
             flushed: false,
             progress,
+            start: None,
         }
+    }
+
+    /// Starts at `start` instead of the top: files before it (in name
+    /// order) were read already.
+    pub(crate) fn start_at(&mut self, start: Start) {
+        match &self.origin {
+            Origin::Files(_) => {
+                let rest: Vec<PathBuf> = self
+                    .queue
+                    .by_ref()
+                    .skip_while(|path| *path != start.path)
+                    .collect();
+                self.queue = rest.into_iter();
+            }
+            Origin::Follow { pattern, glob } => {
+                if *glob {
+                    for path in matches(pattern).unwrap_or_default() {
+                        if path < start.path {
+                            self.seen.insert(path);
+                        }
+                    }
+                }
+                self.then = Some(start.path.clone());
+            }
+            Origin::Stdin => return,
+        }
+        self.start = Some(start);
+    }
+
+    /// The first line of the file a resumed run starts in, when it starts
+    /// past it: a CSV input's header.
+    pub(crate) fn start_header(&self) -> Option<Vec<u8>> {
+        let start = self.start.as_ref().filter(|start| start.offset > 0)?;
+        let mut reader = BufReader::new(File::open(&start.path).ok()?);
+        let mut line = Vec::new();
+        reader.read_until(b'\n', &mut line).ok()?;
+        while matches!(line.last(), Some(b'\n' | b'\r')) {
+            line.pop();
+        }
+        if line.starts_with(b"\xEF\xBB\xBF") {
+            line.drain(..3);
+        }
+        Some(line)
     }
 
     /// The current line, without its line break: at most [`MAX_LINE`]
@@ -168,9 +226,10 @@ impl Lines {
         loop {
             let Some(open) = &mut self.open else {
                 return match self.open_next()? {
-                    true => Ok(Step::Started),
-                    false if matches!(self.origin, Origin::Follow { .. }) => Ok(Step::Waiting),
-                    false => Ok(Step::End),
+                    Some(true) => Ok(Step::Resumed),
+                    Some(false) => Ok(Step::Started),
+                    None if matches!(self.origin, Origin::Follow { .. }) => Ok(Step::Waiting),
+                    None => Ok(Step::End),
                 };
             };
             if open.done {
@@ -229,16 +288,17 @@ impl Lines {
         }
     }
 
-    /// Opens the next file, if there is one now.
-    fn open_next(&mut self) -> Result<bool, (Arc<str>, io::Error)> {
+    /// Opens the next file, if there is one now; says whether it is where
+    /// a resumed run starts.
+    fn open_next(&mut self) -> Result<Option<bool>, (Arc<str>, io::Error)> {
         let (path, follow) = match &self.origin {
             Origin::Files(_) => match self.queue.next() {
                 Some(path) => (path, false),
-                None => return Ok(false),
+                None => return Ok(None),
             },
             Origin::Stdin => {
                 if std::mem::replace(&mut self.stdin_opened, true) {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 self.open = Some(Open {
                     name: Arc::from("-"),
@@ -249,7 +309,7 @@ impl Lines {
                     number: 0,
                     done: false,
                 });
-                return Ok(true);
+                return Ok(Some(false));
             }
             Origin::Follow { pattern, glob } => {
                 let next = match self.then.take() {
@@ -262,7 +322,7 @@ impl Lines {
                 };
                 match next {
                     Some(path) => (path, true),
-                    None => return Ok(false),
+                    None => return Ok(None),
                 }
             }
         };
@@ -271,21 +331,33 @@ impl Lines {
             Ok(file) => file,
             // Gone between being listed and opened: a followed input waits
             // for it to come back.
-            Err(error) if follow && error.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(error) if follow && error.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err((name, error)),
         };
-        let id = file.metadata().ok().and_then(|metadata| file_id(&metadata));
+        let metadata = file.metadata().ok();
+        let id = metadata.as_ref().and_then(file_id);
+        let (mut file, mut offset, mut number, mut resumed) = (file, 0, 0, false);
+        if let Some(start) = self.start.take_if(|start| start.path == path) {
+            // A followed file that shrank was replaced while the run was
+            // stopped: it is read from its top.
+            if metadata.is_some_and(|m| m.len() >= start.offset) {
+                io::Seek::seek(&mut file, io::SeekFrom::Start(start.offset))
+                    .map_err(|error| (name.clone(), error))?;
+                (offset, number, resumed) = (start.offset, start.line, true);
+                self.progress.fetch_add(offset, Ordering::Relaxed);
+            }
+        }
         self.seen.insert(path.clone());
         self.open = Some(Open {
             name,
             reader: BufReader::with_capacity(READ_BUFFER, Box::new(file)),
             path: follow.then_some(path),
             id,
-            offset: 0,
-            number: 0,
+            offset,
+            number,
             done: false,
         });
-        Ok(true)
+        Ok(Some(resumed))
     }
 }
 

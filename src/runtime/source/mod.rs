@@ -11,7 +11,7 @@
 
 mod lines;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration as StdDuration;
@@ -21,13 +21,14 @@ use tokio::sync::mpsc;
 use super::error::RunError;
 use super::event::{Event, Key};
 use super::operator::Malformed;
+use crate::checkpoint::InputPosition;
 use crate::codec::{Decoder, Line};
 use crate::config::Format;
 use crate::diagnostic::Span;
 use crate::expr::{Env, EvalError, Record, Value};
 use crate::plan::{Bound, InlineRecord, Input, Side, SourceNode};
 use crate::time::EventTime;
-use lines::{Lines, MAX_LINE, Origin, Step};
+use lines::{Lines, MAX_LINE, Origin, Start, Step};
 
 /// Events per batch: large enough to make channel traffic cheap, small
 /// enough to keep the driver's buffers small.
@@ -89,8 +90,10 @@ pub(crate) struct Opened {
 }
 
 enum Opening {
-    Inline(Vec<InlineRecord>),
-    Lines(Origin, Format),
+    /// The records, and how many of them a resumed run skips.
+    Inline(Vec<InlineRecord>, usize),
+    /// Lines, and where a resumed run starts in them.
+    Lines(Origin, Format, Option<Start>),
     /// Lines sent by the program that runs the pipeline.
     Fed(mpsc::Receiver<String>, Format),
 }
@@ -119,7 +122,7 @@ impl Opened {
 
     /// Whether its records are written in the pipeline.
     pub(crate) fn is_inline(&self) -> bool {
-        matches!(self.input, Opening::Inline(_))
+        matches!(self.input, Opening::Inline(..))
     }
 }
 
@@ -133,6 +136,7 @@ pub(crate) fn open(
     mut source: SourceNode,
     base: &Path,
     feed: Option<Feed>,
+    resume: Option<&InputPosition>,
 ) -> Result<Opened, RunError> {
     let input = std::mem::replace(&mut source.input, Input::Inline(Vec::new()));
     if let Some(feed) = feed {
@@ -147,9 +151,24 @@ pub(crate) fn open(
             size: None,
         });
     }
+    // A source that had ended reads nothing more; one that had read some
+    // starts after it.
+    let ended = resume.is_some_and(|position| position.finished);
+    let from = resume
+        .filter(|position| !position.finished)
+        .and_then(|position| Some((position.file.as_deref()?, position)));
     let (input, size) = match input {
-        Input::Inline(records) => (Opening::Inline(records), None),
-        Input::Stdin { format } => (Opening::Lines(Origin::Stdin, format), None),
+        Input::Inline(records) => {
+            let skip = match (ended, from) {
+                (true, _) => records.len(),
+                (false, Some((_, position))) => {
+                    usize::try_from(position.offset).unwrap_or(usize::MAX)
+                }
+                (false, None) => 0,
+            };
+            (Opening::Inline(records, skip), None)
+        }
+        Input::Stdin { format } => (Opening::Lines(Origin::Stdin, format, None), None),
         Input::Files {
             path,
             span,
@@ -158,47 +177,30 @@ pub(crate) fn open(
         } => {
             let glob = path.contains(['*', '?', '[']);
             let pattern = resolve(base, &path, glob);
+            let start = from.map(|(file, position)| Start {
+                path: file.into(),
+                offset: position.offset,
+                line: position.line,
+            });
             if follow {
                 (
-                    Opening::Lines(Origin::Follow { pattern, glob }, format),
+                    Opening::Lines(Origin::Follow { pattern, glob }, format, start),
                     None,
                 )
+            } else if ended {
+                (
+                    Opening::Lines(Origin::Files(Vec::new()), format, None),
+                    Some(0),
+                )
             } else {
-                let files = if glob {
-                    let files = lines::matches(&pattern).map_err(|error| RunError::Open {
-                        path: pattern.clone(),
-                        span,
-                        message: error.to_string(),
-                    })?;
-                    if files.is_empty() {
-                        return Err(RunError::Open {
-                            message: "no file matches it".to_string(),
-                            path: pattern,
-                            span,
-                        });
-                    }
-                    files
-                } else {
-                    vec![pattern.clone().into()]
-                };
-                let mut size = 0;
-                for file in &files {
-                    let metadata = std::fs::metadata(file)
-                        .and_then(|metadata| {
-                            if metadata.is_dir() {
-                                Err(std::io::Error::other("it is a directory"))
-                            } else {
-                                Ok(metadata)
-                            }
-                        })
-                        .map_err(|error| RunError::Open {
-                            path: file.display().to_string(),
-                            span,
-                            message: error.to_string(),
-                        })?;
-                    size += metadata.len();
+                let (files, size) = existing_files(pattern, glob, span)?;
+                if let Some(start) = &start {
+                    resumable(&source.name, &files, start)?;
                 }
-                (Opening::Lines(Origin::Files(files), format), Some(size))
+                (
+                    Opening::Lines(Origin::Files(files), format, start),
+                    Some(size),
+                )
             }
         }
     };
@@ -208,6 +210,70 @@ pub(crate) fn open(
         read: Arc::new(AtomicU64::new(0)),
         size,
     })
+}
+
+/// The files a source that is not followed reads, which must exist now, and
+/// their total size.
+fn existing_files(
+    pattern: String,
+    glob: bool,
+    span: Span,
+) -> Result<(Vec<PathBuf>, u64), RunError> {
+    let files = if glob {
+        let files = lines::matches(&pattern).map_err(|error| RunError::Open {
+            path: pattern.clone(),
+            span,
+            message: error.to_string(),
+        })?;
+        if files.is_empty() {
+            return Err(RunError::Open {
+                message: "no file matches it".to_string(),
+                path: pattern,
+                span,
+            });
+        }
+        files
+    } else {
+        vec![pattern.into()]
+    };
+    let mut size = 0;
+    for file in &files {
+        let metadata = std::fs::metadata(file)
+            .and_then(|metadata| {
+                if metadata.is_dir() {
+                    Err(std::io::Error::other("it is a directory"))
+                } else {
+                    Ok(metadata)
+                }
+            })
+            .map_err(|error| RunError::Open {
+                path: file.display().to_string(),
+                span,
+                message: error.to_string(),
+            })?;
+        size += metadata.len();
+    }
+    Ok((files, size))
+}
+
+/// Checks that a resumed source's files still hold what it had read: the
+/// file it was in is still among them, at least as long as it was.
+fn resumable(source: &str, files: &[PathBuf], start: &Start) -> Result<(), RunError> {
+    let shown = start.path.display();
+    if !files.contains(&start.path) {
+        return Err(RunError::Resume(format!(
+            "source `{source}` was reading `{shown}` at the checkpoint, and its path no longer names it"
+        )));
+    }
+    let length = std::fs::metadata(&start.path).map_or(0, |m| m.len());
+    if length < start.offset {
+        return Err(RunError::Resume(format!(
+            "source `{source}` had read {} bytes of `{shown}` at the checkpoint, and it now has {length}: \
+             it was changed since",
+            start.offset
+        )));
+    }
+    Ok(())
 }
 
 /// `path` relative to `base`, as a glob pattern when `glob` (so that
@@ -237,12 +303,23 @@ impl Opened {
         } = self;
         let assign = Assign::new(source);
         match input {
-            Opening::Inline(records) => {
-                tokio::spawn(inline(assign, records, 0, events));
+            Opening::Inline(records, skip) => {
+                tokio::spawn(inline(assign, records, skip, events));
             }
-            Opening::Lines(origin, format) => {
-                let decoder = Decoder::new(&format, assign.layout.clone());
-                let lines = Lines::new(origin, read);
+            Opening::Lines(origin, format, start) => {
+                let mut decoder = Decoder::new(&format, assign.layout.clone());
+                let mut lines = Lines::new(origin, read);
+                if let Some(start) = start {
+                    lines.start_at(start);
+                    // Resuming inside a CSV file: its header says where
+                    // the columns are.
+                    if decoder.reads_header()
+                        && let Some(header) = lines.start_header()
+                    {
+                        decoder.start_file();
+                        let _ = decoder.decode(&String::from_utf8_lossy(&header));
+                    }
+                }
                 let name = format!("source {}", assign.name);
                 let failed = events.clone();
                 let reader = move || read_lines(&assign, lines, decoder, &events, &stop);
@@ -293,7 +370,10 @@ async fn inline(
         }
         if batch.len() == BATCH
             && events
-                .send(chunk(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))))
+                .send(chunk(std::mem::replace(
+                    &mut batch,
+                    Vec::with_capacity(BATCH),
+                )))
                 .await
                 .is_err()
         {
@@ -367,13 +447,15 @@ fn read_lines(
                     return;
                 }
             }
-            Ok(Step::Started) => {
+            Ok(opened @ (Step::Started | Step::Resumed)) => {
                 // A chunk is of one file.
                 if !send(&mut batch, &file) {
                     return;
                 }
                 file = lines.file();
-                decoder.start_file();
+                if opened == Step::Started {
+                    decoder.start_file();
+                }
             }
             Ok(Step::Flush) => {
                 if !send(&mut batch, &file) {

@@ -1,0 +1,397 @@
+//! Checkpoints and recovery, through the binary: a run killed at random
+//! points and resumed each time writes exactly what an uninterrupted run
+//! writes; a damaged checkpoint falls back to the one before; a changed
+//! pipeline refuses to resume unless told to start fresh; a followed file
+//! resumes where it was; `runner state inspect` lists what is pending.
+//!
+//! `RUNNER_CRASH_KILLS=N` kills N times instead of 50.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::{runner, scratch};
+
+/// A bill check of generated data with every outcome written to files,
+/// JSONL and CSV, checkpointing every `interval`.
+fn pipeline(interval: &str) -> String {
+    format!(
+        r"name: recovery
+sources:
+  app:
+    type: file
+    path: data/orders.jsonl
+    schema: {{order_id: string, user: string, amount: int, currency: string, created_at: timestamp}}
+    event_time: created_at
+    watermark_lag: 10s
+  platform:
+    type: file
+    path: data/payments.jsonl
+    schema: {{order_ref: string, paid: int, currency: string, status: string, notified_at: timestamp}}
+    event_time: notified_at
+    watermark_lag: 10s
+connect: {{app: order_id, platform: order_ref}}
+match:
+  wait: 30s
+  retention: 10m
+  rules:
+    paid_in_full: platform.paid == app.amount
+    succeeded: platform.status == 'success'
+sinks:
+  matched: {{type: file, path: out/matched.jsonl}}
+  alerts: {{type: file, path: out/alerts.csv}}
+  rest: {{type: file, path: out/rest.jsonl}}
+outputs:
+  - {{outcome: matched, sink: matched}}
+  - {{outcome: mismatched, sink: alerts}}
+  - {{outcome: timed_out, sink: alerts}}
+  - {{outcome: duplicate, sink: rest}}
+  - {{outcome: late, sink: rest}}
+  - {{outcome: resolved, sink: rest}}
+  - {{outcome: malformed, sink: rest}}
+checkpoint: {{interval: {interval}}}
+"
+    )
+}
+
+const OUTPUTS: [&str; 3] = ["matched.jsonl", "alerts.csv", "rest.jsonl"];
+
+/// A directory with the pipeline and generated data in it.
+fn project(name: &str, interval: &str, gen_args: &[&str]) -> PathBuf {
+    let dir = scratch(name);
+    std::fs::write(dir.join("pipeline.yaml"), pipeline(interval)).expect("written");
+    let data = dir.join("data");
+    let mut args = vec!["gen", "--out", data.to_str().expect("UTF-8")];
+    args.extend(gen_args);
+    let run = runner(&args);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    dir
+}
+
+fn outputs(dir: &Path) -> Vec<Vec<u8>> {
+    OUTPUTS
+        .iter()
+        .map(|name| std::fs::read(dir.join("out").join(name)).expect("an output"))
+        .collect()
+}
+
+fn run_to_end(dir: &Path, args: &[&str]) -> crate::harness::Run {
+    let pipeline = dir.join("pipeline.yaml");
+    let mut all = args.to_vec();
+    all.push(pipeline.to_str().expect("UTF-8"));
+    runner(&all)
+}
+
+/// Deterministic delays, so a failure can be replayed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn killed_at_random_points_and_resumed_it_writes_what_an_uninterrupted_run_writes() {
+    let kills: usize = std::env::var("RUNNER_CRASH_KILLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(50);
+    let dir = project(
+        "recovery_kills",
+        "5ms",
+        &[
+            "--orders",
+            "30000",
+            "--seed",
+            "9",
+            "--every",
+            "200ms",
+            "--malformed",
+            "0.005",
+        ],
+    );
+    let reference = run_to_end(&dir, &["--quiet"]);
+    assert_eq!(reference.status, 0, "{}", reference.stderr);
+    let expected = outputs(&dir);
+    assert!(
+        !dir.join(".runner/pipeline").exists(),
+        "a run read to its end leaves no state"
+    );
+    std::fs::remove_dir_all(dir.join("out")).expect("removed");
+
+    let mut rng = Lcg(kills as u64);
+    let mut killed = 0;
+    let resumed = loop {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
+            .arg(dir.join("pipeline.yaml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("runner starts");
+        if killed < kills {
+            std::thread::sleep(Duration::from_millis(5 + rng.below(60)));
+            if child.try_wait().expect("waitable").is_none() {
+                child.kill().expect("killed");
+                child.wait().expect("reaped");
+                killed += 1;
+                continue;
+            }
+        }
+        let output = child.wait_with_output().expect("runner ends");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        if killed >= kills {
+            break stderr.contains("resumed    from checkpoint");
+        }
+    };
+    assert!(killed >= kills, "{killed} kills");
+    let actual = outputs(&dir);
+    for ((name, expected), actual) in OUTPUTS.iter().zip(&expected).zip(&actual) {
+        assert!(
+            expected == actual,
+            "{name} differs after {killed} kills: {} bytes expected, {} written",
+            expected.len(),
+            actual.len()
+        );
+    }
+    assert!(resumed, "the last run resumed from a checkpoint");
+}
+
+/// Runs until at least one checkpoint is written, then kills the run.
+#[cfg(unix)]
+fn kill_after_a_checkpoint(dir: &Path) {
+    let state = dir.join(".runner/pipeline");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg(dir.join("pipeline.yaml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("runner starts");
+    for _ in 0..2_000 {
+        let checkpoints = std::fs::read_dir(&state).map_or(0, |entries| {
+            entries
+                .filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))
+                })
+                .count()
+        });
+        if checkpoints >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().expect("killed");
+    child.wait().expect("reaped");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_damaged_checkpoint_falls_back_to_the_one_before() {
+    let dir = project(
+        "recovery_damaged",
+        "5ms",
+        &["--orders", "20000", "--seed", "4", "--every", "200ms"],
+    );
+    let reference = run_to_end(&dir, &["--quiet"]);
+    assert_eq!(reference.status, 0, "{}", reference.stderr);
+    let expected = outputs(&dir);
+    kill_after_a_checkpoint(&dir);
+    let state = dir.join(".runner/pipeline");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&state)
+        .expect("state")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("checkpoint-"))
+        })
+        .collect();
+    files.sort();
+    let newest = files.last().expect("a checkpoint");
+    let mut bytes = std::fs::read(newest).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(newest, &bytes).expect("damaged");
+    let resumed = run_to_end(&dir, &[]);
+    assert_eq!(resumed.status, 0, "{}", resumed.stderr);
+    assert!(
+        resumed
+            .stderr
+            .contains("(its checksum does not match: it is damaged); using the one before it"),
+        "{}",
+        resumed.stderr
+    );
+    assert!(
+        resumed.stderr.contains("resumed    from checkpoint"),
+        "{}",
+        resumed.stderr
+    );
+    assert!(
+        outputs(&dir) == expected,
+        "the outputs differ from an uninterrupted run's"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_changed_pipeline_does_not_resume_unless_told_to_start_fresh() {
+    let dir = project(
+        "recovery_changed",
+        "5ms",
+        &["--orders", "20000", "--seed", "6", "--every", "200ms"],
+    );
+    kill_after_a_checkpoint(&dir);
+    let pipeline = dir.join("pipeline.yaml");
+    let text = std::fs::read_to_string(&pipeline).expect("read");
+    // A new output and sink are compatible...
+    let compatible = text
+        .replace(
+            "  rest: {type: file, path: out/rest.jsonl}",
+            "  rest: {type: file, path: out/rest.jsonl}\n  console: {type: stdout}",
+        )
+        .replace(
+            "  - {outcome: malformed, sink: rest}",
+            "  - {outcome: malformed, sink: rest}\n  - {outcome: late, sink: console, template: key}",
+        );
+    std::fs::write(&pipeline, &compatible).expect("written");
+    kill_after_a_checkpoint(&dir);
+    // ...a changed rule is not.
+    let changed = compatible.replace(
+        "paid_in_full: platform.paid == app.amount",
+        "paid_in_full: platform.paid >= app.amount",
+    );
+    std::fs::write(&pipeline, changed).expect("written");
+    let refused = run_to_end(&dir, &[]);
+    assert_eq!(refused.status, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(
+            "the pipeline changed since it was taken (the rules: `paid_in_full: platform.paid == app.amount; \
+             succeeded: platform.status == \"success\"` then, `paid_in_full: platform.paid >= app.amount; \
+             succeeded: platform.status == \"success\"` now); run with --fresh to start over"
+        ),
+        "{}",
+        refused.stderr
+    );
+    let fresh = run_to_end(&dir, &["--fresh"]);
+    assert_eq!(fresh.status, 0, "{}", fresh.stderr);
+    assert!(!fresh.stderr.contains("resumed"), "{}", fresh.stderr);
+}
+
+/// Waits, for ten seconds at most, until the file at `path` holds `needle`.
+#[cfg(unix)]
+fn wait_for(path: &Path, needle: &str) {
+    for _ in 0..5_000 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Stops a run as Ctrl-C does; gives its exit code and standard error.
+#[cfg(unix)]
+fn interrupt(child: std::process::Child) -> (Option<i32>, String) {
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(interrupted.success());
+    let stopped = child.wait_with_output().expect("ends");
+    (
+        stopped.status.code(),
+        String::from_utf8_lossy(&stopped.stderr).into_owned(),
+    )
+}
+
+#[cfg(unix)]
+#[test]
+fn state_inspect_lists_what_is_pending() {
+    let dir = scratch("recovery_inspect");
+    std::fs::create_dir_all(dir.join("data")).expect("made");
+    std::fs::write(
+        dir.join("pipeline.yaml"),
+        pipeline("1h").replace(
+            "path: data/payments.jsonl",
+            "path: data/payments.jsonl\n    follow: true\n    idle_timeout: 1s",
+        ),
+    )
+    .expect("written");
+    std::fs::write(
+        dir.join("data/orders.jsonl"),
+        r#"{"order_id":"A-1","user":"u","amount":5,"currency":"EUR","created_at":"2026-11-01T10:00:00Z"}
+{"order_id":"A-2","user":"u","amount":7,"currency":"EUR","created_at":"2026-11-01T10:00:05Z"}
+"#,
+    )
+    .expect("written");
+    std::fs::write(
+        dir.join("data/payments.jsonl"),
+        "{\"order_ref\":\"A-1\",\"paid\":5,\"currency\":\"EUR\",\"status\":\"success\",\"notified_at\":\"2026-11-01T10:00:02Z\"}\n",
+    )
+    .expect("written");
+    let child = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg(dir.join("pipeline.yaml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runner starts");
+    // Matched A-1 lands in its file: the run has read its inputs.
+    wait_for(&dir.join("out/matched.jsonl"), "A-1");
+    let (code, stderr) = interrupt(child);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("saved      1 checkpoint"), "{stderr}");
+    let listing = runner(&[
+        "state",
+        "inspect",
+        dir.join("pipeline.yaml").to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(listing.status, 0, "{}", listing.stderr);
+    let prefix = format!("{}/", dir.display());
+    let text = listing.stdout.replace(&prefix, "");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("checkpoint 1, taken "), "{text}");
+    assert_eq!(
+        lines[1..].join("\n"),
+        "  source app       data/orders.jsonl, up to line 2 (byte 188); newest event 2026-11-01T10:00:05Z
+  source platform  data/payments.jsonl, up to line 1 (byte 102); newest event 2026-11-01T10:00:02Z
+  watermark        2026-11-01T09:59:51.999Z
+  sink matched     out/matched.jsonl, 320 bytes
+  sink alerts      out/alerts.csv, 209 bytes
+  sink rest        out/rest.jsonl, 0 bytes
+  pending          1 key
+  remembered       1 key, done within the retention
+    A-2  app 2026-11-01T10:00:05Z, platform missing; deadline 2026-11-01T10:00:35Z",
+        "{text}"
+    );
+    // Resumed, the followed file's new line completes A-2.
+    std::fs::write(
+        dir.join("data/payments.jsonl"),
+        "{\"order_ref\":\"A-1\",\"paid\":5,\"currency\":\"EUR\",\"status\":\"success\",\"notified_at\":\"2026-11-01T10:00:02Z\"}\n\
+         {\"order_ref\":\"A-2\",\"paid\":7,\"currency\":\"EUR\",\"status\":\"success\",\"notified_at\":\"2026-11-01T10:00:06Z\"}\n",
+    )
+    .expect("appended");
+    let child = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg(dir.join("pipeline.yaml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runner starts");
+    wait_for(&dir.join("out/matched.jsonl"), "A-2");
+    let (_, stderr) = interrupt(child);
+    assert!(stderr.contains("resumed    from checkpoint 1"), "{stderr}");
+    let matched = std::fs::read_to_string(dir.join("out/matched.jsonl")).expect("written");
+    assert_eq!(
+        matched.lines().map(|line| &line[..36]).collect::<Vec<_>>(),
+        [
+            r#"{"outcome":"matched","key":"A-1","ap"#,
+            r#"{"outcome":"matched","key":"A-2","ap"#
+        ],
+        "each match once, across the two runs"
+    );
+}
