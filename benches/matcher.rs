@@ -1,5 +1,6 @@
 //! The match operator alone: events per second with no parsing and no
-//! output, and the memory a pending key costs beyond its record.
+//! output, the memory a pending key costs beyond its record, and the time
+//! to save and restore the state of that many pending keys.
 //!
 //!     cargo bench --bench matcher [-- EVENTS]
 //!
@@ -101,8 +102,9 @@ fn throughput(orders: usize) -> f64 {
 }
 
 /// Bytes resident per pending key: of its record and key, and of the
-/// matcher's state beyond them. `keys` app events that wait for good.
-fn per_pending_key(keys: usize) -> (f64, f64) {
+/// matcher's state beyond them. `keys` app events that wait for good, in
+/// the matcher given back.
+fn per_pending_key(keys: usize) -> (f64, f64, Matcher) {
     let mut events: Vec<Event> = Vec::with_capacity(keys);
     let before_records = resident();
     events.extend((0..keys).map(|n| event(0, &format!("A-{n:08}"), i64::try_from(n).unwrap_or(0))));
@@ -123,7 +125,24 @@ fn per_pending_key(keys: usize) -> (f64, f64) {
     let record = event_bytes as f64 / keys as f64;
     #[allow(clippy::cast_precision_loss)]
     let overhead = state as f64 / keys as f64;
-    (record, overhead)
+    (record, overhead, matcher)
+}
+
+/// Seconds to write `matcher`'s state as a checkpoint holds it and to read
+/// it back into an empty matcher, and the bytes it takes.
+fn checkpoint(matcher: &Matcher) -> (f64, f64, usize) {
+    let start = Instant::now();
+    let state = matcher.state();
+    let saved = start.elapsed().as_secs_f64();
+    let mut restored = self::matcher(i64::MAX / 4);
+    let start = Instant::now();
+    restored
+        .restore_state(&state)
+        .expect("its own state reads back");
+    let loaded = start.elapsed().as_secs_f64();
+    assert_eq!(restored.waiting_keys(), matcher.waiting_keys());
+    black_box(&restored);
+    (saved, loaded, state.len())
 }
 
 fn main() {
@@ -132,9 +151,14 @@ fn main() {
         .find_map(|arg| arg.parse::<usize>().ok())
         .unwrap_or(1_000_000);
     // Memory first, while the heap holds nothing freed to reuse.
-    let (record, overhead) = per_pending_key(orders);
+    let (record, overhead, pending) = per_pending_key(orders);
     println!("pending_record_bytes {record:.1} bytes");
     println!("pending_key_overhead_bytes {overhead:.1} bytes");
+    let (saved, loaded, bytes) = checkpoint(&pending);
+    drop(pending);
+    println!("checkpoint_save_seconds {saved:.3} s");
+    println!("checkpoint_restore_seconds {loaded:.3} s");
+    println!("checkpoint_bytes {bytes} bytes");
     // Warm up, then take the best of three.
     throughput(orders / 10);
     let rate = (0..3).map(|_| throughput(orders)).fold(0.0, f64::max);

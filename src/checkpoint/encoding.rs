@@ -108,18 +108,24 @@ impl Encoder {
 /// Why encoded data could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub(crate) struct DecodeError(pub(crate) String);
+pub struct DecodeError(pub(crate) String);
 
 /// Reads encoded data, checking as it goes.
 #[derive(Debug)]
 pub(crate) struct Decoder<'a> {
     bytes: &'a [u8],
     at: usize,
+    /// Values of the records being read, innermost last.
+    values: Vec<Value>,
 }
 
 impl<'a> Decoder<'a> {
     pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        Self { bytes, at: 0 }
+        Self {
+            bytes,
+            at: 0,
+            values: Vec::new(),
+        }
     }
 
     /// Whether everything was read.
@@ -215,11 +221,19 @@ impl<'a> Decoder<'a> {
 
     pub(crate) fn record(&mut self) -> Result<Record, DecodeError> {
         let len = self.count(1)?;
-        let mut values = Vec::with_capacity(len);
+        let start = self.values.len();
         for _ in 0..len {
-            values.push(self.value()?);
+            let value = self.value();
+            match value {
+                Ok(value) => self.values.push(value),
+                Err(error) => {
+                    self.values.truncate(start);
+                    return Err(error);
+                }
+            }
         }
-        Ok(Record::new(values))
+        // Drained, the values go straight into the record's one allocation.
+        Ok(self.values.drain(start..).collect())
     }
 }
 

@@ -21,10 +21,11 @@ pub(crate) mod encoding;
 mod inspect;
 mod store;
 
+pub use encoding::DecodeError;
 pub use inspect::inspect;
 pub use store::{Store, StoreError};
 
-use encoding::{DecodeError, Decoder, Encoder};
+use encoding::{Decoder, Encoder};
 
 use crate::time::EventTime;
 

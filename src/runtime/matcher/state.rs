@@ -3,6 +3,8 @@
 //! timers. Timers are rebuilt from the groups and memories when it is read
 //! back, stale ones left behind.
 
+use std::hash::BuildHasher;
+
 use super::{Alert, Entry, Group, Matcher, Memory, NONE, Timer};
 use crate::checkpoint::encoding::{DecodeError, Decoder, Encoder};
 use crate::expr::Record;
@@ -12,29 +14,49 @@ use crate::runtime::operator::Prior;
 use crate::time::{EventTime, Watermark};
 
 impl Matcher {
+    /// Everything the matcher holds, as a checkpoint keeps it.
+    pub fn state(&self) -> Vec<u8> {
+        let mut out = Encoder::new();
+        self.save(&mut out);
+        out.into_bytes()
+    }
+
+    /// Reads back into this matcher, which must be empty, what
+    /// [`state`](Self::state) gave for a matcher with the same sides.
+    ///
+    /// # Errors
+    ///
+    /// Data that is damaged or was written for other sides.
+    pub fn restore_state(&mut self, state: &[u8]) -> Result<(), DecodeError> {
+        self.load(&mut Decoder::new(state))
+    }
+
     /// Writes everything the matcher holds.
     pub(crate) fn save(&self, out: &mut Encoder) {
         out.varint(self.next_id);
         out.int(self.watermark.to_raw());
         out.usize(self.peak_waiting);
-        out.usize(self.index.len());
-        for &entry in &self.index {
+        // In the order the entries are stored, which is near the order of
+        // their groups and records: read in that order, memory is read
+        // ahead, not jumped about in.
+        let mut entries: Vec<u32> = self.index.iter().copied().collect();
+        entries.sort_unstable();
+        out.usize(entries.len());
+        for entry in entries {
             let Entry { key, first, memory } = &self.entries[entry];
             out.value(key.value());
-            let mut groups = Vec::new();
-            let mut group = *first;
-            while group != NONE {
-                groups.push(group);
-                group = self.groups[group].next;
-            }
-            out.usize(groups.len());
-            for group in groups {
+            out.usize(self.chain(*first).count());
+            for group in self.chain(*first) {
                 let Group { id, deadline, .. } = self.groups[group];
                 out.varint(id);
                 out.time(deadline);
                 let span = self.span(group);
                 Self::save_sides(&self.records[span.clone()], &self.times[span], out);
-                let held = self.too_late.get(&group).map_or(&[][..], Vec::as_slice);
+                let held = if self.too_late.is_empty() {
+                    &[][..]
+                } else {
+                    self.too_late.get(&group).map_or(&[][..], Vec::as_slice)
+                };
                 out.usize(held.len());
                 for event in held {
                     out.usize(event.side.0);
@@ -75,6 +97,14 @@ impl Matcher {
         }
     }
 
+    /// The groups of a chain, from `first`.
+    fn chain(&self, first: u32) -> impl Iterator<Item = u32> + '_ {
+        std::iter::successors((first != NONE).then_some(first), |&group| {
+            let next = self.groups[group].next;
+            (next != NONE).then_some(next)
+        })
+    }
+
     fn save_sides(records: &[Option<Record>], times: &[EventTime], out: &mut Encoder) {
         for (record, time) in records.iter().zip(times) {
             match record {
@@ -99,6 +129,13 @@ impl Matcher {
         self.watermark = Watermark::from_raw(input.int()?);
         let peak = usize::try_from(input.varint()?).unwrap_or(usize::MAX);
         let keys = input.count(3)?;
+        // Room for every key at once: growing would hash them all again.
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.index
+            .reserve(keys, |&e| BuildHasher::hash_one(hasher, &entries[e].key));
+        self.entries.items.reserve(keys);
+        self.groups.items.reserve(keys);
+
         for _ in 0..keys {
             let key = Key::new(input.value()?);
             let hash = std::hash::BuildHasher::hash_one(&self.hasher, &key);
@@ -127,10 +164,6 @@ impl Matcher {
         let sides = self.sides();
         let id = input.varint()?;
         let deadline = input.time()?;
-        let (records, times, present) = Self::load_sides(sides, input)?;
-        if present == 0 {
-            return Err(DecodeError("a pending group has no event".to_string()));
-        }
         let group = self.groups.insert(Group {
             id,
             deadline,
@@ -142,9 +175,13 @@ impl Matcher {
             self.records.resize(span.end, None);
             self.times.resize(span.end, EventTime::from_millis(0));
         }
-        for (slot, (record, time)) in span.zip(records.into_iter().zip(times)) {
-            self.records[slot] = record;
-            self.times[slot] = time;
+        let present = Self::load_sides(
+            &mut self.records[span.clone()],
+            &mut self.times[span],
+            input,
+        )?;
+        if present == 0 {
+            return Err(DecodeError("a pending group has no event".to_string()));
         }
         self.held += present;
         self.deadlines.push(Timer {
@@ -196,7 +233,9 @@ impl Matcher {
         let alert = if input.bool()? {
             let expired = Side(Self::side(sides, input)?);
             let deadline = input.time()?;
-            let (records, times, _) = Self::load_sides(sides, input)?;
+            let mut records = vec![None; sides].into_boxed_slice();
+            let mut times = vec![EventTime::from_millis(0); sides].into_boxed_slice();
+            Self::load_sides(&mut records, &mut times, input)?;
             let mut arrived = Vec::with_capacity(sides);
             for _ in 0..sides {
                 arrived.push(input.bool()?);
@@ -205,8 +244,8 @@ impl Matcher {
             Some(Box::new(Alert {
                 expired,
                 deadline,
-                records: records.into(),
-                times: times.into(),
+                records,
+                times,
                 arrived: arrived.into(),
             }))
         } else {
@@ -227,26 +266,25 @@ impl Matcher {
         Ok(())
     }
 
-    /// Each side's record and time, and how many are present.
-    #[allow(clippy::type_complexity)] // Read side by side.
+    /// Reads a record and time per side into `records` and `times`;
+    /// returns how many were present.
     fn load_sides(
-        sides: usize,
+        records: &mut [Option<Record>],
+        times: &mut [EventTime],
         input: &mut Decoder<'_>,
-    ) -> Result<(Vec<Option<Record>>, Vec<EventTime>, usize), DecodeError> {
-        let mut records = Vec::with_capacity(sides);
-        let mut times = Vec::with_capacity(sides);
+    ) -> Result<usize, DecodeError> {
         let mut present = 0;
-        for _ in 0..sides {
+        for (record, time) in records.iter_mut().zip(times.iter_mut()) {
             if input.bool()? {
-                times.push(input.time()?);
-                records.push(Some(input.record()?));
+                *time = input.time()?;
+                *record = Some(input.record()?);
                 present += 1;
             } else {
-                times.push(times.first().copied().unwrap_or(EventTime::from_millis(0)));
-                records.push(None);
+                *record = None;
             }
         }
-        Ok((records, times, present))
+        // A missing side's time is never read, so it is left as it was.
+        Ok(present)
     }
 
     fn side(sides: usize, input: &mut Decoder<'_>) -> Result<usize, DecodeError> {
