@@ -270,8 +270,15 @@ pub(super) fn render(summary: &Summary, malformed_routed: bool) -> String {
             text
         })
         .collect();
-    if let Some(sequence) = summary.resumed_from {
-        let _ = writeln!(out, "  resumed    from checkpoint {sequence}");
+    if let Some(resumed) = summary.resumed_from {
+        let _ = writeln!(
+            out,
+            "  resumed    from checkpoint {}: {} pending, {} remembered, read in {:.2}s",
+            resumed.sequence,
+            count(resumed.pending as u64, "key"),
+            resumed.remembered,
+            resumed.took.as_secs_f64()
+        );
     }
     let _ = writeln!(out, "  read       {}", read.join("; "));
     let outcomes: Vec<String> = summary
@@ -312,8 +319,9 @@ pub(super) fn render(summary: &Summary, malformed_routed: bool) -> String {
     if summary.checkpoints > 0 {
         let _ = writeln!(
             out,
-            "  saved      {}",
-            count(summary.checkpoints, "checkpoint")
+            "  saved      {}, the longest holding the run up {:.3}s",
+            count(summary.checkpoints, "checkpoint"),
+            summary.longest_checkpoint.as_secs_f64()
         );
     }
     if let Some(peak) = summary.peak_memory {

@@ -490,6 +490,9 @@ impl Driver {
         };
         if let Some(checkpoint) = &resume {
             driver.restore(checkpoint)?;
+            if let Some(resumed) = &mut driver.summary.resumed_from {
+                resumed.took = now.elapsed();
+            }
         }
         Ok(driver)
     }
@@ -505,12 +508,12 @@ impl Driver {
                 steps = steps.wrapping_add(1);
                 // The clock is read now and then, not for every event.
                 if steps.is_multiple_of(1024) && self.checkpoint_due(Instant::now()) {
-                    self.checkpoint().await?;
+                    self.checkpoint(false).await?;
                 }
             }
             self.route().await?;
             if self.checkpoint_due(Instant::now()) {
-                self.checkpoint().await?;
+                self.checkpoint(false).await?;
             }
             self.report_progress(false);
             if self
@@ -556,7 +559,7 @@ impl Driver {
         }
         self.route().await?;
         // Where the next run resumes.
-        self.checkpoint().await?;
+        self.checkpoint(true).await?;
         self.report_progress(true);
         Ok(())
     }

@@ -39,7 +39,7 @@ pub enum RunError {
     },
     /// A run could not resume from its checkpoint, or write one.
     #[error("{0}")]
-    Resume(String),
+    Checkpoint(String),
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Start(#[source] io::Error),
@@ -87,7 +87,7 @@ impl RunError {
                 )
                 .label("named here"),
             ),
-            Self::Start(_) | Self::Write { .. } | Self::Read { .. } | Self::Resume(_) => None,
+            Self::Start(_) | Self::Write { .. } | Self::Read { .. } | Self::Checkpoint(_) => None,
         }
     }
 }

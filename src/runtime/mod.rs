@@ -60,15 +60,31 @@ pub struct Summary {
     /// The most bytes resident during the run, where the system tells.
     pub peak_memory: Option<u64>,
     /// The checkpoint the run resumed from, if it did.
-    pub resumed_from: Option<u64>,
+    pub resumed_from: Option<Resumed>,
     /// Checkpoints written.
     pub checkpoints: u64,
+    /// The longest a checkpoint held the run up: writing out what was
+    /// decided, syncing the sinks, and saving the state.
+    pub longest_checkpoint: std::time::Duration,
     /// What went wrong but did not stop the run (a damaged checkpoint the
     /// run did not use), for people.
     pub warnings: Vec<String>,
     /// Every outcome, in order, when the outputs asked for it
     /// ([`Outputs::with_log`]).
     pub log: Option<Vec<Outcome>>,
+}
+
+/// The checkpoint a run resumed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resumed {
+    /// Its number.
+    pub sequence: u64,
+    /// Keys it had waiting for a side.
+    pub pending: usize,
+    /// Keys it remembered as done, within the retention.
+    pub remembered: usize,
+    /// How long the run took to read it and be ready to go on.
+    pub took: std::time::Duration,
 }
 
 /// Resident bytes now and at most so far, from `/proc/self/status` on

@@ -193,7 +193,7 @@ fn open_file(
             .map_err(failed)?;
         let now = file.metadata().map_err(failed)?.len();
         if now < length {
-            return Err(RunError::Resume(format!(
+            return Err(RunError::Checkpoint(format!(
                 "`{shown}` has {now} bytes, fewer than the {length} it had at the checkpoint: \
                  it was changed since"
             )));
@@ -247,9 +247,49 @@ pub(crate) enum Destination {
 pub(crate) enum Message {
     /// Outcomes to render and write.
     Outcomes(Batch),
-    /// A checkpoint: write and sync everything sent before, then answer
-    /// with the file's length (`None` for a stream).
-    Barrier(oneshot::Sender<Result<Option<u64>, RunError>>),
+    /// A checkpoint: write everything sent before, then answer with the
+    /// file's length there and a handle to sync it by.
+    Barrier(oneshot::Sender<Result<Written, RunError>>),
+}
+
+/// A file sink's length at a checkpoint's barrier, and a handle to make
+/// that much of it durable (syncing takes a while, and need not hold up
+/// the writing).
+pub(crate) struct Written {
+    pub(crate) length: u64,
+    pub(crate) file: std::fs::File,
+}
+
+/// A barrier sent to a file sink's thread, to be answered.
+pub(crate) struct Barrier {
+    pub(crate) sink: String,
+    pub(crate) path: String,
+    pub(crate) answer: oneshot::Receiver<Result<Written, RunError>>,
+}
+
+impl Barrier {
+    /// Waits for the thread to reach the barrier, then syncs the file up to
+    /// there. Blocks: for a checkpoint's own thread.
+    ///
+    /// # Errors
+    ///
+    /// The sink failed, or its file could not be synced.
+    pub(crate) fn sync(self) -> Result<SinkLength, String> {
+        let written = match self.answer.blocking_recv() {
+            Ok(Ok(written)) => written,
+            Ok(Err(error)) => return Err(error.to_string()),
+            Err(_) => return Err(format!("sink `{}` stopped", self.sink)),
+        };
+        written
+            .file
+            .sync_data()
+            .map_err(|error| format!("cannot sync `{}`: {error}", self.path))?;
+        Ok(SinkLength {
+            name: self.sink,
+            path: self.path,
+            length: written.length,
+        })
+    }
 }
 
 /// Bytes a sink collects before writing them.
@@ -331,18 +371,19 @@ pub(crate) fn spawn(
                     let mut batch = match message {
                         Message::Outcomes(batch) => batch,
                         Message::Barrier(answer) => {
-                            let synced = out
+                            let written = out
                                 .write(&mut buffer)
                                 .and_then(|()| out.writer.flush())
                                 .and_then(|()| match &out.file {
-                                    Some((file, length)) => {
-                                        file.sync_data().map(|()| Some(*length))
-                                    }
-                                    None => Ok(None),
+                                    Some((file, length)) => Ok(Written {
+                                        length: *length,
+                                        file: file.try_clone()?,
+                                    }),
+                                    None => Err(io::Error::other("it is not a file")),
                                 })
                                 .map_err(failed);
-                            let stop = synced.is_err();
-                            let _ = answer.send(synced);
+                            let stop = written.is_err();
+                            let _ = answer.send(written);
                             if stop {
                                 return Ok(());
                             }
@@ -549,37 +590,37 @@ impl Target {
         }
     }
 
-    /// For a checkpoint: sends what is collected, and waits until the
-    /// thread has written and synced everything; returns the file sink's
-    /// length, if it is one.
+    /// For a checkpoint: sends what is collected and, to a file sink's
+    /// thread, a barrier, without waiting for it to be reached.
     ///
     /// # Errors
     ///
-    /// The writing failed, now or before.
-    pub(crate) async fn barrier(&mut self) -> Result<Option<SinkLength>, RunError> {
+    /// The writing failed before.
+    pub(crate) async fn barrier(&mut self) -> Result<Option<Barrier>, RunError> {
         self.send().await?;
-        let Writing::Thread { sender, file, .. } = &mut self.writing else {
+        let Writing::Thread {
+            sender: Some(channel),
+            file: Some((sink, path)),
+            ..
+        } = &mut self.writing
+        else {
             return Ok(None);
         };
         let (answer, answered) = oneshot::channel();
-        let sent = match sender {
-            Some(channel) => channel.send(Message::Barrier(answer)).await.is_ok(),
-            None => false,
+        let barrier = Barrier {
+            sink: sink.clone(),
+            path: path.clone(),
+            answer: answered,
         };
-        let file = file.clone();
-        if !sent {
+        if channel.send(Message::Barrier(answer)).await.is_err() {
+            // The thread stopped early: its result says why.
             self.finish().await?;
-            return Ok(None);
+            return Err(RunError::Write {
+                sink: barrier.sink,
+                source: io::Error::other("its writer stopped"),
+            });
         }
-        match answered.await {
-            Ok(Ok(length)) => {
-                Ok(file
-                    .zip(length)
-                    .map(|((name, path), length)| SinkLength { name, path, length }))
-            }
-            Ok(Err(error)) => Err(error),
-            Err(_) => self.finish().await.map(|()| None),
-        }
+        Ok(Some(barrier))
     }
 
     /// Ends the writing: closes the thread's channel, waits for it, and

@@ -8,6 +8,7 @@ use super::{Driver, Options};
 use crate::checkpoint::encoding::{Decoder, Encoder};
 use crate::checkpoint::{Checkpoint, InputPosition, Store};
 use crate::plan::Graph;
+use crate::runtime::Resumed;
 use crate::runtime::engine::Engine;
 use crate::runtime::error::RunError;
 use crate::runtime::source::At;
@@ -22,7 +23,13 @@ pub(super) struct Checkpointing {
     /// The number the next checkpoint gets.
     sequence: u64,
     fingerprint: Vec<(String, String)>,
+    /// The checkpoint being made durable, on a thread of its own.
+    in_flight: Option<std::thread::JoinHandle<Result<(), String>>>,
 }
+
+/// How soon to look again at a checkpoint still being made durable when
+/// the next is due.
+const RECHECK: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Whether `graph` writes checkpoints under `options`, and the checkpoint
 /// to resume from, if there is one; warnings about damaged checkpoints go
@@ -46,14 +53,14 @@ pub(super) fn prepare(
         return Ok((None, None));
     }
     let store = Store::new(dir);
-    let failed = |error: crate::checkpoint::StoreError| RunError::Resume(error.to_string());
+    let failed = |error: crate::checkpoint::StoreError| RunError::Checkpoint(error.to_string());
     let fingerprint = graph.fingerprint();
     let resume = if fresh {
         store.clear().map_err(failed)?;
         None
     } else {
         let (loaded, damaged) = store.load().map_err(|error| {
-            RunError::Resume(format!(
+            RunError::Checkpoint(format!(
                 "{error}; run with --fresh to start over (every output is then written anew)"
             ))
         })?;
@@ -63,7 +70,7 @@ pub(super) fn prepare(
     if let Some(checkpoint) = &resume
         && let Some(why) = checkpoint.mismatch(&fingerprint)
     {
-        return Err(RunError::Resume(format!(
+        return Err(RunError::Checkpoint(format!(
             "cannot resume from the checkpoint in `{}`: the pipeline changed since it was taken \
              ({why}); run with --fresh to start over (every output is then written anew)",
             store.dir().display()
@@ -78,6 +85,7 @@ pub(super) fn prepare(
             next: now + interval,
             sequence,
             fingerprint,
+            in_flight: None,
         }),
         resume,
     ))
@@ -87,7 +95,8 @@ impl Driver {
     /// Puts back the watermarks and the match operator's state of
     /// `checkpoint`.
     pub(super) fn restore(&mut self, checkpoint: &Checkpoint) -> Result<(), RunError> {
-        let damaged = |error| RunError::Resume(format!("the checkpoint cannot be read: {error}"));
+        let damaged =
+            |error| RunError::Checkpoint(format!("the checkpoint cannot be read: {error}"));
         let inputs: Vec<_> = checkpoint
             .inputs
             .iter()
@@ -107,13 +116,18 @@ impl Driver {
             }
         }
         let Engine::Local(matcher) = &mut self.engine else {
-            return Err(RunError::Resume(
+            return Err(RunError::Checkpoint(
                 "a run with workers cannot resume from a checkpoint".to_string(),
             ));
         };
         let mut decoder = Decoder::new(&checkpoint.matcher);
         matcher.load(&mut decoder).map_err(damaged)?;
-        self.summary.resumed_from = Some(checkpoint.sequence);
+        self.summary.resumed_from = Some(Resumed {
+            sequence: checkpoint.sequence,
+            pending: matcher.waiting_keys(),
+            remembered: matcher.remembered_keys(),
+            took: std::time::Duration::ZERO,
+        });
         Ok(())
     }
 
@@ -122,17 +136,67 @@ impl Driver {
         self.checkpointing.as_ref().is_some_and(|c| now >= c.next)
     }
 
-    /// Takes a checkpoint: what is decided is written out and synced, then
-    /// the positions, watermarks, state and sink lengths are saved.
-    pub(super) async fn checkpoint(&mut self) -> Result<(), RunError> {
-        if self.checkpointing.is_none() {
+    /// Takes a checkpoint: the positions, watermarks and state as they are
+    /// now, with every file sink's length once it has written what was
+    /// decided until now. The sinks are synced and the checkpoint saved on
+    /// a thread of its own while the run goes on; a checkpoint due while
+    /// the last is still being saved waits for it. The `last` checkpoint of
+    /// a run is saved before this returns.
+    ///
+    /// # Errors
+    ///
+    /// A sink failed, or the last checkpoint could not be saved.
+    pub(super) async fn checkpoint(&mut self, last: bool) -> Result<(), RunError> {
+        let Some(checkpointing) = &mut self.checkpointing else {
+            return Ok(());
+        };
+        let began = Instant::now();
+        if let Some(job) = checkpointing
+            .in_flight
+            .take_if(|job| last || job.is_finished())
+        {
+            self.settle(job)?;
+        } else if checkpointing.in_flight.is_some() {
+            checkpointing.next = began + RECHECK;
             return Ok(());
         }
         self.route().await?;
-        let mut sinks = Vec::new();
+        let mut barriers = Vec::new();
         for target in &mut self.targets {
-            sinks.extend(target.barrier().await?);
+            barriers.extend(target.barrier().await?);
         }
+        let mut checkpoint = self.snapshot();
+        let Some(checkpointing) = &mut self.checkpointing else {
+            return Ok(());
+        };
+        checkpoint.sequence = checkpointing.sequence;
+        checkpoint
+            .fingerprint
+            .clone_from(&checkpointing.fingerprint);
+        let store = checkpointing.store.clone();
+        let job = std::thread::Builder::new()
+            .name("checkpoint".to_string())
+            .spawn(move || {
+                for barrier in barriers {
+                    checkpoint.sinks.push(barrier.sync()?);
+                }
+                store.save(&checkpoint).map_err(|error| error.to_string())
+            })
+            .map_err(RunError::Start)?;
+        checkpointing.sequence += 1;
+        checkpointing.next = Instant::now() + checkpointing.interval;
+        self.summary.longest_checkpoint = self.summary.longest_checkpoint.max(began.elapsed());
+        if last {
+            self.settle(job)
+        } else {
+            checkpointing.in_flight = Some(job);
+            Ok(())
+        }
+    }
+
+    /// The positions, watermarks and state of the run now, in a checkpoint
+    /// without its number, fingerprint and sinks.
+    fn snapshot(&self) -> Checkpoint {
         let inputs = self
             .inputs
             .iter()
@@ -156,41 +220,53 @@ impl Driver {
                 }
             })
             .collect();
-        let Engine::Local(matcher) = &self.engine else {
-            return Ok(());
-        };
         let mut encoder = Encoder::new();
-        matcher.save(&mut encoder);
-        let Some(checkpointing) = &mut self.checkpointing else {
-            return Ok(());
-        };
-        let checkpoint = Checkpoint {
-            sequence: checkpointing.sequence,
+        if let Engine::Local(matcher) = &self.engine {
+            matcher.save(&mut encoder);
+        }
+        Checkpoint {
+            sequence: 0,
             taken_at: super::system_time(),
-            fingerprint: checkpointing.fingerprint.clone(),
+            fingerprint: Vec::new(),
             inputs,
             watermark: self.watermarks.current().to_raw(),
-            sinks,
+            sinks: Vec::new(),
             matcher: encoder.into_bytes(),
-        };
-        checkpointing
-            .store
-            .save(&checkpoint)
-            .map_err(|error| RunError::Resume(format!("cannot write a checkpoint: {error}")))?;
-        checkpointing.sequence += 1;
-        checkpointing.next = Instant::now() + checkpointing.interval;
-        self.summary.checkpoints += 1;
-        Ok(())
+        }
+    }
+
+    /// Waits for a checkpoint's thread to save it, and counts it.
+    fn settle(&mut self, job: std::thread::JoinHandle<Result<(), String>>) -> Result<(), RunError> {
+        match job.join() {
+            Ok(Ok(())) => {
+                self.summary.checkpoints += 1;
+                Ok(())
+            }
+            Ok(Err(error)) => Err(RunError::Checkpoint(format!(
+                "cannot write a checkpoint: {error}"
+            ))),
+            Err(_) => Err(RunError::Checkpoint(
+                "cannot write a checkpoint: its thread failed".to_string(),
+            )),
+        }
     }
 
     /// After a run that read its inputs to their end: nothing is left to
     /// resume, so the checkpoints go.
     pub(super) fn forget_checkpoints(&mut self) -> Result<(), RunError> {
+        if let Some(job) = self
+            .checkpointing
+            .as_mut()
+            .and_then(|checkpointing| checkpointing.in_flight.take())
+        {
+            // Moot, whatever became of it.
+            let _ = self.settle(job);
+        }
         match &self.checkpointing {
             Some(checkpointing) => checkpointing
                 .store
                 .clear()
-                .map_err(|error| RunError::Resume(error.to_string())),
+                .map_err(|error| RunError::Checkpoint(error.to_string())),
             None => Ok(()),
         }
     }

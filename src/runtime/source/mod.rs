@@ -261,13 +261,13 @@ fn existing_files(
 fn resumable(source: &str, files: &[PathBuf], start: &Start) -> Result<(), RunError> {
     let shown = start.path.display();
     if !files.contains(&start.path) {
-        return Err(RunError::Resume(format!(
+        return Err(RunError::Checkpoint(format!(
             "source `{source}` was reading `{shown}` at the checkpoint, and its path no longer names it"
         )));
     }
     let length = std::fs::metadata(&start.path).map_or(0, |m| m.len());
     if length < start.offset {
-        return Err(RunError::Resume(format!(
+        return Err(RunError::Checkpoint(format!(
             "source `{source}` had read {} bytes of `{shown}` at the checkpoint, and it now has {length}: \
              it was changed since",
             start.offset
