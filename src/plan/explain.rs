@@ -138,7 +138,17 @@ impl Graph {
             })
             .map(|kind| kind.name())
             .collect();
-        row(f, "emits", emits.join(", "))
+        row(f, "emits", emits.join(", "))?;
+        match self.checkpoint {
+            Some(interval) => row(
+                f,
+                "checkpoint",
+                format_args!(
+                    "every {interval}: positions, watermarks, keyed state, timers, retention, file sink lengths"
+                ),
+            ),
+            None => row(f, "checkpoint", "none"),
+        }
     }
 
     /// The routes, in the order they are tried, then the sinks.
