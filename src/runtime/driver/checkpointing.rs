@@ -150,16 +150,17 @@ impl Driver {
         let Some(checkpointing) = &mut self.checkpointing else {
             return Ok(());
         };
-        let began = Instant::now();
         if let Some(job) = checkpointing
             .in_flight
             .take_if(|job| last || job.is_finished())
         {
             self.settle(job)?;
         } else if checkpointing.in_flight.is_some() {
-            checkpointing.next = began + RECHECK;
+            checkpointing.next = Instant::now() + RECHECK;
             return Ok(());
         }
+        // What this checkpoint holds the run up, not the wait for the last.
+        let began = Instant::now();
         self.route().await?;
         let mut barriers = Vec::new();
         for target in &mut self.targets {
