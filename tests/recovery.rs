@@ -1,7 +1,8 @@
 //! Checkpoints and recovery, through the binary: a run killed at random
 //! points and resumed each time writes exactly what an uninterrupted run
 //! writes; a damaged checkpoint falls back to the one before; a changed
-//! pipeline refuses to resume unless told to start fresh; a followed file
+//! pipeline refuses to resume unless told to start fresh; a run resumes
+//! however its pipeline file is named; a followed file
 //! resumes where it was; `runner state inspect` lists what is pending.
 //!
 //! `RUNNER_CRASH_KILLS=N` kills N times instead of 50.
@@ -232,6 +233,45 @@ fn a_damaged_checkpoint_falls_back_to_the_one_before() {
         "{}",
         resumed.stderr
     );
+    assert!(
+        outputs(&dir) == expected,
+        "the outputs differ from an uninterrupted run's"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_run_resumes_however_the_pipeline_file_is_named() {
+    let dir = project(
+        "recovery_named",
+        "5ms",
+        // A malformed line's outcome names its file as the run opened it,
+        // which differs with the name the run was given: none here.
+        &[
+            "--orders",
+            "20000",
+            "--seed",
+            "5",
+            "--every",
+            "200ms",
+            "--malformed",
+            "0",
+        ],
+    );
+    let reference = run_to_end(&dir, &["--quiet"]);
+    assert_eq!(reference.status, 0, "{}", reference.stderr);
+    let expected = outputs(&dir);
+    // Killed when run by its full path; resumed by its name, from its
+    // directory: the checkpoint's files are the same files.
+    kill_after_a_checkpoint(&dir);
+    let resumed = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg("pipeline.yaml")
+        .current_dir(&dir)
+        .output()
+        .expect("runner runs");
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert_eq!(resumed.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("resumed    from checkpoint"), "{stderr}");
     assert!(
         outputs(&dir) == expected,
         "the outputs differ from an uninterrupted run's"

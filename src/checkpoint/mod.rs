@@ -38,7 +38,8 @@ pub struct InputPosition {
     /// The source's name.
     pub name: String,
     /// The file its last merged line came from (`""` for inline records),
-    /// or `None` if nothing was merged yet.
+    /// relative to the pipeline file's directory unless the pipeline gives
+    /// it absolute; `None` if nothing was merged yet.
     pub file: Option<String>,
     /// The byte after that line (for inline records, the record's number).
     pub offset: u64,
@@ -55,7 +56,8 @@ pub struct InputPosition {
 pub struct SinkLength {
     /// The sink's name.
     pub name: String,
-    /// Its file, as the run resolved it.
+    /// Its file, relative to the pipeline file's directory unless the
+    /// pipeline gives it absolute.
     pub path: String,
     /// Bytes written and synced.
     pub length: u64,

@@ -1,5 +1,6 @@
 //! Checkpoints in a run: resuming from the last one, and taking them.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -23,6 +24,9 @@ pub(super) struct Checkpointing {
     /// The number the next checkpoint gets.
     sequence: u64,
     fingerprint: Vec<(String, String)>,
+    /// The pipeline file's directory, which the paths in a checkpoint are
+    /// relative to.
+    base: std::path::PathBuf,
     /// The checkpoint being made durable, on a thread of its own.
     in_flight: Option<std::thread::JoinHandle<Result<(), String>>>,
 }
@@ -76,6 +80,18 @@ pub(super) fn prepare(
             store.dir().display()
         )));
     }
+    let base = options.base.clone();
+    let resume = resume.map(|mut checkpoint| {
+        for input in &mut checkpoint.inputs {
+            if let Some(file) = &mut input.file {
+                *file = from_pipeline(&base, file);
+            }
+        }
+        for sink in &mut checkpoint.sinks {
+            sink.path = from_pipeline(&base, &sink.path);
+        }
+        checkpoint
+    });
     let sequence = resume.as_ref().map_or(1, |c| c.sequence + 1);
     let interval = std::time::Duration::from_millis(interval.millis().unsigned_abs());
     Ok((
@@ -85,10 +101,30 @@ pub(super) fn prepare(
             next: now + interval,
             sequence,
             fingerprint,
+            base,
             in_flight: None,
         }),
         resume,
     ))
+}
+
+/// A path the run opened, as a checkpoint keeps it: relative to the
+/// pipeline file's directory `base`, so that the run resumes however the
+/// pipeline file is named and wherever it is run from.
+fn to_pipeline(base: &Path, path: &str) -> String {
+    Path::new(path)
+        .strip_prefix(base)
+        .map_or_else(|_| path.to_string(), |path| path.display().to_string())
+}
+
+/// A path a checkpoint keeps, as the run opens it: `base` joined with it
+/// (as sources and sinks resolve the pipeline's paths).
+fn from_pipeline(base: &Path, path: &str) -> String {
+    if path.is_empty() || Path::new(path).is_absolute() {
+        path.to_string()
+    } else {
+        base.join(path).display().to_string()
+    }
 }
 
 impl Driver {
@@ -174,12 +210,20 @@ impl Driver {
         checkpoint
             .fingerprint
             .clone_from(&checkpointing.fingerprint);
+        for input in &mut checkpoint.inputs {
+            if let Some(file) = &mut input.file {
+                *file = to_pipeline(&checkpointing.base, file);
+            }
+        }
         let store = checkpointing.store.clone();
+        let base = checkpointing.base.clone();
         let job = std::thread::Builder::new()
             .name("checkpoint".to_string())
             .spawn(move || {
                 for barrier in barriers {
-                    checkpoint.sinks.push(barrier.sync()?);
+                    let mut sink = barrier.sync()?;
+                    sink.path = to_pipeline(&base, &sink.path);
+                    checkpoint.sinks.push(sink);
                 }
                 store.save(&checkpoint).map_err(|error| error.to_string())
             })
