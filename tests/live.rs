@@ -1,5 +1,5 @@
 //! Live inputs in tokio's paused time: idle sources, the all-idle grace,
-//! processing-time waits and stopping. Each test feeds lines to the sources
+//! processing-time waits, stopping and resuming. Each test feeds lines to the sources
 //! itself ([`Options::feed`]) and moves the clock, so nothing sleeps.
 
 use std::time::Duration;
@@ -55,6 +55,11 @@ struct Live {
 
 impl Live {
     fn start(text: &str) -> Self {
+        Self::start_with(text, |options| options)
+    }
+
+    /// Starts with options beyond the feeds, the wall clock and the stop.
+    fn start_with(text: &str, configure: impl FnOnce(Options) -> Options) -> Self {
         let file = SourceFile::new("live.yaml", text);
         let graph = match runner::compile(&file) {
             Ok(graph) => graph,
@@ -67,7 +72,7 @@ impl Live {
         // decided is there as soon as it waits.
         let (outputs, mut buffers) = Outputs::capture(1);
         let out = buffers.remove(0);
-        let options = Options::new()
+        let options = configure(Options::new())
             .feed("app", app_lines)
             .feed("bank", bank_lines)
             .wall_clock_at(EventTime::from_millis(1_000_000))
@@ -327,4 +332,36 @@ async fn a_source_that_ends_is_not_idle_it_is_done() {
     );
     let (_, lines) = live.end().await;
     assert_eq!(lines, ["timed_out a at 0", "timed_out b at 20000"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_source_idle_at_the_checkpoint_is_idle_when_the_run_resumes() {
+    let text = pipeline(
+        "",
+        "    idle_timeout: 2s",
+        "checkpoint: {enabled: true, interval: 1h}",
+    );
+    let state = std::env::temp_dir().join(format!("runner-live-idle-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let live = Live::start_with(&text, |options| options.checkpoints(&state, false));
+    live.bank("b", 1_000).await;
+    live.app("a", 2_000).await;
+    live.pass(3.0).await;
+    // Bank went idle, which let a through; stopped, the run saves that in
+    // its last checkpoint.
+    let (summary, lines) = live.stop().await;
+    assert_eq!(summary.checkpoints, 1);
+    assert_eq!(lines, Vec::<String>::new());
+
+    let live = Live::start_with(&text, |options| options.checkpoints(&state, false));
+    live.app("c", 20_000).await;
+    live.pass(0.5).await;
+    assert_eq!(
+        live.lines(),
+        ["timed_out a at 2000"],
+        "bank was idle, so app's watermark alone moves at once, past a's deadline"
+    );
+    let (summary, _) = live.stop().await;
+    assert_eq!(summary.resumed_from.map(|r| r.sequence), Some(1));
+    let _ = std::fs::remove_dir_all(&state);
 }

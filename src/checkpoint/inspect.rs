@@ -36,9 +36,14 @@ pub fn inspect(checkpoint: &Checkpoint) -> Result<String, String> {
             .max_seen
             .map(|time| format!("; newest event {time}"))
             .unwrap_or_default();
+        let idle = if source.idle && !source.finished {
+            "; idle"
+        } else {
+            ""
+        };
         rows.push((
             format!("source {}", source.name),
-            format!("{place}{newest}"),
+            format!("{place}{newest}{idle}"),
         ));
     }
     let watermark = Watermark::from_raw(checkpoint.watermark);

@@ -30,7 +30,7 @@ use encoding::{Decoder, Encoder};
 use crate::time::EventTime;
 
 /// The format version; a checkpoint of another version is not read.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Where one source was, and its watermark.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -49,6 +49,9 @@ pub struct InputPosition {
     pub max_seen: Option<EventTime>,
     /// Whether the source had ended.
     pub finished: bool,
+    /// Whether the source was idle: silent past its idle timeout, so that
+    /// the watermark went on without it.
+    pub idle: bool,
 }
 
 /// A file sink's length at the checkpoint.
@@ -114,6 +117,7 @@ impl Checkpoint {
                 None => out.bool(false),
             }
             out.bool(input.finished);
+            out.bool(input.idle);
         }
         out.int(self.watermark);
         out.usize(self.sinks.len());
@@ -153,6 +157,7 @@ impl Checkpoint {
                 None
             };
             let finished = input.bool()?;
+            let idle = input.bool()?;
             inputs.push(InputPosition {
                 name,
                 file,
@@ -160,6 +165,7 @@ impl Checkpoint {
                 line,
                 max_seen,
                 finished,
+                idle,
             });
         }
         let watermark = input.int()?;
@@ -226,6 +232,7 @@ mod tests {
                     line: 17,
                     max_seen: Some(EventTime::from_millis(99)),
                     finished: false,
+                    idle: true,
                 },
                 InputPosition {
                     name: "bank".into(),

@@ -84,12 +84,14 @@ impl Watermarks {
         self.inputs.get(input).and_then(|state| state.max_seen)
     }
 
-    /// Puts back what a checkpoint kept: each input's newest event time and
-    /// whether it had ended, and the combined watermark.
-    pub fn restore(&mut self, inputs: &[(Option<EventTime>, bool)], combined: Watermark) {
-        for (state, (max_seen, finished)) in self.inputs.iter_mut().zip(inputs) {
-            state.max_seen = *max_seen;
-            state.finished = *finished;
+    /// Puts back what a checkpoint kept: each input's newest event time,
+    /// whether it had ended and whether it was idle, and the combined
+    /// watermark.
+    pub fn restore(&mut self, inputs: &[(Option<EventTime>, bool, bool)], combined: Watermark) {
+        for (state, &(max_seen, finished, idle)) in self.inputs.iter_mut().zip(inputs) {
+            state.max_seen = max_seen;
+            state.finished = finished;
+            state.idle = idle;
         }
         self.combined = combined;
     }

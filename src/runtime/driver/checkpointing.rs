@@ -136,11 +136,13 @@ impl Driver {
         let inputs: Vec<_> = checkpoint
             .inputs
             .iter()
-            .map(|input| (input.max_seen, input.finished))
+            .map(|input| (input.max_seen, input.finished, input.idle))
             .collect();
         self.watermarks
             .restore(&inputs, Watermark::from_raw(checkpoint.watermark));
         for (queue, input) in self.inputs.iter_mut().zip(&checkpoint.inputs) {
+            // Idle until it speaks, as it was: the merge does not wait for it.
+            queue.idle = input.idle;
             if let Some(file) = &input.file {
                 queue.buffer.taken = Some((
                     Arc::from(file.as_str()),
@@ -262,6 +264,7 @@ impl Driver {
                     line: at.line,
                     max_seen: self.watermarks.max_seen(index),
                     finished: input.finished && input.buffer.is_empty(),
+                    idle: input.idle,
                 }
             })
             .collect();
