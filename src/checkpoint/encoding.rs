@@ -18,6 +18,13 @@ impl Encoder {
         Self::default()
     }
 
+    /// An empty encoder writing into `buffer`, emptied: its memory, from
+    /// an earlier encoding, is used again.
+    pub(crate) fn reusing(mut buffer: Vec<u8>) -> Self {
+        buffer.clear();
+        Self { bytes: buffer }
+    }
+
     /// What was encoded.
     pub(crate) fn into_bytes(self) -> Vec<u8> {
         self.bytes
@@ -237,33 +244,14 @@ impl<'a> Decoder<'a> {
     }
 }
 
-/// The CRC-32 (IEEE) of `bytes`: what tells a damaged checkpoint.
-pub(crate) fn crc32(bytes: &[u8]) -> u32 {
-    const fn table() -> [u32; 256] {
-        let mut table = [0u32; 256];
-        let mut n = 0;
-        while n < 256 {
-            let mut c = n as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 == 1 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            table[n] = c;
-            n += 1;
-        }
-        table
+/// The CRC-32 (IEEE) of `parts` one after the other: what tells a damaged
+/// checkpoint.
+pub(crate) fn crc32(parts: &[&[u8]]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    for part in parts {
+        hasher.update(part);
     }
-    const TABLE: [u32; 256] = table();
-    let mut crc = u32::MAX;
-    for byte in bytes {
-        crc = TABLE[((crc ^ u32::from(*byte)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
+    hasher.finalize()
 }
 
 #[cfg(test)]
@@ -309,7 +297,8 @@ mod tests {
 
     #[test]
     fn crc32_is_the_standard_one() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-        assert_eq!(crc32(b""), 0);
+        assert_eq!(crc32(&[b"123456789"]), 0xCBF4_3926);
+        assert_eq!(crc32(&[b"1234", b"", b"56789"]), 0xCBF4_3926);
+        assert_eq!(crc32(&[]), 0);
     }
 }

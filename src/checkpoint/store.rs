@@ -123,18 +123,19 @@ impl Store {
     /// The file cannot be written, synced or renamed.
     pub fn save(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
         fs::create_dir_all(&self.dir).map_err(Self::io("create", &self.dir))?;
-        let body = checkpoint.encode();
-        let mut bytes = Vec::with_capacity(HEADER + body.len());
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&VERSION.to_le_bytes());
-        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&crc32(&body).to_le_bytes());
-        bytes.extend_from_slice(&body);
+        let (head, matcher) = checkpoint.encode();
+        let mut header = Vec::with_capacity(HEADER);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&VERSION.to_le_bytes());
+        header.extend_from_slice(&((head.len() + matcher.len()) as u64).to_le_bytes());
+        header.extend_from_slice(&crc32(&[&head, matcher]).to_le_bytes());
         let name = format!("checkpoint-{:020}", checkpoint.sequence);
         let temporary = self.dir.join(format!(".{name}.tmp"));
         let path = self.dir.join(&name);
         let mut file = File::create(&temporary).map_err(Self::io("create", &temporary))?;
-        file.write_all(&bytes)
+        file.write_all(&header)
+            .and_then(|()| file.write_all(&head))
+            .and_then(|()| file.write_all(matcher))
             .and_then(|()| file.sync_all())
             .map_err(Self::io("write", &temporary))?;
         drop(file);
@@ -184,7 +185,7 @@ fn read(path: &Path) -> Result<Checkpoint, String> {
     if body.len() != length {
         return Err(format!("it is cut short: {} bytes of {length}", body.len()));
     }
-    if crc32(body) != word(20) {
+    if crc32(&[body]) != word(20) {
         return Err("its checksum does not match: it is damaged".to_string());
     }
     Checkpoint::decode(body).map_err(|error| error.to_string())

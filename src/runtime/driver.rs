@@ -488,7 +488,7 @@ impl Driver {
             last_progress: now,
             sizes,
         };
-        if let Some(checkpoint) = &resume {
+        if let Some(checkpoint) = resume {
             driver.restore(checkpoint)?;
             if let Some(resumed) = &mut driver.summary.resumed_from {
                 resumed.took = now.elapsed();

@@ -28,8 +28,17 @@ pub(super) struct Checkpointing {
     /// relative to.
     base: std::path::PathBuf,
     /// The checkpoint being made durable, on a thread of its own.
-    in_flight: Option<std::thread::JoinHandle<Result<(), String>>>,
+    in_flight: Option<Saving>,
+    /// The buffer the last checkpoint's state was encoded into, to encode
+    /// the next into: its memory is there already, which saves the run the
+    /// time of getting it anew (most of a checkpoint's pause, with many keys
+    /// pending).
+    spare: Vec<u8>,
 }
+
+/// A checkpoint being saved on a thread of its own, which hands back the
+/// buffer its state was encoded into.
+type Saving = std::thread::JoinHandle<Result<Vec<u8>, String>>;
 
 /// How soon to look again at a checkpoint still being made durable when
 /// the next is due.
@@ -103,6 +112,7 @@ pub(super) fn prepare(
             fingerprint,
             base,
             in_flight: None,
+            spare: Vec::new(),
         }),
         resume,
     ))
@@ -129,8 +139,8 @@ fn from_pipeline(base: &Path, path: &str) -> String {
 
 impl Driver {
     /// Puts back the watermarks and the match operator's state of
-    /// `checkpoint`.
-    pub(super) fn restore(&mut self, checkpoint: &Checkpoint) -> Result<(), RunError> {
+    /// `checkpoint`, and keeps its bytes to encode the next one into.
+    pub(super) fn restore(&mut self, checkpoint: Checkpoint) -> Result<(), RunError> {
         let damaged =
             |error| RunError::Checkpoint(format!("the checkpoint cannot be read: {error}"));
         let inputs: Vec<_> = checkpoint
@@ -166,6 +176,10 @@ impl Driver {
             remembered: matcher.remembered_keys(),
             took: std::time::Duration::ZERO,
         });
+        // Read, its state's bytes are the buffer to encode the next into.
+        if let Some(checkpointing) = &mut self.checkpointing {
+            checkpointing.spare = checkpoint.matcher;
+        }
         Ok(())
     }
 
@@ -204,7 +218,11 @@ impl Driver {
         for target in &mut self.targets {
             barriers.extend(target.barrier().await?);
         }
-        let mut checkpoint = self.snapshot();
+        let Some(checkpointing) = &mut self.checkpointing else {
+            return Ok(());
+        };
+        let spare = std::mem::take(&mut checkpointing.spare);
+        let mut checkpoint = self.snapshot(spare);
         let Some(checkpointing) = &mut self.checkpointing else {
             return Ok(());
         };
@@ -227,7 +245,8 @@ impl Driver {
                     sink.path = to_pipeline(&base, &sink.path);
                     checkpoint.sinks.push(sink);
                 }
-                store.save(&checkpoint).map_err(|error| error.to_string())
+                store.save(&checkpoint).map_err(|error| error.to_string())?;
+                Ok(checkpoint.matcher)
             })
             .map_err(RunError::Start)?;
         checkpointing.sequence += 1;
@@ -243,7 +262,7 @@ impl Driver {
 
     /// The positions, watermarks and state of the run now, in a checkpoint
     /// without its number, fingerprint and sinks.
-    fn snapshot(&self) -> Checkpoint {
+    fn snapshot(&self, buffer: Vec<u8>) -> Checkpoint {
         let inputs = self
             .inputs
             .iter()
@@ -268,7 +287,7 @@ impl Driver {
                 }
             })
             .collect();
-        let mut encoder = Encoder::new();
+        let mut encoder = Encoder::reusing(buffer);
         if let Engine::Local(matcher) = &self.engine {
             matcher.save(&mut encoder);
         }
@@ -283,11 +302,15 @@ impl Driver {
         }
     }
 
-    /// Waits for a checkpoint's thread to save it, and counts it.
-    fn settle(&mut self, job: std::thread::JoinHandle<Result<(), String>>) -> Result<(), RunError> {
+    /// Waits for a checkpoint's thread to save it, counts it, and keeps its
+    /// buffer for the next.
+    fn settle(&mut self, job: Saving) -> Result<(), RunError> {
         match job.join() {
-            Ok(Ok(())) => {
+            Ok(Ok(buffer)) => {
                 self.summary.checkpoints += 1;
+                if let Some(checkpointing) = &mut self.checkpointing {
+                    checkpointing.spare = buffer;
+                }
                 Ok(())
             }
             Ok(Err(error)) => Err(RunError::Checkpoint(format!(

@@ -135,6 +135,9 @@ impl Matcher {
             .reserve(keys, |&e| BuildHasher::hash_one(hasher, &entries[e].key));
         self.entries.items.reserve(keys);
         self.groups.items.reserve(keys);
+        // A group per key, most often: its sides' slots.
+        self.records.reserve(keys.saturating_mul(self.sides()));
+        self.times.reserve(keys.saturating_mul(self.sides()));
 
         for _ in 0..keys {
             let key = Key::new(input.value()?);
