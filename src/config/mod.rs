@@ -69,8 +69,8 @@ pub struct Pipeline {
 /// The `checkpoint` section.
 #[derive(Clone, Debug)]
 pub struct CheckpointConfig {
-    /// Whether checkpoints are written; `None` for the default (on when
-    /// every source can be read again from a position).
+    /// Whether checkpoints are written; `None` for the default (on when a
+    /// source reads files and none reads standard input).
     pub enabled: Option<Spanned<bool>>,
     /// How often, in wall-clock time.
     pub interval: Option<Spanned<Duration>>,

@@ -71,7 +71,7 @@ codes! {
     OutcomeNowhere = "W003": "an outcome that no output writes anywhere",
     OutcomeNever = "W004": "an output for an outcome that cannot happen",
     FollowNotIdle = "W005": "a followed source without `idle_timeout`: while it is silent, the other sources wait",
-    Unused = "W006": "a setting that has no effect (`event_time` with `clock: processing`, `idle_grace` without `idle_timeout`)",
+    Unused = "W006": "a setting that has no effect (`event_time` with `clock: processing`, `idle_grace` without `idle_timeout`, a checkpoint `interval` with checkpoints off)",
 }
 
 impl fmt::Display for Code {

@@ -95,8 +95,10 @@ impl Builder<'_> {
     }
 
     /// Checkpoints need every source to be read again from a position:
-    /// standard input cannot be.
+    /// standard input cannot be. An interval for checkpoints that are off
+    /// is a warning.
     pub(super) fn resumable(&mut self) {
+        self.interval_unused();
         let pipeline = self.pipeline;
         let Some(enabled) = pipeline
             .checkpoint
@@ -122,6 +124,44 @@ impl Builder<'_> {
                 );
             }
         }
+    }
+
+    /// W006 for a checkpoint interval when no checkpoint is taken: turned
+    /// off, or off by default (a source reads standard input, or none
+    /// reads files).
+    fn interval_unused(&mut self) {
+        let pipeline = self.pipeline;
+        let Some(config) = pipeline.checkpoint.as_ref() else {
+            return;
+        };
+        let Some(interval) = config.interval else {
+            return;
+        };
+        let stdin = pipeline
+            .sources
+            .items
+            .iter()
+            .find(|source| matches!(source.kind, SourceKind::Stdin { .. }));
+        let files = pipeline
+            .sources
+            .items
+            .iter()
+            .any(|source| matches!(source.kind, SourceKind::File { .. }));
+        let why = match (config.enabled.map(|e| e.value), stdin) {
+            (Some(true), _) => return,
+            (Some(false), _) => "checkpoints are turned off with `enabled: false`".to_string(),
+            (None, Some(source)) => format!(
+                "checkpoints are off: `{}` reads standard input, which cannot be read again",
+                source.name.value
+            ),
+            (None, None) if files => return,
+            (None, None) => "checkpoints are off by default when no source reads files; turn them on with `enabled: true`".to_string(),
+        };
+        self.report(
+            Diagnostic::warning(Code::Unused, "`interval` has no effect", interval.span)
+                .label("no checkpoint is taken")
+                .help(why),
+        );
     }
 
     /// How often to write checkpoints: as the pipeline says, by default
