@@ -286,10 +286,14 @@ fn a_changed_pipeline_does_not_resume_unless_told_to_start_fresh() {
         "5ms",
         &["--orders", "20000", "--seed", "6", "--every", "200ms"],
     );
+    let reference = run_to_end(&dir, &["--quiet"]);
+    assert_eq!(reference.status, 0, "{}", reference.stderr);
+    let expected = outputs(&dir);
     kill_after_a_checkpoint(&dir);
     let pipeline = dir.join("pipeline.yaml");
     let text = std::fs::read_to_string(&pipeline).expect("read");
-    // A new output and sink are compatible...
+    // A new sink, with a new output and its template, is compatible: the
+    // run resumes, and the files come out as if it had never stopped.
     let compatible = text
         .replace(
             "  rest: {type: file, path: out/rest.jsonl}",
@@ -297,11 +301,30 @@ fn a_changed_pipeline_does_not_resume_unless_told_to_start_fresh() {
         )
         .replace(
             "  - {outcome: malformed, sink: rest}",
-            "  - {outcome: malformed, sink: rest}\n  - {outcome: late, sink: console, template: key}",
+            "  - {outcome: malformed, sink: rest}\n  - {outcome: late, sink: console, template: \"concat('late ', key)\"}",
         );
     std::fs::write(&pipeline, &compatible).expect("written");
+    let resumed = run_to_end(&dir, &[]);
+    assert_eq!(resumed.status, 0, "{}", resumed.stderr);
+    assert!(
+        resumed.stderr.contains("resumed    from checkpoint"),
+        "{}",
+        resumed.stderr
+    );
+    assert!(
+        resumed
+            .stdout
+            .lines()
+            .all(|line| line.starts_with("late A-")),
+        "{}",
+        resumed.stdout
+    );
+    assert!(
+        outputs(&dir) == expected,
+        "the outputs differ from an uninterrupted run's"
+    );
+    // A changed rule is not compatible.
     kill_after_a_checkpoint(&dir);
-    // ...a changed rule is not.
     let changed = compatible.replace(
         "paid_in_full: platform.paid == app.amount",
         "paid_in_full: platform.paid >= app.amount",
