@@ -65,6 +65,25 @@ impl Store {
 
     /// The checkpoint files, newest first, with their sequence numbers.
     fn files(&self) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+        self.named(|name| name.strip_prefix("checkpoint-"))
+    }
+
+    /// The temporary files of checkpoints being written, or left behind by
+    /// a run killed while it wrote one (the run that resumes writes that
+    /// checkpoint again, over it).
+    fn temporaries(&self) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+        self.named(|name| {
+            name.strip_prefix(".checkpoint-")
+                .and_then(|name| name.strip_suffix(".tmp"))
+        })
+    }
+
+    /// The files whose names `number` takes a sequence number from, newest
+    /// first.
+    fn named(
+        &self,
+        number: impl Fn(&str) -> Option<&str>,
+    ) -> Result<Vec<(u64, PathBuf)>, StoreError> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -76,7 +95,7 @@ impl Store {
             let name = entry.file_name();
             let Some(sequence) = name
                 .to_str()
-                .and_then(|name| name.strip_prefix("checkpoint-"))
+                .and_then(&number)
                 .and_then(|number| number.parse::<u64>().ok())
             else {
                 continue;
@@ -132,14 +151,21 @@ impl Store {
         let name = format!("checkpoint-{:020}", checkpoint.sequence);
         let temporary = self.dir.join(format!(".{name}.tmp"));
         let path = self.dir.join(&name);
-        let mut file = File::create(&temporary).map_err(Self::io("create", &temporary))?;
-        file.write_all(&header)
-            .and_then(|()| file.write_all(&head))
-            .and_then(|()| file.write_all(matcher))
-            .and_then(|()| file.sync_all())
-            .map_err(Self::io("write", &temporary))?;
-        drop(file);
-        fs::rename(&temporary, &path).map_err(Self::io("rename", &temporary))?;
+        let written = File::create(&temporary)
+            .map_err(Self::io("create", &temporary))
+            .and_then(|mut file| {
+                file.write_all(&header)
+                    .and_then(|()| file.write_all(&head))
+                    .and_then(|()| file.write_all(matcher))
+                    .and_then(|()| file.sync_all())
+                    .map_err(Self::io("write", &temporary))
+            })
+            .and_then(|()| fs::rename(&temporary, &path).map_err(Self::io("rename", &temporary)));
+        if let Err(error) = written {
+            // A full disk leaves no half checkpoint behind to fill it more.
+            let _ = fs::remove_file(&temporary);
+            return Err(error);
+        }
         sync_dir(&self.dir).map_err(Self::io("sync", &self.dir))?;
         for (sequence, old) in self.files()?.into_iter().skip(2) {
             if sequence < checkpoint.sequence {
@@ -155,7 +181,7 @@ impl Store {
     ///
     /// A checkpoint cannot be removed.
     pub fn clear(&self) -> Result<(), StoreError> {
-        for (_, path) in self.files()? {
+        for (_, path) in self.files()?.into_iter().chain(self.temporaries()?) {
             fs::remove_file(&path).map_err(Self::io("remove", &path))?;
         }
         // Only if empty: the directory may hold what is not ours.
@@ -225,6 +251,21 @@ mod tests {
         assert_eq!(store.load().unwrap().0.map(|c| c.sequence), Some(4));
         store.clear().unwrap();
         assert!(!store.dir().exists());
+    }
+
+    #[test]
+    fn what_a_killed_save_left_behind_goes() {
+        let store = Store::new(scratch("left"));
+        let mut checkpoint = sample();
+        checkpoint.sequence = 1;
+        store.save(&checkpoint).unwrap();
+        // A run killed while it wrote checkpoint 2.
+        let left = store.dir().join(".checkpoint-00000000000000000002.tmp");
+        fs::write(&left, b"RUNNERCK half").unwrap();
+        assert_eq!(store.load().unwrap().0.map(|c| c.sequence), Some(1));
+        // A run that read to the end clears it with the checkpoints.
+        store.clear().unwrap();
+        assert!(!store.dir().exists(), "cleared, with what was left behind");
     }
 
     #[test]
