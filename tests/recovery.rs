@@ -2,7 +2,9 @@
 //! points and resumed each time writes exactly what an uninterrupted run
 //! writes; a damaged checkpoint falls back to the one before; a changed
 //! pipeline refuses to resume unless told to start fresh; a run resumes
-//! however its pipeline file is named; a followed file
+//! however its pipeline file is named; a followed file replaced while
+//! the run was stopped is read from its top, and one that is not followed
+//! refuses to resume; a followed file
 //! resumes where it was; `runner state inspect` lists what is pending.
 //!
 //! `RUNNER_CRASH_KILLS=N` kills N times instead of 50.
@@ -373,10 +375,10 @@ fn interrupt(child: std::process::Child) -> (Option<i32>, String) {
     )
 }
 
-#[cfg(unix)]
-#[test]
-fn state_inspect_lists_what_is_pending() {
-    let dir = scratch("recovery_inspect");
+/// A project whose payments file is followed: orders A-1 and A-2, and the
+/// payment of A-1.
+fn followed(name: &str) -> PathBuf {
+    let dir = scratch(name);
     std::fs::create_dir_all(dir.join("data")).expect("made");
     std::fs::write(
         dir.join("pipeline.yaml"),
@@ -393,17 +395,42 @@ fn state_inspect_lists_what_is_pending() {
 "#,
     )
     .expect("written");
-    std::fs::write(
-        dir.join("data/payments.jsonl"),
-        "{\"order_ref\":\"A-1\",\"paid\":5,\"currency\":\"EUR\",\"status\":\"success\",\"notified_at\":\"2026-11-01T10:00:02Z\"}\n",
+    std::fs::write(dir.join("data/payments.jsonl"), payment("A-1", 5, "02")).expect("written");
+    dir
+}
+
+/// A payment's line, notified at 10:00 and `second` seconds.
+fn payment(order: &str, paid: i64, second: &str) -> String {
+    format!(
+        "{{\"order_ref\":\"{order}\",\"paid\":{paid},\"currency\":\"EUR\",\"status\":\"success\",\
+         \"notified_at\":\"2026-11-01T10:00:{second}Z\"}}\n"
     )
-    .expect("written");
-    let child = Command::new(env!("CARGO_BIN_EXE_runner"))
+}
+
+/// Starts the pipeline in `dir`, its summary piped.
+fn start(dir: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_runner"))
         .arg(dir.join("pipeline.yaml"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("runner starts");
+        .expect("runner starts")
+}
+
+/// The keys of the matches written, in order.
+fn matched(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("out/matched.jsonl"))
+        .expect("written")
+        .lines()
+        .map(|line| line[..36].to_string())
+        .collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn state_inspect_lists_what_is_pending() {
+    let dir = followed("recovery_inspect");
+    let child = start(&dir);
     // Matched A-1 lands in its file: the run has read its inputs.
     wait_for(&dir.join("out/matched.jsonl"), "A-1");
     let (code, stderr) = interrupt(child);
@@ -433,28 +460,81 @@ fn state_inspect_lists_what_is_pending() {
         "{text}"
     );
     // Resumed, the followed file's new line completes A-2.
-    std::fs::write(
-        dir.join("data/payments.jsonl"),
-        "{\"order_ref\":\"A-1\",\"paid\":5,\"currency\":\"EUR\",\"status\":\"success\",\"notified_at\":\"2026-11-01T10:00:02Z\"}\n\
-         {\"order_ref\":\"A-2\",\"paid\":7,\"currency\":\"EUR\",\"status\":\"success\",\"notified_at\":\"2026-11-01T10:00:06Z\"}\n",
-    )
-    .expect("appended");
-    let child = Command::new(env!("CARGO_BIN_EXE_runner"))
-        .arg(dir.join("pipeline.yaml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("runner starts");
+    let appended = payment("A-1", 5, "02") + &payment("A-2", 7, "06");
+    std::fs::write(dir.join("data/payments.jsonl"), appended).expect("appended");
+    let child = start(&dir);
     wait_for(&dir.join("out/matched.jsonl"), "A-2");
     let (_, stderr) = interrupt(child);
     assert!(stderr.contains("resumed    from checkpoint 1"), "{stderr}");
-    let matched = std::fs::read_to_string(dir.join("out/matched.jsonl")).expect("written");
     assert_eq!(
-        matched.lines().map(|line| &line[..36]).collect::<Vec<_>>(),
+        matched(&dir),
         [
             r#"{"outcome":"matched","key":"A-1","ap"#,
             r#"{"outcome":"matched","key":"A-2","ap"#
         ],
         "each match once, across the two runs"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_followed_file_replaced_while_stopped_is_read_from_its_top() {
+    let dir = followed("recovery_rotated");
+    let child = start(&dir);
+    wait_for(&dir.join("out/matched.jsonl"), "A-1");
+    let (code, stderr) = interrupt(child);
+    assert_eq!(code, Some(0), "{stderr}");
+    // Rotated while the run was stopped: the file it read moved aside, and
+    // a new one at its path, longer than where the run was in the old one
+    // (the payment of A-2 is as long as that of A-1, so reading on from
+    // there would skip it).
+    let path = dir.join("data/payments.jsonl");
+    std::fs::rename(&path, dir.join("data/payments.jsonl.1")).expect("rotated");
+    let rotated = payment("A-2", 7, "06") + &payment("A-9", 1, "07");
+    std::fs::write(&path, rotated).expect("written");
+    let child = start(&dir);
+    wait_for(&dir.join("out/matched.jsonl"), "A-2");
+    let (_, stderr) = interrupt(child);
+    assert!(stderr.contains("resumed    from checkpoint 1"), "{stderr}");
+    assert_eq!(
+        matched(&dir),
+        [
+            r#"{"outcome":"matched","key":"A-1","ap"#,
+            r#"{"outcome":"matched","key":"A-2","ap"#
+        ],
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn an_input_regenerated_since_the_checkpoint_is_not_resumed() {
+    let dir = project(
+        "recovery_regenerated",
+        "5ms",
+        &["--orders", "20000", "--seed", "7", "--every", "200ms"],
+    );
+    kill_after_a_checkpoint(&dir);
+    // The same kind of data, another seed: files as long, other lines.
+    let data = dir.join("data");
+    let again = runner(&[
+        "gen",
+        "--out",
+        data.to_str().expect("UTF-8"),
+        "--orders",
+        "20000",
+        "--seed",
+        "8",
+        "--every",
+        "200ms",
+    ]);
+    assert_eq!(again.status, 0, "{}", again.stderr);
+    let refused = run_to_end(&dir, &[]);
+    assert_eq!(refused.status, 2, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("and it begins differently now: it was replaced since; run with --fresh"),
+        "{}",
+        refused.stderr
     );
 }

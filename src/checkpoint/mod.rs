@@ -41,6 +41,9 @@ pub struct InputPosition {
     /// relative to the pipeline file's directory unless the pipeline gives
     /// it absolute; `None` if nothing was merged yet.
     pub file: Option<String>,
+    /// The CRC-32 of that file's first bytes (up to 1 KiB) and how many: a
+    /// file at its path that begins otherwise is another file.
+    pub file_head: Option<(u32, u32)>,
     /// The byte after that line (for inline records, the record's number).
     pub offset: u64,
     /// That line's number.
@@ -109,6 +112,14 @@ impl Checkpoint {
                 }
                 None => out.bool(false),
             }
+            match input.file_head {
+                Some((crc, length)) => {
+                    out.bool(true);
+                    out.varint(u64::from(crc));
+                    out.varint(u64::from(length));
+                }
+                None => out.bool(false),
+            }
             out.varint(input.offset);
             out.varint(input.line);
             match input.max_seen {
@@ -151,6 +162,16 @@ impl Checkpoint {
             } else {
                 None
             };
+            let file_head = if input.bool()? {
+                let crc = u32::try_from(input.varint()?);
+                let length = u32::try_from(input.varint()?);
+                match (crc, length) {
+                    (Ok(crc), Ok(length)) => Some((crc, length)),
+                    _ => return Err(DecodeError("a file head out of range".to_string())),
+                }
+            } else {
+                None
+            };
             let offset = input.varint()?;
             let line = input.varint()?;
             let max_seen = if input.bool()? {
@@ -163,6 +184,7 @@ impl Checkpoint {
             inputs.push(InputPosition {
                 name,
                 file,
+                file_head,
                 offset,
                 line,
                 max_seen,
@@ -230,6 +252,7 @@ mod tests {
                 InputPosition {
                     name: "app".into(),
                     file: Some("data/app.jsonl".into()),
+                    file_head: Some((0xCBF4_3926, 1024)),
                     offset: 1234,
                     line: 17,
                     max_seen: Some(EventTime::from_millis(99)),

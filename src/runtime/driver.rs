@@ -38,7 +38,7 @@ use super::matcher::{Matcher, Rule};
 use super::operator::Outcome;
 use super::router::Router;
 use super::sink::{Destination, Outputs, Target};
-use super::source::{self, At, Batch, Chunk, Item};
+use super::source::{self, At, Batch, Chunk, Head, Item};
 use super::watermarks::Watermarks;
 use super::{Progress, SourceSummary, Summary};
 use crate::config::{Clock, OutcomeKind};
@@ -311,16 +311,26 @@ fn start_targets(
 /// place rather than copied into one queue. No batch in it is empty.
 #[derive(Default)]
 struct Received {
-    batches: VecDeque<(Arc<str>, std::vec::IntoIter<Item>)>,
+    batches: VecDeque<(Arc<str>, Option<Head>, std::vec::IntoIter<Item>)>,
     /// Where the last item taken ended: its file, and the place in it.
-    taken: Option<(Arc<str>, At)>,
+    taken: Option<Taken>,
+}
+
+/// Where the last item a source's input had merged ended.
+pub(super) struct Taken {
+    /// Its file (empty for inline records, `-` for standard input).
+    pub(super) file: Arc<str>,
+    /// That file's head, as far as its source had read it.
+    pub(super) head: Option<Head>,
+    /// The place just after the item in it.
+    pub(super) at: At,
 }
 
 impl Received {
     fn push(&mut self, chunk: Chunk) {
         if !chunk.items.is_empty() {
             self.batches
-                .push_back((chunk.file, chunk.items.into_iter()));
+                .push_back((chunk.file, chunk.head, chunk.items.into_iter()));
         }
     }
 
@@ -331,15 +341,24 @@ impl Received {
     fn front(&self) -> Option<&Item> {
         self.batches
             .front()
-            .and_then(|(_, batch)| batch.as_slice().first())
+            .and_then(|(_, _, batch)| batch.as_slice().first())
     }
 
     fn pop_front(&mut self) -> Option<Item> {
-        let (file, batch) = self.batches.front_mut()?;
+        let (file, head, batch) = self.batches.front_mut()?;
         let item = batch.next()?;
         match &mut self.taken {
-            Some((taken, at)) if Arc::ptr_eq(taken, file) => *at = item.at(),
-            taken => *taken = Some((file.clone(), item.at())),
+            Some(taken) if Arc::ptr_eq(&taken.file, file) => {
+                taken.at = item.at();
+                taken.head = *head;
+            }
+            taken => {
+                *taken = Some(Taken {
+                    file: file.clone(),
+                    head: *head,
+                    at: item.at(),
+                });
+            }
         }
         if batch.as_slice().is_empty() {
             self.batches.pop_front();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::{Driver, Options};
+use super::{Driver, Options, Taken};
 use crate::checkpoint::encoding::{Decoder, Encoder};
 use crate::checkpoint::{Checkpoint, InputPosition, Store};
 use crate::plan::Graph;
@@ -154,13 +154,14 @@ impl Driver {
             // Idle until it speaks, as it was: the merge does not wait for it.
             queue.idle = input.idle;
             if let Some(file) = &input.file {
-                queue.buffer.taken = Some((
-                    Arc::from(file.as_str()),
-                    At {
+                queue.buffer.taken = Some(Taken {
+                    file: Arc::from(file.as_str()),
+                    head: input.file_head,
+                    at: At {
                         offset: input.offset,
                         line: input.line,
                     },
-                ));
+                });
             }
         }
         let Engine::Local(matcher) = &mut self.engine else {
@@ -269,16 +270,17 @@ impl Driver {
             .zip(&self.summary.sources)
             .enumerate()
             .map(|(index, (input, source))| {
-                let (file, at) = input
+                let (file, file_head, at) = input
                     .buffer
                     .taken
                     .as_ref()
-                    .map_or((None, At::default()), |(file, at)| {
-                        (Some(file.to_string()), *at)
+                    .map_or((None, None, At::default()), |taken| {
+                        (Some(taken.file.to_string()), taken.head, taken.at)
                     });
                 InputPosition {
                     name: source.name.clone(),
                     file,
+                    file_head,
                     offset: at.offset,
                     line: at.line,
                     max_seen: self.watermarks.max_seen(index),

@@ -86,6 +86,9 @@ pub(crate) struct Lines {
 #[derive(Clone, Debug)]
 pub(crate) struct Start {
     pub(crate) path: PathBuf,
+    /// The file's head then: the file at the path now is the same file if
+    /// it begins with the same bytes.
+    pub(crate) head: Option<Head>,
     pub(crate) offset: u64,
     pub(crate) line: u64,
 }
@@ -117,6 +120,11 @@ struct Open {
     path: Option<PathBuf>,
     /// The identity of the file opened, to notice a new file at the path.
     id: Option<FileId>,
+    /// The file again, to read its head without moving the reader; `None`
+    /// for standard input.
+    file: Option<File>,
+    /// Its head, once it has [`HEAD`] bytes.
+    head: Option<Head>,
     /// Bytes read from it.
     offset: u64,
     /// The number of the current line.
@@ -205,6 +213,22 @@ impl Lines {
         self.open
             .as_ref()
             .map_or_else(|| Arc::from("-"), |open| open.name.clone())
+    }
+
+    /// The head of the current file as far as it is read: how a resumed
+    /// run knows the file again. `None` for standard input, and where the
+    /// system cannot read a file in place.
+    pub(crate) fn head(&mut self) -> Option<Head> {
+        let open = self.open.as_mut()?;
+        if open.head.is_some() {
+            return open.head;
+        }
+        let length = open.offset.min(HEAD);
+        let head = head(open.file.as_ref()?, length)?;
+        if length == HEAD {
+            open.head = Some(head);
+        }
+        Some(head)
     }
 
     /// The byte offset just after the current line in its file.
@@ -305,6 +329,8 @@ impl Lines {
                     reader: BufReader::with_capacity(READ_BUFFER, Box::new(io::stdin())),
                     path: None,
                     id: None,
+                    file: None,
+                    head: None,
                     offset: 0,
                     number: 0,
                     done: false,
@@ -338,9 +364,12 @@ impl Lines {
         let id = metadata.as_ref().and_then(file_id);
         let (mut file, mut offset, mut number, mut resumed) = (file, 0, 0, false);
         if let Some(start) = self.start.take_if(|start| start.path == path) {
-            // A followed file that shrank was replaced while the run was
-            // stopped: it is read from its top.
-            if metadata.is_some_and(|m| m.len() >= start.offset) {
+            // A followed file that begins differently now, or shrank, was
+            // replaced while the run was stopped: it is read from its top.
+            let same = start
+                .head
+                .is_none_or(|(crc, length)| head(&file, u64::from(length)) == Some((crc, length)));
+            if same && metadata.is_some_and(|m| m.len() >= start.offset) {
                 io::Seek::seek(&mut file, io::SeekFrom::Start(start.offset))
                     .map_err(|error| (name.clone(), error))?;
                 (offset, number, resumed) = (start.offset, start.line, true);
@@ -348,11 +377,14 @@ impl Lines {
             }
         }
         self.seen.insert(path.clone());
+        let again = file.try_clone().ok();
         self.open = Some(Open {
             name,
             reader: BufReader::with_capacity(READ_BUFFER, Box::new(file)),
             path: follow.then_some(path),
             id,
+            file: again,
+            head: None,
             offset,
             number,
             done: false,
@@ -453,6 +485,34 @@ pub(crate) fn matches(pattern: &str) -> io::Result<Vec<PathBuf>> {
 
 /// What tells one file from another at the same path.
 type FileId = (u64, u64);
+
+/// The CRC-32 of a file's first bytes, up to [`HEAD`], and how many: by
+/// this a resumed run knows a file again. Device and inode numbers would
+/// not do: an inode freed by a rotation is soon given to the next file, and
+/// a volume mounted again may get another device number.
+pub(crate) type Head = (u32, u32);
+
+/// The most bytes a [`Head`] covers.
+const HEAD: u64 = 1024;
+
+/// The head of the first `length` bytes of `file`, read in place (the
+/// reader's position stays); `None` when it has fewer.
+#[cfg(unix)]
+pub(super) fn head(file: &File, length: u64) -> Option<Head> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = [0; HEAD as usize];
+    let bytes = &mut bytes[..usize::try_from(length.min(HEAD)).ok()?];
+    file.read_exact_at(bytes, 0).ok()?;
+    Some((
+        crate::checkpoint::encoding::crc32(&[bytes]),
+        u32::try_from(bytes.len()).ok()?,
+    ))
+}
+
+#[cfg(not(unix))]
+pub(super) fn head(_: &File, _: u64) -> Option<Head> {
+    None
+}
 
 #[cfg(unix)]
 #[allow(clippy::unnecessary_wraps)] // Elsewhere there is no identity to give.

@@ -28,6 +28,7 @@ use crate::diagnostic::Span;
 use crate::expr::{Env, EvalError, Record, Value};
 use crate::plan::{Bound, InlineRecord, Input, Side, SourceNode};
 use crate::time::EventTime;
+pub(crate) use lines::Head;
 use lines::{Lines, MAX_LINE, Origin, Start, Step};
 
 /// Events per batch: large enough to make channel traffic cheap, small
@@ -73,6 +74,8 @@ pub(crate) struct At {
 #[derive(Debug)]
 pub(crate) struct Chunk {
     pub(crate) file: Arc<str>,
+    /// The file's head as far as it was read, where there is a file.
+    pub(crate) head: Option<Head>,
     pub(crate) items: Vec<Item>,
 }
 
@@ -179,6 +182,7 @@ pub(crate) fn open(
             let pattern = resolve(base, &path, glob);
             let start = from.map(|(file, position)| Start {
                 path: file.into(),
+                head: position.file_head,
                 offset: position.offset,
                 line: position.line,
             });
@@ -265,6 +269,17 @@ fn resumable(source: &str, files: &[PathBuf], start: &Start) -> Result<(), RunEr
             "source `{source}` was reading `{shown}` at the checkpoint, and its path no longer names it"
         )));
     }
+    if let Some((crc, length)) = start.head {
+        let now = std::fs::File::open(&start.path)
+            .ok()
+            .and_then(|file| lines::head(&file, u64::from(length)));
+        if now != Some((crc, length)) {
+            return Err(RunError::Checkpoint(format!(
+                "source `{source}` was reading `{shown}` at the checkpoint, and it begins differently now: \
+                 it was replaced since; run with --fresh to start over (every output is then written anew)"
+            )));
+        }
+    }
     let length = std::fs::metadata(&start.path).map_or(0, |m| m.len());
     if length < start.offset {
         return Err(RunError::Checkpoint(format!(
@@ -349,6 +364,7 @@ async fn inline(
     let chunk = |items| {
         Ok(Chunk {
             file: file.clone(),
+            head: None,
             items,
         })
     };
@@ -410,6 +426,7 @@ async fn fed(assign: Assign, mut feed: Feed, mut decoder: Decoder, events: mpsc:
         }
         let chunk = Chunk {
             file: file.clone(),
+            head: None,
             items: batch,
         };
         if events.send(Ok(chunk)).await.is_err() {
@@ -429,12 +446,14 @@ fn read_lines(
     stop: &AtomicBool,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
-    let mut file = lines.file();
-    let send = |batch: &mut Vec<Item>, file: &Arc<str>| -> bool {
+    // The file being read, and its head as far as the lines in the batch.
+    let mut file = (lines.file(), lines.head());
+    let send = |batch: &mut Vec<Item>, (file, head): &(Arc<str>, Option<Head>)| -> bool {
         batch.is_empty()
             || events
                 .blocking_send(Ok(Chunk {
                     file: file.clone(),
+                    head: *head,
                     items: std::mem::replace(batch, Vec::with_capacity(BATCH)),
                 }))
                 .is_ok()
@@ -442,6 +461,7 @@ fn read_lines(
     while !stop.load(Ordering::Relaxed) {
         match lines.next() {
             Ok(Step::Line) => {
+                file.1 = lines.head();
                 batch.extend(read_line(assign, &lines, &mut decoder));
                 if batch.len() == BATCH && !send(&mut batch, &file) {
                     return;
@@ -452,7 +472,7 @@ fn read_lines(
                 if !send(&mut batch, &file) {
                     return;
                 }
-                file = lines.file();
+                file = (lines.file(), lines.head());
                 if opened == Step::Started {
                     decoder.start_file();
                 }
