@@ -4,7 +4,7 @@
 //! pipeline refuses to resume unless told to start fresh; a run resumes
 //! however its pipeline file is named; a followed file replaced while
 //! the run was stopped is read from its top, and one that is not followed
-//! refuses to resume; a followed file
+//! refuses to resume; two runs cannot share checkpoints; a followed file
 //! resumes where it was; `runner state inspect` lists what is pending.
 //!
 //! `RUNNER_CRASH_KILLS=N` kills N times instead of 50.
@@ -555,4 +555,24 @@ fn an_input_rewritten_since_the_checkpoint_is_not_resumed() {
         ),
         "{stderr}"
     );
+}
+
+#[cfg(unix)]
+#[test]
+fn two_runs_of_a_pipeline_cannot_share_its_checkpoints() {
+    let dir = followed("recovery_locked");
+    let first = start(&dir);
+    wait_for(&dir.join("out/matched.jsonl"), "A-1");
+    let second = run_to_end(&dir, &[]);
+    assert_eq!(second.status, 2, "{}", second.stderr);
+    assert!(
+        second
+            .stderr
+            .contains("another run is using the checkpoints in"),
+        "{}",
+        second.stderr
+    );
+    let (code, stderr) = interrupt(first);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(matched(&dir), [r#"{"outcome":"matched","key":"A-1","ap"#]);
 }

@@ -23,7 +23,7 @@ mod store;
 
 pub use encoding::DecodeError;
 pub use inspect::inspect;
-pub use store::{Store, StoreError};
+pub use store::{Lock, Store, StoreError};
 
 use encoding::{Decoder, Encoder};
 

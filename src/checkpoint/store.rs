@@ -32,6 +32,15 @@ pub enum StoreError {
         /// The I/O error.
         source: io::Error,
     },
+    /// Another run holds the state directory.
+    #[error(
+        "another run is using the checkpoints in `{dir}`: one run at a time may use a state \
+         directory (give this one its own with --state-dir)"
+    )]
+    Busy {
+        /// The state directory.
+        dir: String,
+    },
     /// There are checkpoints, but none can be read.
     #[error("no checkpoint in `{dir}` can be read: {reasons}")]
     Unusable {
@@ -41,6 +50,16 @@ pub enum StoreError {
         reasons: String,
     },
 }
+
+/// A run's hold on its state directory: while it lives, no other run can
+/// take it. The system lets go when the process ends, however it ends.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+/// The file a run locks in its state directory.
+const LOCK: &str = "lock";
 
 impl Store {
     /// The checkpoints under `dir`; nothing is created until the first is
@@ -175,7 +194,39 @@ impl Store {
         Ok(())
     }
 
-    /// Removes every checkpoint, and the directory if that leaves it empty.
+    /// Takes the state directory for this run, creating it.
+    ///
+    /// # Errors
+    ///
+    /// Another run holds it, or it cannot be created or locked.
+    pub fn lock(&self) -> Result<Lock, StoreError> {
+        fs::create_dir_all(&self.dir).map_err(Self::io("create", &self.dir))?;
+        let path = self.dir.join(LOCK);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(Self::io("create", &path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Lock { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => Err(StoreError::Busy {
+                dir: self.dir.display().to_string(),
+            }),
+            Err(fs::TryLockError::Error(error)) => Err(Self::io("lock", &path)(error)),
+        }
+    }
+
+    /// Lets go of the state directory after [`clear`](Self::clear): its
+    /// lock file goes, and the directory if that leaves it empty.
+    pub fn release(&self, lock: Lock) {
+        let _ = fs::remove_file(self.dir.join(LOCK));
+        drop(lock);
+        let _ = fs::remove_dir(&self.dir);
+    }
+
+    /// Removes every checkpoint, and the directory if that leaves it empty
+    /// (a run's lock keeps it).
     ///
     /// # Errors
     ///
@@ -250,6 +301,24 @@ mod tests {
         assert_eq!(store.files().unwrap().len(), 2);
         assert_eq!(store.load().unwrap().0.map(|c| c.sequence), Some(4));
         store.clear().unwrap();
+        assert!(!store.dir().exists());
+    }
+
+    #[test]
+    fn one_run_at_a_time_holds_a_state_directory() {
+        let store = Store::new(scratch("lock"));
+        let first = store.lock().unwrap();
+        let error = store.lock().unwrap_err().to_string();
+        assert!(
+            error.starts_with("another run is using the checkpoints in"),
+            "{error}"
+        );
+        // Cleared, the directory stays while it is held.
+        store.clear().unwrap();
+        assert!(store.dir().exists());
+        drop(first);
+        let again = store.lock().unwrap();
+        store.release(again);
         assert!(!store.dir().exists());
     }
 

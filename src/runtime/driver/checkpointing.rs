@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::{Driver, Options, Taken};
 use crate::checkpoint::encoding::{Decoder, Encoder};
-use crate::checkpoint::{Checkpoint, InputPosition, Store};
+use crate::checkpoint::{Checkpoint, InputPosition, Lock, Store};
 use crate::plan::Graph;
 use crate::runtime::Resumed;
 use crate::runtime::engine::Engine;
@@ -27,6 +27,8 @@ pub(super) struct Checkpointing {
     /// The pipeline file's directory, which the paths in a checkpoint are
     /// relative to.
     base: std::path::PathBuf,
+    /// The run's hold on the state directory.
+    lock: Option<Lock>,
     /// The checkpoint being made durable, on a thread of its own.
     in_flight: Option<Saving>,
     /// The buffer the last checkpoint's state was encoded into, to encode
@@ -67,6 +69,7 @@ pub(super) fn prepare(
     }
     let store = Store::new(dir);
     let failed = |error: crate::checkpoint::StoreError| RunError::Checkpoint(error.to_string());
+    let lock = store.lock().map_err(failed)?;
     let fingerprint = graph.fingerprint();
     let resume = if fresh {
         store.clear().map_err(failed)?;
@@ -111,6 +114,7 @@ pub(super) fn prepare(
             sequence,
             fingerprint,
             base,
+            lock: Some(lock),
             in_flight: None,
             spare: Vec::new(),
         }),
@@ -335,12 +339,16 @@ impl Driver {
             // Moot, whatever became of it.
             let _ = self.settle(job);
         }
-        match &self.checkpointing {
-            Some(checkpointing) => checkpointing
-                .store
-                .clear()
-                .map_err(|error| RunError::Checkpoint(error.to_string())),
-            None => Ok(()),
+        let Some(checkpointing) = &mut self.checkpointing else {
+            return Ok(());
+        };
+        checkpointing
+            .store
+            .clear()
+            .map_err(|error| RunError::Checkpoint(error.to_string()))?;
+        if let Some(lock) = checkpointing.lock.take() {
+            checkpointing.store.release(lock);
         }
+        Ok(())
     }
 }
