@@ -85,6 +85,13 @@ fn run_to_end(dir: &Path, args: &[&str]) -> crate::harness::Run {
     runner(&all)
 }
 
+/// The outputs of an uninterrupted run, which leaves no checkpoint.
+fn uninterrupted(dir: &Path) -> Vec<Vec<u8>> {
+    let reference = run_to_end(dir, &["--quiet"]);
+    assert_eq!(reference.status, 0, "{}", reference.stderr);
+    outputs(dir)
+}
+
 /// Deterministic delays, so a failure can be replayed.
 struct Lcg(u64);
 
@@ -119,9 +126,7 @@ fn killed_at_random_points_and_resumed_it_writes_what_an_uninterrupted_run_write
             "0.005",
         ],
     );
-    let reference = run_to_end(&dir, &["--quiet"]);
-    assert_eq!(reference.status, 0, "{}", reference.stderr);
-    let expected = outputs(&dir);
+    let expected = uninterrupted(&dir);
     assert!(
         !dir.join(".runner/pipeline").exists(),
         "a run read to its end leaves no state"
@@ -202,9 +207,7 @@ fn a_damaged_checkpoint_falls_back_to_the_one_before() {
         "5ms",
         &["--orders", "20000", "--seed", "4", "--every", "200ms"],
     );
-    let reference = run_to_end(&dir, &["--quiet"]);
-    assert_eq!(reference.status, 0, "{}", reference.stderr);
-    let expected = outputs(&dir);
+    let expected = uninterrupted(&dir);
     kill_after_a_checkpoint(&dir);
     let state = dir.join(".runner/pipeline");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&state)
@@ -260,9 +263,7 @@ fn a_run_resumes_however_the_pipeline_file_is_named() {
             "0",
         ],
     );
-    let reference = run_to_end(&dir, &["--quiet"]);
-    assert_eq!(reference.status, 0, "{}", reference.stderr);
-    let expected = outputs(&dir);
+    let expected = uninterrupted(&dir);
     // Killed when run by its full path; resumed by its name, from its
     // directory: the checkpoint's files are the same files.
     kill_after_a_checkpoint(&dir);
@@ -288,9 +289,7 @@ fn a_changed_pipeline_does_not_resume_unless_told_to_start_fresh() {
         "5ms",
         &["--orders", "20000", "--seed", "6", "--every", "200ms"],
     );
-    let reference = run_to_end(&dir, &["--quiet"]);
-    assert_eq!(reference.status, 0, "{}", reference.stderr);
-    let expected = outputs(&dir);
+    let expected = uninterrupted(&dir);
     kill_after_a_checkpoint(&dir);
     let pipeline = dir.join("pipeline.yaml");
     let text = std::fs::read_to_string(&pipeline).expect("read");
@@ -417,6 +416,23 @@ fn start(dir: &Path) -> std::process::Child {
         .expect("runner starts")
 }
 
+/// Resumes the pipeline in `dir` until A-2 is matched, and stops it: A-1
+/// and A-2 are each matched once, across the runs.
+fn resume_until_both_match(dir: &Path) {
+    let child = start(dir);
+    wait_for(&dir.join("out/matched.jsonl"), "A-2");
+    let (_, stderr) = interrupt(child);
+    assert!(stderr.contains("resumed    from checkpoint 1"), "{stderr}");
+    assert_eq!(
+        matched(dir),
+        [
+            r#"{"outcome":"matched","key":"A-1","ap"#,
+            r#"{"outcome":"matched","key":"A-2","ap"#
+        ],
+        "each match once, across the two runs"
+    );
+}
+
 /// The keys of the matches written, in order.
 fn matched(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("out/matched.jsonl"))
@@ -462,18 +478,7 @@ fn state_inspect_lists_what_is_pending() {
     // Resumed, the followed file's new line completes A-2.
     let appended = payment("A-1", 5, "02") + &payment("A-2", 7, "06");
     std::fs::write(dir.join("data/payments.jsonl"), appended).expect("appended");
-    let child = start(&dir);
-    wait_for(&dir.join("out/matched.jsonl"), "A-2");
-    let (_, stderr) = interrupt(child);
-    assert!(stderr.contains("resumed    from checkpoint 1"), "{stderr}");
-    assert_eq!(
-        matched(&dir),
-        [
-            r#"{"outcome":"matched","key":"A-1","ap"#,
-            r#"{"outcome":"matched","key":"A-2","ap"#
-        ],
-        "each match once, across the two runs"
-    );
+    resume_until_both_match(&dir);
 }
 
 #[cfg(unix)]
@@ -492,17 +497,7 @@ fn a_followed_file_replaced_while_stopped_is_read_from_its_top() {
     std::fs::rename(&path, dir.join("data/payments.jsonl.1")).expect("rotated");
     let rotated = payment("A-2", 7, "06") + &payment("A-9", 1, "07");
     std::fs::write(&path, rotated).expect("written");
-    let child = start(&dir);
-    wait_for(&dir.join("out/matched.jsonl"), "A-2");
-    let (_, stderr) = interrupt(child);
-    assert!(stderr.contains("resumed    from checkpoint 1"), "{stderr}");
-    assert_eq!(
-        matched(&dir),
-        [
-            r#"{"outcome":"matched","key":"A-1","ap"#,
-            r#"{"outcome":"matched","key":"A-2","ap"#
-        ],
-    );
+    resume_until_both_match(&dir);
 }
 
 #[cfg(unix)]
