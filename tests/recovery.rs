@@ -4,7 +4,8 @@
 //! pipeline refuses to resume unless told to start fresh; a run resumes
 //! however its pipeline file is named; a followed file replaced while
 //! the run was stopped is read from its top, and one that is not followed
-//! refuses to resume; two runs cannot share checkpoints; a followed file
+//! refuses to resume; two runs cannot share checkpoints; runs with workers
+//! resume too, on as many workers; a followed file
 //! resumes where it was; `runner state inspect` lists what is pending.
 //!
 //! `RUNNER_CRASH_KILLS=N` kills N times instead of 50.
@@ -570,4 +571,80 @@ fn two_runs_of_a_pipeline_cannot_share_its_checkpoints() {
     let (code, stderr) = interrupt(first);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(matched(&dir), [r#"{"outcome":"matched","key":"A-1","ap"#]);
+}
+
+/// Each output's lines, sorted: what runs with workers agree on, since
+/// outcomes of different keys may come out in another order.
+fn sorted_lines(outputs: &[Vec<u8>]) -> Vec<Vec<String>> {
+    outputs
+        .iter()
+        .map(|bytes| {
+            let mut lines: Vec<String> = String::from_utf8_lossy(bytes)
+                .lines()
+                .map(str::to_string)
+                .collect();
+            lines.sort();
+            lines
+        })
+        .collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn with_workers_killed_and_resumed_it_loses_and_repeats_nothing() {
+    let dir = project(
+        "recovery_workers",
+        "5ms",
+        &["--orders", "30000", "--seed", "10", "--every", "200ms"],
+    );
+    let reference = run_to_end(&dir, &["--quiet", "--workers", "2"]);
+    assert_eq!(reference.status, 0, "{}", reference.stderr);
+    let expected = sorted_lines(&outputs(&dir));
+    std::fs::remove_dir_all(dir.join("out")).expect("removed");
+    let mut rng = Lcg(10);
+    let mut killed = 0;
+    while killed < 15 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
+            .args(["--workers", "2"])
+            .arg(dir.join("pipeline.yaml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("runner starts");
+        std::thread::sleep(Duration::from_millis(5 + rng.below(60)));
+        if child.try_wait().expect("waitable").is_some() {
+            // Read to its end before the kill: start again from nothing.
+            std::fs::remove_dir_all(dir.join("out")).expect("removed");
+            continue;
+        }
+        child.kill().expect("killed");
+        child.wait().expect("reaped");
+        killed += 1;
+    }
+    // The keys are spread by the number of workers: another refuses.
+    let other = run_to_end(&dir, &["--workers", "3"]);
+    assert_eq!(other.status, 2, "{}", other.stderr);
+    assert!(
+        other
+            .stderr
+            .contains("(the workers: `2` then, `3` now); run with --fresh"),
+        "{}",
+        other.stderr
+    );
+    let resumed = run_to_end(&dir, &["--workers", "2"]);
+    assert_eq!(resumed.status, 0, "{}", resumed.stderr);
+    assert!(
+        resumed.stderr.contains("resumed    from checkpoint"),
+        "{}",
+        resumed.stderr
+    );
+    let actual = sorted_lines(&outputs(&dir));
+    for ((name, expected), actual) in OUTPUTS.iter().zip(&expected).zip(&actual) {
+        assert!(
+            expected == actual,
+            "{name} differs after {killed} kills: {} lines expected, {} written",
+            expected.len(),
+            actual.len()
+        );
+    }
 }

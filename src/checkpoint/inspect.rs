@@ -16,11 +16,20 @@ use crate::time::{Duration, Watermark};
 /// The match operator's state in the checkpoint cannot be read.
 pub fn inspect(checkpoint: &Checkpoint) -> Result<String, String> {
     let sides = checkpoint.inputs.len();
-    let mut matcher = Matcher::new(vec![Duration::ZERO; sides], Vec::new(), Duration::ZERO);
-    let mut input = Decoder::new(&checkpoint.matcher);
-    matcher
-        .load(&mut input)
-        .map_err(|error| format!("the match state cannot be read: {error}"))?;
+    // One matcher, or one per worker.
+    let states = if checkpoint.workers.is_empty() {
+        std::slice::from_ref(&checkpoint.matcher)
+    } else {
+        &checkpoint.workers[..]
+    };
+    let mut matchers = Vec::with_capacity(states.len());
+    for state in states {
+        let mut matcher = Matcher::new(vec![Duration::ZERO; sides], Vec::new(), Duration::ZERO);
+        matcher
+            .load(&mut Decoder::new(state))
+            .map_err(|error| format!("the match state cannot be read: {error}"))?;
+        matchers.push(matcher);
+    }
     let mut rows: Vec<(String, String)> = Vec::new();
     for source in &checkpoint.inputs {
         let place = match (&source.file, source.finished) {
@@ -64,13 +73,18 @@ pub fn inspect(checkpoint: &Checkpoint) -> Result<String, String> {
             format!("{n} {word}s")
         }
     };
-    rows.push(("pending".to_string(), plural(matcher.waiting_keys(), "key")));
+    if matchers.len() > 1 {
+        rows.push((
+            "workers".to_string(),
+            format!("{}, each with the keys that hash to it", matchers.len()),
+        ));
+    }
+    let waiting = matchers.iter().map(Matcher::waiting_keys).sum();
+    let remembered = matchers.iter().map(Matcher::remembered_keys).sum();
+    rows.push(("pending".to_string(), plural(waiting, "key")));
     rows.push((
         "remembered".to_string(),
-        format!(
-            "{}, done within the retention",
-            plural(matcher.remembered_keys(), "key")
-        ),
+        format!("{}, done within the retention", plural(remembered, "key")),
     ));
     let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
     let mut out = String::new();
@@ -82,7 +96,7 @@ pub fn inspect(checkpoint: &Checkpoint) -> Result<String, String> {
     for (label, value) in rows {
         let _ = writeln!(out, "  {label:width$}  {value}");
     }
-    for group in matcher.pending_groups() {
+    for group in matchers.iter().flat_map(Matcher::pending_groups) {
         let sides: Vec<String> = checkpoint
             .inputs
             .iter()

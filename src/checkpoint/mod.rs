@@ -29,6 +29,10 @@ use encoding::{Decoder, Encoder};
 
 use crate::time::EventTime;
 
+/// The part of a fingerprint that is not the pipeline's but the run's: how
+/// many workers it matched on.
+pub const WORKERS: &str = "the workers";
+
 /// The format version; a checkpoint of another version is not read.
 pub const VERSION: u32 = 2;
 
@@ -85,8 +89,10 @@ pub struct Checkpoint {
     pub watermark: i64,
     /// Each file sink.
     pub sinks: Vec<SinkLength>,
-    /// The match operator's state, encoded.
+    /// The match operator's state, encoded; empty with workers.
     pub matcher: Vec<u8>,
+    /// With workers, each one's state, in worker order.
+    pub workers: Vec<Vec<u8>>,
 }
 
 impl Checkpoint {
@@ -138,6 +144,10 @@ impl Checkpoint {
             out.str(&sink.name);
             out.str(&sink.path);
             out.varint(sink.length);
+        }
+        out.usize(self.workers.len());
+        for state in &self.workers {
+            out.bytes(state);
         }
         out.usize(self.matcher.len());
         (out.into_bytes(), &self.matcher)
@@ -202,6 +212,11 @@ impl Checkpoint {
                 length: input.varint()?,
             });
         }
+        let count = input.count(1)?;
+        let mut workers = Vec::with_capacity(count);
+        for _ in 0..count {
+            workers.push(input.bytes()?.to_vec());
+        }
         let matcher = input.bytes()?.to_vec();
         if !input.done() {
             return Err(DecodeError("it goes on after its end".to_string()));
@@ -214,6 +229,7 @@ impl Checkpoint {
             watermark,
             sinks,
             matcher,
+            workers,
         })
     }
 
@@ -272,6 +288,7 @@ mod tests {
                 length: 4096,
             }],
             matcher: vec![1, 2, 3],
+            workers: vec![vec![4, 5], Vec::new()],
         }
     }
 

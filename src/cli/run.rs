@@ -60,7 +60,14 @@ pub(super) fn inspect(file: &SourceFile, path: &Path, dir: Option<&str>) -> Exit
             store.dir().display()
         ));
     };
-    if let Some(why) = checkpoint.mismatch(&graph.fingerprint()) {
+    // Whatever the workers were, the pipeline is what must match.
+    let mut now = graph.fingerprint();
+    now.extend(
+        (checkpoint.fingerprint.iter())
+            .filter(|(part, _)| part == runner::checkpoint::WORKERS)
+            .cloned(),
+    );
+    if let Some(why) = checkpoint.mismatch(&now) {
         eprintln!("warning: the pipeline changed since the checkpoint was taken ({why})");
     }
     match runner::checkpoint::inspect(&checkpoint) {

@@ -9,19 +9,18 @@
 //! outcomes of different keys reach a sink in the order the workers get
 //! there, which may differ from run to run.
 
-use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
-use hashbrown::DefaultHashBuilder;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::error::RunError;
-use super::event::Event;
+use super::event::{Event, Key};
 use super::matcher::Matcher;
 use super::operator::{Operator, Outcome};
 use super::router::Router;
 use super::sink::{Batch, Message};
+use crate::checkpoint::encoding::{Decoder, Encoder, crc32};
 use crate::config::OutcomeKind;
 use crate::time::{EventTime, Watermark};
 
@@ -42,6 +41,35 @@ const QUEUE: usize = 4;
 enum Work {
     Event(Event),
     Watermark(Watermark),
+    /// For a checkpoint: send every outcome decided so far to the sinks,
+    /// hand over the matcher's state, and wait for the go, so that no later
+    /// outcome reaches a sink before the checkpoint's barrier does.
+    Snapshot {
+        state: oneshot::Sender<Vec<u8>>,
+        go: oneshot::Receiver<()>,
+    },
+    /// For a resumed run: read back the state a checkpoint kept of this
+    /// worker; answer with its waiting and remembered keys.
+    Load {
+        state: Vec<u8>,
+        done: std::sync::mpsc::Sender<Result<(usize, usize), String>>,
+    },
+}
+
+/// Workers stopped at a checkpoint: each one's state, and the go each
+/// waits for.
+pub(crate) struct Paused {
+    pub(crate) states: Vec<Vec<u8>>,
+    go: Vec<oneshot::Sender<()>>,
+}
+
+impl Paused {
+    /// Lets the workers go on.
+    pub(crate) fn release(self) {
+        for go in self.go {
+            let _ = go.send(());
+        }
+    }
 }
 
 /// The match operator, local or spread over workers.
@@ -54,8 +82,23 @@ pub(crate) enum Engine {
 
 /// Worker threads and what the driver has for them.
 pub(crate) struct Workers {
-    hasher: DefaultHashBuilder,
     workers: Vec<Worker>,
+    /// Where a key is encoded to find its worker.
+    scratch: Vec<u8>,
+}
+
+impl Workers {
+    /// The worker of `key`: by the CRC-32 of the key as a checkpoint
+    /// encodes it, so that a run resumed from a checkpoint sends each key
+    /// to the worker holding its state. A hasher seeded per process, or
+    /// one whose output may change with a crate's version, would not.
+    fn worker_of(&mut self, key: &Key) -> usize {
+        let mut encoder = Encoder::reusing(std::mem::take(&mut self.scratch));
+        encoder.value(key.value());
+        self.scratch = encoder.into_bytes();
+        let crc = u64::from(crc32(&[&self.scratch]));
+        usize::try_from(crc % self.workers.len() as u64).unwrap_or(0)
+    }
 }
 
 struct Worker {
@@ -133,8 +176,8 @@ impl Engine {
             })
             .collect::<Result<_, RunError>>()?;
         Ok(Self::Workers(Workers {
-            hasher: DefaultHashBuilder::default(),
             workers,
+            scratch: Vec::new(),
         }))
     }
 
@@ -143,9 +186,7 @@ impl Engine {
         match self {
             Self::Local(matcher) => matcher.on_event(event, out),
             Self::Workers(workers) => {
-                let hash = workers.hasher.hash_one(&event.key);
-                let count = workers.workers.len() as u64;
-                let worker = usize::try_from(hash % count).unwrap_or(0);
+                let worker = workers.worker_of(&event.key);
                 workers.workers[worker].pending.push(Work::Event(event));
             }
         }
@@ -192,12 +233,86 @@ impl Engine {
                 continue;
             };
             if sender.send(batch).await.is_err() {
-                return Err(RunError::Start(std::io::Error::other(
-                    "a worker stopped: a sink it writes to failed",
-                )));
+                return Err(stopped_worker());
             }
         }
         Ok(())
+    }
+
+    /// Stops every worker where it is for a checkpoint, with everything
+    /// sent before handed to the workers, and returns their states; `None`
+    /// for a local matcher.
+    ///
+    /// # Errors
+    ///
+    /// A worker that stopped: a sink it writes to failed.
+    pub(crate) async fn pause(&mut self) -> Result<Option<Paused>, RunError> {
+        let Self::Workers(workers) = self else {
+            return Ok(None);
+        };
+        let mut states = Vec::new();
+        let mut go = Vec::new();
+        for worker in &mut workers.workers {
+            let (state, answer) = oneshot::channel();
+            let (release, wait) = oneshot::channel();
+            worker.pending.push(Work::Snapshot { state, go: wait });
+            states.push(answer);
+            go.push(release);
+        }
+        self.dispatch(true).await?;
+        let mut paused = Paused {
+            states: Vec::with_capacity(states.len()),
+            go,
+        };
+        for answer in states {
+            let Ok(state) = answer.await else {
+                paused.release();
+                return Err(stopped_worker());
+            };
+            paused.states.push(state);
+        }
+        Ok(Some(paused))
+    }
+
+    /// Gives each worker the state a checkpoint kept of it, before any
+    /// event; returns the keys waiting and remembered in all.
+    ///
+    /// # Errors
+    ///
+    /// The checkpoint has another number of workers, or a state cannot be
+    /// read.
+    pub(crate) fn load(&mut self, states: Vec<Vec<u8>>) -> Result<(usize, usize), String> {
+        let Self::Workers(workers) = self else {
+            return Err("a checkpoint of workers, for a run without".to_string());
+        };
+        if states.len() != workers.workers.len() {
+            return Err(format!(
+                "a checkpoint of {} workers, for a run of {}",
+                states.len(),
+                workers.workers.len()
+            ));
+        }
+        let mut answers = Vec::new();
+        for (worker, state) in workers.workers.iter_mut().zip(states) {
+            let (done, answer) = std::sync::mpsc::channel();
+            let sent = worker
+                .sender
+                .as_ref()
+                .is_some_and(|sender| sender.try_send(vec![Work::Load { state, done }]).is_ok());
+            if !sent {
+                return Err("a worker did not start".to_string());
+            }
+            answers.push(answer);
+        }
+        let (mut waiting, mut remembered) = (0, 0);
+        for answer in answers {
+            let (w, r) = answer
+                .recv()
+                .map_err(|_| "a worker stopped".to_string())??;
+            waiting += w;
+            remembered += r;
+        }
+        Ok((waiting, remembered))
     }
 
     /// The earliest event time at which a timer may fire.
@@ -265,6 +380,13 @@ impl Engine {
     }
 }
 
+/// What a worker that ended early leaves the driver with.
+fn stopped_worker() -> RunError {
+    RunError::Start(std::io::Error::other(
+        "a worker stopped: a sink it writes to failed",
+    ))
+}
+
 /// A worker at work, on its thread.
 struct Matching {
     matcher: Matcher,
@@ -285,6 +407,24 @@ impl Matching {
                 match work {
                     Work::Event(event) => self.matcher.on_event(event, &mut out),
                     Work::Watermark(watermark) => self.matcher.advance_to(watermark),
+                    Work::Snapshot { state, go } => {
+                        if !self.route(&mut out, true) {
+                            return self.end();
+                        }
+                        let mut encoder = Encoder::new();
+                        self.matcher.save(&mut encoder);
+                        let _ = state.send(encoder.into_bytes());
+                        // Gone, the driver gave up on the checkpoint.
+                        let _ = go.blocking_recv();
+                    }
+                    Work::Load { state, done } => {
+                        let loaded = self
+                            .matcher
+                            .load(&mut Decoder::new(&state))
+                            .map(|()| (self.matcher.waiting_keys(), self.matcher.remembered_keys()))
+                            .map_err(|error| error.to_string());
+                        let _ = done.send(loaded);
+                    }
                 }
                 loop {
                     let more = self.matcher.fire_due(&mut out, FIRE_BATCH);

@@ -63,14 +63,16 @@ pub(super) fn prepare(
     else {
         return Ok((None, None));
     };
-    if options.workers > 1 {
-        warnings.push("checkpoints are not written with more than one worker".to_string());
-        return Ok((None, None));
-    }
     let store = Store::new(dir);
     let failed = |error: crate::checkpoint::StoreError| RunError::Checkpoint(error.to_string());
     let lock = store.lock().map_err(failed)?;
-    let fingerprint = graph.fingerprint();
+    let mut fingerprint = graph.fingerprint();
+    // Each worker's keys are those that hash to it: a checkpoint of N
+    // workers resumes on N.
+    fingerprint.push((
+        crate::checkpoint::WORKERS.to_string(),
+        options.workers.max(1).to_string(),
+    ));
     let resume = if fresh {
         store.clear().map_err(failed)?;
         None
@@ -168,17 +170,20 @@ impl Driver {
                 });
             }
         }
-        let Engine::Local(matcher) = &mut self.engine else {
-            return Err(RunError::Checkpoint(
-                "a run with workers cannot resume from a checkpoint".to_string(),
-            ));
+        let (pending, remembered) = match &mut self.engine {
+            Engine::Local(matcher) => {
+                let mut decoder = Decoder::new(&checkpoint.matcher);
+                matcher.load(&mut decoder).map_err(damaged)?;
+                (matcher.waiting_keys(), matcher.remembered_keys())
+            }
+            Engine::Workers(_) => self.engine.load(checkpoint.workers).map_err(|error| {
+                RunError::Checkpoint(format!("the checkpoint cannot be read: {error}"))
+            })?,
         };
-        let mut decoder = Decoder::new(&checkpoint.matcher);
-        matcher.load(&mut decoder).map_err(damaged)?;
         self.summary.resumed_from = Some(Resumed {
             sequence: checkpoint.sequence,
-            pending: matcher.waiting_keys(),
-            remembered: matcher.remembered_keys(),
+            pending,
+            remembered,
             took: std::time::Duration::ZERO,
         });
         // Read, its state's bytes are the buffer to encode the next into.
@@ -219,15 +224,31 @@ impl Driver {
         // What this checkpoint holds the run up, not the wait for the last.
         let began = Instant::now();
         self.route().await?;
+        // Workers wait, their outcomes sent, until every sink has its
+        // barrier behind those outcomes.
+        let paused = self.engine.pause().await?;
         let mut barriers = Vec::new();
         for target in &mut self.targets {
-            barriers.extend(target.barrier().await?);
+            match target.barrier().await {
+                Ok(barrier) => barriers.extend(barrier),
+                Err(error) => {
+                    if let Some(paused) = paused {
+                        paused.release();
+                    }
+                    return Err(error);
+                }
+            }
         }
+        let workers = paused.map_or_else(Vec::new, |mut paused| {
+            let states = std::mem::take(&mut paused.states);
+            paused.release();
+            states
+        });
         let Some(checkpointing) = &mut self.checkpointing else {
             return Ok(());
         };
         let spare = std::mem::take(&mut checkpointing.spare);
-        let mut checkpoint = self.snapshot(spare);
+        let mut checkpoint = self.snapshot(spare, workers);
         let Some(checkpointing) = &mut self.checkpointing else {
             return Ok(());
         };
@@ -267,7 +288,7 @@ impl Driver {
 
     /// The positions, watermarks and state of the run now, in a checkpoint
     /// without its number, fingerprint and sinks.
-    fn snapshot(&self, buffer: Vec<u8>) -> Checkpoint {
+    fn snapshot(&self, buffer: Vec<u8>, workers: Vec<Vec<u8>>) -> Checkpoint {
         let inputs = self
             .inputs
             .iter()
@@ -305,6 +326,7 @@ impl Driver {
             watermark: self.watermarks.current().to_raw(),
             sinks: Vec::new(),
             matcher: encoder.into_bytes(),
+            workers,
         }
     }
 
