@@ -434,6 +434,24 @@ fn resume_until_both_match(dir: &Path) {
     );
 }
 
+/// Starts the (followed) pipeline in `dir`, which must stop at once with
+/// an error (exit status 2); its standard error. Not stopping, it would
+/// follow its files for ever: it is stopped, and the test fails.
+fn refused(dir: &Path) -> String {
+    let mut child = start(dir);
+    for _ in 0..1_000 {
+        if child.try_wait().expect("waits").is_some() {
+            let output = child.wait_with_output().expect("ended");
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            assert_eq!(output.status.code(), Some(2), "{stderr}");
+            return stderr;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (_, stderr) = interrupt(child);
+    panic!("the run went on: {stderr}");
+}
+
 /// The keys of the matches written, in order.
 fn matched(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("out/matched.jsonl"))
@@ -527,23 +545,7 @@ fn an_input_rewritten_since_the_checkpoint_is_not_resumed() {
     // Other orders in the file, as long as before.
     let orders = std::fs::read_to_string(dir.join("data/orders.jsonl")).expect("read");
     std::fs::write(dir.join("data/orders.jsonl"), orders.replace("A-", "B-")).expect("written");
-    // Refused, it ends at once; resumed, it would follow for ever.
-    let mut resumed = start(&dir);
-    let mut ended = None;
-    for _ in 0..1_000 {
-        ended = resumed.try_wait().expect("waits");
-        if ended.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    if ended.is_none() {
-        let (_, stderr) = interrupt(resumed);
-        panic!("the run resumed: {stderr}");
-    }
-    let output = resumed.wait_with_output().expect("ended");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let stderr = refused(&dir);
     assert!(
         stderr.contains(
             "/data/orders.jsonl` at the checkpoint, and it begins differently now: it was \
@@ -559,14 +561,10 @@ fn two_runs_of_a_pipeline_cannot_share_its_checkpoints() {
     let dir = followed("recovery_locked");
     let first = start(&dir);
     wait_for(&dir.join("out/matched.jsonl"), "A-1");
-    let second = run_to_end(&dir, &[]);
-    assert_eq!(second.status, 2, "{}", second.stderr);
+    let second = refused(&dir);
     assert!(
-        second
-            .stderr
-            .contains("another run is using the checkpoints in"),
-        "{}",
-        second.stderr
+        second.contains("another run is using the checkpoints in"),
+        "{second}"
     );
     let (code, stderr) = interrupt(first);
     assert_eq!(code, Some(0), "{stderr}");
