@@ -129,7 +129,7 @@ fn killed_at_random_points_and_resumed_it_writes_what_an_uninterrupted_run_write
     );
     let expected = uninterrupted(&dir);
     assert!(
-        !dir.join(".runner/pipeline").exists(),
+        !dir.join(".runner").exists(),
         "a run read to its end leaves no state"
     );
     std::fs::remove_dir_all(dir.join("out")).expect("removed");

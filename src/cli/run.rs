@@ -104,11 +104,12 @@ pub(super) fn run(file: &SourceFile, path: &Path, args: &RunArgs) -> ExitCode {
         .routes
         .iter()
         .any(|route| route.outcome == OutcomeKind::Malformed);
+    let state = state_dir(path, args.state_dir.as_deref());
     let mut options = Options::new()
         .relative_to(&base)
         .stop_on(stop_signal())
         .workers(workers)
-        .checkpoints(state_dir(path, args.state_dir.as_deref()), fresh);
+        .checkpoints(&state, fresh);
     let progress = !quiet && shows_progress(&graph);
     if progress {
         options = options.progress(draw);
@@ -116,6 +117,13 @@ pub(super) fn run(file: &SourceFile, path: &Path, args: &RunArgs) -> ExitCode {
     let result = runtime::run_blocking_with(graph, Outputs::stdio(), options);
     if progress {
         clear_progress();
+    }
+    if args.state_dir.is_none() {
+        // `.runner` beside the pipeline goes too, once no pipeline's
+        // checkpoints are left in it.
+        if let Some(runner) = state.parent() {
+            let _ = std::fs::remove_dir(runner);
+        }
     }
     match result {
         Ok(summary) => {
