@@ -899,20 +899,13 @@ impl Driver {
             if let Some(log) = &mut summary.log {
                 log.push(outcome.clone());
             }
-            hits.clear();
-            hits.extend(router.routes_for(&outcome));
-            // The last route takes the outcome; others take copies.
-            let mut outcome = Some(outcome);
-            for (index, &(route, target)) in hits.iter().enumerate() {
-                let taken = if index + 1 == hits.len() {
-                    outcome.take()
-                } else {
-                    outcome.clone()
-                };
-                if let Some(taken) = taken {
-                    rendered = rendered.and(targets[target].take(router, route, taken));
+            router.hand_out(outcome, hits, |route, target, outcome| {
+                // Every target takes its outcomes; the first failure is told.
+                let taken = targets[target].take(router, route, outcome);
+                if rendered.is_ok() {
+                    rendered = taken;
                 }
-            }
+            });
         }
         for target in &mut self.targets {
             if target.full() {

@@ -157,6 +157,7 @@ impl Engine {
                     router: router.clone(),
                     sinks: sinks.to_vec(),
                     pending: vec![Vec::new(); sinks.len()],
+                    hits: Vec::new(),
                     shared: shared.clone(),
                     report: Report {
                         log: log.then(Vec::new),
@@ -395,6 +396,8 @@ struct Matching {
     sinks: Vec<Option<mpsc::Sender<Message>>>,
     /// Outcomes not sent yet, by target.
     pending: Vec<Batch>,
+    /// The routes of one outcome, room kept from one to the next.
+    hits: Vec<(usize, usize)>,
     shared: Arc<Shared>,
     report: Report,
 }
@@ -463,18 +466,11 @@ impl Matching {
             if let Some(log) = &mut self.report.log {
                 log.push(outcome.clone());
             }
-            let hits: Vec<(usize, usize)> = self.router.routes_for(&outcome).collect();
-            let mut outcome = Some(outcome);
-            for (index, &(route, target)) in hits.iter().enumerate() {
-                let taken = if index + 1 == hits.len() {
-                    outcome.take()
-                } else {
-                    outcome.clone()
-                };
-                if let Some(taken) = taken {
-                    self.pending[target].push((route, taken));
-                }
-            }
+            let pending = &mut self.pending;
+            self.router
+                .hand_out(outcome, &mut self.hits, |route, target, outcome| {
+                    pending[target].push((route, outcome));
+                });
         }
         for (pending, sink) in self.pending.iter_mut().zip(&self.sinks) {
             if pending.is_empty() || (!all && pending.len() < SEND_AT) {

@@ -544,6 +544,19 @@ impl Matcher {
         let entry = entry.unwrap_or_else(|| self.add_entry(key, hash));
         let id = self.id();
         let deadline = self.deadline(side, time);
+        let group = self.add_group(id, deadline, entry);
+        let span = self.span(group);
+        self.records[span.start + side.0] = Some(record);
+        // An absent side's time is the group's first: never shown, but
+        // defined.
+        self.times[span].fill(time);
+        self.held += 1;
+    }
+
+    /// A new, empty group of `entry` due at `deadline`, with its timer,
+    /// appended to the entry's groups (a key's groups are oldest first),
+    /// and room for its slots.
+    fn add_group(&mut self, id: u64, deadline: EventTime, entry: u32) -> u32 {
         let group = self.groups.insert(Group {
             id,
             deadline,
@@ -555,17 +568,11 @@ impl Matcher {
             self.records.resize(span.end, None);
             self.times.resize(span.end, EventTime::from_millis(0));
         }
-        self.records[span.start + side.0] = Some(record);
-        // An absent side's time is the group's first: never shown, but
-        // defined.
-        self.times[span].fill(time);
-        self.held += 1;
         self.deadlines.push(Timer {
             at: deadline,
             id,
             slot: group,
         });
-        // Appended: a key's groups are oldest first.
         let first = self.entries[entry].first;
         if first == NONE {
             self.entries[entry].first = group;
@@ -578,6 +585,7 @@ impl Matcher {
             }
             self.groups[last].next = group;
         }
+        group
     }
 
     /// A new entry for `key`, whose hash is `hash`, with nothing in it yet.

@@ -116,6 +116,27 @@ impl Router {
             .map(|(index, (_, &target))| (index, target))
     }
 
+    /// Hands `outcome` to every route that takes it, in order, as
+    /// `take(route, target, outcome)`: the last route gets it, the others
+    /// copies. `hits` is room to work in, kept by the caller so that nothing
+    /// is allocated per outcome.
+    pub(crate) fn hand_out(
+        &self,
+        outcome: Outcome,
+        hits: &mut Vec<(usize, usize)>,
+        mut take: impl FnMut(usize, usize, Outcome),
+    ) {
+        hits.clear();
+        hits.extend(self.routes_for(&outcome));
+        let Some((&(route, target), others)) = hits.split_last() else {
+            return;
+        };
+        for &(route, target) in others {
+            take(route, target, outcome.clone());
+        }
+        take(route, target, outcome);
+    }
+
     /// Appends the line route `route` writes for `outcome`.
     ///
     /// # Errors

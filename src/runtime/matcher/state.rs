@@ -167,17 +167,8 @@ impl Matcher {
         let sides = self.sides();
         let id = input.varint()?;
         let deadline = input.time()?;
-        let group = self.groups.insert(Group {
-            id,
-            deadline,
-            entry,
-            next: NONE,
-        });
+        let group = self.add_group(id, deadline, entry);
         let span = self.span(group);
-        if self.records.len() < span.end {
-            self.records.resize(span.end, None);
-            self.times.resize(span.end, EventTime::from_millis(0));
-        }
         let present = Self::load_sides(
             &mut self.records[span.clone()],
             &mut self.times[span],
@@ -187,11 +178,6 @@ impl Matcher {
             return Err(DecodeError("a pending group has no event".to_string()));
         }
         self.held += present;
-        self.deadlines.push(Timer {
-            at: deadline,
-            id,
-            slot: group,
-        });
         let held = input.count(3)?;
         for _ in 0..held {
             let side = Side(Self::side(sides, input)?);
@@ -205,19 +191,6 @@ impl Matcher {
                 record,
             });
             self.held += 1;
-        }
-        match self.entries[entry].first {
-            NONE => {
-                self.entries[entry].first = group;
-                self.waiting += 1;
-            }
-            first => {
-                let mut last = first;
-                while self.groups[last].next != NONE {
-                    last = self.groups[last].next;
-                }
-                self.groups[last].next = group;
-            }
         }
         Ok(())
     }
