@@ -646,3 +646,21 @@ fn with_workers_killed_and_resumed_it_loses_and_repeats_nothing() {
         );
     }
 }
+
+#[test]
+fn a_state_directory_that_cannot_be_made_is_an_error_before_anything_runs() {
+    let dir = project("recovery_bad_state", "1s", &["--orders", "10"]);
+    let file = dir.join("not-a-directory");
+    std::fs::write(&file, "").expect("written");
+    let run = run_to_end(&dir, &["--state-dir", file.to_str().expect("UTF-8")]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "error: the state directory for checkpoints: cannot create `{}`",
+            file.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(!dir.join("out").exists(), "no output is started");
+}

@@ -65,7 +65,12 @@ pub(super) fn prepare(
     };
     let store = Store::new(dir);
     let failed = |error: crate::checkpoint::StoreError| RunError::Checkpoint(error.to_string());
-    let lock = store.lock().map_err(failed)?;
+    let lock = store.lock().map_err(|error| match error {
+        crate::checkpoint::StoreError::Io { .. } => {
+            RunError::Checkpoint(format!("the state directory for checkpoints: {error}"))
+        }
+        busy => failed(busy),
+    })?;
     let mut fingerprint = graph.fingerprint();
     // Each worker's keys are those that hash to it: a checkpoint of N
     // workers resumes on N.
