@@ -2,6 +2,7 @@
 //! event. Field reads are slot and index lookups; nothing here looks a name
 //! up or touches the parser.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 
@@ -140,9 +141,9 @@ pub(crate) fn compile(typed: &Typed) -> Compiled {
         }
         Node::Arith(arith, lhs, rhs) => arithmetic(*arith, compile(lhs), compile(rhs), span),
         Node::Order(order, lhs, rhs) => {
-            let (order, lhs, rhs) = (*order, compile(lhs), compile(rhs));
+            let (order, lhs, rhs) = (*order, Operand::of(lhs), Operand::of(rhs));
             Compiled::new(move |env| {
-                let ordering = compare(&lhs.eval(env)?, &rhs.eval(env)?);
+                let ordering = compare(&*lhs.read(env)?, &*rhs.read(env)?);
                 Ok(Value::Bool(ordering.is_some_and(|ordering| match order {
                     Order::Lt => ordering == Ordering::Less,
                     Order::Le => ordering != Ordering::Greater,
@@ -152,8 +153,10 @@ pub(crate) fn compile(typed: &Typed) -> Compiled {
             })
         }
         Node::Equal(negated, lhs, rhs) => {
-            let (negated, lhs, rhs) = (*negated, compile(lhs), compile(rhs));
-            Compiled::new(move |env| Ok(Value::Bool((lhs.eval(env)? == rhs.eval(env)?) != negated)))
+            let (negated, lhs, rhs) = (*negated, Operand::of(lhs), Operand::of(rhs));
+            Compiled::new(move |env| {
+                Ok(Value::Bool((*lhs.read(env)? == *rhs.read(env)?) != negated))
+            })
         }
         Node::And(lhs, rhs) => {
             let (lhs, rhs) = (compile(lhs), compile(rhs));
@@ -220,6 +223,49 @@ fn field(typed: &Typed) -> Compiled {
         Value::Record(record) => Ok(walk(&record, &path)),
         _ => Ok(Value::Null),
     })
+}
+
+/// An operand of a comparison, read in place where it can be: comparing two
+/// fields of the records at hand copies neither.
+enum Operand {
+    /// The field at `index` of the record in `slot`.
+    Field { slot: usize, index: usize },
+    /// A constant.
+    Const(Value),
+    /// Anything else, computed.
+    Computed(Compiled),
+}
+
+/// What an absent record's field reads as.
+static NULL: Value = Value::Null;
+
+impl Operand {
+    fn of(typed: &Typed) -> Self {
+        match &typed.node {
+            Node::Field(record, index) => match record.node {
+                Node::Var(Var::Record(slot)) => Self::Field {
+                    slot,
+                    index: *index,
+                },
+                _ => Self::Computed(field(typed)),
+            },
+            Node::Const(value) => Self::Const(value.clone()),
+            _ => Self::Computed(compile(typed)),
+        }
+    }
+
+    fn read<'a>(&'a self, env: &Env<'a>) -> Result<Cow<'a, Value>, EvalError> {
+        Ok(match self {
+            Self::Field { slot, index } => Cow::Borrowed(
+                env.records
+                    .get(*slot)
+                    .and_then(Option::as_ref)
+                    .map_or(&NULL, |record| record.get(*index)),
+            ),
+            Self::Const(value) => Cow::Borrowed(value),
+            Self::Computed(compiled) => Cow::Owned(compiled.eval(env)?),
+        })
+    }
 }
 
 /// Follows `path` through nested records; null if a level is absent.
