@@ -197,12 +197,15 @@ impl Timers {
             self.sorted.push_back(timer);
             return;
         }
-        let at = self.sorted.partition_point(|t| *t <= timer);
-        if len - at <= Self::NEAR {
-            self.sorted.insert(at, timer);
-        } else {
+        // Only the last NEAR timers are searched: one comparison sends a
+        // straggler to the heap without a search of the whole deque.
+        let near = len.saturating_sub(Self::NEAR);
+        if self.sorted[near] > timer {
             self.heap.push(Reverse(timer));
+            return;
         }
+        let after = self.sorted.range(near..).rev().take_while(|t| **t > timer);
+        self.sorted.insert(len - after.count(), timer);
     }
 
     /// The earliest timer.
