@@ -48,9 +48,28 @@ impl EventTime {
     /// Appends the time as [`Display`](fmt::Display) writes it, without the
     /// formatting machinery in the common case.
     pub fn write_to(self, out: &mut String) {
-        if let Some(text) = self.rfc3339() {
-            out.push_str(text.as_str());
-        } else {
+        // An outcome writes each of its times at least twice (in its record
+        // and among its times): the last two renderings are kept.
+        thread_local! {
+            static LAST: std::cell::RefCell<[(i64, String); 2]> =
+                const { std::cell::RefCell::new([(i64::MIN, String::new()), (i64::MIN, String::new())]) };
+        }
+        let written = LAST.with_borrow_mut(|last| {
+            if last[0].0 != self.0 {
+                last.swap(0, 1);
+                if last[0].0 != self.0 {
+                    let Some(text) = self.rfc3339() else {
+                        return false;
+                    };
+                    last[0].0 = self.0;
+                    last[0].1.clear();
+                    last[0].1.push_str(text.as_str());
+                }
+            }
+            out.push_str(&last[0].1);
+            true
+        });
+        if !written {
             use fmt::Write as _;
             let _ = write!(out, "{self}");
         }
@@ -130,6 +149,70 @@ impl EventTime {
             out.len = 21 + shown;
         }
         Some(out)
+    }
+
+    /// Reads `YYYY-MM-DDTHH:MM:SS[.fraction]Z` for the years 1970 to 9998,
+    /// the shape events nearly always carry, without a calendar library:
+    /// digits past the millisecond are dropped, as jiff's reading does.
+    /// `None` for any other text, which the caller reads with jiff (and
+    /// which jiff explains if it is no time at all).
+    pub(crate) fn parse_rfc3339(text: &str) -> Option<Self> {
+        let bytes = text.as_bytes();
+        if bytes.len() < 20 || bytes.len() > 30 || bytes[bytes.len() - 1] != b'Z' {
+            return None;
+        }
+        let number = |at: usize, len: usize| -> Option<i64> {
+            bytes[at..at + len].iter().try_fold(0, |n, &digit| {
+                digit
+                    .is_ascii_digit()
+                    .then(|| n * 10 + i64::from(digit - b'0'))
+            })
+        };
+        let punctuation = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+        if punctuation.iter().any(|&(at, byte)| bytes[at] != byte) {
+            return None;
+        }
+        let (year, month, day) = (number(0, 4)?, number(5, 2)?, number(8, 2)?);
+        let (hour, minute, second) = (number(11, 2)?, number(14, 2)?, number(17, 2)?);
+        let millis = match &bytes[19..bytes.len() - 1] {
+            [] => 0,
+            [b'.', digits @ ..] if !digits.is_empty() => {
+                // Up to nine digits (nanoseconds); the first three count.
+                let first = number(20, digits.len().min(3))?;
+                number(20, digits.len())?;
+                first * [100, 10, 1][digits.len().min(3) - 1]
+            }
+            _ => return None,
+        };
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+        let month_days = match month {
+            2 if leap => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        };
+        // jiff's range ends within 9999-12-31.
+        let valid = (1970..9999).contains(&year)
+            && (1..=12).contains(&month)
+            && (1..=month_days).contains(&day)
+            && hour < 24
+            && minute < 60
+            && second < 60;
+        if !valid {
+            return None;
+        }
+        // A civil date to days (Howard Hinnant's algorithm), the inverse
+        // of `date`.
+        let y = if month <= 2 { year - 1 } else { year };
+        let era = y / 400;
+        let yoe = y - era * 400;
+        let mp = (month + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + day - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        Some(Self(
+            ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1_000 + millis,
+        ))
     }
 
     /// Writes `YYYY-MM-DD` of the day `days` after the epoch (0 to 9999
@@ -329,6 +412,85 @@ mod tests {
             "9999-12-31T23:59:59.999Z"
         );
         assert_eq!(EventTime(-1).to_string(), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn the_fast_reading_is_jiffs() {
+        let jiff = |text: &str| {
+            text.parse::<jiff::Timestamp>()
+                .ok()
+                .map(|ts| EventTime(ts.as_millisecond()))
+        };
+        let mut time: i64 = 0;
+        for step in [1, 7, 999, 86_399_999, 2_629_746_123, 31_556_952_001] {
+            for _ in 0..5_000 {
+                let text = EventTime(time).to_string();
+                assert_eq!(
+                    EventTime::parse_rfc3339(&text),
+                    Some(EventTime(time)),
+                    "{text}"
+                );
+                // Up to 9999-01-01.
+                time = (time + step) % 253_370_764_800_000;
+            }
+        }
+        for text in [
+            "2026-11-01T10:00:02.5Z",
+            "2026-11-01T10:00:02.50Z",
+            "2026-11-01T10:00:02.123456789Z",
+            "2024-02-29T23:59:59.999999Z",
+            "2000-02-29T00:00:00Z",
+            "9998-12-31T23:59:59.999Z",
+        ] {
+            assert_eq!(EventTime::parse_rfc3339(text), jiff(text), "{text}");
+            assert!(EventTime::parse_rfc3339(text).is_some(), "{text}");
+        }
+        // Not the usual shape, or not a time: left to jiff, to read or to
+        // explain.
+        for text in [
+            "2023-02-29T00:00:00Z",
+            "1900-02-29T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-11-01T24:00:00Z",
+            "2026-11-01T10:60:00Z",
+            "2026-11-01T10:00:60Z",
+            "2026-11-01T10:00:00.Z",
+            "2026-11-01T10:00:00.1234567890Z",
+            "2026-11-01T10:00:0xZ",
+            "2026-11-01t10:00:00Z",
+            "2026-11-01T10:00:00z",
+            "2026-11-01T10:00:00+00:00",
+            "1969-12-31T23:59:59.999Z",
+            "9999-12-31T23:59:59.999Z",
+            " 2026-11-01T10:00:00Z",
+            "2026-11-01T10:00:00,5Z",
+            "+2026-11-01T10:00:00Z",
+        ] {
+            assert_eq!(EventTime::parse_rfc3339(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn written_times_are_their_text_however_they_repeat() {
+        let times = [
+            0,
+            1_500,
+            0,
+            1_500,
+            1_500,
+            86_400_000,
+            0,
+            i64::MAX,
+            0,
+            i64::MAX,
+        ];
+        let mut out = String::new();
+        for ms in times {
+            out.clear();
+            EventTime(ms).write_to(&mut out);
+            assert_eq!(out, EventTime(ms).to_string());
+        }
     }
 
     #[test]

@@ -237,6 +237,11 @@ fn to_float(value: Value, span: Span) -> Result<Value, EvalError> {
 /// Parses `text` as RFC 3339, or with a strftime `format` (UTC unless the
 /// text carries an offset).
 pub(crate) fn parse_timestamp(text: &str, format: Option<&str>) -> Result<EventTime, String> {
+    if format.is_none()
+        && let Some(time) = EventTime::parse_rfc3339(text)
+    {
+        return Ok(time);
+    }
     let timestamp = match format {
         None => text
             .trim()
