@@ -5,43 +5,29 @@ use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 use std::sync::Arc;
 
+use smol_str::SmolStr;
+
 /// The text of a string value. Up to [`Text::INLINE`] bytes are stored in
 /// the value itself: most fields of a record (ids, codes, statuses) then
 /// cost no allocation and no reference counting, which matters when
 /// records are decoded on one thread and matched on another. Longer text
-/// is shared, and cheap to clone.
+/// is shared, and cheap to clone. Reading it is free: inline text is not
+/// checked as UTF-8 again ([`SmolStr`] keeps it as a `str`).
 #[derive(Clone)]
-pub struct Text(Repr);
-
-#[derive(Clone)]
-enum Repr {
-    Inline { len: u8, bytes: [u8; Text::INLINE] },
-    Shared(Arc<str>),
-}
+pub struct Text(SmolStr);
 
 impl Text {
     /// The most bytes stored inline.
-    pub const INLINE: usize = 22;
+    pub const INLINE: usize = 23;
 
     /// The text as a string slice.
     pub fn as_str(&self) -> &str {
-        match &self.0 {
-            Repr::Inline { len, bytes } => {
-                // Only whole strings of at most INLINE bytes are stored.
-                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
-            }
-            Repr::Shared(text) => text,
-        }
+        self.0.as_str()
     }
-}
 
-impl Text {
-    /// The text's bytes, without checking them again.
+    /// The text's bytes.
     fn bytes(&self) -> &[u8] {
-        match &self.0 {
-            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Repr::Shared(text) => text.as_bytes(),
-        }
+        self.0.as_bytes()
     }
 }
 
@@ -61,36 +47,19 @@ impl AsRef<str> for Text {
 
 impl From<&str> for Text {
     fn from(text: &str) -> Self {
-        if text.len() <= Self::INLINE {
-            let mut bytes = [0; Self::INLINE];
-            bytes[..text.len()].copy_from_slice(text.as_bytes());
-            Self(Repr::Inline {
-                len: text.len() as u8,
-                bytes,
-            })
-        } else {
-            Self(Repr::Shared(Arc::from(text)))
-        }
+        Self(SmolStr::new(text))
     }
 }
 
 impl From<String> for Text {
     fn from(text: String) -> Self {
-        if text.len() <= Self::INLINE {
-            Self::from(text.as_str())
-        } else {
-            Self(Repr::Shared(Arc::from(text)))
-        }
+        Self(SmolStr::from(text))
     }
 }
 
 impl From<Arc<str>> for Text {
     fn from(text: Arc<str>) -> Self {
-        if text.len() <= Self::INLINE {
-            Self::from(&*text)
-        } else {
-            Self(Repr::Shared(text))
-        }
+        Self(SmolStr::from(text))
     }
 }
 
@@ -146,7 +115,7 @@ mod tests {
             "",
             "EUR",
             "A-000001",
-            "exactly twenty-two b.",
+            "exactly twenty-three b.",
             "é对账",
             "a little longer than twenty-two bytes",
         ] {
@@ -154,8 +123,11 @@ mod tests {
             assert_eq!(value.as_str(), text);
             assert_eq!(Text::from(text.to_string()), value);
             assert_eq!(Text::from(Arc::<str>::from(text)), value);
-            let inline = matches!(value.0, Repr::Inline { .. });
-            assert_eq!(inline, text.len() <= Text::INLINE, "{text}");
+            assert_eq!(
+                !value.0.is_heap_allocated(),
+                text.len() <= Text::INLINE,
+                "{text}"
+            );
         }
         assert!(Text::from("a") < Text::from("b"));
         assert_eq!(std::mem::size_of::<crate::expr::Value>(), 24);
