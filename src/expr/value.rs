@@ -199,6 +199,11 @@ impl JsonLayout {
 /// Appends `s` as a JSON string literal.
 pub fn write_json_string(s: &str, out: &mut String) {
     out.push('"');
+    if !needs_escape(s.as_bytes()) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     // Runs of bytes that need no escape are copied whole; only ASCII bytes
     // need one, so the text is split at char boundaries.
     let mut start = 0;
@@ -224,6 +229,36 @@ pub fn write_json_string(s: &str, out: &mut String) {
     out.push('"');
 }
 
+/// Whether any byte needs an escape in a JSON string: a quote, a
+/// backslash or a control character. Eight bytes at a time: these are
+/// mostly short ids and codes that need none.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Whether a byte of `word` is zero (exact: no false positives where
+    // no byte is zero, which is all that is asked).
+    let zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_ne_bytes(word);
+        // Below 0x20: subtracting 0x20 borrows into the high bit of a byte
+        // whose high bit was clear.
+        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
+        if control
+            || zero(word ^ (ONES * u64::from(b'"')))
+            || zero(word ^ (ONES * u64::from(b'\\')))
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +277,30 @@ mod tests {
             Value::Record(record).to_string(),
             "(order-1,3.0,(5,null),true)"
         );
+    }
+
+    #[test]
+    fn strings_are_escaped_wherever_the_byte_is() {
+        for special in ['"', '\\', '\n', '\u{1f}', '\u{0}'] {
+            for at in 0..20 {
+                let text: String = (0..20)
+                    .map(|i| if i == at { special } else { 'a' })
+                    .collect();
+                assert!(needs_escape(text.as_bytes()), "{text:?}");
+            }
+        }
+        for plain in [
+            "",
+            "A-000001",
+            "0123456789 ~!#$%&'()*+,-./",
+            "é对账\u{7f}",
+            "\u{20}",
+        ] {
+            assert!(!needs_escape(plain.as_bytes()), "{plain:?}");
+        }
+        let mut out = String::new();
+        write_json_string("a\"b\\c\u{1}d", &mut out);
+        assert_eq!(out, r#""a\"b\\c\u0001d""#);
     }
 
     #[test]
