@@ -29,8 +29,8 @@ pub(super) struct Reader {
     header_problem: Option<String>,
     /// The fields of the current line, unquoted, end to end.
     text: String,
-    /// Where each field of `text` ends.
-    ends: Vec<usize>,
+    /// Where each field of `text` starts and ends.
+    spans: Vec<(usize, usize)>,
 }
 
 impl Reader {
@@ -52,7 +52,7 @@ impl Reader {
             width,
             header_problem: None,
             text: String::new(),
-            ends: Vec::new(),
+            spans: Vec::new(),
         }
     }
 
@@ -70,7 +70,7 @@ impl Reader {
         layout: &RecordType,
         values: &mut Vec<Value>,
     ) -> Result<Line, String> {
-        split(line, self.delimiter, &mut self.text, &mut self.ends)?;
+        split(line, self.delimiter, &mut self.text, &mut self.spans)?;
         if std::mem::take(&mut self.at_start) && self.header {
             return self.read_header(layout);
         }
@@ -80,10 +80,10 @@ impl Reader {
         let Some(columns) = &self.columns else {
             unreachable!("a reader without declared columns reads a header first")
         };
-        if self.ends.len() != self.width {
+        if self.spans.len() != self.width {
             return Err(format!(
                 "{} columns, expected {}",
-                self.ends.len(),
+                self.spans.len(),
                 self.width
             ));
         }
@@ -105,8 +105,8 @@ impl Reader {
 
     /// The text of field `index` of the current line.
     fn field(&self, index: usize) -> &str {
-        let start = if index == 0 { 0 } else { self.ends[index - 1] };
-        &self.text[start..self.ends[index]]
+        let (start, end) = self.spans[index];
+        &self.text[start..end]
     }
 
     /// Takes the current line as the header. Unless the pipeline names the
@@ -117,17 +117,19 @@ impl Reader {
         if self.declared {
             // The pipeline's columns hold; the header is only checked to
             // be as wide.
-            return if self.ends.len() == self.width {
+            return if self.spans.len() == self.width {
                 Ok(Line::Header)
             } else {
                 Err(format!(
                     "the header has {} columns, but the pipeline declares {}",
-                    self.ends.len(),
+                    self.spans.len(),
                     self.width
                 ))
             };
         }
-        let names: Vec<&str> = (0..self.ends.len()).map(|i| self.field(i).trim()).collect();
+        let names: Vec<&str> = (0..self.spans.len())
+            .map(|i| self.field(i).trim())
+            .collect();
         if let Some(twice) = names
             .iter()
             .enumerate()
@@ -166,18 +168,30 @@ fn positions(names: &[&str], layout: &RecordType) -> Vec<Option<usize>> {
 }
 
 /// Splits `line` into fields, unquoting them into `text` and recording
-/// where each ends.
+/// where each starts and ends.
 fn split(
     line: &str,
     delimiter: u8,
     text: &mut String,
-    ends: &mut Vec<usize>,
+    spans: &mut Vec<(usize, usize)>,
 ) -> Result<(), String> {
     text.clear();
-    ends.clear();
+    spans.clear();
     let bytes = line.as_bytes();
+    if memchr::memchr(b'"', bytes).is_none() {
+        // The usual line, without quotes: its fields are as they stand.
+        text.push_str(line);
+        let mut start = 0;
+        for end in memchr::memchr_iter(delimiter, bytes) {
+            spans.push((start, end));
+            start = end + 1;
+        }
+        spans.push((start, bytes.len()));
+        return Ok(());
+    }
     let mut at = 0;
     loop {
+        let start = text.len();
         if bytes.get(at) == Some(&b'"') {
             // A quoted field: up to the quote not followed by another.
             at += 1;
@@ -196,7 +210,7 @@ fn split(
                     break;
                 }
             }
-            ends.push(text.len());
+            spans.push((start, text.len()));
             match bytes.get(at) {
                 None => return Ok(()),
                 Some(&b) if b == delimiter => at += 1,
@@ -216,7 +230,7 @@ fn split(
                 ));
             }
             text.push_str(field);
-            ends.push(text.len());
+            spans.push((start, text.len()));
             if end == bytes.len() {
                 return Ok(());
             }
