@@ -161,26 +161,27 @@ impl EventTime {
         if bytes.len() < 20 || bytes.len() > 30 || bytes[bytes.len() - 1] != b'Z' {
             return None;
         }
-        let number = |at: usize, len: usize| -> Option<i64> {
-            bytes[at..at + len].iter().try_fold(0, |n, &digit| {
-                digit
-                    .is_ascii_digit()
-                    .then(|| n * 10 + i64::from(digit - b'0'))
-            })
-        };
-        let punctuation = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
-        if punctuation.iter().any(|&(at, byte)| bytes[at] != byte) {
+        // Digits where the pattern has a 0, the pattern's byte elsewhere.
+        let shape = bytes[..19]
+            .iter()
+            .zip(b"0000-00-00T00:00:00")
+            .all(|(&byte, &want)| byte == want || (want == b'0' && byte.is_ascii_digit()));
+        if !shape {
             return None;
         }
-        let (year, month, day) = (number(0, 4)?, number(5, 2)?, number(8, 2)?);
-        let (hour, minute, second) = (number(11, 2)?, number(14, 2)?, number(17, 2)?);
+        let digit = |at: usize| i64::from(bytes[at] - b'0');
+        let two = |at: usize| digit(at) * 10 + digit(at + 1);
+        let (year, month, day) = (two(0) * 100 + two(2), two(5), two(8));
+        let (hour, minute, second) = (two(11), two(14), two(17));
         let millis = match &bytes[19..bytes.len() - 1] {
             [] => 0,
-            [b'.', digits @ ..] if !digits.is_empty() => {
-                // Up to nine digits (nanoseconds); the first three count.
-                let first = number(20, digits.len().min(3))?;
-                number(20, digits.len())?;
-                first * [100, 10, 1][digits.len().min(3) - 1]
+            // Up to nine digits (nanoseconds); the first three count.
+            [b'.', digits @ ..] if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) => {
+                digits
+                    .iter()
+                    .chain(b"00")
+                    .take(3)
+                    .fold(0, |ms, &digit| ms * 10 + i64::from(digit - b'0'))
             }
             _ => return None,
         };
