@@ -266,6 +266,77 @@ duplicate,a,,,,bank,completed,,,,a,100,2026-03-01T10:00:08Z,,2026-03-01T10:00:08
     );
 }
 
+/// A run writes its output files afresh. A plain file is replaced (which
+/// spares ext4 writing a truncated file out as it is closed) and keeps its
+/// permissions; a file with another name, or one reached through a
+/// symbolic link, is truncated in place, so every name sees the new output.
+#[cfg(unix)]
+#[test]
+fn a_run_writes_its_output_files_afresh_through_every_name() {
+    use std::os::unix::fs::PermissionsExt;
+    let template = r#"  - {outcome: matched, sink: kept, template: 'concat("matched ", key)'}"#;
+    let text = pipeline(
+        "    type: file\n    path: data/app.jsonl",
+        "    type: file\n    path: data/bank.csv",
+        template,
+    )
+    .replace(
+        "  out: {type: stdout}",
+        "  kept: {type: file, path: out/kept.jsonl}",
+    );
+    let dir = project(
+        "outputs_afresh",
+        &[
+            ("pipeline.yaml", &text),
+            ("data/app.jsonl", APP),
+            ("data/bank.csv", BANK),
+            ("out/kept.jsonl", "the last run's, which was longer\n"),
+        ],
+    );
+    let kept = dir.join("out/kept.jsonl");
+    let read = |path: &Path| std::fs::read_to_string(path).expect("readable");
+    let expected = "matched a\nmatched e\n";
+    std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let born = |path: &Path| std::fs::metadata(path).and_then(|m| m.created()).ok();
+    let before = born(&kept);
+    let run = run_in(&dir, &["--quiet"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_eq!(read(&kept), expected);
+    let mode = std::fs::metadata(&kept)
+        .expect("there")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+    // Where the file system records when a file was made (ext4 does).
+    if let (Some(before), Some(after)) = (before, born(&kept)) {
+        assert!(after > before, "a plain file is replaced, not truncated");
+    }
+
+    // Another name for the same file sees the new output too.
+    let other = dir.join("other.txt");
+    std::fs::hard_link(&kept, &other).expect("linked");
+    std::fs::write(&other, "the last run's, which was longer\n").expect("written");
+    let run = run_in(&dir, &["--quiet"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_eq!(read(&kept), expected);
+    assert_eq!(read(&other), expected);
+
+    // So does the file a symbolic link points at; the link stays a link.
+    std::fs::remove_file(&kept).expect("removed");
+    let target = dir.join("target.txt");
+    std::fs::write(&target, "the last run's, which was longer\n").expect("written");
+    std::os::unix::fs::symlink(&target, &kept).expect("symlinked");
+    let run = run_in(&dir, &["--quiet"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_eq!(read(&target), expected);
+    assert!(
+        std::fs::symlink_metadata(&kept)
+            .expect("there")
+            .file_type()
+            .is_symlink()
+    );
+}
+
 #[test]
 fn csv_inputs_with_declared_columns_and_other_delimiters() {
     let text = pipeline(

@@ -6,7 +6,7 @@
 //! buffer with plain blocking writes and hands it back, emptied, for the
 //! driver to fill again. Sinks of the same target (two `stdout` sinks)
 //! share one thread, keeping their lines in outcome order.
-//! File sinks are created (or truncated) when the run starts, with their
+//! File sinks are created (or replaced) when the run starts, with their
 //! directories, after every input is found: a run that cannot start leaves
 //! the files of the last run as they were.
 
@@ -211,13 +211,44 @@ fn open_file(
     if let Some(parent) = full.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(failed)?;
     }
-    let file = std::fs::File::create(&full).map_err(failed)?;
+    let file = create_empty(&full).map_err(failed)?;
     Ok(FileSink {
         sink: sink.to_string(),
         path: shown,
         file,
         length: 0,
     })
+}
+
+/// Creates `path` empty. A regular file there with no other name is
+/// replaced by a new one with its permissions, rather than truncated: ext4
+/// writes out a file that was truncated and written again as it is closed
+/// (its safeguard for programs that replace files that way), which held
+/// the end of a run writing 1.9 GB up 0.8 s. Anything else (a device, a
+/// pipe, a symbolic link, a file with other names, a file in a directory
+/// that keeps it) is opened and truncated, as it must be.
+#[cfg(unix)]
+fn create_empty(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::symlink_metadata(path) {
+        // A directory that does not let the file be removed may still let
+        // it be written.
+        Ok(old)
+            if old.file_type().is_file()
+                && old.nlink() == 1
+                && std::fs::remove_file(path).is_ok() =>
+        {
+            let file = std::fs::File::create(path)?;
+            file.set_permissions(old.permissions())?;
+            Ok(file)
+        }
+        _ => std::fs::File::create(path),
+    }
+}
+
+#[cfg(not(unix))]
+fn create_empty(path: &Path) -> io::Result<std::fs::File> {
+    std::fs::File::create(path)
 }
 
 /// Each target's name and writer, and the target of each sink.
