@@ -154,12 +154,12 @@ impl Store {
     }
 
     /// Writes `checkpoint` durably, then removes all but it and the one
-    /// before it.
+    /// before it; returns the bytes written.
     ///
     /// # Errors
     ///
     /// The file cannot be written, synced or renamed.
-    pub fn save(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+    pub fn save(&self, checkpoint: &Checkpoint) -> Result<u64, StoreError> {
         fs::create_dir_all(&self.dir).map_err(Self::io("create", &self.dir))?;
         let (head, matcher) = checkpoint.encode();
         let mut header = Vec::with_capacity(HEADER);
@@ -191,7 +191,7 @@ impl Store {
                 fs::remove_file(&old).map_err(Self::io("remove", &old))?;
             }
         }
-        Ok(())
+        Ok((header.len() + head.len() + matcher.len()) as u64)
     }
 
     /// Takes the state directory for this run, creating it.

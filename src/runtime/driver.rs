@@ -854,6 +854,14 @@ impl Driver {
             events: self.summary.sources.iter().map(|s| s.events).sum(),
             pending_keys: self.engine.waiting_keys(),
             done: last,
+            sources: &self.summary.sources,
+            source_watermarks: (0..self.inputs.len())
+                .map(|input| self.watermarks.input(input))
+                .collect(),
+            outcomes: &self.summary.outcomes,
+            watermark: self.summary.watermark,
+            checkpoints: self.summary.checkpoints,
+            last_checkpoint: self.summary.last_checkpoint,
         };
         report(&progress);
     }

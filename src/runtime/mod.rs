@@ -32,7 +32,7 @@ pub use driver::Options;
 
 use crate::config::OutcomeKind;
 use crate::plan::Graph;
-use crate::time::EventTime;
+use crate::time::{EventTime, Watermark};
 
 /// What a run did.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -66,12 +66,26 @@ pub struct Summary {
     /// The longest a checkpoint held the run up: writing out what was
     /// decided, syncing the sinks, and saving the state.
     pub longest_checkpoint: std::time::Duration,
+    /// The last checkpoint taken (its pause, once begun; how long it took
+    /// and its size, once saved).
+    pub last_checkpoint: CheckpointTaken,
     /// What went wrong but did not stop the run (a damaged checkpoint the
     /// run did not use), for people.
     pub warnings: Vec<String>,
     /// Every outcome, in order, when the outputs asked for it
     /// ([`Outputs::with_log`]).
     pub log: Option<Vec<Outcome>>,
+}
+
+/// One checkpoint taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckpointTaken {
+    /// How long it held the run up.
+    pub pause: std::time::Duration,
+    /// From its start until it was saved, synced, on disk.
+    pub took: std::time::Duration,
+    /// The bytes of its file.
+    pub bytes: u64,
 }
 
 /// The checkpoint a run resumed from.
@@ -132,7 +146,7 @@ impl Summary {
 
 /// How far a run has got, for a progress display.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Progress {
+pub struct Progress<'a> {
     /// Bytes read from files and standard input.
     pub read: u64,
     /// Bytes there are to read, when every source's size is known.
@@ -143,6 +157,19 @@ pub struct Progress {
     pub pending_keys: usize,
     /// Whether this is the last report.
     pub done: bool,
+    /// What was read per source so far, in side order.
+    pub sources: &'a [SourceSummary],
+    /// Each source's watermark, in side order: [`Watermark::MIN`] before
+    /// its first event, [`Watermark::MAX`] once it has ended.
+    pub source_watermarks: Vec<Watermark>,
+    /// Outcomes emitted per kind so far.
+    pub outcomes: &'a [(OutcomeKind, u64)],
+    /// The watermark, once it has moved.
+    pub watermark: Option<EventTime>,
+    /// Checkpoints written so far.
+    pub checkpoints: u64,
+    /// The last checkpoint taken.
+    pub last_checkpoint: CheckpointTaken,
 }
 
 /// Runs `graph` until its inputs end, writing to `outputs`.

@@ -31,6 +31,8 @@ pub(super) struct Checkpointing {
     lock: Option<Lock>,
     /// The checkpoint being made durable, on a thread of its own.
     in_flight: Option<Saving>,
+    /// When the last checkpoint was begun.
+    began: Instant,
     /// The buffer the last checkpoint's state was encoded into, to encode
     /// the next into: its memory is there already, which saves the run the
     /// time of getting it anew (most of a checkpoint's pause, with many keys
@@ -40,7 +42,15 @@ pub(super) struct Checkpointing {
 
 /// A checkpoint being saved on a thread of its own, which hands back the
 /// buffer its state was encoded into.
-type Saving = std::thread::JoinHandle<Result<Vec<u8>, String>>;
+type Saving = std::thread::JoinHandle<Result<Saved, String>>;
+
+/// What a checkpoint's thread hands back: the encoding buffer, to reuse,
+/// the bytes the file took, and when it was saved.
+struct Saved {
+    buffer: Vec<u8>,
+    bytes: u64,
+    at: Instant,
+}
 
 /// How soon to look again at a checkpoint still being made durable when
 /// the next is due.
@@ -123,6 +133,7 @@ pub(super) fn prepare(
             base,
             lock: Some(lock),
             in_flight: None,
+            began: now,
             spare: Vec::new(),
         }),
         resume,
@@ -276,13 +287,20 @@ impl Driver {
                     sink.path = to_pipeline(&base, &sink.path);
                     checkpoint.sinks.push(sink);
                 }
-                store.save(&checkpoint).map_err(|error| error.to_string())?;
-                Ok(checkpoint.matcher)
+                let bytes = store.save(&checkpoint).map_err(|error| error.to_string())?;
+                Ok(Saved {
+                    buffer: checkpoint.matcher,
+                    bytes,
+                    at: Instant::now(),
+                })
             })
             .map_err(RunError::Start)?;
         checkpointing.sequence += 1;
         checkpointing.next = Instant::now() + checkpointing.interval;
-        self.summary.longest_checkpoint = self.summary.longest_checkpoint.max(began.elapsed());
+        let pause = began.elapsed();
+        self.summary.longest_checkpoint = self.summary.longest_checkpoint.max(pause);
+        checkpointing.began = began;
+        self.summary.last_checkpoint.pause = pause;
         if last {
             self.settle(job)
         } else {
@@ -339,10 +357,12 @@ impl Driver {
     /// buffer for the next.
     fn settle(&mut self, job: Saving) -> Result<(), RunError> {
         match job.join() {
-            Ok(Ok(buffer)) => {
+            Ok(Ok(saved)) => {
                 self.summary.checkpoints += 1;
                 if let Some(checkpointing) = &mut self.checkpointing {
-                    checkpointing.spare = buffer;
+                    checkpointing.spare = saved.buffer;
+                    self.summary.last_checkpoint.took = saved.at - checkpointing.began;
+                    self.summary.last_checkpoint.bytes = saved.bytes;
                 }
                 Ok(())
             }
