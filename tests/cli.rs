@@ -57,7 +57,8 @@ fn usage_errors_exit_2_and_show_usage() {
         assert_eq!(run.status, 2, "{args:?}");
         assert!(
             run.stderr.contains(
-                "Usage: runner [--quiet] [--workers N] [--state-dir DIR] [--fresh] <FILE>"
+                "Usage: runner [--quiet] [--workers N] [--state-dir DIR] [--fresh]
+              [--metrics-addr ADDR] <FILE>"
             ),
             "{args:?}: {}",
             run.stderr

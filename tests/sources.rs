@@ -502,3 +502,152 @@ fn followed_files_are_read_as_they_grow_and_rotate_until_interrupted() {
         "{stderr}"
     );
 }
+
+/// Sends `request` to `addr` and returns the whole response.
+fn http(addr: &str, request: &str) -> String {
+    use std::io::Read as _;
+    let mut stream = std::net::TcpStream::connect(addr).expect("the metrics address answers");
+    stream.write_all(request.as_bytes()).expect("sent");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
+
+/// Reads `/metrics` until it has `line`, for up to ten seconds.
+fn wait_for_metric(addr: &str, line: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let page = http(addr, "GET /metrics HTTP/1.1\r\nHost: runner\r\n\r\n");
+        if page.lines().any(|l| l == line) || start.elapsed() > Duration::from_secs(10) {
+            return page;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_running_pipeline_serves_its_metrics_and_health() {
+    use std::io::BufRead as _;
+    let text = pipeline(
+        "    type: file\n    path: app.jsonl\n    follow: true\n    idle_timeout: 1s",
+        "    type: file\n    path: bank.jsonl\n    follow: true\n    idle_timeout: 1s",
+        BRIEF,
+    )
+    .replace("sources:", "name: metered\nsources:");
+    let dir = project(
+        "metrics",
+        &[
+            ("pipeline.yaml", &text),
+            (
+                "app.jsonl",
+                &format!("{}\n", APP.lines().next().unwrap_or_default()),
+            ),
+            ("bank.jsonl", ""),
+        ],
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["--metrics-addr", "127.0.0.1:0"])
+        .arg(dir.join("pipeline.yaml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runner starts");
+    // The first line says where: the system chose the port.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("piped"));
+    let mut first = String::new();
+    stderr.read_line(&mut first).expect("a line");
+    let addr = first
+        .trim()
+        .strip_prefix("runner: metrics at http://")
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string();
+
+    let page = wait_for_metric(
+        &addr,
+        r#"runner_events_total{pipeline="metered",source="app"} 1"#,
+    );
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    assert!(
+        page.contains("Content-Type: text/plain; version=0.0.4"),
+        "{page}"
+    );
+    assert!(
+        page.contains("# TYPE runner_outcomes_total counter\n"),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"runner_pending_keys{pipeline="metered"} 1"#),
+        "{page}"
+    );
+    append(
+        &dir.join("bank.jsonl"),
+        "{\"id\": \"a\", \"paid\": 100, \"ts\": \"2026-03-01T10:00:01Z\"}\nnot json\n",
+    );
+    let page = wait_for_metric(
+        &addr,
+        r#"runner_outcomes_total{pipeline="metered",outcome="matched"} 1"#,
+    );
+    for line in [
+        r#"runner_events_total{pipeline="metered",source="bank"} 1"#,
+        r#"runner_malformed_lines_total{pipeline="metered",source="bank"} 1"#,
+        r#"runner_pending_keys{pipeline="metered"} 0"#,
+        r#"runner_watermark_seconds{pipeline="metered",source="bank"} 1772359199.999"#,
+    ] {
+        assert!(page.lines().any(|l| l == line), "no `{line}` in {page}");
+    }
+
+    let health = http(&addr, "GET /health HTTP/1.1\r\n\r\n");
+    assert!(
+        health.starts_with("HTTP/1.1 200 OK\r\n") && health.ends_with("\r\n\r\nok\n"),
+        "{health}"
+    );
+    let missing = http(&addr, "GET /nothing HTTP/1.1\r\n\r\n");
+    assert!(
+        missing.starts_with("HTTP/1.1 404 Not Found\r\n"),
+        "{missing}"
+    );
+    let posted = http(&addr, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    assert!(
+        posted.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+        "{posted}"
+    );
+
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    assert_eq!(child.wait().expect("runner ends").code(), Some(0));
+}
+
+#[test]
+fn a_metrics_address_that_cannot_be_listened_on_stops_the_run_before_it_starts() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let addr = taken.local_addr().expect("bound").to_string();
+    let dir = project(
+        "metrics_taken",
+        &[
+            (
+                "pipeline.yaml",
+                &pipeline(
+                    "    type: file\n    path: app.jsonl",
+                    "    type: file\n    path: bank.jsonl",
+                    BRIEF,
+                ),
+            ),
+            ("app.jsonl", APP),
+            ("bank.jsonl", ""),
+        ],
+    );
+    let run = run_in(&dir, &["--metrics-addr", &addr]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .starts_with(&format!("error: cannot serve metrics at {addr}: ")),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+}

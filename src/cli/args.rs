@@ -58,6 +58,8 @@ pub(crate) struct RunArgs {
     pub(crate) state_dir: Option<String>,
     /// Whether to start over instead of resuming.
     pub(crate) fresh: bool,
+    /// Where to serve metrics, if anywhere.
+    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// How `validate` reports.
@@ -72,7 +74,8 @@ pub(crate) enum Format {
 }
 
 pub(crate) const USAGE: &str = "\
-Usage: runner [--quiet] [--workers N] [--state-dir DIR] [--fresh] <FILE>
+Usage: runner [--quiet] [--workers N] [--state-dir DIR] [--fresh]
+              [--metrics-addr ADDR] <FILE>
        runner run [OPTIONS] <FILE>
        runner explain <FILE>
        runner validate [--format human|json|github] [--deny-warnings] <PATH>...
@@ -109,6 +112,9 @@ Options:
                              the pipeline file]
   --fresh                    start over instead of resuming from the last
                              checkpoint (every output is written anew)
+  --metrics-addr <ADDR>      serve Prometheus metrics at http://ADDR/metrics
+                             and a health check at /health while running;
+                             a bare port is on the loopback interface
   --format <FORMAT>          validate's report: human (default), json or github
   --deny-warnings            validate fails on warnings too
   -h, --help                 print this help
@@ -241,9 +247,19 @@ struct Options {
     workers: Option<usize>,
     state_dir: Option<String>,
     fresh: bool,
+    metrics_addr: Option<std::net::SocketAddr>,
     spec: Spec,
     out: Option<String>,
     generating: bool,
+}
+
+/// A metrics address: `9464` (the loopback interface), `0.0.0.0:9464`,
+/// `[::1]:9464`.
+fn metrics_addr(text: &str) -> Option<std::net::SocketAddr> {
+    match text.parse::<u16>() {
+        Ok(port) => Some((std::net::Ipv4Addr::LOCALHOST, port).into()),
+        Err(_) => text.parse().ok(),
+    }
 }
 
 /// Reads every option and word of `args`.
@@ -272,6 +288,15 @@ fn options(args: impl IntoIterator<Item = OsString>) -> Result<Options, lexopt::
             }
             Long("state-dir") => options.state_dir = Some(parser.value()?.string()?),
             Long("fresh") => options.fresh = true,
+            Long("metrics-addr") => {
+                let value = parser.value()?.string()?;
+                options.metrics_addr = Some(metrics_addr(&value).ok_or_else(|| {
+                    format!(
+                        "`--metrics-addr {value}`: expected a port (on the loopback interface) \
+                         or an address and port, such as 127.0.0.1:9464"
+                    )
+                })?);
+            }
             Long("out") => {
                 options.out = Some(parser.value()?.string()?);
                 options.generating = true;
@@ -307,6 +332,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         workers,
         state_dir,
         fresh,
+        metrics_addr,
         mut spec,
         out,
         generating,
@@ -326,8 +352,10 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         "help" | "schema" | "explain" | "validate" | "test" | "gen" | "state"
     );
     let inspecting = first == "state";
-    if (quiet || workers.is_some() || fresh) && !running {
-        return Err("`--quiet`, `--workers` and `--fresh` belong to `run`".into());
+    if (quiet || workers.is_some() || fresh || metrics_addr.is_some()) && !running {
+        return Err(
+            "`--quiet`, `--workers`, `--fresh` and `--metrics-addr` belong to `run`".into(),
+        );
     }
     if state_dir.is_some() && !running && !inspecting {
         return Err("`--state-dir` belongs to `run` and `state inspect`".into());
@@ -340,6 +368,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             workers,
             state_dir: state_dir.clone(),
             fresh,
+            metrics_addr,
         })
     };
     if generating && first != "gen" {
@@ -464,6 +493,33 @@ mod tests {
     }
 
     #[test]
+    fn metrics_addresses_are_ports_or_socket_addresses() {
+        assert_eq!(
+            parse_words(&["--metrics-addr", "localhost", "a"]),
+            Err(
+                "`--metrics-addr localhost`: expected a port (on the loopback interface) \
+                 or an address and port, such as 127.0.0.1:9464"
+                    .into()
+            )
+        );
+        for (given, addr) in [
+            ("9464", "127.0.0.1:9464"),
+            ("0.0.0.0:80", "0.0.0.0:80"),
+            ("[::1]:9464", "[::1]:9464"),
+        ] {
+            assert_eq!(
+                parse_words(&["--metrics-addr", given, "p.yaml"]),
+                Ok(Command::Run(RunArgs {
+                    path: "p.yaml".into(),
+                    workers: 1,
+                    metrics_addr: addr.parse().ok(),
+                    ..RunArgs::default()
+                }))
+            );
+        }
+    }
+
+    #[test]
     fn mistakes_are_usage_errors() {
         assert_eq!(parse_words(&[]), Err("missing the pipeline file".into()));
         assert_eq!(
@@ -504,7 +560,7 @@ mod tests {
         );
         assert_eq!(
             parse_words(&["validate", "-q", "a"]),
-            Err("`--quiet`, `--workers` and `--fresh` belong to `run`".into())
+            Err("`--quiet`, `--workers`, `--fresh` and `--metrics-addr` belong to `run`".into())
         );
         assert_eq!(
             parse_words(&["test", "--state-dir", "s", "a"]),

@@ -5,6 +5,7 @@
 //! file that cannot be read, output that cannot be written).
 
 mod args;
+mod metrics;
 mod paths;
 mod run;
 mod test;

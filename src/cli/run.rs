@@ -13,6 +13,7 @@ use runner::plan::{Graph, Input};
 use runner::runtime::{self, Options, Outputs, Progress, RunError, Summary};
 
 use super::args::RunArgs;
+use super::metrics;
 use super::{FAILED, USAGE, print, report};
 
 /// Exit status of a run stopped before its bounded inputs ended, as a
@@ -25,13 +26,10 @@ fn state_dir(path: &Path, dir: Option<&str>) -> PathBuf {
     if let Some(dir) = dir {
         return PathBuf::from(dir);
     }
-    let stem = path
-        .file_stem()
-        .map_or_else(|| "pipeline".into(), |stem| stem.to_string_lossy());
     path.parent()
         .unwrap_or_else(|| Path::new(""))
         .join(".runner")
-        .join(stem.as_ref())
+        .join(stem(path))
 }
 
 /// `runner state inspect`: what the pipeline's last checkpoint holds.
@@ -111,8 +109,33 @@ pub(super) fn run(file: &SourceFile, path: &Path, args: &RunArgs) -> ExitCode {
         .workers(workers)
         .checkpoints(&state, fresh);
     let progress = !quiet && shows_progress(&graph);
-    if progress {
-        options = options.progress(draw);
+    let page = match args.metrics_addr {
+        Some(addr) => {
+            let pipeline = graph.name.clone().unwrap_or_else(|| stem(path));
+            match metrics::serve(addr, &pipeline) {
+                Ok((page, bound)) => {
+                    if !quiet {
+                        eprintln!("runner: metrics at http://{bound}/metrics");
+                    }
+                    Some(page)
+                }
+                Err(error) => {
+                    eprintln!("error: cannot serve metrics at {addr}: {error}");
+                    return ExitCode::from(USAGE);
+                }
+            }
+        }
+        None => None,
+    };
+    if progress || page.is_some() {
+        options = options.progress(move |report| {
+            if progress {
+                draw(report);
+            }
+            if let Some(page) = &page {
+                page.update(report);
+            }
+        });
     }
     let result = runtime::run_blocking_with(graph, Outputs::stdio(), options);
     if progress {
@@ -156,6 +179,14 @@ fn failed(error: &RunError, file: &SourceFile) -> ExitCode {
     // Not about the pipeline: input or output that cannot be read or written.
     eprintln!("error: {error}");
     ExitCode::from(USAGE)
+}
+
+/// A pipeline's name from its file: `bill_check` for `bill_check.yaml`.
+fn stem(path: &Path) -> String {
+    path.file_stem().map_or_else(
+        || "pipeline".to_string(),
+        |stem| stem.to_string_lossy().into_owned(),
+    )
 }
 
 /// Completes on Ctrl-C or SIGTERM.
