@@ -7,6 +7,7 @@ mod cases;
 mod cli;
 mod event_time;
 mod harness;
+mod kafka;
 mod live;
 mod locations;
 mod pipelines;

@@ -223,7 +223,7 @@ fn shows_progress(graph: &Graph) -> bool {
     let sinks_on_terminal = graph.sinks.iter().any(|sink| match sink.kind {
         SinkKind::Stdout => stdout_terminal,
         SinkKind::Stderr => true,
-        SinkKind::File { .. } => false,
+        SinkKind::File { .. } | SinkKind::Kafka(_) => false,
     });
     reads_files && std::io::stderr().is_terminal() && !sinks_on_terminal
 }

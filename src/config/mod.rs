@@ -313,13 +313,30 @@ pub enum SinkKind {
     Stdout,
     /// Standard error, a line per outcome.
     Stderr,
-    /// A file, created or truncated when the run starts.
+    /// A file, written afresh when the run starts.
     File {
         /// The path as written; relative to the pipeline file's directory.
         path: Spanned<String>,
         /// How outcomes are written.
         format: SinkFormat,
     },
+    /// A Kafka topic: a record per outcome.
+    Kafka(KafkaSink),
+}
+
+/// A `kafka` sink: where its records go and how they are keyed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaSink {
+    /// The bootstrap servers, `host:port[,host:port...]`.
+    pub brokers: Spanned<String>,
+    /// The topic each outcome is a record of.
+    pub topic: Spanned<String>,
+    /// The record key, an expression over the outcome as a template is;
+    /// the match key when absent.
+    pub key: Option<ExprText>,
+    /// Client properties passed to librdkafka as they are (TLS, SASL,
+    /// timeouts), in the order written.
+    pub properties: Vec<(Spanned<String>, Spanned<String>)>,
 }
 
 /// How a file sink writes outcomes.

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use super::node::{Node, Value};
 use super::reader::Reader;
 use super::{
-    CheckpointConfig, Clock, Connect, ConnectConfig, CsvFormat, Declared, Expected, Format, Match,
-    Name, OutcomeKind, OutputConfig, Pipeline, RuleConfig, SinkConfig, SinkFormat, SinkKind,
-    SourceConfig, SourceKind, Spanned, TestCase, WaitConfig,
+    CheckpointConfig, Clock, Connect, ConnectConfig, CsvFormat, Declared, Expected, Format,
+    KafkaSink, Match, Name, OutcomeKind, OutputConfig, Pipeline, RuleConfig, SinkConfig,
+    SinkFormat, SinkKind, SourceConfig, SourceKind, Spanned, TestCase, WaitConfig,
 };
 use crate::diagnostic::{Code, Diagnostic, Span, did_you_mean};
 use crate::expr::{Field, Kind, RecordType, SCALAR_TYPES, Type};
@@ -15,7 +15,7 @@ use crate::expr::{Field, Kind, RecordType, SCALAR_TYPES, Type};
 /// Source types, in the order of [`SourceKind`]'s variants.
 const SOURCE_TYPES: &[&str] = &["inline", "file", "stdin"];
 /// Sink types, in the order of [`SinkKind`]'s variants.
-const SINK_TYPES: &[&str] = &["stdout", "stderr", "file"];
+const SINK_TYPES: &[&str] = &["stdout", "stderr", "file", "kafka"];
 /// Clocks, in the order of [`Clock`]'s variants.
 const CLOCKS: &[&str] = &["event", "processing"];
 /// Input formats, in the order of [`Format`]'s variants.
@@ -778,8 +778,30 @@ fn sinks(r: &mut Reader<'_>, at: Span, node: &Node) -> Declared<SinkConfig> {
             .and_then(|(_, value)| r.choice(value, "sink type", SINK_TYPES));
         let path = fields.optional("path");
         let format = fields.optional("format");
+        let kafka = [
+            fields.optional("brokers"),
+            fields.optional("topic"),
+            fields.optional("key"),
+            fields.optional("properties"),
+        ];
         fields.finish(r);
         let kind = kind?.value;
+        if kind != 3 {
+            for (key, _) in kafka.iter().flatten() {
+                r.report(
+                    Diagnostic::error(
+                        Code::UnknownKey,
+                        format!(
+                            "`{}` is not an option of `{}` sinks",
+                            key_text(key),
+                            SINK_TYPES[kind]
+                        ),
+                        key.span,
+                    )
+                    .label("applies to `kafka` sinks"),
+                );
+            }
+        }
         if kind != 2 {
             for (key, _) in path.iter().chain(&format) {
                 r.report(
@@ -800,7 +822,8 @@ fn sinks(r: &mut Reader<'_>, at: Span, node: &Node) -> Declared<SinkConfig> {
             0 if path.is_none() && format.is_none() => SinkKind::Stdout,
             1 if path.is_none() && format.is_none() => SinkKind::Stderr,
             2 => file_sink(r, &name, path, format)?,
-            0 | 1 => return None,
+            3 if path.is_none() && format.is_none() => kafka_sink(r, &name, kafka)?,
+            0 | 1 | 3 => return None,
             _ => unreachable!("`choice` returns an index into SINK_TYPES"),
         };
         Some(SinkConfig { name, kind })
@@ -856,6 +879,75 @@ fn file_sink(
             SinkFormat::Jsonl
         },
     })
+}
+
+/// A `kafka` sink: `brokers` and `topic` (required), `key` and
+/// `properties`.
+fn kafka_sink(
+    r: &mut Reader<'_>,
+    name: &Name,
+    [brokers, topic, key, properties]: [Option<(&Node, &Node)>; 4],
+) -> Option<SinkKind> {
+    let required = |r: &mut Reader<'_>, found: Option<(&Node, &Node)>, key: &str, what: &str| {
+        let Some((_, value)) = found else {
+            r.report(
+                Diagnostic::error(
+                    Code::MissingKey,
+                    format!("sink `{}` is missing `{key}`", name.value),
+                    name.span,
+                )
+                .label(format!("a `kafka` sink needs {what}")),
+            );
+            return None;
+        };
+        let text = r.string(value, &format!("`{key}`"))?;
+        if text.value.trim().is_empty() {
+            r.report(Diagnostic::error(
+                Code::WrongShape,
+                format!("`{key}` of sink `{}` is empty", name.value),
+                text.span,
+            ));
+            return None;
+        }
+        Some(text)
+    };
+    let brokers = required(r, brokers, "brokers", "the bootstrap servers, `host:port`");
+    let topic = required(r, topic, "topic", "the topic to write to");
+    let key = match key {
+        Some((_, value)) => Some(r.expr(value, "`key`")?),
+        None => None,
+    };
+    let properties = match properties {
+        Some((key, value)) => {
+            let mut fields = r.map(value, key.span, "`properties`")?;
+            let entries: Vec<_> = fields.all().collect();
+            fields.finish(r);
+            entries
+                .into_iter()
+                .map(|(key, name, value)| {
+                    let text = r.scalar_text(
+                        value,
+                        &format!("property `{name}`"),
+                        "a string, number or boolean",
+                    )?;
+                    Some((
+                        Spanned {
+                            value: name.to_string(),
+                            span: key.span,
+                        },
+                        text,
+                    ))
+                })
+                .collect::<Option<Vec<_>>>()?
+        }
+        None => Vec::new(),
+    };
+    Some(SinkKind::Kafka(KafkaSink {
+        brokers: brokers?,
+        topic: topic?,
+        key,
+        properties,
+    }))
 }
 
 /// `outputs`: a list of routes. An output's place in the list is how

@@ -8,7 +8,7 @@ use super::graph::{
 use super::records;
 use super::sides::{Connected, Sides};
 use crate::config::{
-    Clock, ExprText, OutcomeKind, OutputConfig, Pipeline, SourceConfig, SourceKind,
+    Clock, ExprText, OutcomeKind, OutputConfig, Pipeline, SinkKind, SourceConfig, SourceKind,
 };
 use crate::diagnostic::{Code, Diagnostic, Span, did_you_mean};
 use crate::expr::{self, Kind, Scope, SideScope, Type};
@@ -35,7 +35,11 @@ pub(super) struct Builder<'p> {
 
 impl Builder<'_> {
     pub(super) fn report(&mut self, diagnostic: Diagnostic) {
-        self.diagnostics.push(diagnostic);
+        // A Kafka sink's key is checked for every output to the sink: a
+        // mistake in it is told once.
+        if !self.diagnostics.contains(&diagnostic) {
+            self.diagnostics.push(diagnostic);
+        }
     }
 
     /// Checks every part whose inputs are sound, then assembles the graph
@@ -301,16 +305,35 @@ impl Builder<'_> {
             let template = match (&output.template, &side) {
                 (None, _) => Some(None),
                 (Some(_), Err(())) => None,
-                (Some(text), Ok(side)) => self
-                    .template(text, outcome, *side, sides, key_type)
-                    .map(Some),
+                (Some(text), Ok(side)) => {
+                    let what = format!("the template of a `{}` output", outcome.name());
+                    self.in_outcome(text, outcome, *side, sides, key_type, &what)
+                        .map(Some)
+                }
             };
-            match (sink, side, template) {
-                (Some(sink), Ok(side), Some(template)) => routes.push(Route {
+            // A Kafka sink's record key, in the scope of each output to it.
+            let key_text = sink.and_then(|sink| match &sinks[sink.0].kind {
+                SinkKind::Kafka(kafka) => kafka.key.as_ref(),
+                _ => None,
+            });
+            let key = match (key_text, &side) {
+                (None, _) => Some(None),
+                (Some(_), Err(())) => None,
+                (Some(text), Ok(side)) => {
+                    // Not naming the output: a mistake is told once for
+                    // all of them.
+                    let what = format!("the key of sink `{}`", output.sink.value);
+                    self.in_outcome(text, outcome, *side, sides, key_type, &what)
+                        .map(Some)
+                }
+            };
+            match (sink, side, template, key) {
+                (Some(sink), Ok(side), Some(template), Some(key)) => routes.push(Route {
                     outcome,
                     side,
                     sink,
                     template,
+                    key,
                 }),
                 _ => complete = false,
             }
@@ -319,16 +342,18 @@ impl Builder<'_> {
     }
 
     /// The sink an output names.
-    /// An output's template, in the scope of its outcome: the sides (those
-    /// that may be absent nullable, the filtered side not) and the outcome's
-    /// variables. Not checked when a side is unknown (`sides` is `None`).
-    fn template(
+    /// An output's template (or its Kafka sink's key), in the scope of its
+    /// outcome: the sides (those that may be absent nullable, the filtered
+    /// side not) and the outcome's variables. Not checked when a side is
+    /// unknown (`sides` is `None`); `what` names it in messages.
+    fn in_outcome(
         &mut self,
         text: &ExprText,
         outcome: OutcomeKind,
         side: Option<Side>,
         sides: Option<&[SideScope]>,
         key_type: &Type,
+        what: &str,
     ) -> Option<Bound> {
         let records: Vec<SideScope> = match outcome {
             OutcomeKind::Malformed => Vec::new(),
@@ -352,8 +377,7 @@ impl Builder<'_> {
             .map(|variable| (variable.name(), variable.ty(key_type)))
             .collect();
         let scope = Scope::outcome(&records, &variables);
-        let what = format!("the template of a `{}` output", outcome.name());
-        self.bind(text, &scope, &what, |_| true, "")
+        self.bind(text, &scope, what, |_| true, "")
     }
 
     fn sink(&mut self, output: &OutputConfig, sinks: &[SinkNode]) -> Option<SinkId> {
@@ -452,8 +476,9 @@ impl Builder<'_> {
         let typed = match expr::check(&expr, scope) {
             Ok(typed) => typed,
             Err(errors) => {
-                self.diagnostics
-                    .extend(errors.iter().map(|error| error.to_diagnostic(place)));
+                for error in &errors {
+                    self.report(error.to_diagnostic(place));
+                }
                 return None;
             }
         };

@@ -180,6 +180,9 @@ impl Graph {
                 Some(template) => row(f, "template", &template.expr)?,
                 None => row(f, "template", "none: one JSON object per outcome")?,
             }
+            if let Some(key) = &route.key {
+                row(f, "record key", &key.expr)?;
+            }
         }
         for sink in &self.sinks {
             let kind = match &sink.kind {
@@ -191,6 +194,17 @@ impl Graph {
                         SinkFormat::Csv => "csv",
                     };
                     format!("{format} file {}", path.value)
+                }
+                SinkKind::Kafka(kafka) => {
+                    let key = if kafka.key.is_some() {
+                        "keyed as each output says"
+                    } else {
+                        "keyed by the match key"
+                    };
+                    format!(
+                        "kafka topic {} at {}, {key}",
+                        kafka.topic.value, kafka.brokers.value
+                    )
                 }
             };
             writeln!(f, "\nsink {}: {kind}", sink.name)?;

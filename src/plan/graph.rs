@@ -223,6 +223,9 @@ pub struct Route {
     pub sink: SinkId,
     /// How to render: a template, or JSON when `None`.
     pub template: Option<Bound>,
+    /// For a Kafka sink with a `key`: the record key of this output's
+    /// outcomes (the match key when `None`).
+    pub key: Option<Bound>,
 }
 
 /// A sink.

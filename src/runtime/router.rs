@@ -160,6 +160,36 @@ impl Router {
         Ok(())
     }
 
+    /// Appends the record key `route` gives `outcome` in a Kafka topic: its
+    /// sink's `key`, or else the match key; `false` for a null key, which
+    /// makes a record without one.
+    ///
+    /// # Errors
+    ///
+    /// A `key` that fails on the outcome.
+    pub(crate) fn record_key(
+        &self,
+        route: usize,
+        outcome: &Outcome,
+        out: &mut String,
+    ) -> Result<bool, RunError> {
+        let value = match &self.routes[route].key {
+            Some(key) => {
+                let values = self.values(outcome);
+                evaluate(key, outcome, &values, "key")?
+            }
+            None => outcome.key.value().clone(),
+        };
+        match value {
+            Value::Null => return Ok(false),
+            Value::Str(text) => out.push_str(&text),
+            value => {
+                let _ = write!(out, "{value}");
+            }
+        }
+        Ok(true)
+    }
+
     /// The values of the outcome's template variables, in `Variable::of`
     /// order.
     fn values(&self, outcome: &Outcome) -> Vec<Value> {
@@ -360,28 +390,36 @@ fn render_template(
     values: &[Value],
     out: &mut String,
 ) -> Result<(), RunError> {
+    match evaluate(template, outcome, values, "render")? {
+        Value::Str(text) => out.push_str(&text),
+        value => {
+            let _ = write!(out, "{value}");
+        }
+    }
+    Ok(())
+}
+
+/// What `bound` (a template, or a Kafka sink's key) gives for `outcome`;
+/// `doing` says what failed (`render`, `key`).
+fn evaluate(
+    bound: &Bound,
+    outcome: &Outcome,
+    values: &[Value],
+    doing: &str,
+) -> Result<Value, RunError> {
     let env = Env {
         records: &outcome.records,
         values,
     };
-    match template.compiled.eval(&env) {
-        Ok(Value::Str(text)) => out.push_str(&text),
-        Ok(value) => {
-            let _ = write!(out, "{value}");
-        }
-        Err(error) => {
-            return Err(RunError::Eval {
-                message: format!(
-                    "cannot render a `{}` outcome for key `{}`: {error}",
-                    outcome.kind().name(),
-                    outcome.key.value()
-                ),
-                failing: template.file_span(error.span),
-                record: None,
-            });
-        }
-    }
-    Ok(())
+    bound.compiled.eval(&env).map_err(|error| RunError::Eval {
+        message: format!(
+            "cannot {doing} a `{}` outcome for key `{}`: {error}",
+            outcome.kind().name(),
+            outcome.key.value()
+        ),
+        failing: bound.file_span(error.span),
+        record: None,
+    })
 }
 
 /// The field of `record` at `path`, through nested records.

@@ -10,6 +10,8 @@
 //! directories, after every input is found: a run that cannot start leaves
 //! the files of the last run as they were.
 
+mod kafka;
+
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -121,6 +123,15 @@ impl Outputs {
                             targets.push((
                                 format!("{} ({})", sink.name, file.path),
                                 Destination::File(file),
+                            ));
+                            target_of.push(targets.len() - 1);
+                            continue;
+                        }
+                        SinkKind::Kafka(config) => {
+                            let producer = kafka::Producer::open(&sink.name, config)?;
+                            targets.push((
+                                format!("{} (kafka topic {})", sink.name, config.topic.value),
+                                Destination::Kafka(producer),
                             ));
                             target_of.push(targets.len() - 1);
                             continue;
@@ -270,6 +281,9 @@ pub(crate) enum Destination {
     Thread(Writer),
     /// A file, by a thread of its own, which syncs it for checkpoints.
     File(FileSink),
+    /// A Kafka topic, by a thread of its own, which has every record
+    /// delivered at checkpoints.
+    Kafka(kafka::Producer),
     /// By the driver, as it hands buffers on: in-memory buffers.
     Inline(Writer),
 }
@@ -288,7 +302,9 @@ pub(crate) enum Message {
 /// the writing).
 pub(crate) struct Written {
     pub(crate) length: u64,
-    pub(crate) file: std::fs::File,
+    /// `None` for a sink that is not a file (a Kafka topic, its records
+    /// delivered by the barrier's answer).
+    pub(crate) file: Option<std::fs::File>,
 }
 
 /// A barrier sent to a file sink's thread, to be answered.
@@ -305,21 +321,22 @@ impl Barrier {
     /// # Errors
     ///
     /// The sink failed, or its file could not be synced.
-    pub(crate) fn sync(self) -> Result<SinkLength, String> {
+    pub(crate) fn sync(self) -> Result<Option<SinkLength>, String> {
         let written = match self.answer.blocking_recv() {
             Ok(Ok(written)) => written,
             Ok(Err(error)) => return Err(error.to_string()),
             Err(_) => return Err(format!("sink `{}` stopped", self.sink)),
         };
-        written
-            .file
-            .sync_data()
+        let Some(file) = written.file else {
+            return Ok(None);
+        };
+        file.sync_data()
             .map_err(|error| format!("cannot sync `{}`: {error}", self.path))?;
-        Ok(SinkLength {
+        Ok(Some(SinkLength {
             name: self.sink,
             path: self.path,
             length: written.length,
-        })
+        }))
     }
 }
 
@@ -373,6 +390,7 @@ pub(crate) fn spawn(
     header: String,
 ) -> io::Result<SinkThread> {
     let mut out = match destination {
+        Destination::Kafka(producer) => return kafka::spawn(&name, producer, router),
         Destination::Thread(writer) | Destination::Inline(writer) => Output { writer, file: None },
         Destination::File(sink) => {
             let sync = sink.file.try_clone()?;
@@ -408,7 +426,7 @@ pub(crate) fn spawn(
                                 .and_then(|()| match &out.file {
                                     Some((file, length)) => Ok(Written {
                                         length: *length,
-                                        file: file.try_clone()?,
+                                        file: Some(file.try_clone()?),
                                     }),
                                     None => Err(io::Error::other("it is not a file")),
                                 })
@@ -525,6 +543,7 @@ impl Target {
             destination => {
                 let file = match &destination {
                     Destination::File(sink) => Some((sink.sink.clone(), sink.path.clone())),
+                    Destination::Kafka(producer) => Some(producer.barrier_names()),
                     _ => None,
                 };
                 let thread = spawn(name.clone(), destination, router.clone(), header)

@@ -283,9 +283,10 @@ impl Driver {
             .name("checkpoint".to_string())
             .spawn(move || {
                 for barrier in barriers {
-                    let mut sink = barrier.sync()?;
-                    sink.path = to_pipeline(&base, &sink.path);
-                    checkpoint.sinks.push(sink);
+                    if let Some(mut sink) = barrier.sync()? {
+                        sink.path = to_pipeline(&base, &sink.path);
+                        checkpoint.sinks.push(sink);
+                    }
                 }
                 let bytes = store.save(&checkpoint).map_err(|error| error.to_string())?;
                 Ok(Saved {

@@ -1,0 +1,201 @@
+//! A `kafka` sink: a record per outcome, produced by librdkafka from a
+//! thread of its own. Every record sent is delivered (acknowledged by the
+//! brokers as the producer's `acks` asks) before a checkpoint's barrier is
+//! answered and before the run ends; a record that cannot be delivered
+//! stops the run with the broker's reason.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Message, QUEUE, SinkThread, Written};
+use crate::config::KafkaSink;
+use crate::runtime::error::RunError;
+use crate::runtime::router::Router;
+
+/// How long the end of a run, or a checkpoint, waits for the brokers to
+/// acknowledge what was sent before it gives up.
+const DELIVERY: Duration = Duration::from_secs(60);
+
+/// Records that could not be delivered: how many, and the first reason.
+#[derive(Default)]
+struct Deliveries {
+    failed: Mutex<(u64, Option<String>)>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, (): ()) {
+        if let Err((error, _)) = result {
+            let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+            failed.0 += 1;
+            failed.1.get_or_insert_with(|| error.to_string());
+        }
+    }
+}
+
+/// A sink's producer and topic, ready for its thread.
+pub(crate) struct Producer {
+    sink: String,
+    topic: String,
+    client: ThreadedProducer<Deliveries>,
+}
+
+impl Producer {
+    /// A producer for sink `sink`, as `config` says. Nothing is sent yet,
+    /// so brokers that cannot be reached show when records are delivered.
+    ///
+    /// # Errors
+    ///
+    /// A client property librdkafka does not take, located at it.
+    pub(crate) fn open(sink: &str, config: &KafkaSink) -> Result<Self, RunError> {
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", &config.brokers.value);
+        for (name, value) in &config.properties {
+            client.set(&name.value, &value.value);
+        }
+        let producer = client
+            .create_with_context(Deliveries::default())
+            .map_err(|error| {
+                // A property librdkafka refuses is pointed at.
+                let span = match &error {
+                    KafkaError::ClientConfig(_, _, key, _) => config
+                        .properties
+                        .iter()
+                        .find(|(name, _)| name.value == *key)
+                        .map_or(config.brokers.span, |(name, _)| name.span),
+                    _ => config.brokers.span,
+                };
+                RunError::Open {
+                    path: format!("kafka topic {}", config.topic.value),
+                    span,
+                    message: error.to_string(),
+                }
+            })?;
+        Ok(Self {
+            sink: sink.to_string(),
+            topic: config.topic.value.clone(),
+            client: producer,
+        })
+    }
+
+    /// The sink and what its barriers name in messages.
+    pub(crate) fn barrier_names(&self) -> (String, String) {
+        (self.sink.clone(), format!("kafka topic {}", self.topic))
+    }
+
+    /// Sends one record, waiting while librdkafka's queue is full.
+    fn send(&self, key: Option<&str>, value: &str) -> Result<(), KafkaError> {
+        let mut record = BaseRecord::to(&self.topic).payload(value);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        loop {
+            match self.client.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), again)) => {
+                    // The brokers are behind: this holds the driver back,
+                    // as a slow file does.
+                    record = again;
+                    self.client.poll(Duration::from_millis(10));
+                }
+                Err((error, _)) => return Err(error),
+            }
+        }
+    }
+
+    /// Waits until every record sent is delivered; what could not be, why.
+    fn deliver(&self) -> Result<(), String> {
+        self.client
+            .flush(DELIVERY)
+            .map_err(|error| format!("records were not delivered within {DELIVERY:?}: {error}"))?;
+        let failed = self
+            .client
+            .context()
+            .failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match failed {
+            (0, _) => Ok(()),
+            (count, reason) => Err(format!(
+                "{count} record{} could not be delivered to topic `{}`: {}",
+                if count == 1 { "" } else { "s" },
+                self.topic,
+                reason.unwrap_or_default()
+            )),
+        }
+    }
+}
+
+/// Starts the thread that renders outcomes by `router` into records of
+/// `producer`'s topic; `name` names the target in errors.
+///
+/// # Errors
+///
+/// A thread that cannot be started.
+pub(super) fn spawn(
+    name: &str,
+    producer: Producer,
+    router: std::sync::Arc<Router>,
+) -> std::io::Result<SinkThread> {
+    let (messages, mut receiver) = mpsc::channel::<Message>(QUEUE);
+    let (give_back, spare) = std::sync::mpsc::sync_channel(QUEUE);
+    let (report, done) = oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("sink {name}"))
+        .spawn(move || {
+            let failed = |message: String| RunError::Write {
+                sink: producer.sink.clone(),
+                source: std::io::Error::other(message),
+            };
+            let (mut key, mut value) = (String::new(), String::new());
+            let mut produce = || -> Result<(), RunError> {
+                while let Some(message) = receiver.blocking_recv() {
+                    let mut batch = match message {
+                        Message::Outcomes(batch) => batch,
+                        Message::Barrier(answer) => {
+                            let delivered = producer.deliver().map_err(failed);
+                            let stop = delivered.is_err();
+                            let _ = answer.send(delivered.map(|()| Written {
+                                length: 0,
+                                file: None,
+                            }));
+                            if stop {
+                                return Ok(());
+                            }
+                            continue;
+                        }
+                    };
+                    for (route, outcome) in batch.drain(..) {
+                        key.clear();
+                        value.clear();
+                        let keyed = router.record_key(route, &outcome, &mut key)?;
+                        router.render(route, &outcome, &mut value)?;
+                        // The line's break is not part of the record.
+                        value.pop();
+                        producer
+                            .send(keyed.then_some(key.as_str()), &value)
+                            .map_err(|error| failed(error.to_string()))?;
+                    }
+                    let _ = give_back.try_send(batch);
+                }
+                producer.deliver().map_err(failed)
+            };
+            let _ = report.send(produce());
+        })?;
+    Ok(SinkThread {
+        messages,
+        spare,
+        done,
+    })
+}

@@ -1,0 +1,332 @@
+//! Kafka sinks, through the binary, against librdkafka's mock cluster: a
+//! real Kafka protocol over TCP, in this test's process.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::Message as _;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::mocking::MockCluster;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::harness::{Run, runner, scratch};
+
+const PARTITIONS: i32 = 3;
+
+/// Orders and payments: `a` and `c` match, `b` is paid the wrong amount,
+/// `d` is never paid, `e` is paid twice.
+const APP: &str = r#"{"id": "a", "amount": 100, "ts": "2026-03-01T10:00:00Z"}
+{"id": "b", "amount": 200, "ts": "2026-03-01T10:00:01Z"}
+{"id": "c", "amount": 300, "ts": "2026-03-01T10:00:02Z"}
+{"id": "d", "amount": 400, "ts": "2026-03-01T10:00:03Z"}
+{"id": "e", "amount": 500, "ts": "2026-03-01T10:00:04Z"}
+"#;
+
+const BANK: &str = r#"{"id": "a", "paid": 100, "ts": "2026-03-01T10:00:05Z"}
+{"id": "b", "paid": 250, "ts": "2026-03-01T10:00:06Z"}
+{"id": "e", "paid": 500, "ts": "2026-03-01T10:00:07Z"}
+{"id": "c", "paid": 300, "ts": "2026-03-01T10:00:08Z"}
+{"id": "e", "paid": 500, "ts": "2026-03-01T10:00:09Z"}
+"#;
+
+/// The bill check writing every outcome to the Kafka sink `bus` (with
+/// `bus_extra` added to it) and, the same outcomes, to the file
+/// `copy.jsonl`.
+fn pipeline(brokers: &str, bus_extra: &str) -> String {
+    let outputs: String = ["matched", "mismatched", "timed_out", "duplicate"]
+        .iter()
+        .flat_map(|outcome| {
+            ["bus", "copy"].map(|sink| format!("  - {{outcome: {outcome}, sink: {sink}}}\n"))
+        })
+        .collect();
+    format!(
+        r"sources:
+  app:
+    type: file
+    path: app.jsonl
+    schema: {{id: string, amount: int, ts: timestamp}}
+    event_time: ts
+    watermark_lag: 1s
+  bank:
+    type: file
+    path: bank.jsonl
+    schema: {{id: string, paid: int, ts: timestamp}}
+    event_time: ts
+    watermark_lag: 1s
+connect: {{app: id, bank: id}}
+match:
+  wait: 10s
+  rules:
+    paid_in_full: bank.paid == app.amount
+sinks:
+  bus:
+    type: kafka
+    brokers: {brokers}
+    topic: alerts
+    properties: {{message.timeout.ms: 10000}}
+{bus_extra}
+  copy: {{type: file, path: copy.jsonl}}
+outputs:
+{outputs}"
+    )
+}
+
+/// Runs `runner` on `pipeline` with the data above, in a fresh directory.
+fn run(name: &str, pipeline: &str) -> (Run, std::path::PathBuf) {
+    let dir = scratch(name);
+    std::fs::write(dir.join("app.jsonl"), APP).expect("written");
+    std::fs::write(dir.join("bank.jsonl"), BANK).expect("written");
+    std::fs::write(dir.join("pipeline.yaml"), pipeline).expect("written");
+    let path = dir.join("pipeline.yaml");
+    let run = runner(&["--quiet", path.to_str().expect("UTF-8 paths")]);
+    (run, dir)
+}
+
+/// A mock cluster with the topic `alerts`.
+fn cluster() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+    let cluster = MockCluster::new(1).expect("a mock cluster");
+    cluster
+        .create_topic("alerts", PARTITIONS, 1)
+        .expect("a topic");
+    cluster
+}
+
+/// Every record of `alerts`, per partition in order: (key, value).
+fn records(brokers: &str, count: usize) -> BTreeMap<i32, Vec<(Option<String>, String)>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "test")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a consumer");
+    let mut partitions = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        partitions
+            .add_partition_offset("alerts", partition, Offset::Beginning)
+            .expect("a partition");
+    }
+    consumer.assign(&partitions).expect("assigned");
+    let mut records: BTreeMap<i32, Vec<(Option<String>, String)>> = BTreeMap::new();
+    let start = Instant::now();
+    let mut seen = 0;
+    while seen < count && start.elapsed() < Duration::from_secs(20) {
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let text = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8_lossy(b).into_owned());
+        records.entry(message.partition()).or_default().push((
+            text(message.key()),
+            text(message.payload()).unwrap_or_default(),
+        ));
+        seen += 1;
+    }
+    // Nothing more than that.
+    if let Some(Ok(message)) = consumer.poll(Duration::from_millis(500)) {
+        panic!("an extra record at offset {}", message.offset());
+    }
+    records
+}
+
+#[test]
+fn every_outcome_is_a_record_keyed_by_its_match_key() {
+    let cluster = cluster();
+    let brokers = cluster.bootstrap_servers();
+    let (run, dir) = run("kafka_sink", &pipeline(&brokers, ""));
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let copy = std::fs::read_to_string(dir.join("copy.jsonl")).expect("written");
+    let lines: Vec<&str> = copy.lines().collect();
+    assert_eq!(lines.len(), 6, "{copy}");
+    let records = records(&brokers, lines.len());
+    // Each record is an outcome's JSON, keyed by its match key; a key's
+    // records share a partition, in the order they were decided.
+    let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut partition_of: BTreeMap<String, i32> = BTreeMap::new();
+    for (partition, records) in &records {
+        for (key, value) in records {
+            let key = key.clone().expect("a key");
+            assert!(
+                value.contains(&format!(r#""key":"{key}""#)),
+                "{key}: {value}"
+            );
+            assert_eq!(
+                *partition_of.entry(key.clone()).or_insert(*partition),
+                *partition
+            );
+            by_key.entry(key).or_default().push(value.clone());
+        }
+    }
+    let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in &lines {
+        let key = line
+            .split(r#""key":""#)
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("a key");
+        expected
+            .entry(key.to_string())
+            .or_default()
+            .push((*line).to_string());
+    }
+    assert_eq!(by_key, expected);
+}
+
+#[test]
+fn a_key_expression_keys_the_records() {
+    let cluster = cluster();
+    let brokers = cluster.bootstrap_servers();
+    let (run, _) = run(
+        "kafka_sink_key",
+        &pipeline(&brokers, r#"    key: 'concat("order:", key)'"#),
+    );
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let mut keys: Vec<Option<String>> = records(&brokers, 6)
+        .into_values()
+        .flatten()
+        .map(|(key, _)| key)
+        .collect();
+    keys.sort();
+    let order = |key: &str| Some(format!("order:{key}"));
+    assert_eq!(
+        keys,
+        vec![
+            order("a"),
+            order("b"),
+            order("c"),
+            order("d"),
+            order("e"),
+            order("e")
+        ]
+    );
+}
+
+#[test]
+fn a_record_that_cannot_be_delivered_stops_the_run_with_the_reason() {
+    // Nothing listens there.
+    let text =
+        pipeline("127.0.0.1:9", "").replace("message.timeout.ms: 10000", "message.timeout.ms: 500");
+    let (run, _) = run("kafka_sink_unreachable", &text);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.starts_with(
+            "error: cannot write to sink `bus`: 6 records could not be delivered to topic `alerts`: "
+        ),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_property_librdkafka_does_not_take_is_pointed_at() {
+    let text = pipeline("127.0.0.1:9", "").replace(
+        "message.timeout.ms: 10000",
+        "message.timeout.ms: 10000, no.such.thing: 1",
+    );
+    let (run, _) = run("kafka_sink_property", &text);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.starts_with(
+            "error[E402]: cannot open `kafka topic alerts`: Client config error: No such configuration property: \"no.such.thing\""
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("^^^^^^^^^^^^^ named here"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_stopped_run_resumes_without_sending_a_record_twice() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let cluster = cluster();
+    let brokers = cluster.bootstrap_servers();
+    let text = pipeline(&brokers, "")
+        .replace(
+            "    path: app.jsonl\n",
+            "    path: app.jsonl\n    follow: true\n    idle_timeout: 1s\n",
+        )
+        .replace(
+            "    path: bank.jsonl\n",
+            "    path: bank.jsonl\n    follow: true\n    idle_timeout: 1s\n",
+        )
+        .replace("sinks:", "checkpoint: {interval: 1s}\nsinks:");
+    let dir = scratch("kafka_sink_resume");
+    std::fs::write(dir.join("pipeline.yaml"), &text).expect("written");
+    let (app, bank): (Vec<&str>, Vec<&str>) = (APP.lines().collect(), BANK.lines().collect());
+    let write = |name: &str, lines: &[&str]| {
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(dir.join(name))
+            .expect("appendable");
+        for line in lines {
+            writeln!(file, "{line}").expect("appended");
+        }
+    };
+    let stop = |child: std::process::Child| {
+        let killed = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(killed.success());
+        let output = child.wait_with_output().expect("runner ends");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_runner"))
+            .arg(dir.join("pipeline.yaml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("runner starts")
+    };
+    // `a` and `b` are decided in the first run, the rest in the second.
+    write("app.jsonl", &app[..2]);
+    write("bank.jsonl", &bank[..2]);
+    let first = start();
+    let copy = dir.join("copy.jsonl");
+    let wait_for = |lines: usize| {
+        let start = Instant::now();
+        while std::fs::read_to_string(&copy)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            < lines
+            && start.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(2);
+    stop(first);
+    write("app.jsonl", &app[2..]);
+    write("bank.jsonl", &bank[2..]);
+    let second = start();
+    // Whatever the second run decides, once it has decided something.
+    wait_for(3);
+    stop(second);
+    // The file sink is exactly-once across the stop: the topic holds the
+    // same outcomes, each once.
+    let lines = std::fs::read_to_string(&copy).expect("written");
+    let count = lines.lines().count();
+    assert!(count >= 3, "{lines}");
+    let mut values: Vec<String> = records(&brokers, count)
+        .into_values()
+        .flatten()
+        .map(|(_, value)| value)
+        .collect();
+    values.sort();
+    let mut expected: Vec<String> = lines.lines().map(str::to_string).collect();
+    expected.sort();
+    assert_eq!(values, expected);
+}
