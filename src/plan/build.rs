@@ -341,7 +341,6 @@ impl Builder<'_> {
         complete.then_some(routes)
     }
 
-    /// The sink an output names.
     /// An output's template (or its Kafka sink's key), in the scope of its
     /// outcome: the sides (those that may be absent nullable, the filtered
     /// side not) and the outcome's variables. Not checked when a side is
@@ -380,6 +379,7 @@ impl Builder<'_> {
         self.bind(text, &scope, what, |_| true, "")
     }
 
+    /// The sink an output names.
     fn sink(&mut self, output: &OutputConfig, sinks: &[SinkNode]) -> Option<SinkId> {
         if let Some(index) = sinks.iter().position(|s| s.name == output.sink.value) {
             return Some(SinkId(index));

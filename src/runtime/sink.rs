@@ -293,7 +293,8 @@ pub(crate) enum Message {
     /// Outcomes to render and write.
     Outcomes(Batch),
     /// A checkpoint: write everything sent before, then answer with the
-    /// file's length there and a handle to sync it by.
+    /// file's length there and a handle to sync it by (a Kafka sink: once
+    /// every record sent is delivered).
     Barrier(oneshot::Sender<Result<Written, RunError>>),
 }
 
@@ -307,7 +308,7 @@ pub(crate) struct Written {
     pub(crate) file: Option<std::fs::File>,
 }
 
-/// A barrier sent to a file sink's thread, to be answered.
+/// A barrier sent to a file or Kafka sink's thread, to be answered.
 pub(crate) struct Barrier {
     pub(crate) sink: String,
     pub(crate) path: String,
@@ -511,7 +512,8 @@ enum Writing {
         /// The driver's end of the channel to the thread; `None` once
         /// closed, which ends the thread.
         sender: Option<mpsc::Sender<Message>>,
-        /// The file sink it writes, if it is one: its sink and path.
+        /// The sink it answers checkpoints' barriers for, if it is a file
+        /// or a Kafka topic: its sink, and the file or topic.
         file: Option<(String, String)>,
         /// Outcomes not sent yet.
         pending: Batch,
