@@ -72,15 +72,18 @@ outputs:
     )
 }
 
-/// Runs `runner` on `pipeline` with the data above, in a fresh directory.
-fn run(name: &str, pipeline: &str) -> (Run, std::path::PathBuf) {
+/// Runs `runner` with `args` on `pipeline` with the data above, in a
+/// fresh directory.
+fn run(name: &str, pipeline: &str, args: &[&str]) -> (Run, std::path::PathBuf) {
     let dir = scratch(name);
     std::fs::write(dir.join("app.jsonl"), APP).expect("written");
     std::fs::write(dir.join("bank.jsonl"), BANK).expect("written");
     std::fs::write(dir.join("pipeline.yaml"), pipeline).expect("written");
     let path = dir.join("pipeline.yaml");
-    let run = runner(&["--quiet", path.to_str().expect("UTF-8 paths")]);
-    (run, dir)
+    let mut all = vec!["--quiet"];
+    all.extend(args);
+    all.push(path.to_str().expect("UTF-8 paths"));
+    (runner(&all), dir)
 }
 
 /// A mock cluster with the topic `alerts`.
@@ -130,9 +133,18 @@ fn records(brokers: &str, count: usize) -> BTreeMap<i32, Vec<(Option<String>, St
 
 #[test]
 fn every_outcome_is_a_record_keyed_by_its_match_key() {
+    every_outcome_is_a_record("kafka_sink", &[]);
+}
+
+#[test]
+fn with_workers_every_outcome_is_a_record_too() {
+    every_outcome_is_a_record("kafka_sink_workers", &["--workers", "2"]);
+}
+
+fn every_outcome_is_a_record(name: &str, args: &[&str]) {
     let cluster = cluster();
     let brokers = cluster.bootstrap_servers();
-    let (run, dir) = run("kafka_sink", &pipeline(&brokers, ""));
+    let (run, dir) = run(name, &pipeline(&brokers, ""), args);
     assert_eq!(run.status, 0, "{}", run.stderr);
     let copy = std::fs::read_to_string(dir.join("copy.jsonl")).expect("written");
     let lines: Vec<&str> = copy.lines().collect();
@@ -178,6 +190,7 @@ fn a_key_expression_keys_the_records() {
     let (run, _) = run(
         "kafka_sink_key",
         &pipeline(&brokers, r#"    key: 'concat("order:", key)'"#),
+        &[],
     );
     assert_eq!(run.status, 0, "{}", run.stderr);
     let mut keys: Vec<Option<String>> = records(&brokers, 6)
@@ -205,7 +218,7 @@ fn a_record_that_cannot_be_delivered_stops_the_run_with_the_reason() {
     // Nothing listens there.
     let text =
         pipeline("127.0.0.1:9", "").replace("message.timeout.ms: 10000", "message.timeout.ms: 500");
-    let (run, _) = run("kafka_sink_unreachable", &text);
+    let (run, _) = run("kafka_sink_unreachable", &text, &[]);
     assert_eq!(run.status, 2, "{}", run.stderr);
     assert!(
         run.stderr.starts_with(
@@ -222,7 +235,7 @@ fn a_property_librdkafka_does_not_take_is_pointed_at() {
         "message.timeout.ms: 10000",
         "message.timeout.ms: 10000, no.such.thing: 1",
     );
-    let (run, _) = run("kafka_sink_property", &text);
+    let (run, _) = run("kafka_sink_property", &text, &[]);
     assert_eq!(run.status, 2, "{}", run.stderr);
     assert!(
         run.stderr.starts_with(
