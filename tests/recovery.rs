@@ -136,30 +136,31 @@ fn killed_at_random_points_and_resumed_it_writes_what_an_uninterrupted_run_write
 
     let mut rng = Lcg(kills as u64);
     let mut killed = 0;
-    let resumed = loop {
+    while killed < kills {
         let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
             .arg(dir.join("pipeline.yaml"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("runner starts");
-        if killed < kills {
-            std::thread::sleep(Duration::from_millis(5 + rng.below(60)));
-            if child.try_wait().expect("waitable").is_none() {
-                child.kill().expect("killed");
-                child.wait().expect("reaped");
-                killed += 1;
-                continue;
-            }
+        std::thread::sleep(Duration::from_millis(5 + rng.below(60)));
+        if child.try_wait().expect("waitable").is_none() {
+            child.kill().expect("killed");
+            child.wait().expect("reaped");
+            killed += 1;
+            continue;
         }
+        // Read to its end before the kill: the next run starts over.
         let output = child.wait_with_output().expect("runner ends");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(0), "{stderr}");
-        if killed >= kills {
-            break stderr.contains("resumed    from checkpoint");
-        }
-    };
-    assert!(killed >= kills, "{killed} kills");
+    }
+    // The last kill may have come before that run's first checkpoint, after
+    // one that read to its end: there is one to resume from now.
+    kill_after_checkpoints(&dir, 1, &[]);
+    let last = run_to_end(&dir, &[]);
+    assert_eq!(last.status, 0, "{}", last.stderr);
+    let resumed = last.stderr.contains("resumed    from checkpoint");
     let actual = outputs(&dir);
     for ((name, expected), actual) in OUTPUTS.iter().zip(&expected).zip(&actual) {
         assert!(
@@ -172,18 +173,22 @@ fn killed_at_random_points_and_resumed_it_writes_what_an_uninterrupted_run_write
     assert!(resumed, "the last run resumed from a checkpoint");
 }
 
-/// Runs until at least one checkpoint is written, then kills the run.
+/// Runs with `args` until at least `checkpoints` checkpoints are there,
+/// then kills the run, which must not have ended by then: a fast build reads these inputs
+/// in tens of milliseconds, so the files are watched without a pause.
 #[cfg(unix)]
-fn kill_after_a_checkpoint(dir: &Path) {
+fn kill_after_checkpoints(dir: &Path, checkpoints: usize, args: &[&str]) {
     let state = dir.join(".runner/pipeline");
     let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(args)
         .arg(dir.join("pipeline.yaml"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("runner starts");
-    for _ in 0..2_000 {
-        let checkpoints = std::fs::read_dir(&state).map_or(0, |entries| {
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        let written = std::fs::read_dir(&state).map_or(0, |entries| {
             entries
                 .filter(|e| {
                     e.as_ref()
@@ -191,11 +196,15 @@ fn kill_after_a_checkpoint(dir: &Path) {
                 })
                 .count()
         });
-        if checkpoints >= 2 {
+        if written >= checkpoints {
             break;
         }
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::yield_now();
     }
+    assert!(
+        child.try_wait().expect("waitable").is_none(),
+        "the run ended before {checkpoints} checkpoints were there to kill it after"
+    );
     child.kill().expect("killed");
     child.wait().expect("reaped");
 }
@@ -209,7 +218,7 @@ fn a_damaged_checkpoint_falls_back_to_the_one_before() {
         &["--orders", "20000", "--seed", "4", "--every", "200ms"],
     );
     let expected = uninterrupted(&dir);
-    kill_after_a_checkpoint(&dir);
+    kill_after_checkpoints(&dir, 2, &[]);
     let state = dir.join(".runner/pipeline");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&state)
         .expect("state")
@@ -267,7 +276,7 @@ fn a_run_resumes_however_the_pipeline_file_is_named() {
     let expected = uninterrupted(&dir);
     // Killed when run by its full path; resumed by its name, from its
     // directory: the checkpoint's files are the same files.
-    kill_after_a_checkpoint(&dir);
+    kill_after_checkpoints(&dir, 1, &[]);
     let resumed = Command::new(env!("CARGO_BIN_EXE_runner"))
         .arg("pipeline.yaml")
         .current_dir(&dir)
@@ -291,7 +300,7 @@ fn a_changed_pipeline_does_not_resume_unless_told_to_start_fresh() {
         &["--orders", "20000", "--seed", "6", "--every", "200ms"],
     );
     let expected = uninterrupted(&dir);
-    kill_after_a_checkpoint(&dir);
+    kill_after_checkpoints(&dir, 1, &[]);
     let pipeline = dir.join("pipeline.yaml");
     let text = std::fs::read_to_string(&pipeline).expect("read");
     // A new sink, with a new output and its template, is compatible: the
@@ -326,7 +335,7 @@ fn a_changed_pipeline_does_not_resume_unless_told_to_start_fresh() {
         "the outputs differ from an uninterrupted run's"
     );
     // A changed rule is not compatible.
-    kill_after_a_checkpoint(&dir);
+    kill_after_checkpoints(&dir, 1, &[]);
     let changed = compatible.replace(
         "paid_in_full: platform.paid == app.amount",
         "paid_in_full: platform.paid >= app.amount",
@@ -619,6 +628,9 @@ fn with_workers_killed_and_resumed_it_loses_and_repeats_nothing() {
         child.wait().expect("reaped");
         killed += 1;
     }
+    // The last kill may have come before that run's first checkpoint, after
+    // one that read to its end: there is one to resume from now.
+    kill_after_checkpoints(&dir, 1, &["--workers", "2"]);
     // The keys are spread by the number of workers: another refuses.
     let other = run_to_end(&dir, &["--workers", "3"]);
     assert_eq!(other.status, 2, "{}", other.stderr);
