@@ -12,16 +12,13 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
+use rdkafka::util::Timeout;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Message, QUEUE, SinkThread, Written};
 use crate::config::KafkaSink;
 use crate::runtime::error::RunError;
 use crate::runtime::router::Router;
-
-/// How long the end of a run, or a checkpoint, waits for the brokers to
-/// acknowledge what was sent before it gives up.
-const DELIVERY: Duration = Duration::from_secs(60);
 
 /// Records that could not be delivered: how many, and the first reason.
 #[derive(Default)]
@@ -113,11 +110,12 @@ impl Producer {
         }
     }
 
-    /// Waits until every record sent is delivered; what could not be, why.
+    /// Waits until every record sent is delivered or has failed (after
+    /// the producer's `message.timeout.ms`); what failed, and why.
     fn deliver(&self) -> Result<(), String> {
         self.client
-            .flush(DELIVERY)
-            .map_err(|error| format!("records were not delivered within {DELIVERY:?}: {error}"))?;
+            .flush(Timeout::Never)
+            .map_err(|error| format!("records were not delivered: {error}"))?;
         let failed = self
             .client
             .context()
