@@ -133,23 +133,90 @@ fn records(brokers: &str, count: usize) -> BTreeMap<i32, Vec<(Option<String>, St
 
 #[test]
 fn every_outcome_is_a_record_keyed_by_its_match_key() {
-    every_outcome_is_a_record("kafka_sink", &[]);
+    let cluster = cluster();
+    every_outcome_is_a_record("kafka_sink", &cluster.bootstrap_servers(), &[]);
 }
 
 #[test]
 fn with_workers_every_outcome_is_a_record_too() {
-    every_outcome_is_a_record("kafka_sink_workers", &["--workers", "2"]);
-}
-
-fn every_outcome_is_a_record(name: &str, args: &[&str]) {
     let cluster = cluster();
     let brokers = cluster.bootstrap_servers();
-    let (run, dir) = run(name, &pipeline(&brokers, ""), args);
+    every_outcome_is_a_record("kafka_sink_workers", &brokers, &["--workers", "2"]);
+}
+
+/// A broker process, stopped when dropped.
+struct Broker(std::process::Child);
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Against a real broker in a process of its own: tansu, which the
+/// project's script `tests/tansu` installs from `PyPI` (Apache Kafka cannot
+/// be installed from the registries this project uses). It keeps its log
+/// in memory.
+#[test]
+fn against_a_broker_process_every_outcome_is_a_record() {
+    use std::process::{Command, Stdio};
+    let install = Command::new(crate::harness::root().join("tests/tansu"))
+        .output()
+        .expect("tests/tansu runs");
+    assert!(
+        install.status.success(),
+        "tests/tansu could not install the broker: {}",
+        String::from_utf8_lossy(&install.stderr)
+    );
+    let tansu = String::from_utf8(install.stdout).expect("a path");
+    let tansu = tansu.trim();
+    // A port nothing listens on now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let _broker = Broker(
+        Command::new(tansu)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the broker starts"),
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the broker does not listen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let partitions = PARTITIONS.to_string();
+    let created = Command::new(tansu)
+        .args(["topic", "create", "alerts", "--broker", &url])
+        .args(["--partitions", &partitions])
+        .output()
+        .expect("tansu topic runs");
+    assert!(created.status.success(), "{created:?}");
+    every_outcome_is_a_record("kafka_sink_tansu", &format!("127.0.0.1:{port}"), &[]);
+}
+
+fn every_outcome_is_a_record(name: &str, brokers: &str, args: &[&str]) {
+    let (run, dir) = run(name, &pipeline(brokers, ""), args);
     assert_eq!(run.status, 0, "{}", run.stderr);
     let copy = std::fs::read_to_string(dir.join("copy.jsonl")).expect("written");
     let lines: Vec<&str> = copy.lines().collect();
     assert_eq!(lines.len(), 6, "{copy}");
-    let records = records(&brokers, lines.len());
+    let records = records(brokers, lines.len());
     // Each record is an outcome's JSON, keyed by its match key; a key's
     // records share a partition, in the order they were decided.
     let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
