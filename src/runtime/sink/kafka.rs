@@ -20,6 +20,10 @@ use crate::config::KafkaSink;
 use crate::runtime::error::RunError;
 use crate::runtime::router::Router;
 
+/// The most a producer queues for the brokers, in KiB, unless the sink's
+/// properties say otherwise: 16 MiB.
+const QUEUE_KBYTES: u32 = 16 * 1024;
+
 /// Records that could not be delivered: how many, and the first reason.
 #[derive(Default)]
 struct Deliveries {
@@ -57,6 +61,10 @@ impl Producer {
     pub(crate) fn open(sink: &str, config: &KafkaSink) -> Result<Self, RunError> {
         let mut client = ClientConfig::new();
         client.set("bootstrap.servers", &config.brokers.value);
+        // librdkafka queues up to 1 GiB for slow brokers before it pushes
+        // back; the run's memory is bounded by what is pending instead
+        // (the properties may say otherwise).
+        client.set("queue.buffering.max.kbytes", QUEUE_KBYTES.to_string());
         for (name, value) in &config.properties {
             client.set(&name.value, &value.value);
         }
