@@ -287,9 +287,16 @@ fn a_record_that_cannot_be_delivered_stops_the_run_with_the_reason() {
         pipeline("127.0.0.1:9", "").replace("message.timeout.ms: 10000", "message.timeout.ms: 500");
     let (run, _) = run("kafka_sink_unreachable", &text, &[]);
     assert_eq!(run.status, 2, "{}", run.stderr);
+    // Told once while it waits, then why it stopped.
     assert!(
-        run.stderr.starts_with(
-            "error: cannot write to sink `bus`: 6 records could not be delivered to topic `alerts`: "
+        run.stderr.starts_with("warning: kafka sink `bus`: "),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.matches("warning:").count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "\nerror: cannot write to sink `bus`: 6 records could not be delivered to topic `alerts`: "
         ),
         "{}",
         run.stderr

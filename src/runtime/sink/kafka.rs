@@ -4,6 +4,7 @@
 //! answered and before the run ends; a record that cannot be delivered
 //! stops the run with the broker's reason.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -24,13 +25,30 @@ use crate::runtime::router::Router;
 /// properties say otherwise: 16 MiB.
 const QUEUE_KBYTES: u32 = 16 * 1024;
 
-/// Records that could not be delivered: how many, and the first reason.
+/// Records that could not be delivered: how many, and the first reason;
+/// and whether a broker problem was told.
 #[derive(Default)]
 struct Deliveries {
+    sink: String,
     failed: Mutex<(u64, Option<String>)>,
+    told: AtomicBool,
 }
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    /// The first problem with the brokers (none reachable, say) is told at
+    /// once: until the message timeout fails the records, the run would
+    /// seem to hang. librdkafka retries, and repeats itself; the rest is
+    /// left out.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !self.told.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "warning: kafka sink `{}`: {error}: {reason} (records are kept and retried \
+                 until the producer's message.timeout.ms)",
+                self.sink
+            );
+        }
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
@@ -69,7 +87,10 @@ impl Producer {
             client.set(&name.value, &value.value);
         }
         let producer = client
-            .create_with_context(Deliveries::default())
+            .create_with_context(Deliveries {
+                sink: sink.to_string(),
+                ..Deliveries::default()
+            })
             .map_err(|error| {
                 // A property librdkafka refuses is pointed at.
                 let span = match &error {
