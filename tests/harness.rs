@@ -146,3 +146,28 @@ pub(crate) fn diff(expected: &str, actual: &str) -> String {
 fn diff_marks_changed_lines() {
     assert_eq!(diff("a\nb\nc\n", "a\nx\nc\n"), "  a\n+ x\n- b\n  c\n");
 }
+
+/// Stops a run as Ctrl-C does; gives its exit code and standard error.
+#[cfg(unix)]
+pub(crate) fn interrupt(child: std::process::Child) -> (Option<i32>, String) {
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(interrupted.success());
+    let stopped = child.wait_with_output().expect("ends");
+    (
+        stopped.status.code(),
+        String::from_utf8_lossy(&stopped.stderr).into_owned(),
+    )
+}
+
+/// Starts the pipeline in `dir`, its summary piped.
+pub(crate) fn start(dir: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg(dir.join("pipeline.yaml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runner starts")
+}

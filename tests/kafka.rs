@@ -329,7 +329,6 @@ fn a_property_librdkafka_does_not_take_is_pointed_at() {
 #[test]
 fn a_stopped_run_resumes_without_sending_a_record_twice() {
     use std::io::Write as _;
-    use std::process::{Command, Stdio};
     let cluster = cluster();
     let brokers = cluster.bootstrap_servers();
     let text = pipeline(&brokers, "")
@@ -356,27 +355,10 @@ fn a_stopped_run_resumes_without_sending_a_record_twice() {
         }
     };
     let stop = |child: std::process::Child| {
-        let killed = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(killed.success());
-        let output = child.wait_with_output().expect("runner ends");
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let (code, stderr) = crate::harness::interrupt(child);
+        assert_eq!(code, Some(0), "{stderr}");
     };
-    let start = || {
-        Command::new(env!("CARGO_BIN_EXE_runner"))
-            .arg(dir.join("pipeline.yaml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("runner starts")
-    };
+    let start = || crate::harness::start(&dir);
     // `a` and `b` are decided in the first run, the rest in the second.
     write("app.jsonl", &app[..2]);
     write("bank.jsonl", &bank[..2]);

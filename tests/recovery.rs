@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::harness::{runner, scratch};
+#[cfg(unix)]
+use crate::harness::interrupt;
+use crate::harness::{runner, scratch, start};
 
 /// A bill check of generated data with every outcome written to files,
 /// JSONL and CSV, checkpointing every `interval`.
@@ -369,21 +371,6 @@ fn wait_for(path: &Path, needle: &str) {
     }
 }
 
-/// Stops a run as Ctrl-C does; gives its exit code and standard error.
-#[cfg(unix)]
-fn interrupt(child: std::process::Child) -> (Option<i32>, String) {
-    let interrupted = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(interrupted.success());
-    let stopped = child.wait_with_output().expect("ends");
-    (
-        stopped.status.code(),
-        String::from_utf8_lossy(&stopped.stderr).into_owned(),
-    )
-}
-
 /// A project whose payments file is followed: orders A-1 and A-2, and the
 /// payment of A-1.
 fn followed(name: &str) -> PathBuf {
@@ -414,16 +401,6 @@ fn payment(order: &str, paid: i64, second: &str) -> String {
         "{{\"order_ref\":\"{order}\",\"paid\":{paid},\"currency\":\"EUR\",\"status\":\"success\",\
          \"notified_at\":\"2026-11-01T10:00:{second}Z\"}}\n"
     )
-}
-
-/// Starts the pipeline in `dir`, its summary piped.
-fn start(dir: &Path) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_runner"))
-        .arg(dir.join("pipeline.yaml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("runner starts")
 }
 
 /// Resumes the pipeline in `dir` until A-2 is matched, and stops it: A-1

@@ -614,12 +614,8 @@ fn a_running_pipeline_serves_its_metrics_and_health() {
         "{posted}"
     );
 
-    let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
-    assert_eq!(child.wait().expect("runner ends").code(), Some(0));
+    let (code, stderr) = crate::harness::interrupt(child);
+    assert_eq!(code, Some(0), "{stderr}");
 }
 
 #[test]

@@ -786,24 +786,13 @@ fn sinks(r: &mut Reader<'_>, at: Span, node: &Node) -> Declared<SinkConfig> {
         ];
         fields.finish(r);
         let kind = kind?.value;
-        if kind != 3 {
-            for (key, _) in kafka.iter().flatten() {
-                r.report(
-                    Diagnostic::error(
-                        Code::UnknownKey,
-                        format!(
-                            "`{}` is not an option of `{}` sinks",
-                            key_text(key),
-                            SINK_TYPES[kind]
-                        ),
-                        key.span,
-                    )
-                    .label("applies to `kafka` sinks"),
-                );
+        // Options of one type of sink given to another.
+        let file_options = [path, format];
+        for (owner, options) in [(2, &file_options[..]), (3, &kafka[..])] {
+            if kind == owner {
+                continue;
             }
-        }
-        if kind != 2 {
-            for (key, _) in path.iter().chain(&format) {
+            for (key, _) in options.iter().flatten() {
                 r.report(
                     Diagnostic::error(
                         Code::UnknownKey,
@@ -814,7 +803,7 @@ fn sinks(r: &mut Reader<'_>, at: Span, node: &Node) -> Declared<SinkConfig> {
                         ),
                         key.span,
                     )
-                    .label("applies to `file` sinks"),
+                    .label(format!("applies to `{}` sinks", SINK_TYPES[owner])),
                 );
             }
         }
