@@ -162,9 +162,10 @@ pub(crate) fn interrupt(child: std::process::Child) -> (Option<i32>, String) {
     )
 }
 
-/// Starts the pipeline in `dir`, its summary piped.
-pub(crate) fn start(dir: &Path) -> std::process::Child {
+/// Starts the pipeline in `dir` with `args`, its summary piped.
+pub(crate) fn start(dir: &Path, args: &[&str]) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(args)
         .arg(dir.join("pipeline.yaml"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -358,7 +358,7 @@ fn a_stopped_run_resumes_without_sending_a_record_twice() {
         let (code, stderr) = crate::harness::interrupt(child);
         assert_eq!(code, Some(0), "{stderr}");
     };
-    let start = || crate::harness::start(&dir);
+    let start = || crate::harness::start(&dir, &[]);
     // `a` and `b` are decided in the first run, the rest in the second.
     write("app.jsonl", &app[..2]);
     write("bank.jsonl", &bank[..2]);

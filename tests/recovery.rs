@@ -406,7 +406,7 @@ fn payment(order: &str, paid: i64, second: &str) -> String {
 /// Resumes the pipeline in `dir` until A-2 is matched, and stops it: A-1
 /// and A-2 are each matched once, across the runs.
 fn resume_until_both_match(dir: &Path) {
-    let child = start(dir);
+    let child = start(dir, &[]);
     wait_for(&dir.join("out/matched.jsonl"), "A-2");
     let (_, stderr) = interrupt(child);
     assert!(stderr.contains("resumed    from checkpoint 1"), "{stderr}");
@@ -424,7 +424,7 @@ fn resume_until_both_match(dir: &Path) {
 /// an error (exit status 2); its standard error. Not stopping, it would
 /// follow its files for ever: it is stopped, and the test fails.
 fn refused(dir: &Path) -> String {
-    let mut child = start(dir);
+    let mut child = start(dir, &[]);
     for _ in 0..1_000 {
         if child.try_wait().expect("waits").is_some() {
             let output = child.wait_with_output().expect("ended");
@@ -451,7 +451,7 @@ fn matched(dir: &Path) -> Vec<String> {
 #[test]
 fn state_inspect_lists_what_is_pending() {
     let dir = followed("recovery_inspect");
-    let child = start(&dir);
+    let child = start(&dir, &[]);
     // Matched A-1 lands in its file: the run has read its inputs.
     wait_for(&dir.join("out/matched.jsonl"), "A-1");
     let (code, stderr) = interrupt(child);
@@ -490,7 +490,7 @@ fn state_inspect_lists_what_is_pending() {
 #[test]
 fn a_followed_file_replaced_while_stopped_is_read_from_its_top() {
     let dir = followed("recovery_rotated");
-    let child = start(&dir);
+    let child = start(&dir, &[]);
     wait_for(&dir.join("out/matched.jsonl"), "A-1");
     let (code, stderr) = interrupt(child);
     assert_eq!(code, Some(0), "{stderr}");
@@ -517,7 +517,7 @@ fn an_input_rewritten_since_the_checkpoint_is_not_resumed() {
         .replace("\n    idle_timeout: 1s", "")
         .replace("interval: 1h", "interval: 20ms");
     std::fs::write(&pipeline, text).expect("written");
-    let mut child = start(&dir);
+    let mut child = start(&dir, &[]);
     let held = "  source app       data/orders.jsonl, up to line 1 (byte 94)";
     for _ in 0..1_000 {
         let listing = runner(&["state", "inspect", pipeline.to_str().expect("UTF-8")]);
@@ -545,7 +545,7 @@ fn an_input_rewritten_since_the_checkpoint_is_not_resumed() {
 #[test]
 fn two_runs_of_a_pipeline_cannot_share_its_checkpoints() {
     let dir = followed("recovery_locked");
-    let first = start(&dir);
+    let first = start(&dir, &[]);
     wait_for(&dir.join("out/matched.jsonl"), "A-1");
     let second = refused(&dir);
     assert!(

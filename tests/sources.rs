@@ -484,14 +484,9 @@ fn followed_files_are_read_as_they_grow_and_rotate_until_interrupted() {
     // A key left waiting is not timed out by the interruption.
     append(&dir.join("app.jsonl"), &line("d", "2026-03-01T10:00:06Z"));
     std::thread::sleep(Duration::from_millis(300));
-    let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
-    let output = child.wait_with_output().expect("runner ends");
-    let stderr = steady(&String::from_utf8(output.stderr).expect("UTF-8"));
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let (code, stderr) = crate::harness::interrupt(child);
+    let stderr = steady(&stderr);
+    assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(wait_for_lines(&log, 4).lines().count(), 4);
     assert!(
         stderr.starts_with("runner: stopped after 7 events in <elapsed>\n"),
@@ -515,14 +510,26 @@ fn http(addr: &str, request: &str) -> String {
 
 /// Reads `/metrics` until it has `line`, for up to ten seconds.
 fn wait_for_metric(addr: &str, line: &str) -> String {
+    wait_for_page(addr, |page| page.lines().any(|l| l == line))
+}
+
+/// Reads `/metrics` until `ready` says the page is, for up to ten seconds.
+fn wait_for_page(addr: &str, ready: impl Fn(&str) -> bool) -> String {
     let start = Instant::now();
     loop {
         let page = http(addr, "GET /metrics HTTP/1.1\r\nHost: runner\r\n\r\n");
-        if page.lines().any(|l| l == line) || start.elapsed() > Duration::from_secs(10) {
+        if ready(&page) || start.elapsed() > Duration::from_secs(10) {
             return page;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The value of the pipeline `metered`'s sample `name` on `page`.
+fn metered(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}{{pipeline=\"metered\"}} ")))
+        .and_then(|value| value.parse().ok())
 }
 
 #[cfg(unix)]
@@ -534,7 +541,8 @@ fn a_running_pipeline_serves_its_metrics_and_health() {
         "    type: file\n    path: bank.jsonl\n    follow: true\n    idle_timeout: 1s",
         BRIEF,
     )
-    .replace("sources:", "name: metered\nsources:");
+    .replace("sources:", "name: metered\nsources:")
+    .replace("sinks:", "checkpoint: {interval: 100ms}\nsinks:");
     let dir = project(
         "metrics",
         &[
@@ -546,13 +554,7 @@ fn a_running_pipeline_serves_its_metrics_and_health() {
             ("bank.jsonl", ""),
         ],
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
-        .args(["--metrics-addr", "127.0.0.1:0"])
-        .arg(dir.join("pipeline.yaml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("runner starts");
+    let mut child = crate::harness::start(&dir, &["--metrics-addr", "127.0.0.1:0"]);
     // The first line says where: the system chose the port.
     let mut stderr = std::io::BufReader::new(child.stderr.take().expect("piped"));
     let mut first = String::new();
@@ -597,6 +599,18 @@ fn a_running_pipeline_serves_its_metrics_and_health() {
     ] {
         assert!(page.lines().any(|l| l == line), "no `{line}` in {page}");
     }
+
+    // Checkpoints are counted, timed and sized as they are taken.
+    let page = wait_for_page(&addr, |page| {
+        metered(page, "runner_checkpoints_total").is_some_and(|n| n >= 1.0)
+    });
+    let value = |name: &str| metered(&page, name).unwrap_or_else(|| panic!("no {name} in {page}"));
+    assert!(value("runner_checkpoints_total") >= 1.0, "{page}");
+    assert!(value("runner_checkpoint_bytes") > 0.0, "{page}");
+    assert!(
+        value("runner_checkpoint_duration_seconds") >= value("runner_checkpoint_pause_seconds"),
+        "{page}"
+    );
 
     let health = http(&addr, "GET /health HTTP/1.1\r\n\r\n");
     assert!(

@@ -31,8 +31,6 @@ pub(super) struct Checkpointing {
     lock: Option<Lock>,
     /// The checkpoint being made durable, on a thread of its own.
     in_flight: Option<Saving>,
-    /// When the last checkpoint was begun.
-    began: Instant,
     /// The buffer the last checkpoint's state was encoded into, to encode
     /// the next into: its memory is there already, which saves the run the
     /// time of getting it anew (most of a checkpoint's pause, with many keys
@@ -45,11 +43,12 @@ pub(super) struct Checkpointing {
 type Saving = std::thread::JoinHandle<Result<Saved, String>>;
 
 /// What a checkpoint's thread hands back: the encoding buffer, to reuse,
-/// the bytes the file took, and when it was saved.
+/// the bytes the file took, and how long the checkpoint took from its
+/// start until it was saved.
 struct Saved {
     buffer: Vec<u8>,
     bytes: u64,
-    at: Instant,
+    took: std::time::Duration,
 }
 
 /// How soon to look again at a checkpoint still being made durable when
@@ -133,7 +132,6 @@ pub(super) fn prepare(
             base,
             lock: Some(lock),
             in_flight: None,
-            began: now,
             spare: Vec::new(),
         }),
         resume,
@@ -292,7 +290,7 @@ impl Driver {
                 Ok(Saved {
                     buffer: checkpoint.matcher,
                     bytes,
-                    at: Instant::now(),
+                    took: began.elapsed(),
                 })
             })
             .map_err(RunError::Start)?;
@@ -300,7 +298,6 @@ impl Driver {
         checkpointing.next = Instant::now() + checkpointing.interval;
         let pause = began.elapsed();
         self.summary.longest_checkpoint = self.summary.longest_checkpoint.max(pause);
-        checkpointing.began = began;
         self.summary.last_checkpoint.pause = pause;
         if last {
             self.settle(job)
@@ -362,7 +359,7 @@ impl Driver {
                 self.summary.checkpoints += 1;
                 if let Some(checkpointing) = &mut self.checkpointing {
                     checkpointing.spare = saved.buffer;
-                    self.summary.last_checkpoint.took = saved.at - checkpointing.began;
+                    self.summary.last_checkpoint.took = saved.took;
                     self.summary.last_checkpoint.bytes = saved.bytes;
                 }
                 Ok(())
