@@ -158,33 +158,37 @@ impl EventTime {
     /// which jiff explains if it is no time at all).
     pub(crate) fn parse_rfc3339(text: &str) -> Option<Self> {
         let bytes = text.as_bytes();
-        if bytes.len() < 20 || bytes.len() > 30 || bytes[bytes.len() - 1] != b'Z' {
+        let head = bytes.first_chunk::<19>()?;
+        // The shape checked eight bytes at a time (the last word overlaps
+        // the second), then the digits read knowing they are digits.
+        if bytes.len() < 20
+            || bytes.len() > 30
+            || bytes[bytes.len() - 1] != b'Z'
+            || !fits(head, 0, *b"0000-00-")
+            || !fits(head, 8, *b"00T00:00")
+            || !fits(head, 11, *b"00:00:00")
+        {
             return None;
         }
-        // Digits where the pattern has a 0, the pattern's byte elsewhere.
-        let shape = bytes[..19]
-            .iter()
-            .zip(b"0000-00-00T00:00:00")
-            .all(|(&byte, &want)| byte == want || (want == b'0' && byte.is_ascii_digit()));
-        if !shape {
-            return None;
-        }
-        let digit = |at: usize| i64::from(bytes[at] - b'0');
-        let two = |at: usize| digit(at) * 10 + digit(at + 1);
-        let (year, month, day) = (two(0) * 100 + two(2), two(5), two(8));
+        let two = |at: usize| i64::from(head[at] - b'0') * 10 + i64::from(head[at + 1] - b'0');
+        let (century, year, month, day) = (two(0), two(2), two(5), two(8));
         let (hour, minute, second) = (two(11), two(14), two(17));
+        // Up to nine digits of fraction (nanoseconds); the first three count.
         let millis = match &bytes[19..bytes.len() - 1] {
             [] => 0,
-            // Up to nine digits (nanoseconds); the first three count.
-            [b'.', digits @ ..] if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) => {
-                digits
-                    .iter()
-                    .chain(b"00")
-                    .take(3)
-                    .fold(0, |ms, &digit| ms * 10 + i64::from(digit - b'0'))
+            [b'.', digits @ ..] if !digits.is_empty() => {
+                if !digits.iter().all(u8::is_ascii_digit) {
+                    return None;
+                }
+                let mut millis = 0;
+                for at in 0..3 {
+                    millis = millis * 10 + digits.get(at).map_or(0, |d| i64::from(d - b'0'));
+                }
+                millis
             }
             _ => return None,
         };
+        let year = century * 100 + year;
         let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
         let month_days = match month {
             2 if leap => 29,
@@ -234,6 +238,24 @@ impl EventTime {
         two(bytes, 5, month);
         two(bytes, 8, day);
     }
+}
+
+/// Whether the eight bytes of `head` at `at` have the shape of `pattern`:
+/// a digit where it has `0`, its byte elsewhere.
+fn fits(head: &[u8; 19], at: usize, pattern: [u8; 8]) -> bool {
+    const HIGH: u64 = u64::from_le_bytes([0xf0; 8]);
+    const LOW: u64 = u64::from_le_bytes([0x0f; 8]);
+    let mut word = [0; 8];
+    word.copy_from_slice(&head[at..at + 8]);
+    let word = u64::from_le_bytes(word);
+    let digits = u64::from_le_bytes(pattern.map(|byte| if byte == b'0' { 0xff } else { 0 }));
+    let pattern = u64::from_le_bytes(pattern);
+    // The separators equal; every digit 0x30 to 0x39: high nibble 3, and
+    // the low nibble plus 6 no carry into the high one (a byte holds at
+    // most 0x0f + 6, so nothing carries into the next byte).
+    (word ^ pattern) & !digits == 0
+        && word & digits & HIGH == pattern & digits & HIGH
+        && ((word & digits & LOW) + (0x0606_0606_0606_0606 & digits)) & HIGH == 0
 }
 
 /// A span of event time in milliseconds; negative only as the result of
@@ -469,6 +491,14 @@ mod tests {
             "+2026-11-01T10:00:00Z",
         ] {
             assert_eq!(EventTime::parse_rfc3339(text), None, "{text}");
+        }
+        // A byte just outside the digits, or any other, in place of each digit.
+        let good = "2026-11-01T10:00:00.123Z";
+        for (at, _) in good.match_indices(|c: char| c.is_ascii_digit()) {
+            for wrong in ["/", ":", "a", " ", "\u{e9}"] {
+                let text = format!("{}{wrong}{}", &good[..at], &good[at + 1..]);
+                assert_eq!(EventTime::parse_rfc3339(&text), None, "{text}");
+            }
         }
     }
 

@@ -101,6 +101,10 @@ impl std::fmt::Display for Path<'_> {
 /// A timestamp field's value from text: RFC 3339, or milliseconds since
 /// the epoch.
 fn timestamp(text: &str, path: Path<'_>) -> Result<Value, String> {
+    // The usual shape first: no number reads as one.
+    if let Some(time) = EventTime::parse_rfc3339(text) {
+        return Ok(Value::Timestamp(time));
+    }
     if let Ok(ms) = text.parse::<i64>() {
         return Ok(Value::Timestamp(EventTime::from_millis(ms)));
     }
