@@ -45,8 +45,9 @@ fn flat(line: &str, layout: &RecordType, values: &mut Vec<Value>) -> Option<Reco
         return None;
     }
     let bytes = line.as_bytes();
+    // Values are pushed while fields come in schema order; the first out of
+    // order makes room for all of them.
     values.clear();
-    values.resize(fields.len(), Value::Null);
     let mut given = 0_u64;
     let mut at = blank(bytes, 0);
     if bytes.get(at) != Some(&b'{') {
@@ -77,7 +78,13 @@ fn flat(line: &str, layout: &RecordType, values: &mut Vec<Value>) -> Option<Reco
                 }
                 given |= 1 << index;
                 let field = &fields[index];
-                values[index] = value.typed(&field.ty, &field.name)?;
+                let value = value.typed(&field.ty, &field.name)?;
+                if index == values.len() {
+                    values.push(value);
+                } else {
+                    values.resize(fields.len(), Value::Null);
+                    values[index] = value;
+                }
                 next = index + 1;
             }
             at = blank(bytes, end);
@@ -95,6 +102,7 @@ fn flat(line: &str, layout: &RecordType, values: &mut Vec<Value>) -> Option<Reco
         .iter()
         .enumerate()
         .all(|(index, field)| given & (1 << index) != 0 || field.ty.nullable);
+    values.resize(fields.len(), Value::Null);
     (blank(bytes, at) == bytes.len() && complete).then(|| values.drain(..).collect())
 }
 
@@ -109,7 +117,8 @@ enum Scalar<'a> {
 impl Scalar<'_> {
     /// The value for a field of type `ty`; `None` where the full reader
     /// has something to say.
-#[inline(always)]
+    #[allow(clippy::inline_always)] // Called per field: ~2% of a source thread.
+    #[inline(always)]
     fn typed(self, ty: &Type, name: &str) -> Option<Value> {
         Some(match (self, &ty.kind) {
             (Self::Null, _) if ty.nullable => Value::Null,
@@ -131,6 +140,7 @@ impl Scalar<'_> {
 /// The scalar at `at` and where it ends: a string without escapes, a
 /// whole number in `i64` written the one way JSON allows, `true`, `false`
 /// or `null`.
+#[allow(clippy::inline_always)] // Called per token: ~2% of a source thread.
 #[inline(always)]
 fn scalar(line: &str, at: usize) -> Option<(Scalar<'_>, usize)> {
     let bytes = line.as_bytes();
@@ -179,6 +189,7 @@ fn scalar(line: &str, at: usize) -> Option<(Scalar<'_>, usize)> {
 
 /// The string whose opening quote is at `at`, and where it ends: `None`
 /// unless it is closed before any escape or control character.
+#[allow(clippy::inline_always)] // Called per token: ~2% of a source thread.
 #[inline(always)]
 fn string(line: &str, at: usize) -> Option<(&str, usize)> {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
@@ -214,6 +225,7 @@ fn string(line: &str, at: usize) -> Option<(&str, usize)> {
 }
 
 /// Where the JSON whitespace from `at` ends.
+#[allow(clippy::inline_always)] // Called per token: ~2% of a source thread.
 #[inline(always)]
 fn blank(bytes: &[u8], mut at: usize) -> usize {
     while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
@@ -458,6 +470,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
     use std::sync::Arc;
 
     use super::*;
@@ -527,7 +540,9 @@ mod tests {
             r#"{"id": 7}"#,
             "[1]",
         ];
-        const NAMES: &[&str] = &["id", "n", "x", "ok", "ts", "note", "payer", "extra", r"i\u0064"];
+        const NAMES: &[&str] = &[
+            "id", "n", "x", "ok", "ts", "note", "payer", "extra", r"i\u0064",
+        ];
         const BLANKS: &[&str] = &["", "", " ", "\t", "  \r\n"];
         let layout = layout();
         let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
@@ -572,7 +587,7 @@ mod tests {
                 } else {
                     (NAMES[order[at]], usual[order[at]])
                 };
-                line.push_str(&format!("\"{name}\"{}:", BLANKS[random(BLANKS.len())]));
+                let _ = write!(line, "\"{name}\"{}:", BLANKS[random(BLANKS.len())]);
                 line.push_str(BLANKS[random(BLANKS.len())]);
                 line.push_str(if random(8) == 0 {
                     VALUES[random(VALUES.len())]
@@ -587,11 +602,7 @@ mod tests {
             total += 1;
             if let Some(record) = flat(&line, &layout, &mut scratch) {
                 fast += 1;
-                assert_eq!(
-                    full(&line, &layout, &mut scratch),
-                    Ok(record),
-                    "{line}"
-                );
+                assert_eq!(full(&line, &layout, &mut scratch), Ok(record), "{line}");
             }
         }
         assert!(fast * 4 > total, "{fast} of {total} lines read fast");
