@@ -32,8 +32,15 @@ pub fn inspect(checkpoint: &Checkpoint) -> Result<String, String> {
     }
     let mut rows: Vec<(String, String)> = Vec::new();
     for source in &checkpoint.inputs {
+        let partitions: Vec<String> = source
+            .partitions
+            .iter()
+            .map(|(partition, offset)| format!("partition {partition} at offset {offset}"))
+            .collect();
         let place = match (&source.file, source.finished) {
             (_, true) => "ended".to_string(),
+            // A Kafka source: where each partition merged from is.
+            _ if !partitions.is_empty() => partitions.join(", "),
             (None, false) => "nothing read yet".to_string(),
             (Some(file), false) if file.is_empty() => format!("up to record {}", source.line),
             (Some(file), false) => format!(

@@ -33,8 +33,9 @@ use crate::time::EventTime;
 /// many workers it matched on.
 pub const WORKERS: &str = "the workers";
 
-/// The format version; a checkpoint of another version is not read.
-pub const VERSION: u32 = 2;
+/// The format version written; a checkpoint of another version is not
+/// read, except version 2, which lacks only the offsets of Kafka partitions.
+pub const VERSION: u32 = 3;
 
 /// Where one source was, and its watermark.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -59,6 +60,9 @@ pub struct InputPosition {
     /// Whether the source was idle: silent past its idle timeout, so that
     /// the watermark went on without it.
     pub idle: bool,
+    /// For a Kafka source, each partition merged from and the offset after
+    /// its last message merged, by partition.
+    pub partitions: Vec<(u32, u64)>,
 }
 
 /// A file sink's length at the checkpoint.
@@ -137,6 +141,11 @@ impl Checkpoint {
             }
             out.bool(input.finished);
             out.bool(input.idle);
+            out.usize(input.partitions.len());
+            for &(partition, offset) in &input.partitions {
+                out.varint(u64::from(partition));
+                out.varint(offset);
+            }
         }
         out.int(self.watermark);
         out.usize(self.sinks.len());
@@ -153,8 +162,8 @@ impl Checkpoint {
         (out.into_bytes(), &self.matcher)
     }
 
-    /// Reads a body [`encode`](Self::encode) wrote.
-    pub(crate) fn decode(body: &[u8]) -> Result<Self, DecodeError> {
+    /// Reads a body [`encode`](Self::encode) wrote, in format `version`.
+    pub(crate) fn decode(body: &[u8], version: u32) -> Result<Self, DecodeError> {
         let mut input = Decoder::new(body);
         let sequence = input.varint()?;
         let taken_at = input.time()?;
@@ -191,6 +200,14 @@ impl Checkpoint {
             };
             let finished = input.bool()?;
             let idle = input.bool()?;
+            let mut partitions = Vec::new();
+            if version >= 3 {
+                for _ in 0..input.count(2)? {
+                    let partition = u32::try_from(input.varint()?)
+                        .map_err(|_| DecodeError("a partition out of range".to_string()))?;
+                    partitions.push((partition, input.varint()?));
+                }
+            }
             inputs.push(InputPosition {
                 name,
                 file,
@@ -200,6 +217,7 @@ impl Checkpoint {
                 max_seen,
                 finished,
                 idle,
+                partitions,
             });
         }
         let watermark = input.int()?;
@@ -274,6 +292,7 @@ mod tests {
                     max_seen: Some(EventTime::from_millis(99)),
                     finished: false,
                     idle: true,
+                    partitions: vec![(0, 17), (3, 1 << 40)],
                 },
                 InputPosition {
                     name: "bank".into(),
@@ -297,7 +316,37 @@ mod tests {
         let checkpoint = sample();
         let (head, matcher) = checkpoint.encode();
         let body = [head.as_slice(), matcher].concat();
-        assert_eq!(Checkpoint::decode(&body), Ok(checkpoint));
+        assert_eq!(Checkpoint::decode(&body, VERSION), Ok(checkpoint));
+    }
+
+    #[test]
+    fn a_version_2_checkpoint_is_read_without_partitions() {
+        // Version 2 wrote an input's place without Kafka partitions after it.
+        let mut out = Encoder::new();
+        out.varint(3);
+        out.time(EventTime::from_millis(5));
+        out.usize(0);
+        out.usize(1);
+        out.str("app");
+        out.bool(true);
+        out.str("data/app.jsonl");
+        out.bool(false);
+        out.varint(10);
+        out.varint(2);
+        out.bool(false);
+        out.bool(false);
+        out.bool(true);
+        out.int(-1);
+        out.usize(0);
+        out.usize(0);
+        out.usize(0);
+        let body = out.into_bytes();
+        let checkpoint = Checkpoint::decode(&body, 2).expect("a version 2 checkpoint");
+        let input = &checkpoint.inputs[0];
+        assert_eq!((input.offset, input.line, input.idle), (10, 2, true));
+        assert!(input.partitions.is_empty());
+        // Read as version 3, the same bytes are cut short.
+        assert!(Checkpoint::decode(&body, VERSION).is_err());
     }
 
     #[test]

@@ -250,9 +250,9 @@ fn read(path: &Path) -> Result<Checkpoint, String> {
     let word =
         |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
     let version = word(8);
-    if version != VERSION {
+    if version != VERSION && version != 2 {
         return Err(format!(
-            "it has format version {version}; this runner reads version {VERSION}"
+            "it has format version {version}; this runner reads versions 2 to {VERSION}"
         ));
     }
     let mut length = [0; 8];
@@ -265,7 +265,7 @@ fn read(path: &Path) -> Result<Checkpoint, String> {
     if crc32(&[body]) != word(20) {
         return Err("its checksum does not match: it is damaged".to_string());
     }
-    Checkpoint::decode(body).map_err(|error| error.to_string())
+    Checkpoint::decode(body, version).map_err(|error| error.to_string())
 }
 
 #[cfg(unix)]

@@ -96,7 +96,7 @@ pub(super) fn run(file: &SourceFile, path: &Path, args: &RunArgs) -> ExitCode {
         matches!(
             source.input,
             Input::Files { follow: true, .. } | Input::Stdin { .. }
-        )
+        ) || matches!(&source.input, Input::Kafka(kafka) if !kafka.bounded)
     });
     let malformed_routed = graph
         .routes

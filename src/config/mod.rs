@@ -252,6 +252,37 @@ pub enum SourceKind {
         /// How each line is read.
         format: Format,
     },
+    /// Records of a Kafka topic, one per message value.
+    Kafka(KafkaSource),
+}
+
+/// A `kafka` source: the topic it reads and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaSource {
+    /// The bootstrap servers, `host:port[,host:port...]`.
+    pub brokers: Spanned<String>,
+    /// The topic, every partition of it.
+    pub topic: Spanned<String>,
+    /// The consumer group its offsets are committed for.
+    pub group: Spanned<String>,
+    /// How each message's value is read (CSV values name their columns).
+    pub format: Format,
+    /// Where a partition without a committed offset starts.
+    pub start: StartAt,
+    /// Whether the source ends at the offsets the topic had when the run
+    /// started, as a file ends, instead of reading on until stopped.
+    pub bounded: bool,
+    /// Client properties passed to librdkafka as they are.
+    pub properties: Vec<(Spanned<String>, Spanned<String>)>,
+}
+
+/// Where a Kafka source starts in a partition it has no offset for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// At the oldest message the topic keeps.
+    Earliest,
+    /// After the newest message: only what comes later.
+    Latest,
 }
 
 /// How the lines of a file or stream are read into records.

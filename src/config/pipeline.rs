@@ -6,14 +6,15 @@ use super::node::{Node, Value};
 use super::reader::Reader;
 use super::{
     CheckpointConfig, Clock, Connect, ConnectConfig, CsvFormat, Declared, Expected, Format,
-    KafkaSink, Match, Name, OutcomeKind, OutputConfig, Pipeline, RuleConfig, SinkConfig,
-    SinkFormat, SinkKind, SourceConfig, SourceKind, Spanned, TestCase, WaitConfig,
+    KafkaSink, KafkaSource, Match, Name, OutcomeKind, OutputConfig, Pipeline, RuleConfig,
+    SinkConfig, SinkFormat, SinkKind, SourceConfig, SourceKind, Spanned, StartAt, TestCase,
+    WaitConfig,
 };
 use crate::diagnostic::{Code, Diagnostic, Span, did_you_mean};
 use crate::expr::{Field, Kind, RecordType, SCALAR_TYPES, Type};
 
 /// Source types, in the order of [`SourceKind`]'s variants.
-const SOURCE_TYPES: &[&str] = &["inline", "file", "stdin"];
+const SOURCE_TYPES: &[&str] = &["inline", "file", "stdin", "kafka"];
 /// Sink types, in the order of [`SinkKind`]'s variants.
 const SINK_TYPES: &[&str] = &["stdout", "stderr", "file", "kafka"];
 /// Clocks, in the order of [`Clock`]'s variants.
@@ -25,11 +26,19 @@ const SOURCE_OPTIONS: &[(&str, &[&str])] = &[
     ("records", &["inline"]),
     ("path", &["file"]),
     ("follow", &["file"]),
-    ("format", &["file", "stdin"]),
+    ("format", &["file", "stdin", "kafka"]),
     ("header", &["file", "stdin"]),
-    ("columns", &["file", "stdin"]),
-    ("delimiter", &["file", "stdin"]),
+    ("columns", &["file", "stdin", "kafka"]),
+    ("delimiter", &["file", "stdin", "kafka"]),
+    ("brokers", &["kafka"]),
+    ("topic", &["kafka"]),
+    ("group", &["kafka"]),
+    ("start", &["kafka"]),
+    ("bounded", &["kafka"]),
+    ("properties", &["kafka"]),
 ];
+/// Where a Kafka source may start, in the order of [`StartAt`]'s variants.
+const STARTS: &[&str] = &["earliest", "latest"];
 /// Keys that only CSV inputs take.
 const CSV_OPTIONS: &[&str] = &["header", "columns", "delimiter"];
 
@@ -241,7 +250,11 @@ fn read_source(
         }
         | SourceKind::Stdin {
             format: Format::Csv(csv),
-        },
+        }
+        | SourceKind::Kafka(KafkaSource {
+            format: Format::Csv(csv),
+            ..
+        }),
     ) = &kind
     {
         csv_schema(r, &name, csv, &schema);
@@ -334,9 +347,195 @@ fn source_kind(
         2 => SourceKind::Stdin {
             format: format(r, name, None, options)?,
         },
+        3 => kafka_source(r, name, option)?,
         _ => unreachable!("`choice` returns an index into SOURCE_TYPES"),
     };
     fits.then_some(kind)
+}
+
+/// A `kafka` source: `brokers`, `topic`, `group` and `format` (required),
+/// `start`, `bounded` and `properties`. A message value has no header
+/// line, so CSV values name their `columns`.
+fn kafka_source<'n>(
+    r: &mut Reader<'_>,
+    name: &Name,
+    option: impl Fn(&str) -> Option<&'n Node>,
+) -> Option<SourceKind> {
+    let owner = format!("source `{}`", name.value);
+    let what = "a `kafka` source";
+    let brokers = kafka_text(
+        r,
+        (&owner, name.span, what),
+        option("brokers"),
+        "brokers",
+        "the bootstrap servers, `host:port`",
+    );
+    let topic = kafka_text(
+        r,
+        (&owner, name.span, what),
+        option("topic"),
+        "topic",
+        "the topic to read",
+    );
+    let group = kafka_text(
+        r,
+        (&owner, name.span, what),
+        option("group"),
+        "group",
+        "the consumer group its offsets are committed for",
+    );
+    let format = kafka_format(r, name, &option);
+    let start = match option("start") {
+        Some(value) => match r.choice(value, "start", STARTS)?.value {
+            0 => StartAt::Earliest,
+            _ => StartAt::Latest,
+        },
+        None => StartAt::Earliest,
+    };
+    let bounded = match option("bounded") {
+        Some(value) => r.boolean(value, "`bounded`")?.value,
+        None => false,
+    };
+    let properties = match option("properties") {
+        Some(value) => properties(r, value.span, value)?,
+        None => Vec::new(),
+    };
+    Some(SourceKind::Kafka(KafkaSource {
+        brokers: brokers?,
+        topic: topic?,
+        group: group?,
+        format: format?,
+        start,
+        bounded,
+        properties,
+    }))
+}
+
+/// The `format` of a Kafka source's message values: `columns` (and a
+/// `delimiter`) for CSV, since a value has no header line.
+fn kafka_format<'n>(
+    r: &mut Reader<'_>,
+    name: &Name,
+    option: &impl Fn(&str) -> Option<&'n Node>,
+) -> Option<Format> {
+    let owner = format!("source `{}`", name.value);
+    let format = match option("format") {
+        None => {
+            r.report(
+                Diagnostic::error(
+                    Code::MissingKey,
+                    format!("{owner} is missing `format`"),
+                    name.span,
+                )
+                .label("`jsonl` or `csv`: how each message's value is read"),
+            );
+            None
+        }
+        Some(value) => match r.choice(value, "format", FORMATS)?.value {
+            0 => Some(Format::Jsonl),
+            _ => {
+                if let Some(columns_node) = option("columns") {
+                    Some(Format::Csv(CsvFormat {
+                        header: false,
+                        columns: Some(columns(r, columns_node)?),
+                        delimiter: match option("delimiter") {
+                            Some(value) => csv_delimiter(r, value)?,
+                            None => b',',
+                        },
+                    }))
+                } else {
+                    r.report(
+                        Diagnostic::error(
+                            Code::MissingKey,
+                            format!("{owner} is missing `columns`"),
+                            name.span,
+                        )
+                        .label("a message value has no header line: the pipeline names the columns")
+                        .help("list them in order: `columns: [order_id, amount, ts]`".to_string()),
+                    );
+                    None
+                }
+            }
+        },
+    };
+    if matches!(format, Some(Format::Jsonl)) {
+        for key in ["columns", "delimiter"] {
+            if let Some(value) = option(key) {
+                r.report(
+                    Diagnostic::error(
+                        Code::UnknownKey,
+                        format!("`{key}` is an option of `csv` input, not `jsonl`"),
+                        value.span,
+                    )
+                    .label("applies to `format: csv`"),
+                );
+                return None;
+            }
+        }
+    }
+    format
+}
+
+/// A required, non-empty text option `key` of a Kafka source or sink:
+/// `owner` names it in messages ("source \`bank\`"), at `span`; `what`
+/// says what it is ("a \`kafka\` sink") and `needs` what the option is for.
+fn kafka_text(
+    r: &mut Reader<'_>,
+    (owner, span, what): (&str, Span, &str),
+    found: Option<&Node>,
+    key: &str,
+    needs: &str,
+) -> Option<Spanned<String>> {
+    let Some(value) = found else {
+        r.report(
+            Diagnostic::error(
+                Code::MissingKey,
+                format!("{owner} is missing `{key}`"),
+                span,
+            )
+            .label(format!("{what} needs {needs}")),
+        );
+        return None;
+    };
+    let text = r.string(value, &format!("`{key}`"))?;
+    if text.value.trim().is_empty() {
+        r.report(Diagnostic::error(
+            Code::WrongShape,
+            format!("`{key}` of {owner} is empty"),
+            text.span,
+        ));
+        return None;
+    }
+    Some(text)
+}
+
+/// `properties` of a Kafka client: names to strings, numbers or booleans,
+/// in the order written.
+fn properties(
+    r: &mut Reader<'_>,
+    at: Span,
+    node: &Node,
+) -> Option<Vec<(Spanned<String>, Spanned<String>)>> {
+    let mut fields = r.map(node, at, "`properties`")?;
+    let entries: Vec<_> = fields.all().collect();
+    fields.finish(r);
+    entries
+        .into_iter()
+        .map(|(key, name, value)| {
+            let text = r.scalar_text(
+                value,
+                &format!("property `{name}`"),
+                "a string, number or boolean",
+            )?;
+            Some((
+                Spanned {
+                    value: name.to_string(),
+                    span: key.span,
+                },
+                text,
+            ))
+        })
+        .collect()
 }
 
 /// The `format` of a file or stdin source, from its CSV options; told from
@@ -877,58 +1076,28 @@ fn kafka_sink(
     name: &Name,
     [brokers, topic, key, properties]: [Option<(&Node, &Node)>; 4],
 ) -> Option<SinkKind> {
-    let required = |r: &mut Reader<'_>, found: Option<(&Node, &Node)>, key: &str, what: &str| {
-        let Some((_, value)) = found else {
-            r.report(
-                Diagnostic::error(
-                    Code::MissingKey,
-                    format!("sink `{}` is missing `{key}`", name.value),
-                    name.span,
-                )
-                .label(format!("a `kafka` sink needs {what}")),
-            );
-            return None;
-        };
-        let text = r.string(value, &format!("`{key}`"))?;
-        if text.value.trim().is_empty() {
-            r.report(Diagnostic::error(
-                Code::WrongShape,
-                format!("`{key}` of sink `{}` is empty", name.value),
-                text.span,
-            ));
-            return None;
-        }
-        Some(text)
-    };
-    let brokers = required(r, brokers, "brokers", "the bootstrap servers, `host:port`");
-    let topic = required(r, topic, "topic", "the topic to write to");
+    let owner = format!("sink `{}`", name.value);
+    let at = (owner.as_str(), name.span, "a `kafka` sink");
+    let brokers = kafka_text(
+        r,
+        at,
+        brokers.map(|(_, value)| value),
+        "brokers",
+        "the bootstrap servers, `host:port`",
+    );
+    let topic = kafka_text(
+        r,
+        at,
+        topic.map(|(_, value)| value),
+        "topic",
+        "the topic to write to",
+    );
     let key = match key {
         Some((_, value)) => Some(r.expr(value, "`key`")?),
         None => None,
     };
     let properties = match properties {
-        Some((key, value)) => {
-            let mut fields = r.map(value, key.span, "`properties`")?;
-            let entries: Vec<_> = fields.all().collect();
-            fields.finish(r);
-            entries
-                .into_iter()
-                .map(|(key, name, value)| {
-                    let text = r.scalar_text(
-                        value,
-                        &format!("property `{name}`"),
-                        "a string, number or boolean",
-                    )?;
-                    Some((
-                        Spanned {
-                            value: name.to_string(),
-                            span: key.span,
-                        },
-                        text,
-                    ))
-                })
-                .collect::<Option<Vec<_>>>()?
-        }
+        Some((key, value)) => self::properties(r, key.span, value)?,
         None => Vec::new(),
     };
     Some(SinkKind::Kafka(KafkaSink {

@@ -70,7 +70,7 @@ codes! {
     LagOverWait = "W002": "a watermark lag longer than the source's wait: its timeouts come late",
     OutcomeNowhere = "W003": "an outcome that no output writes anywhere",
     OutcomeNever = "W004": "an output for an outcome that cannot happen",
-    FollowNotIdle = "W005": "a followed source without `idle_timeout`: while it is silent, the other sources wait",
+    FollowNotIdle = "W005": "a followed (or unbounded Kafka) source without `idle_timeout`: while it is silent, the other sources wait",
     Unused = "W006": "a setting that has no effect (`event_time` with `clock: processing`, `idle_grace` without `idle_timeout`, a checkpoint `interval` with checkpoints off)",
 }
 

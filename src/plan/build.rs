@@ -155,6 +155,7 @@ impl Builder<'_> {
             SourceKind::Stdin { format } => Input::Stdin {
                 format: format.clone(),
             },
+            SourceKind::Kafka(kafka) => Input::Kafka(kafka.clone()),
         };
         let (event_time, watermark_lag) = timing?;
         Some(SourceNode {
@@ -204,8 +205,11 @@ impl Builder<'_> {
             }
             return Some((None, Duration::ZERO));
         }
+        // A Kafka source's records have a time of their own: the message's
+        // timestamp, unless `event_time` says otherwise.
+        let kafka = matches!(config.kind, SourceKind::Kafka(_));
         for (key, given) in [
-            ("event_time", config.event_time.is_some()),
+            ("event_time", config.event_time.is_some() || kafka),
             ("watermark_lag", config.watermark_lag.is_some()),
         ] {
             if !given {
@@ -221,16 +225,22 @@ impl Builder<'_> {
             }
         }
         let what = format!("the `event_time` of `{}`", name.value);
-        let event_time = config.event_time.as_ref().and_then(|text| {
-            self.bind(
+        let event_time = match &config.event_time {
+            Some(text) => Some(self.bind(
                 text,
                 scope,
                 &what,
                 |ty| matches!(ty.kind, Kind::Int | Kind::Timestamp | Kind::Unknown),
                 "`int` (milliseconds since the epoch) or `timestamp`",
-            )
-        });
-        Some((Some(event_time?), config.watermark_lag?.value))
+            )),
+            None if kafka => None,
+            None => Some(None),
+        };
+        let event_time = match event_time {
+            Some(bound) => Some(bound?),
+            None => None,
+        };
+        Some((event_time, config.watermark_lag?.value))
     }
 
     /// The one key type of all sides, from those whose key checked out;

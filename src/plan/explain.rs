@@ -41,9 +41,24 @@ fn write_source(f: &mut fmt::Formatter<'_>, source: &SourceNode) -> fmt::Result 
             format!("{} lines of {path}{follow}", format_name(format))
         }
         Input::Stdin { format } => format!("{} lines of standard input", format_name(format)),
+        Input::Kafka(kafka) => {
+            let bounded = if kafka.bounded {
+                ", bounded by its ends at the start"
+            } else {
+                ""
+            };
+            format!(
+                "{} values of kafka topic {} at {}, group {}{bounded}",
+                format_name(&kafka.format),
+                kafka.topic.value,
+                kafka.brokers.value,
+                kafka.group.value
+            )
+        }
     };
     writeln!(f, "\nsource {}: {input}", source.name)?;
     row(f, "schema", &source.layout)?;
+    let kafka = matches!(source.input, Input::Kafka(_));
     match &source.event_time {
         Some(event_time) => {
             let unit = if event_time.ty.kind == Kind::Int {
@@ -52,13 +67,21 @@ fn write_source(f: &mut fmt::Formatter<'_>, source: &SourceNode) -> fmt::Result 
                 ""
             };
             row(f, "event time", format_args!("{}{unit}", typed(event_time)))?;
-            row(
-                f,
-                "watermark",
-                format_args!("max event time - {} - 1ms", source.watermark_lag),
-            )?;
         }
+        None if kafka => row(f, "event time", "each message's timestamp")?,
         None => row(f, "time", "processing time: when each record is read")?,
+    }
+    if source.event_time.is_some() || kafka {
+        let over = if kafka {
+            ", per partition; the least over partitions neither idle nor at their end"
+        } else {
+            ""
+        };
+        row(
+            f,
+            "watermark",
+            format_args!("max event time - {} - 1ms{over}", source.watermark_lag),
+        )?;
     }
     if let Some(idle) = source.idle_timeout {
         row(f, "idle after", format_args!("{idle} without events"))?;

@@ -41,7 +41,7 @@ impl Builder<'_> {
                     }
                 }
                 SourceKind::File { path, .. } => read.push(path),
-                SourceKind::Inline { .. } => {}
+                SourceKind::Inline { .. } | SourceKind::Kafka(_) => {}
             }
         }
         let mut written: Vec<(&Spanned<String>, &str)> = Vec::new();
@@ -165,7 +165,8 @@ impl Builder<'_> {
     }
 
     /// How often to write checkpoints: as the pipeline says, by default
-    /// every 10s when some source reads files and none standard input.
+    /// every 10s when some source reads files or Kafka and none standard
+    /// input.
     pub(super) fn checkpoint_interval(&self, sources: &[SourceNode]) -> Option<Duration> {
         let config = self.pipeline.checkpoint.as_ref();
         let interval = config
@@ -175,7 +176,7 @@ impl Builder<'_> {
             || {
                 sources
                     .iter()
-                    .any(|s| matches!(s.input, Input::Files { .. }))
+                    .any(|s| matches!(s.input, Input::Files { .. } | Input::Kafka(_)))
                     && !sources
                         .iter()
                         .any(|s| matches!(s.input, Input::Stdin { .. }))

@@ -41,16 +41,24 @@ impl Graph {
                     ..
                 } => format!("{} lines of {path}, follow {follow}", layout(format)),
                 Input::Stdin { format } => format!("{} lines of standard input", layout(format)),
+                Input::Kafka(kafka) => format!(
+                    "{} values of kafka topic {}",
+                    layout(&kafka.format),
+                    kafka.topic.value
+                ),
             };
             parts.push((format!("source `{name}`: input"), input));
             parts.push((
                 format!("source `{name}`: schema"),
                 source.layout.to_string(),
             ));
-            let time = source
-                .event_time
-                .as_ref()
-                .map_or_else(|| "processing time".to_string(), |t| t.expr.to_string());
+            let time = source.event_time.as_ref().map_or_else(
+                || match source.input {
+                    Input::Kafka(_) => "message timestamps".to_string(),
+                    _ => "processing time".to_string(),
+                },
+                |t| t.expr.to_string(),
+            );
             parts.push((format!("source `{name}`: event time"), time));
             parts.push((format!("source `{name}`: key"), source.key.expr.to_string()));
         }

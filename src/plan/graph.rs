@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::config::{Clock, ExprText, Format, OutcomeKind, SinkKind};
+use crate::config::{Clock, ExprText, Format, KafkaSource, OutcomeKind, SinkKind};
 use crate::diagnostic::Span;
 use crate::expr::{Compiled, Expr, Record, RecordType, Type};
 use crate::time::Duration;
@@ -47,7 +47,7 @@ pub struct SourceNode {
     pub input: Input,
     /// The event time of a record: `int` milliseconds or a `timestamp`;
     /// `None` with processing time, where a record's time is when it is
-    /// read.
+    /// read, and for a Kafka source that takes its messages' timestamps.
     pub event_time: Option<Bound>,
     /// How far the source's watermark trails its newest event time.
     pub watermark_lag: Duration,
@@ -81,6 +81,9 @@ pub enum Input {
         /// How lines are read.
         format: Format,
     },
+    /// Messages of a Kafka topic; without an `event_time`, each record's
+    /// time is its message's timestamp.
+    Kafka(KafkaSource),
 }
 
 /// A record written in the pipeline file.

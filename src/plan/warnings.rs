@@ -67,18 +67,28 @@ impl Builder<'_> {
         let sources = &pipeline.sources.items;
         if !processing {
             for source in sources {
-                if let SourceKind::File { follow: true, .. } = source.kind
-                    && source.idle_timeout.is_none()
-                {
+                let live = match &source.kind {
+                    SourceKind::File { follow, .. } => *follow,
+                    SourceKind::Kafka(kafka) => !kafka.bounded,
+                    SourceKind::Inline { .. } | SourceKind::Stdin { .. } => false,
+                };
+                if live && source.idle_timeout.is_none() {
+                    let (what, partitions) = match source.kind {
+                        SourceKind::Kafka(_) => (
+                            "reads Kafka",
+                            "; a partition without messages holds the watermark back until then",
+                        ),
+                        _ => ("is followed", ""),
+                    };
                     self.report(
                         Diagnostic::warning(
                             Code::FollowNotIdle,
-                            format!("`{}` is followed but has no `idle_timeout`", source.name.value),
+                            format!("`{}` {what} but has no `idle_timeout`", source.name.value),
                             source.name.span,
                         )
                         .label("may fall silent")
-                        .help("events are matched in event-time order, so while this source is silent the others' events wait; \
-                               declare how long a silence may last, e.g. `idle_timeout: 30s`".to_string()),
+                        .help(format!("events are matched in event-time order, so while this source is silent the others' events wait{partitions}; \
+                               declare how long a silence may last, e.g. `idle_timeout: 30s`")),
                     );
                 }
             }

@@ -193,6 +193,15 @@ pub(crate) async fn drive(
     }
     summary.peak_memory = super::memory().map(|(_, peak)| peak);
     let closed = driver.close().await;
+    if result.is_ok() && closed.is_ok() && !driver.summary.stopped {
+        // Every outcome of what was read is written: the groups' offsets
+        // move to the end.
+        for input in &driver.inputs {
+            if let Some(committer) = &input.committer {
+                committer.commit(&input.buffer.partitions);
+            }
+        }
+    }
     match (result, closed) {
         // A worker stops when a sink fails; the sink says why.
         (Err(_), Err(sink)) if report.broken => Err(sink),
@@ -243,6 +252,8 @@ struct InputQueue {
     stamp: Stamp,
     /// Whether the merge waits for this input when it has nothing buffered.
     holds_merge: bool,
+    /// What commits a Kafka source's offsets to its group.
+    committer: Option<source::Committer>,
 }
 
 impl InputQueue {
@@ -260,19 +271,47 @@ impl InputQueue {
             (true, false) => Stamp::Arrival,
         };
         let idle_timeout = source.idle_timeout().filter(|_| !processing);
+        let committer = source.committer();
         let (sender, receiver) = mpsc::channel(QUEUE);
         source.spawn(sender, stopping.clone());
         Self {
             receiver,
-            buffer: Received::default(),
+            buffer: Received {
+                partitioned: committer.is_some(),
+                ..Received::default()
+            },
             finished: false,
             idle: false,
             idle_timeout,
             last_received: now,
             stamp,
             holds_merge: !processing || inline,
+            committer,
         }
     }
+}
+
+/// Opens every source, each fed lines by the program running the pipeline
+/// if `options` say, and resuming where `resume` says.
+fn open_sources(
+    sources: Vec<crate::plan::SourceNode>,
+    options: &mut Options,
+    resume: Option<&crate::checkpoint::Checkpoint>,
+    fresh: bool,
+) -> Result<Vec<source::Opened>, RunError> {
+    sources
+        .into_iter()
+        .enumerate()
+        .map(|(side, source)| {
+            let feed = options
+                .feeds
+                .iter()
+                .position(|(name, _)| *name == source.name)
+                .map(|index| options.feeds.swap_remove(index).1);
+            let position = resume.and_then(|c| c.inputs.get(side));
+            source::open(source, &options.base, feed, position, fresh)
+        })
+        .collect()
 }
 
 /// Starts writing each target, after the headers of its sinks; with
@@ -311,9 +350,30 @@ fn start_targets(
 /// place rather than copied into one queue. No batch in it is empty.
 #[derive(Default)]
 struct Received {
-    batches: VecDeque<(Arc<str>, Option<Head>, std::vec::IntoIter<Item>)>,
+    batches: VecDeque<Queued>,
     /// Where the last item taken ended: its file, and the place in it.
     taken: Option<Taken>,
+    /// Whether the source's items are of partitions (Kafka), each item's
+    /// place its partition and the offset after it, and its chunks carry
+    /// the frontier its watermark follows.
+    partitioned: bool,
+    /// Of a partitioned source, each partition merged from and the offset
+    /// after its last item merged, by partition.
+    pub(super) partitions: Vec<(u32, u64)>,
+    /// Of a partitioned source, the frontier of the items merged, not yet
+    /// taken by the watermarks.
+    reached: Option<EventTime>,
+}
+
+/// A chunk received, read in place.
+struct Queued {
+    file: Arc<str>,
+    head: Option<Head>,
+    items: std::vec::IntoIter<Item>,
+    /// Of a partitioned source, the frontier after each item, and after
+    /// the last.
+    frontiers: std::vec::IntoIter<Option<EventTime>>,
+    frontier: Option<EventTime>,
 }
 
 /// Where the last item a source's input had merged ended.
@@ -329,8 +389,19 @@ pub(super) struct Taken {
 impl Received {
     fn push(&mut self, chunk: Chunk) {
         if !chunk.items.is_empty() {
-            self.batches
-                .push_back((chunk.file, chunk.head, chunk.items.into_iter()));
+            self.batches.push_back(Queued {
+                file: chunk.file,
+                head: chunk.head,
+                items: chunk.items.into_iter(),
+                frontiers: chunk.frontiers.into_iter(),
+                frontier: chunk.frontier,
+            });
+        } else if let Some(frontier) = chunk.frontier {
+            // A frontier alone holds from after what came before it.
+            match self.batches.back_mut() {
+                Some(last) => last.frontier = last.frontier.max(Some(frontier)),
+                None => self.reached = self.reached.max(Some(frontier)),
+            }
         }
     }
 
@@ -341,26 +412,39 @@ impl Received {
     fn front(&self) -> Option<&Item> {
         self.batches
             .front()
-            .and_then(|(_, _, batch)| batch.as_slice().first())
+            .and_then(|queued| queued.items.as_slice().first())
     }
 
     fn pop_front(&mut self) -> Option<Item> {
-        let (file, head, batch) = self.batches.front_mut()?;
-        let item = batch.next()?;
+        let queued = self.batches.front_mut()?;
+        let item = queued.items.next()?;
+        let at = item.at();
         match &mut self.taken {
-            Some(taken) if Arc::ptr_eq(&taken.file, file) => {
-                taken.at = item.at();
-                taken.head = *head;
+            Some(taken) if Arc::ptr_eq(&taken.file, &queued.file) => {
+                taken.at = at;
+                taken.head = queued.head;
             }
             taken => {
                 *taken = Some(Taken {
-                    file: file.clone(),
-                    head: *head,
-                    at: item.at(),
+                    file: queued.file.clone(),
+                    head: queued.head,
+                    at,
                 });
             }
         }
-        if batch.as_slice().is_empty() {
+        if self.partitioned {
+            self.reached = self.reached.max(queued.frontiers.next().flatten());
+            let partition = u32::try_from(at.line).unwrap_or(u32::MAX);
+            match self
+                .partitions
+                .binary_search_by_key(&partition, |(p, _)| *p)
+            {
+                Ok(found) => self.partitions[found].1 = at.offset,
+                Err(place) => self.partitions.insert(place, (partition, at.offset)),
+            }
+        }
+        if queued.items.as_slice().is_empty() {
+            self.reached = self.reached.max(queued.frontier);
             self.batches.pop_front();
         }
         Some(item)
@@ -417,6 +501,11 @@ impl Driver {
     fn start(graph: Graph, outputs: Outputs, mut options: Options) -> Result<Self, RunError> {
         let now = Instant::now();
         let mut warnings = Vec::new();
+        // A fresh run starts over, also where Kafka groups have offsets.
+        let fresh = options
+            .checkpoints
+            .as_ref()
+            .is_some_and(|(_, fresh)| *fresh);
         let (checkpointing, resume) =
             checkpointing::prepare(&graph, &mut options, now, &mut warnings)?;
         let Graph {
@@ -427,19 +516,7 @@ impl Driver {
             ..
         } = graph;
         let processing = matcher.clock == Clock::Processing;
-        let opened = sources
-            .into_iter()
-            .enumerate()
-            .map(|(side, source)| {
-                let feed = options
-                    .feeds
-                    .iter()
-                    .position(|(name, _)| *name == source.name)
-                    .map(|index| options.feeds.swap_remove(index).1);
-                let position = resume.as_ref().and_then(|c| c.inputs.get(side));
-                source::open(source, &options.base, feed, position)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let opened = open_sources(sources, &mut options, resume.as_ref(), fresh)?;
         let log = outputs.logs();
         let kept = resume.as_ref().map_or(&[][..], |c| &c.sinks[..]);
         let (writers, target_of) = outputs.open(&sinks, &options.base, kept)?;
@@ -634,7 +711,17 @@ impl Driver {
         if self.processing {
             return;
         }
-        if let Some(watermark) = self.watermarks.observe(input, time) {
+        // A partitioned source's watermark follows the frontier of what was
+        // merged, not each event.
+        let buffer = &mut self.inputs[input].buffer;
+        let seen = if buffer.partitioned {
+            buffer.reached.take()
+        } else {
+            Some(time)
+        };
+        if let Some(time) = seen
+            && let Some(watermark) = self.watermarks.observe(input, time)
+        {
             self.advance(watermark);
         }
     }
@@ -712,6 +799,15 @@ impl Driver {
                     if let Some(watermark) = self.watermarks.set_idle(index, false) {
                         self.advance(watermark);
                     }
+                }
+                // A frontier with nothing left before it to merge holds now.
+                let input = &mut self.inputs[index];
+                if input.buffer.is_empty()
+                    && !self.processing
+                    && let Some(time) = input.buffer.reached.take()
+                    && let Some(watermark) = self.watermarks.observe(index, time)
+                {
+                    self.advance(watermark);
                 }
             }
             Some(Err(error)) => return Err(error),

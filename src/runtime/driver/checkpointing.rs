@@ -173,6 +173,7 @@ impl Driver {
         for (queue, input) in self.inputs.iter_mut().zip(&checkpoint.inputs) {
             // Idle until it speaks, as it was: the merge does not wait for it.
             queue.idle = input.idle;
+            queue.buffer.partitions.clone_from(&input.partitions);
             if let Some(file) = &input.file {
                 queue.buffer.taken = Some(Taken {
                     file: Arc::from(file.as_str()),
@@ -277,6 +278,15 @@ impl Driver {
         }
         let store = checkpointing.store.clone();
         let base = checkpointing.base.clone();
+        // Kafka groups' offsets move once the checkpoint holds them.
+        let commits: Vec<_> = self
+            .inputs
+            .iter()
+            .zip(&checkpoint.inputs)
+            .filter_map(|(input, position)| {
+                Some((input.committer.clone()?, position.partitions.clone()))
+            })
+            .collect();
         let job = std::thread::Builder::new()
             .name("checkpoint".to_string())
             .spawn(move || {
@@ -287,6 +297,9 @@ impl Driver {
                     }
                 }
                 let bytes = store.save(&checkpoint).map_err(|error| error.to_string())?;
+                for (committer, partitions) in commits {
+                    committer.commit(&partitions);
+                }
                 Ok(Saved {
                     buffer: checkpoint.matcher,
                     bytes,
@@ -332,6 +345,7 @@ impl Driver {
                     max_seen: self.watermarks.max_seen(index),
                     finished: input.finished && input.buffer.is_empty(),
                     idle: input.idle,
+                    partitions: input.buffer.partitions.clone(),
                 }
             })
             .collect();

@@ -9,6 +9,7 @@
 //! among the events. A source ends by dropping its sender, which the driver
 //! sees as the end of that input.
 
+mod kafka;
 mod lines;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ use crate::diagnostic::Span;
 use crate::expr::{Env, EvalError, Record, Value};
 use crate::plan::{Bound, InlineRecord, Input, Side, SourceNode};
 use crate::time::EventTime;
+pub(crate) use kafka::Committer;
 pub(crate) use lines::Head;
 use lines::{Lines, MAX_LINE, Origin, Start, Step};
 
@@ -77,6 +79,12 @@ pub(crate) struct Chunk {
     /// The file's head as far as it was read, where there is a file.
     pub(crate) head: Option<Head>,
     pub(crate) items: Vec<Item>,
+    /// For a source that tracks its watermark per partition (Kafka): after
+    /// each item, the least newest event time over its partitions, which
+    /// its watermark follows; and after them all, for a chunk with no
+    /// items (a partition fell idle).
+    pub(crate) frontiers: Vec<Option<EventTime>>,
+    pub(crate) frontier: Option<EventTime>,
 }
 
 /// What a source sends: a chunk of items, or the error that stopped it.
@@ -99,6 +107,8 @@ enum Opening {
     Lines(Origin, Format, Option<Start>),
     /// Lines sent by the program that runs the pipeline.
     Fed(mpsc::Receiver<String>, Format),
+    /// Messages of a Kafka topic.
+    Kafka(kafka::Consumer, Format),
 }
 
 /// Lines for a source, sent by the program running the pipeline in place
@@ -127,24 +137,37 @@ impl Opened {
     pub(crate) fn is_inline(&self) -> bool {
         matches!(self.input, Opening::Inline(..))
     }
+
+    /// What commits its offsets, for a Kafka source.
+    pub(crate) fn committer(&self) -> Option<Committer> {
+        match &self.input {
+            Opening::Kafka(consumer, _) => Some(consumer.committer()),
+            _ => None,
+        }
+    }
 }
 
 /// Lists the files `source` reads, resolving relative paths against
-/// `base`. Files that are followed may appear later; others must exist now.
+/// `base`, or makes its Kafka consumer. Files that are followed may appear
+/// later; others must exist now. `fresh` runs start over, also where a
+/// Kafka group has committed offsets.
 ///
 /// # Errors
 ///
-/// A path that names no file, or a glob that matches none.
+/// A path that names no file, or a glob that matches none; a Kafka client
+/// property librdkafka does not take.
 pub(crate) fn open(
     mut source: SourceNode,
     base: &Path,
     feed: Option<Feed>,
     resume: Option<&InputPosition>,
+    fresh: bool,
 ) -> Result<Opened, RunError> {
     let input = std::mem::replace(&mut source.input, Input::Inline(Vec::new()));
     if let Some(feed) = feed {
         let format = match input {
             Input::Files { format, .. } | Input::Stdin { format } => format,
+            Input::Kafka(kafka) => kafka.format,
             Input::Inline(_) => Format::Jsonl,
         };
         return Ok(Opened {
@@ -172,6 +195,11 @@ pub(crate) fn open(
             (Opening::Inline(records, skip), None)
         }
         Input::Stdin { format } => (Opening::Lines(Origin::Stdin, format, None), None),
+        Input::Kafka(kafka) => {
+            let resume = resume.map_or_else(Vec::new, |position| position.partitions.clone());
+            let consumer = kafka::Consumer::open(&source.name, &kafka, resume, fresh)?;
+            (Opening::Kafka(consumer, kafka.format), None)
+        }
         Input::Files {
             path,
             span,
@@ -310,13 +338,15 @@ impl Opened {
     /// Starts reading, sending on `events` until the input ends, `stop`
     /// is set, or the driver hangs up.
     pub(crate) fn spawn(self, events: mpsc::Sender<Batch>, stop: Arc<AtomicBool>) {
+        let idle_timeout = self.idle_timeout();
         let Self {
             source,
             input,
             read,
             ..
         } = self;
-        let assign = Assign::new(source);
+        let record_time = matches!(input, Opening::Kafka(..)) && source.event_time.is_none();
+        let assign = Assign::new(source, record_time);
         match input {
             Opening::Inline(records, skip) => {
                 tokio::spawn(inline(assign, records, skip, events));
@@ -348,6 +378,25 @@ impl Opened {
                 let decoder = Decoder::new(&format, assign.layout.clone());
                 tokio::spawn(fed(assign, feed, decoder, events));
             }
+            Opening::Kafka(consumer, format) => {
+                let decoder = Decoder::new(&format, assign.layout.clone());
+                let name = format!("source {}", assign.name);
+                let failed = events.clone();
+                let reader = move || {
+                    kafka::read(
+                        &assign,
+                        &consumer,
+                        decoder,
+                        idle_timeout,
+                        &events,
+                        &stop,
+                        &read,
+                    );
+                };
+                if let Err(error) = std::thread::Builder::new().name(name).spawn(reader) {
+                    let _ = failed.try_send(Err(RunError::Start(error)));
+                }
+            }
         }
     }
 }
@@ -366,6 +415,8 @@ async fn inline(
             file: file.clone(),
             head: None,
             items,
+            frontiers: Vec::new(),
+            frontier: None,
         })
     };
     let mut batch = Vec::with_capacity(BATCH.min(records.len()));
@@ -375,7 +426,7 @@ async fn inline(
             offset: number,
             line: number,
         };
-        match assign.event(inline.record) {
+        match assign.event(inline.record, None) {
             Ok(event) => batch.push(Item::Event(event, at)),
             Err(failure) => {
                 // The driver stops at the error; nothing after it is read.
@@ -418,6 +469,7 @@ async fn fed(assign: Assign, mut feed: Feed, mut decoder: Decoder, events: mpsc:
                     line: number,
                 },
                 raw: text.as_bytes(),
+                line: number,
             };
             batch.extend(assign.item(&mut decoder, &text, &at));
             if batch.len() < BATCH {
@@ -428,6 +480,8 @@ async fn fed(assign: Assign, mut feed: Feed, mut decoder: Decoder, events: mpsc:
             file: file.clone(),
             head: None,
             items: batch,
+            frontiers: Vec::new(),
+            frontier: None,
         };
         if events.send(Ok(chunk)).await.is_err() {
             return;
@@ -455,6 +509,8 @@ fn read_lines(
                     file: file.clone(),
                     head: *head,
                     items: std::mem::replace(batch, Vec::with_capacity(BATCH)),
+                    frontiers: Vec::new(),
+                    frontier: None,
                 }))
                 .is_ok()
     };
@@ -513,6 +569,7 @@ fn read_line(assign: &Assign, lines: &Lines, decoder: &mut Decoder) -> Option<It
             line: lines.number(),
         },
         raw: lines.line(),
+        line: lines.number(),
     };
     if lines.too_long() {
         let reason = format!("the line is longer than {MAX_LINE} bytes");
@@ -530,6 +587,8 @@ struct Place<'a> {
     at: At,
     /// The line as read.
     raw: &'a [u8],
+    /// Its number in reports: the line's, or a Kafka message's offset.
+    line: u64,
 }
 
 /// The start of a bad line as text, for its report.
@@ -549,6 +608,9 @@ struct Assign {
     layout: Arc<crate::expr::RecordType>,
     /// `None` with processing time: the driver stamps arrivals.
     event_time: Option<Bound>,
+    /// Whether, without an `event_time`, a record's time is its Kafka
+    /// message's timestamp.
+    record_time: bool,
     key: Bound,
 }
 
@@ -561,12 +623,13 @@ struct Failure<'a> {
 }
 
 impl Assign {
-    fn new(source: SourceNode) -> Self {
+    fn new(source: SourceNode, record_time: bool) -> Self {
         Self {
             name: Arc::from(source.name.as_str()),
             side: source.side,
             layout: source.layout,
             event_time: source.event_time,
+            record_time,
             key: source.key,
         }
     }
@@ -574,8 +637,23 @@ impl Assign {
     /// The item a line of text makes: an event, or a malformed line; none
     /// for a CSV header.
     fn item(&self, decoder: &mut Decoder, text: &str, at: &Place<'_>) -> Option<Item> {
+        self.item_at(decoder, text, at, None)
+    }
+
+    /// The item a line of text that came at `time` (a Kafka message's
+    /// timestamp) makes.
+    fn item_at(
+        &self,
+        decoder: &mut Decoder,
+        text: &str,
+        at: &Place<'_>,
+        time: Option<EventTime>,
+    ) -> Option<Item> {
+        if self.record_time && time.is_none() {
+            return Some(self.malformed(at, "the message has no timestamp".to_string()));
+        }
         Some(match decoder.decode(text) {
-            Ok(Line::Record(record)) => match self.event(record) {
+            Ok(Line::Record(record)) => match self.event(record, time) {
                 Ok(event) => Item::Event(event, at.at),
                 Err(failure) => self.malformed(at, failure.reason()),
             },
@@ -590,7 +668,7 @@ impl Assign {
             Malformed {
                 source: self.name.clone(),
                 file: at.file.clone(),
-                line: at.at.line,
+                line: at.line,
                 raw: raw(at.raw),
                 reason,
             },
@@ -598,8 +676,9 @@ impl Assign {
         )
     }
 
-    /// The event of one record.
-    fn event(&self, record: Record) -> Result<Event, Failure<'_>> {
+    /// The event of one record, which came at `came` (a Kafka message's
+    /// timestamp) if that is known.
+    fn event(&self, record: Record, came: Option<EventTime>) -> Result<Event, Failure<'_>> {
         let slots = [Some(record)];
         let env = Env::records(&slots);
         let failed = |what, bound, error| Failure {
@@ -609,7 +688,7 @@ impl Assign {
             error,
         };
         let time = match &self.event_time {
-            None => EventTime::from_millis(0),
+            None => came.unwrap_or(EventTime::from_millis(0)),
             Some(event_time) => match event_time.compiled.eval(&env) {
                 Ok(Value::Int(ms)) => EventTime::from_millis(ms),
                 Ok(Value::Timestamp(time)) => time,

@@ -1,0 +1,478 @@
+//! A `kafka` source: every partition of a topic, read by one librdkafka
+//! consumer on a thread of its own.
+//!
+//! Each partition starts where the checkpoint says, or else at the offset
+//! its group committed, or else at the source's `start`. Items carry the
+//! partition and the offset after their message ([`At::line`] and
+//! [`At::offset`]), so the driver knows, per partition, how far it merged.
+//! Watermarks are per partition, as Flink's are: each item carries the
+//! source's frontier after it, the least newest event time over the
+//! partitions that are neither idle (silent past the source's
+//! `idle_timeout`) nor done, and the driver advances the source's
+//! watermark by it as it merges the item; a partition falling idle sends
+//! the frontier alone. With one partition, the watermark moves exactly as
+//! a file's does. A bounded source ends once every partition reaches the
+//! end it had when the run started.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message as _;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use super::{Assign, At, BATCH, Batch, Chunk, Item, Place};
+use crate::codec::Decoder;
+use crate::config::{KafkaSource, StartAt};
+use crate::runtime::error::RunError;
+use crate::time::EventTime;
+
+/// How long to wait for the brokers' answers while starting: the topic's
+/// partitions, their ends, the group's offsets.
+const ANSWER: Duration = Duration::from_secs(30);
+
+/// How long one poll waits for a message.
+const POLL: Duration = Duration::from_millis(100);
+
+/// How long items wait in a batch that is not full.
+const FLUSH: Duration = Duration::from_millis(50);
+
+/// Tells the first problem the client reports, once.
+#[derive(Default)]
+pub(crate) struct Told {
+    source: String,
+    told: AtomicBool,
+}
+
+impl ClientContext for Told {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !self.told.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "warning: kafka source `{}`: {error}: {reason} (the consumer keeps trying)",
+                self.source
+            );
+        }
+    }
+}
+
+impl ConsumerContext for Told {}
+
+type Client = BaseConsumer<Told>;
+
+/// A source's consumer, made before the run starts.
+pub(crate) struct Consumer {
+    client: Arc<Client>,
+    source: String,
+    config: KafkaSource,
+    /// Where each partition resumes, from the checkpoint.
+    resume: Vec<(u32, u64)>,
+    /// Whether the group's committed offsets are ignored: the run starts
+    /// over.
+    fresh: bool,
+}
+
+/// Commits a source's offsets for its group.
+#[derive(Clone)]
+pub(crate) struct Committer {
+    client: Arc<Client>,
+    source: Arc<str>,
+    topic: String,
+    group: String,
+    /// Whether a failed commit was told.
+    told: Arc<AtomicBool>,
+}
+
+impl Committer {
+    /// Commits `partitions` (partition, offset after the last message
+    /// merged), waiting for the group coordinator's answer. A commit that
+    /// fails is told once, and the run goes on: the checkpoint, not the
+    /// group, is where a run resumes.
+    pub(crate) fn commit(&self, partitions: &[(u32, u64)]) {
+        if partitions.is_empty() {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        let mut committed = Ok(());
+        for &(partition, offset) in partitions {
+            let offset = Offset::Offset(i64::try_from(offset).unwrap_or(i64::MAX));
+            committed = committed.and(list.add_partition_offset(
+                &self.topic,
+                partition_id(partition),
+                offset,
+            ));
+        }
+        let committed = committed.and_then(|()| self.client.commit(&list, CommitMode::Sync));
+        if let Err(error) = committed
+            && !self.told.swap(true, Ordering::Relaxed)
+        {
+            eprintln!(
+                "warning: kafka source `{}`: cannot commit its offsets for group `{}`: {error} \
+                 (the checkpoint holds them; a run resumes from it)",
+                self.source, self.group
+            );
+        }
+    }
+}
+
+fn partition_id(partition: u32) -> i32 {
+    i32::try_from(partition).unwrap_or(i32::MAX)
+}
+
+impl Consumer {
+    /// A consumer for source `source` as `config` says, resuming at
+    /// `resume`; `fresh` ignores the group's committed offsets. Nothing is
+    /// asked of the brokers yet.
+    ///
+    /// # Errors
+    ///
+    /// A client property librdkafka does not take, located at it.
+    pub(crate) fn open(
+        source: &str,
+        config: &KafkaSource,
+        resume: Vec<(u32, u64)>,
+        fresh: bool,
+    ) -> Result<Self, RunError> {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.brokers.value)
+            .set("group.id", &config.group.value)
+            // Offsets are committed after a checkpoint holds them, never
+            // on their own.
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.offset.reset",
+                match config.start {
+                    StartAt::Earliest => "earliest",
+                    StartAt::Latest => "latest",
+                },
+            );
+        for (name, value) in &config.properties {
+            client.set(&name.value, &value.value);
+        }
+        let context = Told {
+            source: source.to_string(),
+            ..Told::default()
+        };
+        let client: Client = client.create_with_context(context).map_err(|error| {
+            let span = match &error {
+                KafkaError::ClientConfig(_, _, key, _) => config
+                    .properties
+                    .iter()
+                    .find(|(name, _)| name.value == *key)
+                    .map_or(config.brokers.span, |(name, _)| name.span),
+                _ => config.brokers.span,
+            };
+            RunError::Open {
+                path: format!("kafka topic {}", config.topic.value),
+                span,
+                message: error.to_string(),
+            }
+        })?;
+        Ok(Self {
+            client: Arc::new(client),
+            source: source.to_string(),
+            config: config.clone(),
+            resume,
+            fresh,
+        })
+    }
+
+    /// What commits this source's offsets.
+    pub(crate) fn committer(&self) -> Committer {
+        Committer {
+            client: self.client.clone(),
+            source: Arc::from(self.source.as_str()),
+            topic: self.config.topic.value.clone(),
+            group: self.config.group.value.clone(),
+            told: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The topic's partitions, each with where it starts and, for a
+    /// bounded source, where it ends.
+    fn partitions(&self, idle_since: Instant) -> Result<Vec<Partition>, String> {
+        let topic = &self.config.topic.value;
+        let metadata = self
+            .client
+            .fetch_metadata(Some(topic), ANSWER)
+            .map_err(|error| format!("cannot read the topic's partitions: {error}"))?;
+        let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+            return Err("the brokers do not know the topic".to_string());
+        };
+        if let Some(error) = found.error() {
+            return Err(format!(
+                "the topic cannot be read: {}",
+                RDKafkaErrorCode::from(error)
+            ));
+        }
+        let mut ids: Vec<i32> = found
+            .partitions()
+            .iter()
+            .map(rdkafka::metadata::MetadataPartition::id)
+            .collect();
+        ids.sort_unstable();
+        if ids.is_empty() {
+            return Err("the topic has no partitions".to_string());
+        }
+        let committed = if self.fresh || !self.resume.is_empty() {
+            None
+        } else {
+            let mut list = TopicPartitionList::new();
+            for &id in &ids {
+                list.add_partition(topic, id);
+            }
+            Some(
+                self.client
+                    .committed_offsets(list, ANSWER)
+                    .map_err(|error| format!("cannot read the group's offsets: {error}"))?,
+            )
+        };
+        let mut partitions = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (low, high) = self
+                .client
+                .fetch_watermarks(topic, id, ANSWER)
+                .map_err(|error| format!("cannot read the ends of partition {id}: {error}"))?;
+            let (low, high) = (low.max(0).unsigned_abs(), high.max(0).unsigned_abs());
+            let number = id.unsigned_abs();
+            let resumed = self
+                .resume
+                .iter()
+                .find(|(partition, _)| *partition == number)
+                .map(|(_, offset)| *offset);
+            let group = committed.as_ref().and_then(|list| {
+                match list.find_partition(topic, id)?.offset() {
+                    Offset::Offset(offset) => Some(offset.max(0).unsigned_abs()),
+                    _ => None,
+                }
+            });
+            let start = resumed.or(group).unwrap_or(match self.config.start {
+                StartAt::Earliest => low,
+                StartAt::Latest => high,
+            });
+            partitions.push(Partition {
+                id: number,
+                start,
+                end: self.config.bounded.then_some(high),
+                max_seen: None,
+                last: idle_since,
+                done: self.config.bounded && start >= high,
+            });
+        }
+        Ok(partitions)
+    }
+}
+
+/// What the source knows of one partition.
+struct Partition {
+    id: u32,
+    /// The offset it starts at.
+    start: u64,
+    /// For a bounded source, the offset it ends at.
+    end: Option<u64>,
+    /// The newest event time read from it.
+    max_seen: Option<EventTime>,
+    /// When it last had a message (or the run started).
+    last: Instant,
+    /// Whether it reached its end.
+    done: bool,
+}
+
+/// Reads messages until the source ends (bounded), the run stops, or the
+/// driver hangs up. A message that cannot be read is sent as malformed;
+/// a topic that cannot be read stops the run.
+pub(super) fn read(
+    assign: &Assign,
+    consumer: &Consumer,
+    mut decoder: Decoder,
+    idle_timeout: Option<Duration>,
+    events: &mpsc::Sender<Batch>,
+    stop: &AtomicBool,
+    bytes_read: &AtomicU64,
+) {
+    let topic = consumer.config.topic.value.as_str();
+    let failed = |message: String| {
+        let _ = events.blocking_send(Err(RunError::Read {
+            input: assign.name.to_string(),
+            file: format!("kafka topic {topic}"),
+            error: std::io::Error::other(message),
+        }));
+    };
+    let mut partitions = match consumer.partitions(Instant::now()) {
+        Ok(partitions) => partitions,
+        Err(message) => return failed(message),
+    };
+    let mut list = TopicPartitionList::new();
+    for partition in &partitions {
+        let offset = Offset::Offset(i64::try_from(partition.start).unwrap_or(i64::MAX));
+        if let Err(error) = list.add_partition_offset(topic, partition_id(partition.id), offset) {
+            return failed(error.to_string());
+        }
+    }
+    if let Err(error) = consumer.client.assign(&list) {
+        return failed(format!("cannot read its partitions: {error}"));
+    }
+    let names: Vec<Arc<str>> = partitions
+        .iter()
+        .map(|partition| Arc::from(format!("{topic}/{}", partition.id).as_str()))
+        .collect();
+    let mut batch = Pending::default();
+    while !stop.load(Ordering::Relaxed) && !partitions.iter().all(|p| p.done) {
+        let now = Instant::now();
+        let Some(message) = consumer.client.poll(POLL) else {
+            if !batch.send(&partitions, idle_timeout, now, events) {
+                return;
+            }
+            continue;
+        };
+        let message = match message {
+            Ok(message) => message,
+            // The client retries what can be retried; this is not one.
+            Err(error) if fatal(&error) => return failed(error.to_string()),
+            Err(_) => continue,
+        };
+        let Some(index) = partitions
+            .iter()
+            .position(|p| i32::try_from(p.id) == Ok(message.partition()))
+        else {
+            continue;
+        };
+        // A chunk is of one partition.
+        if batch.partition != Some(index) && !batch.send(&partitions, idle_timeout, now, events) {
+            return;
+        }
+        batch.partition = Some(index);
+        let offset = message.offset().max(0).unsigned_abs();
+        let partition = &mut partitions[index];
+        partition.last = now;
+        if partition.end.is_some_and(|end| offset + 1 >= end) {
+            partition.done = true;
+        }
+        let raw = message.payload().unwrap_or_default();
+        bytes_read.fetch_add(raw.len() as u64, Ordering::Relaxed);
+        let place = Place {
+            file: &names[index],
+            at: At {
+                offset: offset + 1,
+                line: u64::from(partition.id),
+            },
+            raw,
+            line: offset,
+        };
+        let time = message.timestamp().to_millis().map(EventTime::from_millis);
+        let item = match (message.payload(), std::str::from_utf8(raw)) {
+            (None, _) => Some(assign.malformed(&place, "the message has no value".to_string())),
+            (Some(_), Err(_)) => {
+                Some(assign.malformed(&place, "the message's value is not UTF-8 text".to_string()))
+            }
+            (Some(_), Ok(text)) => {
+                let text = text.strip_suffix('\n').unwrap_or(text);
+                let text = text.strip_suffix('\r').unwrap_or(text);
+                assign.item_at(&mut decoder, text, &place, time)
+            }
+        };
+        if let Some(Item::Event(event, _)) = &item {
+            partition.max_seen = Some(partition.max_seen.map_or(event.time, |t| t.max(event.time)));
+        }
+        if let Some(item) = item {
+            batch.items.push(item);
+            batch
+                .frontiers
+                .push(frontier(&partitions, idle_timeout, now));
+        }
+        if batch.started.is_none() {
+            batch.started = Some(now);
+        }
+        let due = batch.items.len() == BATCH
+            || batch.started.is_some_and(|started| now >= started + FLUSH);
+        if due && !batch.send(&partitions, idle_timeout, now, events) {
+            return;
+        }
+    }
+    batch.send(&partitions, idle_timeout, Instant::now(), events);
+}
+
+/// Whether a consumer error ends the run: the topic or the group is gone
+/// or refused, rather than a broker being away for a while.
+fn fatal(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            Code::UnknownTopicOrPartition
+                | Code::TopicAuthorizationFailed
+                | Code::GroupAuthorizationFailed
+                | Code::Fatal
+        )
+    )
+}
+
+/// Items of one partition waiting to be sent, and the frontier last sent.
+#[derive(Default)]
+struct Pending {
+    /// What chunks name as their file: nothing, since items name their
+    /// partition.
+    file: Arc<str>,
+    items: Vec<Item>,
+    /// The frontier after each item.
+    frontiers: Vec<Option<EventTime>>,
+    partition: Option<usize>,
+    started: Option<Instant>,
+    frontier: Option<EventTime>,
+}
+
+impl Pending {
+    /// Sends the items with the frontier as it is after them; when there
+    /// are none, the frontier alone if it moved (a partition fell idle).
+    /// `false` when the driver hung up.
+    fn send(
+        &mut self,
+        partitions: &[Partition],
+        idle_timeout: Option<Duration>,
+        now: Instant,
+        events: &mpsc::Sender<Batch>,
+    ) -> bool {
+        let frontier = frontier(partitions, idle_timeout, now);
+        if self.items.is_empty() && frontier <= self.frontier {
+            return true;
+        }
+        self.frontier = self.frontier.max(frontier);
+        self.partition = None;
+        self.started = None;
+        let chunk = Chunk {
+            file: self.file.clone(),
+            head: None,
+            items: std::mem::replace(&mut self.items, Vec::with_capacity(BATCH)),
+            frontiers: std::mem::replace(&mut self.frontiers, Vec::with_capacity(BATCH)),
+            frontier: self.frontier,
+        };
+        events.blocking_send(Ok(chunk)).is_ok()
+    }
+}
+
+/// The least newest event time over the partitions that count: neither
+/// idle nor done. `None` while one that counts has had no event, which
+/// holds the watermark back; with none that counts, the newest of all.
+fn frontier(
+    partitions: &[Partition],
+    idle_timeout: Option<Duration>,
+    now: Instant,
+) -> Option<EventTime> {
+    let counts =
+        |p: &&Partition| !p.done && idle_timeout.is_none_or(|timeout| now < p.last + timeout);
+    if partitions.iter().any(|p| counts(&p)) {
+        partitions
+            .iter()
+            .filter(counts)
+            .map(|p| p.max_seen)
+            .min()
+            .flatten()
+    } else {
+        partitions.iter().filter_map(|p| p.max_seen).max()
+    }
+}
