@@ -2,8 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::Checkpoint;
 use super::encoding::Decoder;
+use super::{Checkpoint, InputPosition};
 use crate::runtime::Matcher;
 use crate::time::{Duration, Watermark};
 
@@ -32,35 +32,7 @@ pub fn inspect(checkpoint: &Checkpoint) -> Result<String, String> {
     }
     let mut rows: Vec<(String, String)> = Vec::new();
     for source in &checkpoint.inputs {
-        let partitions: Vec<String> = source
-            .partitions
-            .iter()
-            .map(|(partition, offset)| format!("partition {partition} at offset {offset}"))
-            .collect();
-        let place = match (&source.file, source.finished) {
-            (_, true) => "ended".to_string(),
-            // A Kafka source: where each partition merged from is.
-            _ if !partitions.is_empty() => partitions.join(", "),
-            (None, false) => "nothing read yet".to_string(),
-            (Some(file), false) if file.is_empty() => format!("up to record {}", source.line),
-            (Some(file), false) => format!(
-                "{file}, up to line {} (byte {})",
-                source.line, source.offset
-            ),
-        };
-        let newest = source
-            .max_seen
-            .map(|time| format!("; newest event {time}"))
-            .unwrap_or_default();
-        let idle = if source.idle && !source.finished {
-            "; idle"
-        } else {
-            ""
-        };
-        rows.push((
-            format!("source {}", source.name),
-            format!("{place}{newest}{idle}"),
-        ));
+        rows.push((format!("source {}", source.name), place(source)));
     }
     let watermark = Watermark::from_raw(checkpoint.watermark);
     let watermark = watermark
@@ -122,4 +94,35 @@ pub fn inspect(checkpoint: &Checkpoint) -> Result<String, String> {
         );
     }
     Ok(out)
+}
+
+/// Where `source` was: in its file, or in each Kafka partition; its newest
+/// event time, and whether it was idle.
+fn place(source: &InputPosition) -> String {
+    let partitions: Vec<String> = source
+        .partitions
+        .iter()
+        .map(|(partition, offset)| format!("partition {partition} at offset {offset}"))
+        .collect();
+    let place = match (&source.file, source.finished) {
+        (_, true) => "ended".to_string(),
+        // A Kafka source: where each partition merged from is.
+        _ if !partitions.is_empty() => partitions.join(", "),
+        (None, false) => "nothing read yet".to_string(),
+        (Some(file), false) if file.is_empty() => format!("up to record {}", source.line),
+        (Some(file), false) => format!(
+            "{file}, up to line {} (byte {})",
+            source.line, source.offset
+        ),
+    };
+    let newest = source
+        .max_seen
+        .map(|time| format!("; newest event {time}"))
+        .unwrap_or_default();
+    let idle = if source.idle && !source.finished {
+        "; idle"
+    } else {
+        ""
+    };
+    format!("{place}{newest}{idle}")
 }
