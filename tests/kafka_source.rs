@@ -506,3 +506,55 @@ fn generated_data_through_one_partition_decides_what_its_files_would() {
         .collect();
     assert!(differ.is_empty(), "{differ:#?}");
 }
+
+/// The value of `name` for `partition` of source `app` on a metrics page.
+fn partition_sample(page: &str, name: &str, partition: i32) -> Option<u64> {
+    let prefix = format!(r#"{name}{{pipeline="pipeline",source="app",partition="{partition}"}} "#);
+    page.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|value| value.parse().ok())
+}
+
+#[cfg(unix)]
+#[test]
+fn metrics_count_each_partitions_messages_and_lag() {
+    use std::io::BufRead as _;
+    let cluster = cluster();
+    let brokers = cluster.bootstrap_servers();
+    produce(&brokers, "orders", &ORDERS.replace("not json\n", ""), None);
+    let dir = scratch("kafka_source_metrics");
+    let extra = "    idle_timeout: 1s\n";
+    std::fs::write(
+        dir.join("pipeline.yaml"),
+        pipeline("kafka", &brokers, extra),
+    )
+    .expect("written");
+    let mut child = start(&dir, &["--metrics-addr", "127.0.0.1:0"]);
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("piped"));
+    let mut first = String::new();
+    stderr.read_line(&mut first).expect("a line");
+    let addr = first
+        .trim()
+        .strip_prefix("runner: metrics at http://")
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string();
+    // Every order read, and the client's statistics told each partition's
+    // end: nothing is left to read.
+    let page = crate::sources::wait_for_page(&addr, |page| {
+        (0..PARTITIONS).all(|p| partition_sample(page, "runner_kafka_consumer_lag", p) == Some(0))
+    });
+    let read: u64 = (0..PARTITIONS)
+        .map(|p| partition_sample(&page, "runner_kafka_messages_total", p).unwrap_or_default())
+        .sum();
+    assert_eq!(read, 6, "{page}");
+    for p in 0..PARTITIONS {
+        assert_eq!(
+            partition_sample(&page, "runner_kafka_consumer_lag", p),
+            Some(0),
+            "{page}"
+        );
+    }
+    let (status, stderr) = interrupt(child);
+    assert_eq!(status, Some(0), "{stderr}");
+}

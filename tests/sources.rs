@@ -499,7 +499,7 @@ fn followed_files_are_read_as_they_grow_and_rotate_until_interrupted() {
 }
 
 /// Sends `request` to `addr` and returns the whole response.
-fn http(addr: &str, request: &str) -> String {
+pub(crate) fn http(addr: &str, request: &str) -> String {
     use std::io::Read as _;
     let mut stream = std::net::TcpStream::connect(addr).expect("the metrics address answers");
     stream.write_all(request.as_bytes()).expect("sent");
@@ -514,7 +514,7 @@ fn wait_for_metric(addr: &str, line: &str) -> String {
 }
 
 /// Reads `/metrics` until `ready` says the page is, for up to ten seconds.
-fn wait_for_page(addr: &str, ready: impl Fn(&str) -> bool) -> String {
+pub(crate) fn wait_for_page(addr: &str, ready: impl Fn(&str) -> bool) -> String {
     let start = Instant::now();
     loop {
         let page = http(addr, "GET /metrics HTTP/1.1\r\nHost: runner\r\n\r\n");

@@ -129,9 +129,39 @@ fn render(pipeline: &str, progress: &Progress<'_>, now: SystemTime) -> String {
     let mut page = Metrics::new(pipeline);
     page.up();
     counts(&mut page, progress);
+    partitions(&mut page, progress);
     watermarks(&mut page, progress, now);
     checkpoints(&mut page, progress);
     page.out
+}
+
+/// What Kafka sources read per partition, and how far behind they are.
+#[allow(clippy::cast_precision_loss)] // Counts as Prometheus floats.
+fn partitions(page: &mut Metrics, progress: &Progress<'_>) {
+    if progress.partitions.is_empty() {
+        return;
+    }
+    page.counter(
+        "runner_kafka_messages_total",
+        "Messages read from Kafka, by source and partition.",
+    );
+    for read in &progress.partitions {
+        let partition = read.partition.to_string();
+        let labels = [("source", read.source.as_str()), ("partition", &partition)];
+        page.sample("runner_kafka_messages_total", &labels, read.messages as f64);
+    }
+    page.gauge(
+        "runner_kafka_consumer_lag",
+        "Messages in each Kafka partition not read yet: its end offset minus the consumer's \
+         position, absent until the client's statistics (every second) have told the end.",
+    );
+    for read in &progress.partitions {
+        if let Some(lag) = read.lag {
+            let partition = read.partition.to_string();
+            let labels = [("source", read.source.as_str()), ("partition", &partition)];
+            page.sample("runner_kafka_consumer_lag", &labels, lag as f64);
+        }
+    }
 }
 
 /// What was read and decided so far, and what is waiting.
@@ -167,7 +197,7 @@ fn counts(page: &mut Metrics, progress: &Progress<'_>) {
     }
     page.counter(
         "runner_read_bytes_total",
-        "Bytes read from files and standard input.",
+        "Bytes read from files, standard input and Kafka message values.",
     );
     page.sample("runner_read_bytes_total", &[], progress.read as f64);
     page.gauge(
@@ -313,7 +343,7 @@ fn escape(text: &str) -> String {
 mod tests {
     use super::*;
     use runner::config::OutcomeKind;
-    use runner::runtime::{CheckpointTaken, SourceSummary};
+    use runner::runtime::{CheckpointTaken, PartitionProgress, SourceSummary};
     use runner::time::EventTime;
 
     #[test]
@@ -350,6 +380,20 @@ mod tests {
                 took: Duration::from_millis(250),
                 bytes: 4096,
             },
+            partitions: vec![
+                PartitionProgress {
+                    source: "app".into(),
+                    partition: 0,
+                    messages: 9,
+                    lag: Some(4),
+                },
+                PartitionProgress {
+                    source: "app".into(),
+                    partition: 1,
+                    messages: 3,
+                    lag: None,
+                },
+            ],
         };
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(70);
         let page = render("bill_check", &progress, now);
@@ -370,9 +414,16 @@ mod tests {
             r#"runner_checkpoint_pause_seconds{pipeline="bill_check"} 0.003"#,
             r#"runner_checkpoint_duration_seconds{pipeline="bill_check"} 0.25"#,
             r#"runner_checkpoint_bytes{pipeline="bill_check"} 4096"#,
+            r#"runner_kafka_messages_total{pipeline="bill_check",source="app",partition="0"} 9"#,
+            r#"runner_kafka_messages_total{pipeline="bill_check",source="app",partition="1"} 3"#,
+            r#"runner_kafka_consumer_lag{pipeline="bill_check",source="app",partition="0"} 4"#,
         ] {
             assert!(page.lines().any(|l| l == line), "no `{line}` in\n{page}");
         }
+        // A partition whose end is not known yet has no lag to speak of.
+        assert!(!page.contains(
+            r#"runner_kafka_consumer_lag{pipeline="bill_check",source="app",partition="1"}"#
+        ));
         // An ended source has no lag to speak of.
         assert!(
             !page.contains(r#"runner_watermark_lag_seconds{pipeline="bill_check",source="bank"#)

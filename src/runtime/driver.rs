@@ -958,6 +958,12 @@ impl Driver {
             watermark: self.summary.watermark,
             checkpoints: self.summary.checkpoints,
             last_checkpoint: self.summary.last_checkpoint,
+            partitions: self
+                .inputs
+                .iter()
+                .filter_map(|input| input.committer.as_ref())
+                .flat_map(source::Committer::partitions)
+                .collect(),
         };
         report(&progress);
     }

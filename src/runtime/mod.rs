@@ -170,6 +170,22 @@ pub struct Progress<'a> {
     pub checkpoints: u64,
     /// The last checkpoint taken.
     pub last_checkpoint: CheckpointTaken,
+    /// What each Kafka source read per partition.
+    pub partitions: Vec<PartitionProgress>,
+}
+
+/// What a Kafka source read from one partition of its topic.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartitionProgress {
+    /// The source's name.
+    pub source: String,
+    /// The partition.
+    pub partition: u32,
+    /// Messages read from it.
+    pub messages: u64,
+    /// Messages in it not read yet (its end offset minus the consumer's
+    /// position), once the client's statistics have told its end.
+    pub lag: Option<u64>,
 }
 
 /// Runs `graph` until its inputs end, writing to `outputs`.

@@ -14,20 +14,22 @@
 //! a file's does. A bounded source ends once every partition reaches the
 //! end it had when the run started.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::{Assign, At, BATCH, Batch, Chunk, Item, Place};
 use crate::codec::Decoder;
 use crate::config::{KafkaSource, StartAt};
+use crate::runtime::PartitionProgress;
 use crate::runtime::error::RunError;
 use crate::time::EventTime;
 
@@ -41,16 +43,42 @@ const POLL: Duration = Duration::from_millis(100);
 /// How long items wait in a batch that is not full.
 const FLUSH: Duration = Duration::from_millis(50);
 
-/// Tells the first problem the client reports, once.
+/// How often what was read per partition is published for metrics.
+const PUBLISH: Duration = Duration::from_millis(200);
+
+/// Tells the first problem the client reports, once; keeps the ends of
+/// the topic's partitions, from the client's statistics.
 #[derive(Default)]
-pub(crate) struct Told {
+pub(crate) struct Context {
     source: String,
-    told: AtomicBool,
+    topic: String,
+    warned: AtomicBool,
+    /// Each partition's end for this consumer (the last stable offset,
+    /// which is the end where no transaction is open), by partition.
+    ends: Mutex<Vec<(u32, u64)>>,
 }
 
-impl ClientContext for Told {
+impl ClientContext for Context {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        let mut ends: Vec<(u32, u64)> = topic
+            .partitions
+            .values()
+            .filter_map(|p| {
+                Some((
+                    u32::try_from(p.partition).ok()?,
+                    u64::try_from(p.ls_offset).ok()?,
+                ))
+            })
+            .collect();
+        ends.sort_unstable();
+        *self.ends.lock().unwrap_or_else(PoisonError::into_inner) = ends;
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
-        if !self.told.swap(true, Ordering::Relaxed) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
             eprintln!(
                 "warning: kafka source `{}`: {error}: {reason} (the consumer keeps trying)",
                 self.source
@@ -59,14 +87,17 @@ impl ClientContext for Told {
     }
 }
 
-impl ConsumerContext for Told {}
+impl ConsumerContext for Context {}
 
-type Client = BaseConsumer<Told>;
+type Client = BaseConsumer<Context>;
 
 /// A source's consumer, made before the run starts.
 pub(crate) struct Consumer {
     client: Arc<Client>,
     source: String,
+    /// Per partition: messages read and the offset after the last, as
+    /// last published.
+    read: Arc<Mutex<Vec<(u32, u64, u64)>>>,
     config: KafkaSource,
     /// Where each partition resumes, from the checkpoint.
     resume: Vec<(u32, u64)>,
@@ -84,9 +115,38 @@ pub(crate) struct Committer {
     group: String,
     /// Whether a failed commit was told.
     told: Arc<AtomicBool>,
+    read: Arc<Mutex<Vec<(u32, u64, u64)>>>,
 }
 
 impl Committer {
+    /// What the source read from each partition, and how far behind each
+    /// partition's end it is, once the client's statistics told the end.
+    pub(crate) fn partitions(&self) -> Vec<PartitionProgress> {
+        let read = self
+            .read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let ends = self
+            .client
+            .context()
+            .ends
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        read.into_iter()
+            .map(|(partition, messages, next)| PartitionProgress {
+                source: self.source.to_string(),
+                partition,
+                messages,
+                lag: ends
+                    .iter()
+                    .find(|(p, _)| *p == partition)
+                    .map(|(_, end)| end.saturating_sub(next)),
+            })
+            .collect()
+    }
+
     /// Commits `partitions` (partition, offset after the last message
     /// merged), waiting for the group coordinator's answer. A commit that
     /// fails is told once, and the run goes on: the checkpoint, not the
@@ -150,13 +210,16 @@ impl Consumer {
                     StartAt::Earliest => "earliest",
                     StartAt::Latest => "latest",
                 },
-            );
+            )
+            // The partitions' ends, for the consumer lag in metrics.
+            .set("statistics.interval.ms", "1000");
         for (name, value) in &config.properties {
             client.set(&name.value, &value.value);
         }
-        let context = Told {
+        let context = Context {
             source: source.to_string(),
-            ..Told::default()
+            topic: config.topic.value.clone(),
+            ..Context::default()
         };
         let client: Client = client.create_with_context(context).map_err(|error| {
             let span = match &error {
@@ -176,6 +239,7 @@ impl Consumer {
         Ok(Self {
             client: Arc::new(client),
             source: source.to_string(),
+            read: Arc::default(),
             config: config.clone(),
             resume,
             fresh,
@@ -190,6 +254,7 @@ impl Consumer {
             topic: self.config.topic.value.clone(),
             group: self.config.group.value.clone(),
             told: Arc::new(AtomicBool::new(false)),
+            read: self.read.clone(),
         }
     }
 
@@ -262,6 +327,8 @@ impl Consumer {
                 max_seen: None,
                 last: idle_since,
                 done: self.config.bounded && start >= high,
+                messages: 0,
+                next: start,
             });
         }
         Ok(partitions)
@@ -281,6 +348,10 @@ struct Partition {
     last: Instant,
     /// Whether it reached its end.
     done: bool,
+    /// Messages read from it.
+    messages: u64,
+    /// The offset after the last message read.
+    next: u64,
 }
 
 /// Reads messages until the source ends (bounded), the run stops, or the
@@ -322,8 +393,14 @@ pub(super) fn read(
         .map(|partition| Arc::from(format!("{topic}/{}", partition.id).as_str()))
         .collect();
     let mut batch = Pending::default();
+    let mut published = Instant::now();
+    publish(&partitions, &consumer.read);
     while !stop.load(Ordering::Relaxed) && !partitions.iter().all(|p| p.done) {
         let now = Instant::now();
+        if now >= published + PUBLISH {
+            publish(&partitions, &consumer.read);
+            published = now;
+        }
         let Some(message) = consumer.client.poll(POLL) else {
             if !batch.send(&partitions, idle_timeout, now, events) {
                 return;
@@ -350,32 +427,22 @@ pub(super) fn read(
         let offset = message.offset().max(0).unsigned_abs();
         let partition = &mut partitions[index];
         partition.last = now;
+        partition.messages += 1;
+        partition.next = offset + 1;
         if partition.end.is_some_and(|end| offset + 1 >= end) {
             partition.done = true;
         }
-        let raw = message.payload().unwrap_or_default();
-        bytes_read.fetch_add(raw.len() as u64, Ordering::Relaxed);
+        bytes_read.fetch_add(message.payload_len() as u64, Ordering::Relaxed);
         let place = Place {
             file: &names[index],
             at: At {
                 offset: offset + 1,
                 line: u64::from(partition.id),
             },
-            raw,
+            raw: message.payload().unwrap_or_default(),
             line: offset,
         };
-        let time = message.timestamp().to_millis().map(EventTime::from_millis);
-        let item = match (message.payload(), std::str::from_utf8(raw)) {
-            (None, _) => Some(assign.malformed(&place, "the message has no value".to_string())),
-            (Some(_), Err(_)) => {
-                Some(assign.malformed(&place, "the message's value is not UTF-8 text".to_string()))
-            }
-            (Some(_), Ok(text)) => {
-                let text = text.strip_suffix('\n').unwrap_or(text);
-                let text = text.strip_suffix('\r').unwrap_or(text);
-                assign.item_at(&mut decoder, text, &place, time)
-            }
-        };
+        let item = message_item(assign, &mut decoder, &message, &place);
         if let Some(Item::Event(event, _)) = &item {
             partition.max_seen = Some(partition.max_seen.map_or(event.time, |t| t.max(event.time)));
         }
@@ -395,6 +462,35 @@ pub(super) fn read(
         }
     }
     batch.send(&partitions, idle_timeout, Instant::now(), events);
+    publish(&partitions, &consumer.read);
+}
+
+/// The item a message at `place` makes: an event, or a malformed line.
+fn message_item(
+    assign: &Assign,
+    decoder: &mut Decoder,
+    message: &rdkafka::message::BorrowedMessage<'_>,
+    place: &Place<'_>,
+) -> Option<Item> {
+    let time = message.timestamp().to_millis().map(EventTime::from_millis);
+    match message.payload().map(std::str::from_utf8) {
+        None => Some(assign.malformed(place, "the message has no value".to_string())),
+        Some(Err(_)) => {
+            Some(assign.malformed(place, "the message's value is not UTF-8 text".to_string()))
+        }
+        Some(Ok(text)) => {
+            let text = text.strip_suffix('\n').unwrap_or(text);
+            let text = text.strip_suffix('\r').unwrap_or(text);
+            assign.item_at(decoder, text, place, time)
+        }
+    }
+}
+
+/// Publishes what was read from each partition.
+fn publish(partitions: &[Partition], read: &Mutex<Vec<(u32, u64, u64)>>) {
+    let mut read = read.lock().unwrap_or_else(PoisonError::into_inner);
+    read.clear();
+    read.extend(partitions.iter().map(|p| (p.id, p.messages, p.next)));
 }
 
 /// Whether a consumer error ends the run: the topic or the group is gone
