@@ -145,40 +145,44 @@ fn with_workers_every_outcome_is_a_record_too() {
 }
 
 /// A broker process, stopped when dropped.
-struct Broker(std::process::Child);
+pub(crate) struct Broker {
+    process: std::process::Child,
+    tansu: String,
+    url: String,
+    /// Its bootstrap address, `127.0.0.1:port`.
+    pub(crate) brokers: String,
+}
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.process.kill();
+        let _ = self.process.wait();
     }
 }
 
-/// Against a real broker in a process of its own: tansu, which the
-/// project's script `tests/tansu` installs from `PyPI` (Apache Kafka cannot
-/// be installed from the registries this project uses). It keeps its log
-/// in memory.
-#[test]
-fn against_a_broker_process_every_outcome_is_a_record() {
-    use std::process::{Command, Stdio};
-    let install = Command::new(crate::harness::root().join("tests/tansu"))
-        .output()
-        .expect("tests/tansu runs");
-    assert!(
-        install.status.success(),
-        "tests/tansu could not install the broker: {}",
-        String::from_utf8_lossy(&install.stderr)
-    );
-    let tansu = String::from_utf8(install.stdout).expect("a path");
-    let tansu = tansu.trim();
-    // A port nothing listens on now.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let _broker = Broker(
-        Command::new(tansu)
+impl Broker {
+    /// Starts tansu, which the project's script `tests/tansu` installs from
+    /// `PyPI` (Apache Kafka cannot be installed from the registries this
+    /// project uses), on a free port; it keeps its log in memory.
+    pub(crate) fn start() -> Self {
+        use std::process::{Command, Stdio};
+        let install = Command::new(crate::harness::root().join("tests/tansu"))
+            .output()
+            .expect("tests/tansu runs");
+        assert!(
+            install.status.success(),
+            "tests/tansu could not install the broker: {}",
+            String::from_utf8_lossy(&install.stderr)
+        );
+        let tansu = String::from_utf8(install.stdout).expect("a path");
+        let tansu = tansu.trim().to_string();
+        // A port nothing listens on now.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let process = Command::new(&tansu)
             .args([
                 "broker",
                 "--listener-url",
@@ -190,24 +194,41 @@ fn against_a_broker_process_every_outcome_is_a_record() {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("the broker starts"),
-    );
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the broker does not listen"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+            .expect("the broker starts");
+        let broker = Self {
+            process,
+            tansu,
+            url,
+            brokers: format!("127.0.0.1:{port}"),
+        };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the broker does not listen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        broker
     }
-    let partitions = PARTITIONS.to_string();
-    let created = Command::new(tansu)
-        .args(["topic", "create", "alerts", "--broker", &url])
-        .args(["--partitions", &partitions])
-        .output()
-        .expect("tansu topic runs");
-    assert!(created.status.success(), "{created:?}");
-    every_outcome_is_a_record("kafka_sink_tansu", &format!("127.0.0.1:{port}"), &[]);
+
+    /// Creates `topic` with `partitions` partitions.
+    pub(crate) fn create_topic(&self, topic: &str, partitions: i32) {
+        let created = std::process::Command::new(&self.tansu)
+            .args(["topic", "create", topic, "--broker", &self.url])
+            .args(["--partitions", &partitions.to_string()])
+            .output()
+            .expect("tansu topic runs");
+        assert!(created.status.success(), "{created:?}");
+    }
+}
+
+/// Against a real broker in a process of its own: tansu.
+#[test]
+fn against_a_broker_process_every_outcome_is_a_record() {
+    let broker = Broker::start();
+    broker.create_topic("alerts", PARTITIONS);
+    every_outcome_is_a_record("kafka_sink_tansu", &broker.brokers, &[]);
 }
 
 fn every_outcome_is_a_record(name: &str, brokers: &str, args: &[&str]) {
