@@ -601,3 +601,63 @@ fn against_a_broker_process_a_source_reads_every_partition() {
     assert_eq!(status, Some(0), "{stderr}");
     assert_eq!(paired(&outcomes(&dir)), expected);
 }
+
+/// With `--log json`, what the run does is a JSON object per line on
+/// stderr: the run starting, each source's partitions and where they
+/// start and end, the source reaching its end, the offsets committed, the
+/// run ending.
+#[test]
+fn the_log_tells_partitions_offsets_and_ends() {
+    let cluster = cluster();
+    let brokers = cluster.bootstrap_servers();
+    produce(&brokers, "orders", &ORDERS.replace("not json\n", ""), None);
+    produce(&brokers, "payments", PAYMENTS, None);
+    let dir = scratch("kafka_source_log");
+    std::fs::write(
+        dir.join("pipeline.yaml"),
+        pipeline("kafka", &brokers, "    bounded: true\n"),
+    )
+    .expect("written");
+    let run = runner(&[
+        "--quiet",
+        "--log",
+        "json",
+        dir.join("pipeline.yaml").to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let events: Vec<serde_json::Value> = run
+        .stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let of = |message: &str| -> Vec<&serde_json::Value> {
+        events
+            .iter()
+            .filter(|event| event["message"] == message)
+            .collect()
+    };
+    assert_eq!(of("run started").len(), 1, "{}", run.stderr);
+    let assigned = of("kafka partitions assigned");
+    assert_eq!(assigned.len(), 2, "{}", run.stderr);
+    let app = assigned
+        .iter()
+        .find(|event| event["source"] == "app")
+        .expect("app's partitions");
+    assert_eq!(app["topic"], "orders");
+    assert_eq!(app["starts"], "0@0, 1@0, 2@0");
+    assert_eq!(
+        of("kafka source read to its end").len(),
+        2,
+        "{}",
+        run.stderr
+    );
+    assert_eq!(of("kafka offsets committed").len(), 2, "{}", run.stderr);
+    let ended = of("run ended");
+    assert_eq!(ended.len(), 1, "{}", run.stderr);
+    assert_eq!(ended[0]["events"], 12);
+    assert!(
+        events.iter().all(|event| event["level"] == "INFO"),
+        "{}",
+        run.stderr
+    );
+}

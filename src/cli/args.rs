@@ -60,6 +60,17 @@ pub(crate) struct RunArgs {
     pub(crate) fresh: bool,
     /// Where to serve metrics, if anywhere.
     pub(crate) metrics_addr: Option<std::net::SocketAddr>,
+    /// Whether, and how, to log what the run does on stderr.
+    pub(crate) log: Option<LogFormat>,
+}
+
+/// How `--log` writes the run's log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    /// A line of text per event.
+    Text,
+    /// A JSON object per event.
+    Json,
 }
 
 /// How `validate` reports.
@@ -75,7 +86,7 @@ pub(crate) enum Format {
 
 pub(crate) const USAGE: &str = "\
 Usage: runner [--quiet] [--workers N] [--state-dir DIR] [--fresh]
-              [--metrics-addr ADDR] <FILE>
+              [--metrics-addr ADDR] [--log text|json] <FILE>
        runner run [OPTIONS] <FILE>
        runner explain <FILE>
        runner validate [--format human|json|github] [--deny-warnings] <PATH>...
@@ -115,6 +126,9 @@ Options:
   --metrics-addr <ADDR>      serve Prometheus metrics at http://ADDR/metrics
                              and a health check at /health while running;
                              a bare port is on the loopback interface
+  --log <FORMAT>             log what the run does (starts, checkpoints,
+                             Kafka partitions and offsets) on stderr, as
+                             text or json lines
   --format <FORMAT>          validate's report: human (default), json or github
   --deny-warnings            validate fails on warnings too
   -h, --help                 print this help
@@ -248,6 +262,7 @@ struct Options {
     state_dir: Option<String>,
     fresh: bool,
     metrics_addr: Option<std::net::SocketAddr>,
+    log: Option<LogFormat>,
     spec: Spec,
     out: Option<String>,
     generating: bool,
@@ -297,6 +312,14 @@ fn options(args: impl IntoIterator<Item = OsString>) -> Result<Options, lexopt::
                     )
                 })?);
             }
+            Long("log") => {
+                let value = parser.value()?.string()?;
+                options.log = Some(match value.as_str() {
+                    "text" => LogFormat::Text,
+                    "json" => LogFormat::Json,
+                    _ => return Err(format!("`--log {value}`: expected text or json").into()),
+                });
+            }
             Long("out") => {
                 options.out = Some(parser.value()?.string()?);
                 options.generating = true;
@@ -333,6 +356,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         state_dir,
         fresh,
         metrics_addr,
+        log,
         mut spec,
         out,
         generating,
@@ -352,9 +376,11 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         "help" | "schema" | "explain" | "validate" | "test" | "gen" | "state"
     );
     let inspecting = first == "state";
-    if (quiet || workers.is_some() || fresh || metrics_addr.is_some()) && !running {
+    if (quiet || workers.is_some() || fresh || metrics_addr.is_some() || log.is_some()) && !running
+    {
         return Err(
-            "`--quiet`, `--workers`, `--fresh` and `--metrics-addr` belong to `run`".into(),
+            "`--quiet`, `--workers`, `--fresh`, `--metrics-addr` and `--log` belong to `run`"
+                .into(),
         );
     }
     if state_dir.is_some() && !running && !inspecting {
@@ -369,6 +395,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             state_dir: state_dir.clone(),
             fresh,
             metrics_addr,
+            log,
         })
     };
     if generating && first != "gen" {
@@ -523,6 +550,17 @@ mod tests {
     fn mistakes_are_usage_errors() {
         assert_eq!(parse_words(&[]), Err("missing the pipeline file".into()));
         assert_eq!(
+            parse_words(&["--log", "xml", "a"]),
+            Err("`--log xml`: expected text or json".into())
+        );
+        assert_eq!(
+            parse_words(&["validate", "--log", "json", "a"]),
+            Err(
+                "`--quiet`, `--workers`, `--fresh`, `--metrics-addr` and `--log` belong to `run`"
+                    .into()
+            )
+        );
+        assert_eq!(
             parse_words(&["run"]),
             Err("`run` needs a pipeline file".into())
         );
@@ -560,7 +598,10 @@ mod tests {
         );
         assert_eq!(
             parse_words(&["validate", "-q", "a"]),
-            Err("`--quiet`, `--workers`, `--fresh` and `--metrics-addr` belong to `run`".into())
+            Err(
+                "`--quiet`, `--workers`, `--fresh`, `--metrics-addr` and `--log` belong to `run`"
+                    .into()
+            )
         );
         assert_eq!(
             parse_words(&["test", "--state-dir", "s", "a"]),

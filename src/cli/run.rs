@@ -12,7 +12,7 @@ use runner::diagnostic::SourceFile;
 use runner::plan::{Graph, Input};
 use runner::runtime::{self, Options, Outputs, Progress, RunError, Summary};
 
-use super::args::RunArgs;
+use super::args::{LogFormat, RunArgs};
 use super::metrics;
 use super::{FAILED, USAGE, print, report};
 
@@ -92,6 +92,9 @@ pub(super) fn run(file: &SourceFile, path: &Path, args: &RunArgs) -> ExitCode {
     let Some(graph) = graph else {
         return ExitCode::from(FAILED);
     };
+    if let Some(format) = args.log {
+        log_to_stderr(format);
+    }
     let live = graph.sources.iter().any(|source| {
         matches!(
             source.input,
@@ -148,6 +151,16 @@ pub(super) fn run(file: &SourceFile, path: &Path, args: &RunArgs) -> ExitCode {
             let _ = std::fs::remove_dir(runner);
         }
     }
+    match &result {
+        Ok(summary) => tracing::info!(
+            events = summary.sources.iter().map(|s| s.events).sum::<u64>(),
+            elapsed_ms = u64::try_from(summary.elapsed.as_millis()).unwrap_or(u64::MAX),
+            stopped = summary.stopped,
+            checkpoints = summary.checkpoints,
+            "run ended"
+        ),
+        Err(error) => tracing::error!(%error, "run failed"),
+    }
     match result {
         Ok(summary) => {
             for warning in &summary.warnings {
@@ -166,6 +179,20 @@ pub(super) fn run(file: &SourceFile, path: &Path, args: &RunArgs) -> ExitCode {
         Err(error) if error.is_broken_pipe() => ExitCode::SUCCESS,
         Err(error) => failed(&error, file),
     }
+}
+
+/// Writes the run's log to stderr, a line of text or JSON per event.
+fn log_to_stderr(format: LogFormat) {
+    let log = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .with_target(false)
+        .with_ansi(false);
+    // Set once per process, before anything logs.
+    let _ = match format {
+        LogFormat::Text => log.try_init(),
+        LogFormat::Json => log.json().flatten_event(true).try_init(),
+    };
 }
 
 fn failed(error: &RunError, file: &SourceFile) -> ExitCode {

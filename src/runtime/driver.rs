@@ -169,6 +169,18 @@ pub(crate) async fn drive(
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
     let mut driver = Driver::start(graph, outputs, options)?;
+    let sources: Vec<&str> = driver
+        .summary
+        .sources
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    tracing::info!(
+        sources = %sources.join(", "),
+        resumed_from = driver.summary.resumed_from.as_ref().map(|r| r.sequence),
+        pending = driver.summary.resumed_from.as_ref().map(|r| r.pending),
+        "run started"
+    );
     let mut result = driver.run().await;
     driver.stop_sources();
     if result.is_ok() && !driver.summary.stopped {

@@ -297,6 +297,12 @@ impl Driver {
                     }
                 }
                 let bytes = store.save(&checkpoint).map_err(|error| error.to_string())?;
+                tracing::info!(
+                    sequence = checkpoint.sequence,
+                    bytes,
+                    took_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    "checkpoint saved"
+                );
                 for (committer, partitions) in commits {
                     committer.commit(&partitions);
                 }

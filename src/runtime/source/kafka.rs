@@ -166,6 +166,20 @@ impl Committer {
             ));
         }
         let committed = committed.and_then(|()| self.client.commit(&list, CommitMode::Sync));
+        match &committed {
+            Ok(()) => tracing::info!(
+                source = %self.source,
+                group = %self.group,
+                offsets = %places(partitions.iter().copied()),
+                "kafka offsets committed"
+            ),
+            Err(error) => tracing::warn!(
+                source = %self.source,
+                group = %self.group,
+                %error,
+                "kafka offsets not committed"
+            ),
+        }
         if let Err(error) = committed
             && !self.told.swap(true, Ordering::Relaxed)
         {
@@ -176,6 +190,14 @@ impl Committer {
             );
         }
     }
+}
+
+/// Partitions and offsets for the log: `0@15, 1@0`.
+fn places(partitions: impl Iterator<Item = (u32, u64)>) -> String {
+    partitions
+        .map(|(partition, offset)| format!("{partition}@{offset}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn partition_id(partition: u32) -> i32 {
@@ -335,6 +357,33 @@ impl Consumer {
     }
 }
 
+impl Consumer {
+    /// Takes every partition of the topic, each at its start, for source
+    /// `source`.
+    fn assign(&self, source: &str) -> Result<Vec<Partition>, String> {
+        let topic = self.config.topic.value.as_str();
+        let partitions = self.partitions(Instant::now())?;
+        let mut list = TopicPartitionList::new();
+        for partition in &partitions {
+            let offset = Offset::Offset(i64::try_from(partition.start).unwrap_or(i64::MAX));
+            list.add_partition_offset(topic, partition_id(partition.id), offset)
+                .map_err(|error| error.to_string())?;
+        }
+        self.client
+            .assign(&list)
+            .map_err(|error| format!("cannot read its partitions: {error}"))?;
+        tracing::info!(
+            source,
+            topic,
+            group = %self.config.group.value,
+            starts = %places(partitions.iter().map(|p| (p.id, p.start))),
+            ends = %places(partitions.iter().filter_map(|p| Some((p.id, p.end?)))),
+            "kafka partitions assigned"
+        );
+        Ok(partitions)
+    }
+}
+
 /// What the source knows of one partition.
 struct Partition {
     id: u32,
@@ -374,20 +423,10 @@ pub(super) fn read(
             error: std::io::Error::other(message),
         }));
     };
-    let mut partitions = match consumer.partitions(Instant::now()) {
+    let mut partitions = match consumer.assign(&assign.name) {
         Ok(partitions) => partitions,
         Err(message) => return failed(message),
     };
-    let mut list = TopicPartitionList::new();
-    for partition in &partitions {
-        let offset = Offset::Offset(i64::try_from(partition.start).unwrap_or(i64::MAX));
-        if let Err(error) = list.add_partition_offset(topic, partition_id(partition.id), offset) {
-            return failed(error.to_string());
-        }
-    }
-    if let Err(error) = consumer.client.assign(&list) {
-        return failed(format!("cannot read its partitions: {error}"));
-    }
     let names: Vec<Arc<str>> = partitions
         .iter()
         .map(|partition| Arc::from(format!("{topic}/{}", partition.id).as_str()))
@@ -463,6 +502,13 @@ pub(super) fn read(
     }
     batch.send(&partitions, idle_timeout, Instant::now(), events);
     publish(&partitions, &consumer.read);
+    if partitions.iter().all(|p| p.done) {
+        tracing::info!(
+            source = %assign.name,
+            messages = partitions.iter().map(|p| p.messages).sum::<u64>(),
+            "kafka source read to its end"
+        );
+    }
 }
 
 /// The item a message at `place` makes: an event, or a malformed line.

@@ -64,7 +64,7 @@ impl Item {
 
 /// Where an item ended in its input: for a file, the byte after its line
 /// and the line's number; for inline records, the record's number (in
-/// both).
+/// both); for a Kafka message, the offset after it and its partition.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct At {
     pub(crate) offset: u64,
