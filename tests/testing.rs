@@ -9,9 +9,14 @@ fn every_example_pipeline_passes_its_tests() {
     assert!(run.stdout.contains(
         "test pipelines/bill_check.yaml › the reference records give the reference result ... ok"
     ));
+    // Below the top level too, and without the brokers a Kafka pipeline
+    // reads from.
+    assert!(run.stdout.contains(
+        "test pipelines/kafka/bill_check.yaml › a payment for the amount ordered matches ... ok"
+    ));
     assert!(
         run.stdout
-            .ends_with("test result: ok. 14 passed; 0 failed\n"),
+            .ends_with("test result: ok. 16 passed; 0 failed\n"),
         "{}",
         run.stdout
     );
