@@ -48,6 +48,10 @@ use crate::time::{EventTime, Watermark};
 /// Batches a source may have queued.
 const QUEUE: usize = 4;
 
+/// Outcomes the merge lets pile up before handing them to the sinks, while
+/// no timer is due.
+const ROUTE_AT: usize = 256;
+
 /// How often progress is reported, at most.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -612,7 +616,11 @@ impl Driver {
             let mut steps: u32 = 0;
             while let Some(input) = self.next() {
                 self.step(input);
-                self.route().await?;
+                // Timers fire before the next event is taken, and
+                // outcomes go out a handful at a time.
+                if self.out.len() >= ROUTE_AT || self.engine.has_due() {
+                    self.route().await?;
+                }
                 steps = steps.wrapping_add(1);
                 // The clock is read now and then, not for every event.
                 if steps.is_multiple_of(1024) && self.checkpoint_due(Instant::now()) {

@@ -206,6 +206,15 @@ impl Engine {
         }
     }
 
+    /// Whether routing has work beyond handing out outcomes: timers the
+    /// watermark reached, or (with workers) events and watermarks to send.
+    pub(crate) fn has_due(&self) -> bool {
+        match self {
+            Self::Local(matcher) => matcher.has_due(),
+            Self::Workers(_) => true,
+        }
+    }
+
     /// Fires a batch of due timers into `out`; returns whether more is
     /// due. Workers fire their own.
     pub(crate) fn fire_due(&mut self, out: &mut Vec<Outcome>, limit: usize) -> bool {

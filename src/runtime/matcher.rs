@@ -395,6 +395,13 @@ impl Matcher {
         }
     }
 
+    /// Whether the watermark has reached a timer, which
+    /// [`fire_due`](Self::fire_due) would fire.
+    pub fn has_due(&self) -> bool {
+        self.next_timer()
+            .is_some_and(|time| self.watermark.reached(time))
+    }
+
     /// The watermark the operator has reached.
     pub fn watermark(&self) -> Watermark {
         self.watermark
