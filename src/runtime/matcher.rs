@@ -177,40 +177,61 @@ struct Timer {
     slot: u32,
 }
 
-/// Timers, earliest first. Event times arrive nearly in order, so most
-/// timers go at the back of a sorted deque, in constant time; one that
-/// belongs further in goes to a heap instead, so disordered input costs a
-/// logarithm, never a shift of the whole queue.
+/// Timers, earliest first: a wheel of buckets of about a second of event
+/// time each, and a heap. A timer goes into its bucket unsorted, in
+/// constant time; the first bucket is kept sorted (latest first, so the
+/// earliest pops off its end), and each bucket is sorted once, when it
+/// comes first. A timer before the first bucket (a straggler) or beyond
+/// the wheel's reach (a far future, which would need a bucket for every
+/// second until it) goes to the heap, at a logarithm's cost.
 #[derive(Debug, Default)]
 struct Timers {
-    sorted: VecDeque<Timer>,
+    /// Buckets from `base` on; the first, if any, is not empty.
+    wheel: VecDeque<Vec<Timer>>,
+    /// The bucket number of the wheel's first bucket.
+    base: i64,
     heap: BinaryHeap<Reverse<Timer>>,
+    /// Emptied buckets, kept for their memory.
+    spare: Vec<Vec<Timer>>,
 }
 
 impl Timers {
-    /// How far from the back of the deque a timer may still be inserted.
-    const NEAR: usize = 32;
+    /// Milliseconds of a bucket, as a power of two: 1.024 s.
+    const SHIFT: u32 = 10;
+    /// Buckets the wheel reaches ahead of its first: about 18 hours.
+    const REACH: i64 = 1 << 16;
 
     fn push(&mut self, timer: Timer) {
-        let len = self.sorted.len();
-        if self.sorted.back().is_none_or(|last| *last <= timer) {
-            self.sorted.push_back(timer);
-            return;
+        let bucket = timer.at.millis() >> Self::SHIFT;
+        if self.wheel.is_empty() {
+            self.base = bucket;
         }
-        // Only the last NEAR timers are searched: one comparison sends a
-        // straggler to the heap without a search of the whole deque.
-        let near = len.saturating_sub(Self::NEAR);
-        if self.sorted[near] > timer {
+        let Some(offset) = bucket
+            .checked_sub(self.base)
+            .filter(|offset| (0..Self::REACH).contains(offset))
+        else {
             self.heap.push(Reverse(timer));
             return;
+        };
+        let offset = offset.unsigned_abs() as usize;
+        while self.wheel.len() <= offset {
+            let bucket = self.spare.pop().unwrap_or_default();
+            self.wheel.push_back(bucket);
         }
-        let after = self.sorted.range(near..).rev().take_while(|t| **t > timer);
-        self.sorted.insert(len - after.count(), timer);
+        let timers = &mut self.wheel[offset];
+        if offset == 0 {
+            // The first bucket stays sorted, latest first.
+            let at = timers.partition_point(|t| *t > timer);
+            timers.insert(at, timer);
+        } else {
+            timers.push(timer);
+        }
     }
 
     /// The earliest timer.
     fn peek(&self) -> Option<Timer> {
-        match (self.sorted.front(), self.heap.peek()) {
+        let wheel = self.wheel.front().and_then(|first| first.last());
+        match (wheel, self.heap.peek()) {
             (Some(a), Some(Reverse(b))) => Some(*a.min(b)),
             (a, b) => a.copied().or(b.map(|Reverse(t)| *t)),
         }
@@ -218,16 +239,31 @@ impl Timers {
 
     /// Takes the earliest timer.
     fn pop(&mut self) -> Option<Timer> {
-        let from_heap = match (self.sorted.front(), self.heap.peek()) {
+        let wheel = self.wheel.front().and_then(|first| first.last());
+        let from_heap = match (wheel, self.heap.peek()) {
             (Some(a), Some(Reverse(b))) => b < a,
             (None, Some(_)) => true,
             _ => false,
         };
         if from_heap {
-            self.heap.pop().map(|Reverse(timer)| timer)
-        } else {
-            self.sorted.pop_front()
+            return self.heap.pop().map(|Reverse(timer)| timer);
         }
+        let first = self.wheel.front_mut()?;
+        let timer = first.pop();
+        if first.is_empty() {
+            // The next bucket with timers comes first, sorted.
+            while self.wheel.front().is_some_and(Vec::is_empty) {
+                self.spare.extend(self.wheel.pop_front());
+                self.base += 1;
+            }
+            if let Some(next) = self.wheel.front_mut() {
+                // Timers mostly come in order: reversed, the bucket is
+                // nearly sorted latest first, which the sort finds in runs.
+                next.reverse();
+                next.sort_by(|a, b| b.cmp(a));
+            }
+        }
+        timer
     }
 }
 
@@ -972,11 +1008,13 @@ mod tests {
         let mut time = 0;
         for id in 0..5_000 {
             // Mostly ahead of the last, sometimes a little behind, now and
-            // then far behind.
+            // then far behind, or a day ahead (beyond the wheel).
             time += i64::try_from(next(10)).unwrap_or(0);
-            let at = match next(10) {
-                0 => time - i64::try_from(next(5_000)).unwrap_or(0),
-                1 | 2 => time - i64::try_from(next(20)).unwrap_or(0),
+            let at = match next(20) {
+                0 | 1 => time - i64::try_from(next(5_000)).unwrap_or(0),
+                2..=5 => time - i64::try_from(next(20)).unwrap_or(0),
+                6 => time + 86_400_000 + i64::try_from(next(5_000)).unwrap_or(0),
+                7 => time + i64::try_from(next(60_000)).unwrap_or(0),
                 _ => time,
             };
             let timer = Timer {
