@@ -692,30 +692,36 @@ impl Driver {
     /// an input the merge waits for has nothing buffered, or nothing is.
     fn next(&mut self) -> Option<usize> {
         let sides = self.inputs.len();
+        // One pass: each input's malformed head lines out, then its head
+        // event weighed, or its empty buffer found to hold the merge.
+        let (mut earliest, mut blocked) = (None::<(EventTime, usize)>, false);
         for (index, input) in self.inputs.iter_mut().enumerate() {
-            while let Some(Item::Malformed(..)) = input.buffer.front() {
-                let Some(Item::Malformed(line, _)) = input.buffer.pop_front() else {
-                    unreachable!("the head was just seen to be malformed")
-                };
-                self.summary.sources[index].malformed += 1;
-                self.out.push(Outcome::malformed(line, sides));
+            loop {
+                match input.buffer.front() {
+                    Some(Item::Event(event, _)) => {
+                        if earliest.is_none_or(|(time, _)| event.time < time) {
+                            earliest = Some((event.time, index));
+                        }
+                        break;
+                    }
+                    Some(Item::Malformed(..)) => {
+                        let Some(Item::Malformed(line, _)) = input.buffer.pop_front() else {
+                            unreachable!("the head was just seen to be malformed")
+                        };
+                        self.summary.sources[index].malformed += 1;
+                        self.out.push(Outcome::malformed(line, sides));
+                    }
+                    None => {
+                        blocked |= input.holds_merge && !input.finished && !input.idle;
+                        break;
+                    }
+                }
             }
         }
-        let blocked = self.inputs.iter().any(|input| {
-            input.holds_merge && !input.finished && !input.idle && input.buffer.is_empty()
-        });
         if blocked {
             return None;
         }
-        self.inputs
-            .iter()
-            .enumerate()
-            .filter_map(|(index, input)| match input.buffer.front() {
-                Some(Item::Event(event, _)) => Some((event.time, index)),
-                _ => None,
-            })
-            .min()
-            .map(|(_, index)| index)
+        earliest.map(|(_, index)| index)
     }
 
     /// Feeds the head of `input` to the operator, then the watermark it
