@@ -223,6 +223,17 @@ fn a_bounded_kafka_source_decides_what_its_files_would() {
     ]);
     assert_eq!(again.status, 0, "{}", again.stderr);
     assert_eq!(outcomes(&dir), Vec::<String>::new());
+    // `--fresh` starts over, the group's offsets notwithstanding; with
+    // workers, the same is decided.
+    let fresh = runner(&[
+        "--quiet",
+        "--fresh",
+        "--workers",
+        "2",
+        dir.join("pipeline.yaml").to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(fresh.status, 0, "{}", fresh.stderr);
+    assert_eq!(outcomes(&dir), from_files("kafka_source_bounded_files"));
 }
 
 /// Waits until `out.jsonl` in `dir` has `count` lines.
