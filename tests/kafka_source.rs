@@ -530,7 +530,6 @@ fn partition_sample(page: &str, name: &str, partition: i32) -> Option<u64> {
 #[cfg(unix)]
 #[test]
 fn metrics_count_each_partitions_messages_and_lag() {
-    use std::io::BufRead as _;
     let cluster = cluster();
     let brokers = cluster.bootstrap_servers();
     produce(&brokers, "orders", &ORDERS.replace("not json\n", ""), None);
@@ -542,15 +541,7 @@ fn metrics_count_each_partitions_messages_and_lag() {
     )
     .expect("written");
     let mut child = start(&dir, &["--metrics-addr", "127.0.0.1:0"]);
-    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("piped"));
-    let mut first = String::new();
-    stderr.read_line(&mut first).expect("a line");
-    let addr = first
-        .trim()
-        .strip_prefix("runner: metrics at http://")
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .unwrap_or_else(|| panic!("{first}"))
-        .to_string();
+    let addr = crate::sources::metrics_address(&mut child);
     // Every order read, and the client's statistics told each partition's
     // end: nothing is left to read.
     let page = crate::sources::wait_for_page(&addr, |page| {

@@ -508,6 +508,22 @@ pub(crate) fn http(addr: &str, request: &str) -> String {
     response
 }
 
+/// Where a run started with `--metrics-addr 127.0.0.1:0` serves its
+/// metrics: the first line of its stderr says, since the system chose the
+/// port. The rest of its stderr is left unread.
+pub(crate) fn metrics_address(child: &mut std::process::Child) -> String {
+    use std::io::BufRead as _;
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("piped"));
+    let mut first = String::new();
+    stderr.read_line(&mut first).expect("a line");
+    first
+        .trim()
+        .strip_prefix("runner: metrics at http://")
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string()
+}
+
 /// Reads `/metrics` until it has `line`, for up to ten seconds.
 fn wait_for_metric(addr: &str, line: &str) -> String {
     wait_for_page(addr, |page| page.lines().any(|l| l == line))
@@ -535,7 +551,6 @@ fn metered(page: &str, name: &str) -> Option<f64> {
 #[cfg(unix)]
 #[test]
 fn a_running_pipeline_serves_its_metrics_and_health() {
-    use std::io::BufRead as _;
     let text = pipeline(
         "    type: file\n    path: app.jsonl\n    follow: true\n    idle_timeout: 1s",
         "    type: file\n    path: bank.jsonl\n    follow: true\n    idle_timeout: 1s",
@@ -555,16 +570,7 @@ fn a_running_pipeline_serves_its_metrics_and_health() {
         ],
     );
     let mut child = crate::harness::start(&dir, &["--metrics-addr", "127.0.0.1:0"]);
-    // The first line says where: the system chose the port.
-    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("piped"));
-    let mut first = String::new();
-    stderr.read_line(&mut first).expect("a line");
-    let addr = first
-        .trim()
-        .strip_prefix("runner: metrics at http://")
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .unwrap_or_else(|| panic!("{first}"))
-        .to_string();
+    let addr = metrics_address(&mut child);
 
     let page = wait_for_metric(
         &addr,

@@ -2,6 +2,7 @@
 
 use std::io;
 
+use crate::config::Spanned;
 use crate::diagnostic::{Code, Diagnostic, Span};
 
 /// Why a run stopped before its end.
@@ -54,6 +55,28 @@ pub enum RunError {
 }
 
 impl RunError {
+    /// A Kafka client for `topic` that librdkafka would not make: pointed
+    /// at the property it refused, or else at the brokers.
+    pub(crate) fn kafka_client(
+        error: &rdkafka::error::KafkaError,
+        topic: &str,
+        brokers: &Spanned<String>,
+        properties: &[(Spanned<String>, Spanned<String>)],
+    ) -> Self {
+        let span = match error {
+            rdkafka::error::KafkaError::ClientConfig(_, _, key, _) => properties
+                .iter()
+                .find(|(name, _)| name.value == *key)
+                .map_or(brokers.span, |(name, _)| name.span),
+            _ => brokers.span,
+        };
+        Self::Open {
+            path: format!("kafka topic {topic}"),
+            span,
+            message: error.to_string(),
+        }
+    }
+
     /// Whether the run stopped because a reader of its output went away (a
     /// closed pipe), which is how `runner ... | head` ends: not a failure.
     pub fn is_broken_pipe(&self) -> bool {

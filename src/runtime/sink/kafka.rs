@@ -92,20 +92,12 @@ impl Producer {
                 ..Deliveries::default()
             })
             .map_err(|error| {
-                // A property librdkafka refuses is pointed at.
-                let span = match &error {
-                    KafkaError::ClientConfig(_, _, key, _) => config
-                        .properties
-                        .iter()
-                        .find(|(name, _)| name.value == *key)
-                        .map_or(config.brokers.span, |(name, _)| name.span),
-                    _ => config.brokers.span,
-                };
-                RunError::Open {
-                    path: format!("kafka topic {}", config.topic.value),
-                    span,
-                    message: error.to_string(),
-                }
+                RunError::kafka_client(
+                    &error,
+                    &config.topic.value,
+                    &config.brokers,
+                    &config.properties,
+                )
             })?;
         Ok(Self {
             sink: sink.to_string(),

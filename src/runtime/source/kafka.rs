@@ -244,19 +244,12 @@ impl Consumer {
             ..Context::default()
         };
         let client: Client = client.create_with_context(context).map_err(|error| {
-            let span = match &error {
-                KafkaError::ClientConfig(_, _, key, _) => config
-                    .properties
-                    .iter()
-                    .find(|(name, _)| name.value == *key)
-                    .map_or(config.brokers.span, |(name, _)| name.span),
-                _ => config.brokers.span,
-            };
-            RunError::Open {
-                path: format!("kafka topic {}", config.topic.value),
-                span,
-                message: error.to_string(),
-            }
+            RunError::kafka_client(
+                &error,
+                &config.topic.value,
+                &config.brokers,
+                &config.properties,
+            )
         })?;
         Ok(Self {
             client: Arc::new(client),
