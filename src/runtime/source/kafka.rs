@@ -1,5 +1,6 @@
 //! A `kafka` source: every partition of a topic, read by one librdkafka
-//! consumer on a thread of its own.
+//! consumer on a thread of its own, a queue per partition: of the messages
+//! at hand, the earliest in event time is handed on first (see [`Merge`]).
 //!
 //! Each partition starts where the checkpoint says, or else at the offset
 //! its group committed, or else at the source's `start`. Items carry the
@@ -14,14 +15,17 @@
 //! a file's does. A bounded source ends once every partition reaches the
 //! end it had when the run started.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext};
+use rdkafka::error::KafkaResult;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message as _;
+use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
@@ -37,8 +41,12 @@ use crate::time::EventTime;
 /// partitions, their ends, the group's offsets.
 const ANSWER: Duration = Duration::from_secs(30);
 
-/// How long one poll waits for a message.
-const POLL: Duration = Duration::from_millis(100);
+/// The most a partition's queue prefetches, in KiB, unless the source's
+/// properties say otherwise: 2 MiB.
+const QUEUED_KBYTES: u32 = 2 * 1024;
+
+/// How long the source waits for messages when none is at hand.
+const POLL_IDLE: Duration = Duration::from_millis(10);
 
 /// How long items wait in a batch that is not full.
 const FLUSH: Duration = Duration::from_millis(50);
@@ -234,7 +242,12 @@ impl Consumer {
                 },
             )
             // The partitions' ends, for the consumer lag in metrics.
-            .set("statistics.interval.ms", "1000");
+            .set("statistics.interval.ms", "1000")
+            // Each partition has a queue of its own, and librdkafka's
+            // prefetch limits then hold per partition (64 MiB and 100,000
+            // messages by default): memory would grow with the partitions.
+            .set("queued.max.messages.kbytes", QUEUED_KBYTES.to_string())
+            .set("queued.min.messages", "10000");
         for (name, value) in &config.properties {
             client.set(&name.value, &value.value);
         }
@@ -337,10 +350,12 @@ impl Consumer {
             });
             partitions.push(Partition {
                 id: number,
+                index: u32::try_from(partitions.len()).unwrap_or(u32::MAX),
                 start,
                 end: self.config.bounded.then_some(high),
                 max_seen: None,
                 last: idle_since,
+                received: self.config.bounded && start >= high,
                 done: self.config.bounded && start >= high,
                 messages: 0,
                 next: start,
@@ -380,6 +395,8 @@ impl Consumer {
 /// What the source knows of one partition.
 struct Partition {
     id: u32,
+    /// Its place among the source's partitions.
+    index: u32,
     /// The offset it starts at.
     start: u64,
     /// For a bounded source, the offset it ends at.
@@ -388,7 +405,10 @@ struct Partition {
     max_seen: Option<EventTime>,
     /// When it last had a message (or the run started).
     last: Instant,
-    /// Whether it reached its end.
+    /// Whether every message up to its end was received.
+    received: bool,
+    /// Whether it reached its end: every message up to it received and
+    /// handed on.
     done: bool,
     /// Messages read from it.
     messages: u64,
@@ -424,6 +444,23 @@ pub(super) fn read(
         .iter()
         .map(|partition| Arc::from(format!("{topic}/{}", partition.id).as_str()))
         .collect();
+    let mut reader = Reader {
+        assign,
+        decoder: &mut decoder,
+        names: &names,
+        bytes_read,
+    };
+    let mut merge = match Merge::split(consumer, &partitions) {
+        Ok(merge) => merge,
+        Err(message) => return failed(message),
+    };
+    // What was fetched before the queues were split came through the
+    // consumer's own queue.
+    while let Some(message) = consumer.client.poll(Duration::ZERO) {
+        if let Err(message) = merge.early(message, &mut partitions, &mut reader, Instant::now()) {
+            return failed(message);
+        }
+    }
     let mut batch = Pending::default();
     let mut published = Instant::now();
     publish(&partitions, &consumer.read);
@@ -433,22 +470,20 @@ pub(super) fn read(
             publish(&partitions, &consumer.read);
             published = now;
         }
-        let Some(message) = consumer.client.poll(POLL) else {
+        if let Err(message) = merge.fill(&mut partitions, &mut reader, now) {
+            return failed(message);
+        }
+        let Some((index, item)) = merge.take(&mut partitions) else {
+            // Nothing at hand: what waits goes to the driver, and the
+            // client serves its callbacks while messages come.
             if !batch.send(&partitions, idle_timeout, now, events) {
                 return;
             }
-            continue;
-        };
-        let message = match message {
-            Ok(message) => message,
-            // The client retries what can be retried; this is not one.
-            Err(error) if fatal(&error) => return failed(error.to_string()),
-            Err(_) => continue,
-        };
-        let Some(index) = partitions
-            .iter()
-            .position(|p| i32::try_from(p.id) == Ok(message.partition()))
-        else {
+            if let Some(message) = consumer.client.poll(POLL_IDLE)
+                && let Err(message) = merge.early(message, &mut partitions, &mut reader, now)
+            {
+                return failed(message);
+            }
             continue;
         };
         // A chunk is of one partition.
@@ -456,34 +491,14 @@ pub(super) fn read(
             return;
         }
         batch.partition = Some(index);
-        let offset = message.offset().max(0).unsigned_abs();
-        let partition = &mut partitions[index];
-        partition.last = now;
-        partition.messages += 1;
-        partition.next = offset + 1;
-        if partition.end.is_some_and(|end| offset + 1 >= end) {
-            partition.done = true;
-        }
-        bytes_read.fetch_add(message.payload_len() as u64, Ordering::Relaxed);
-        let place = Place {
-            file: &names[index],
-            at: At {
-                offset: offset + 1,
-                line: u64::from(partition.id),
-            },
-            raw: message.payload().unwrap_or_default(),
-            line: offset,
-        };
-        let item = message_item(assign, &mut decoder, &message, &place);
-        if let Some(Item::Event(event, _)) = &item {
+        if let Item::Event(event, _) = &item {
+            let partition = &mut partitions[index];
             partition.max_seen = Some(partition.max_seen.map_or(event.time, |t| t.max(event.time)));
         }
-        if let Some(item) = item {
-            batch.items.push(item);
-            batch
-                .frontiers
-                .push(frontier(&partitions, idle_timeout, now));
-        }
+        batch.items.push(item);
+        batch
+            .frontiers
+            .push(frontier(&partitions, idle_timeout, now));
         if batch.started.is_none() {
             batch.started = Some(now);
         }
@@ -504,11 +519,178 @@ pub(super) fn read(
     }
 }
 
+/// The partitions' messages in event-time order as far as they are at
+/// hand: a queue per partition, read one message ahead, and of the heads
+/// the earliest goes first. Partitions fetched in long runs so still come
+/// out nearly in time order, and each partition in its own order.
+struct Merge {
+    queues: Vec<PartitionQueue<Context>>,
+    /// Each partition's next item, and the time it goes out by.
+    heads: Vec<Option<(EventTime, Item)>>,
+    /// Items that came through the consumer's own queue, before their
+    /// partition's was split off: they go first.
+    early: Vec<VecDeque<(EventTime, Item)>>,
+    /// The partition last taken from, whose queue is looked in next; the
+    /// others without a head now and then.
+    last: Option<usize>,
+    taken: u32,
+}
+
+impl Merge {
+    /// How often every partition without a head is looked in.
+    const EVERY: u32 = 64;
+
+    fn split(consumer: &Consumer, partitions: &[Partition]) -> Result<Self, String> {
+        let topic = consumer.config.topic.value.as_str();
+        let queues = partitions
+            .iter()
+            .map(|partition| {
+                consumer
+                    .client
+                    .split_partition_queue(topic, partition_id(partition.id))
+                    .ok_or_else(|| format!("cannot read partition {}", partition.id))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            queues,
+            heads: partitions.iter().map(|_| None).collect(),
+            early: partitions.iter().map(|_| VecDeque::new()).collect(),
+            last: None,
+            taken: 0,
+        })
+    }
+
+    /// Takes a message from the consumer's own queue.
+    fn early(
+        &mut self,
+        message: KafkaResult<BorrowedMessage<'_>>,
+        partitions: &mut [Partition],
+        reader: &mut Reader<'_>,
+        now: Instant,
+    ) -> Result<(), String> {
+        let message = match message {
+            Ok(message) => message,
+            Err(error) if fatal(&error) => return Err(error.to_string()),
+            Err(_) => return Ok(()),
+        };
+        if let Some(index) = index_of(partitions, message.partition())
+            && let Some(head) = reader.receive(&mut partitions[index], &message, now)
+        {
+            self.early[index].push_back(head);
+        }
+        Ok(())
+    }
+
+    /// Gives the partitions without a head one, where a message is at hand.
+    fn fill(
+        &mut self,
+        partitions: &mut [Partition],
+        reader: &mut Reader<'_>,
+        now: Instant,
+    ) -> Result<(), String> {
+        let everyone = self.last.is_none() || self.taken.is_multiple_of(Self::EVERY);
+        for (index, partition) in partitions.iter_mut().enumerate() {
+            if self.heads[index].is_some() {
+                continue;
+            }
+            if let Some(head) = self.early[index].pop_front() {
+                self.heads[index] = Some(head);
+                continue;
+            }
+            if partition.received || !(everyone || self.last == Some(index)) {
+                continue;
+            }
+            match self.queues[index].poll(Duration::ZERO) {
+                Some(Ok(message)) => self.heads[index] = reader.receive(partition, &message, now),
+                Some(Err(error)) if fatal(&error) => return Err(error.to_string()),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The earliest head and its partition; `None` when no partition has
+    /// one, and then each partition whose messages are all received and
+    /// handed on is done.
+    fn take(&mut self, partitions: &mut [Partition]) -> Option<(usize, Item)> {
+        let earliest = self
+            .heads
+            .iter()
+            .enumerate()
+            .filter_map(|(index, head)| Some((head.as_ref()?.0, index)))
+            .min();
+        let Some((_, index)) = earliest else {
+            self.last = None;
+            for (index, partition) in partitions.iter_mut().enumerate() {
+                partition.done = partition.received && self.early[index].is_empty();
+            }
+            return None;
+        };
+        self.last = Some(index);
+        self.taken = self.taken.wrapping_add(1);
+        let (_, item) = self.heads[index].take()?;
+        let partition = &mut partitions[index];
+        partition.done = partition.received && self.early[index].is_empty();
+        Some((index, item))
+    }
+}
+
+/// The index of `partition` among `partitions`.
+fn index_of(partitions: &[Partition], partition: i32) -> Option<usize> {
+    partitions
+        .iter()
+        .position(|p| i32::try_from(p.id) == Ok(partition))
+}
+
+/// Turns the messages of a source's partitions into items.
+struct Reader<'a> {
+    assign: &'a Assign,
+    decoder: &'a mut Decoder,
+    /// Each partition's name in malformed lines: `topic/partition`.
+    names: &'a [Arc<str>],
+    bytes_read: &'a AtomicU64,
+}
+
+impl Reader<'_> {
+    /// Takes `message` of `partition`, received `now`: its item, with the
+    /// time it goes out by (a malformed line at once: it has none).
+    fn receive(
+        &mut self,
+        partition: &mut Partition,
+        message: &BorrowedMessage<'_>,
+        now: Instant,
+    ) -> Option<(EventTime, Item)> {
+        let offset = message.offset().max(0).unsigned_abs();
+        partition.last = now;
+        partition.messages += 1;
+        partition.next = offset + 1;
+        partition.received = partition.end.is_some_and(|end| offset + 1 >= end);
+        self.bytes_read
+            .fetch_add(message.payload_len() as u64, Ordering::Relaxed);
+        let index = usize::try_from(partition.index).unwrap_or(usize::MAX);
+        let place = Place {
+            file: &self.names[index],
+            at: At {
+                offset: offset + 1,
+                line: u64::from(partition.id),
+            },
+            raw: message.payload().unwrap_or_default(),
+            line: offset,
+        };
+        let item = message_item(self.assign, self.decoder, message, &place)?;
+        let time = match &item {
+            Item::Event(event, _) => event.time,
+            Item::Malformed(..) => EventTime::from_millis(i64::MIN),
+        };
+        Some((time, item))
+    }
+}
+
 /// The item a message at `place` makes: an event, or a malformed line.
 fn message_item(
     assign: &Assign,
     decoder: &mut Decoder,
-    message: &rdkafka::message::BorrowedMessage<'_>,
+    message: &BorrowedMessage<'_>,
     place: &Place<'_>,
 ) -> Option<Item> {
     let time = message.timestamp().to_millis().map(EventTime::from_millis);
