@@ -46,7 +46,7 @@ const ANSWER: Duration = Duration::from_secs(30);
 const QUEUED_KBYTES: u32 = 2 * 1024;
 
 /// How long the source waits for messages when none is at hand.
-const POLL_IDLE: Duration = Duration::from_millis(10);
+const POLL_IDLE: Duration = Duration::from_millis(1);
 
 /// How long items wait in a batch that is not full.
 const FLUSH: Duration = Duration::from_millis(50);
@@ -486,11 +486,7 @@ pub(super) fn read(
             }
             continue;
         };
-        // A chunk is of one partition.
-        if batch.partition != Some(index) && !batch.send(&partitions, idle_timeout, now, events) {
-            return;
-        }
-        batch.partition = Some(index);
+        // A chunk may hold several partitions' items: each names its own.
         if let Item::Event(event, _) = &item {
             let partition = &mut partitions[index];
             partition.max_seen = Some(partition.max_seen.map_or(event.time, |t| t.max(event.time)));
@@ -729,7 +725,8 @@ fn fatal(error: &KafkaError) -> bool {
     )
 }
 
-/// Items of one partition waiting to be sent, and the frontier last sent.
+/// Items waiting to be sent, each naming its partition, and the frontier
+/// last sent.
 #[derive(Default)]
 struct Pending {
     /// What chunks name as their file: nothing, since items name their
@@ -738,7 +735,6 @@ struct Pending {
     items: Vec<Item>,
     /// The frontier after each item.
     frontiers: Vec<Option<EventTime>>,
-    partition: Option<usize>,
     started: Option<Instant>,
     frontier: Option<EventTime>,
 }
@@ -759,7 +755,6 @@ impl Pending {
             return true;
         }
         self.frontier = self.frontier.max(frontier);
-        self.partition = None;
         self.started = None;
         let chunk = Chunk {
             file: self.file.clone(),
