@@ -102,7 +102,6 @@ type Client = BaseConsumer<Context>;
 /// A source's consumer, made before the run starts.
 pub(crate) struct Consumer {
     client: Arc<Client>,
-    source: String,
     /// Per partition: messages read and the offset after the last, as
     /// last published.
     read: Arc<Mutex<Vec<(u32, u64, u64)>>>,
@@ -266,7 +265,6 @@ impl Consumer {
         })?;
         Ok(Self {
             client: Arc::new(client),
-            source: source.to_string(),
             read: Arc::default(),
             config: config.clone(),
             resume,
@@ -278,7 +276,7 @@ impl Consumer {
     pub(crate) fn committer(&self) -> Committer {
         Committer {
             client: self.client.clone(),
-            source: Arc::from(self.source.as_str()),
+            source: Arc::from(self.client.context().source.as_str()),
             topic: self.config.topic.value.clone(),
             group: self.config.group.value.clone(),
             told: Arc::new(AtomicBool::new(false)),
@@ -350,7 +348,6 @@ impl Consumer {
             });
             partitions.push(Partition {
                 id: number,
-                index: u32::try_from(partitions.len()).unwrap_or(u32::MAX),
                 start,
                 end: self.config.bounded.then_some(high),
                 max_seen: None,
@@ -395,8 +392,6 @@ impl Consumer {
 /// What the source knows of one partition.
 struct Partition {
     id: u32,
-    /// Its place among the source's partitions.
-    index: u32,
     /// The offset it starts at.
     start: u64,
     /// For a bounded source, the offset it ends at.
@@ -570,7 +565,7 @@ impl Merge {
             Err(_) => return Ok(()),
         };
         if let Some(index) = index_of(partitions, message.partition())
-            && let Some(head) = reader.receive(&mut partitions[index], &message, now)
+            && let Some(head) = reader.receive(index, &mut partitions[index], &message, now)
         {
             self.early[index].push_back(head);
         }
@@ -597,7 +592,9 @@ impl Merge {
                 continue;
             }
             match self.queues[index].poll(Duration::ZERO) {
-                Some(Ok(message)) => self.heads[index] = reader.receive(partition, &message, now),
+                Some(Ok(message)) => {
+                    self.heads[index] = reader.receive(index, partition, &message, now);
+                }
                 Some(Err(error)) if fatal(&error) => return Err(error.to_string()),
                 _ => {}
             }
@@ -648,10 +645,12 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    /// Takes `message` of `partition`, received `now`: its item, with the
-    /// time it goes out by (a malformed line at once: it has none).
+    /// Takes `message` of `partition`, the source's `index`th, received
+    /// `now`: its item, with the time it goes out by (a malformed line at
+    /// once: it has none).
     fn receive(
         &mut self,
+        index: usize,
         partition: &mut Partition,
         message: &BorrowedMessage<'_>,
         now: Instant,
@@ -663,7 +662,6 @@ impl Reader<'_> {
         partition.received = partition.end.is_some_and(|end| offset + 1 >= end);
         self.bytes_read
             .fetch_add(message.payload_len() as u64, Ordering::Relaxed);
-        let index = usize::try_from(partition.index).unwrap_or(usize::MAX);
         let place = Place {
             file: &self.names[index],
             at: At {
