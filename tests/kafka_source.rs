@@ -663,3 +663,95 @@ fn the_log_tells_partitions_offsets_and_ends() {
         run.stderr
     );
 }
+
+#[test]
+fn start_latest_skips_what_the_topic_held() {
+    let cluster = cluster();
+    let brokers = cluster.bootstrap_servers();
+    produce(
+        &brokers,
+        "orders",
+        &ORDERS.replace("not json", r#"not json "id": "z""#),
+        None,
+    );
+    produce(&brokers, "payments", PAYMENTS, None);
+    let dir = scratch("kafka_source_latest");
+    std::fs::write(
+        dir.join("pipeline.yaml"),
+        pipeline("kafka", &brokers, "    bounded: true\n    start: latest\n"),
+    )
+    .expect("written");
+    let run = runner(&[
+        "--quiet",
+        dir.join("pipeline.yaml").to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_eq!(outcomes(&dir), Vec::<String>::new());
+}
+
+/// CSV message values, read by the columns the pipeline names, and no
+/// `event_time`: each record's time is its message's timestamp.
+#[test]
+fn csv_values_take_their_messages_timestamps() {
+    let cluster = cluster();
+    let brokers = cluster.bootstrap_servers();
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("a producer");
+    // 2026-03-01T10:00:00Z and on.
+    let at = 1_772_359_200_000_i64;
+    for (topic, value, time) in [
+        ("orders", "a,100", at),
+        ("payments", "a,100", at + 1_500),
+        ("orders", "b,200", at + 2_000),
+        ("payments", "b,x", at + 3_000),
+    ] {
+        let record = BaseRecord::<str, str>::to(topic)
+            .key(&value[..1])
+            .payload(value)
+            .timestamp(time);
+        producer
+            .send(record)
+            .map_err(|(error, _)| error)
+            .expect("sent");
+    }
+    producer.flush(Duration::from_secs(10)).expect("delivered");
+    let dir = scratch("kafka_source_csv");
+    let text = pipeline("kafka", &brokers, "    bounded: true\n")
+        .replace("format: jsonl", "format: csv")
+        .replace(
+            "schema: {id: string, amount: int, ts: timestamp}\n    event_time: ts\n",
+            "columns: [id, amount]\n    schema: {id: string, amount: int}\n",
+        )
+        .replace(
+            "schema: {id: string, paid: int, ts: timestamp}\n    event_time: ts\n",
+            "columns: [id, paid]\n    schema: {id: string, paid: int}\n",
+        );
+    std::fs::write(dir.join("pipeline.yaml"), text).expect("written");
+    let run = runner(&[
+        "--quiet",
+        dir.join("pipeline.yaml").to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let text = std::fs::read_to_string(dir.join("out.jsonl")).expect("written");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.contains(
+            &r#"{"outcome":"matched","key":"a","app":{"id":"a","amount":100},"bank":{"id":"a","paid":100},"times":{"app":"2026-03-01T10:00:00Z","bank":"2026-03-01T10:00:01.5Z"}}"#
+        ),
+        "{text}"
+    );
+    // The payment of `b` is not a number: malformed, named by its topic,
+    // partition and offset.
+    let malformed = lines
+        .iter()
+        .find(|line| line.starts_with(r#"{"outcome":"malformed""#))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(malformed.contains(r#""file":"payments/"#), "{malformed}");
+    assert!(malformed.contains(r#""raw":"b,x""#), "{malformed}");
+    assert!(
+        malformed.contains("`paid` is `int`, found \\\"x\\\""),
+        "{malformed}"
+    );
+}
