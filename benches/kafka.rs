@@ -1,8 +1,9 @@
 //! The bill check through Kafka: generated orders and payments produced to
 //! two topics of librdkafka's mock cluster (a broker in this process, the
 //! real protocol over TCP), read by `runner` in a process of its own with
-//! bounded Kafka sources, every outcome written to files; and, for
-//! comparison, the same events read from files.
+//! bounded Kafka sources, every outcome written to files; then by two
+//! processes at once, each an `--instance` reading half of every topic's
+//! partitions; and, for comparison, the same events read from files.
 //!
 //!     cargo bench --bench kafka [-- ORDERS [PARTITIONS]]
 //!
@@ -61,23 +62,51 @@ const PLATFORM: &str =
 
 /// Runs `runner` on `dir/pipeline.yaml`; its wall time.
 fn run(dir: &Path) -> Duration {
-    let start = Instant::now();
-    let status = Command::new(env!("CARGO_BIN_EXE_runner"))
-        .args(["--quiet", "--fresh"])
-        .arg(dir.join("pipeline.yaml"))
-        .status()
-        .expect("runner runs");
-    let took = start.elapsed();
-    assert!(status.success(), "runner failed: {status}");
-    took
+    run_instances(dir, 1)
 }
 
-/// Lines in the run's two output files: matches and alerts.
+/// Runs `count` `runner` processes on `dir/pipeline.yaml` at once, each
+/// an `--instance` of `count`; the wall time until the last ends.
+fn run_instances(dir: &Path, count: u32) -> Duration {
+    let start = Instant::now();
+    let children: Vec<_> = (1..=count)
+        .map(|number| {
+            Command::new(env!("CARGO_BIN_EXE_runner"))
+                .args(["--quiet", "--fresh", "--instance"])
+                .arg(format!("{number}/{count}"))
+                .arg(dir.join("pipeline.yaml"))
+                .spawn()
+                .expect("runner runs")
+        })
+        .collect();
+    for mut child in children {
+        let status = child.wait().expect("runner ends");
+        assert!(status.success(), "runner failed: {status}");
+    }
+    start.elapsed()
+}
+
+/// Lines in the run's output files, matches and alerts, over the files of
+/// every instance.
 fn written(dir: &Path) -> [usize; 2] {
-    ["matched", "alerts"].map(|name| {
-        std::fs::read_to_string(dir.join(format!("out/{name}.jsonl")))
-            .map_or(0, |text| text.lines().count())
-    })
+    let lines = |prefix: &str| {
+        std::fs::read_dir(dir.join("out"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with(prefix))
+            .map(|entry| {
+                std::fs::read_to_string(entry.path()).map_or(0, |text| text.lines().count())
+            })
+            .sum()
+    };
+    [lines("matched"), lines("alerts")]
+}
+
+/// Removes what the last run wrote.
+fn clear(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir.join("out"));
+    std::fs::create_dir_all(dir.join("out")).expect("a directory");
 }
 
 /// The key of a generated line: its order's id, where it has one.
@@ -224,18 +253,28 @@ fn main() {
         )),
     )
     .expect("written");
+    clear(&dir);
     let through_kafka = run(&dir);
     let kafka_wrote = written(&dir);
+    // Two processes, each reading half of every topic's partitions.
+    clear(&dir);
+    let two_processes = run_instances(&dir, 2);
+    let two_wrote = written(&dir);
     let rate = |took: Duration| events as f64 / took.as_secs_f64();
     println!("kafka_events {events} events");
     println!("kafka_partitions {partitions} partitions");
     println!("kafka_produce {:.0} events/s", rate(producing));
     println!("kafka_one_process {:.0} events/s", rate(through_kafka));
+    println!("kafka_two_processes {:.0} events/s", rate(two_processes));
     println!("kafka_files_same_events {:.0} events/s", rate(from_files));
     // Four partitions interleave differently from the files: a late
     // event may be judged against its own partition's progress.
     println!(
         "kafka_written {} matches {} alerts (files: {} and {})",
         kafka_wrote[0], kafka_wrote[1], files_wrote[0], files_wrote[1]
+    );
+    println!(
+        "kafka_written_two_processes {} matches {} alerts",
+        two_wrote[0], two_wrote[1]
     );
 }

@@ -8,6 +8,7 @@ mod cli;
 mod event_time;
 mod harness;
 mod kafka;
+mod kafka_instances;
 mod kafka_source;
 mod live;
 mod locations;

@@ -33,6 +33,10 @@ use crate::time::EventTime;
 /// many workers it matched on.
 pub const WORKERS: &str = "the workers";
 
+/// The part of a fingerprint that says which of the processes sharing the
+/// partitions took the checkpoint, when several do.
+pub const INSTANCE: &str = "the instance";
+
 /// The format version written; a checkpoint of another version is not
 /// read, except version 2, which lacks only the offsets of Kafka partitions.
 pub const VERSION: u32 = 3;

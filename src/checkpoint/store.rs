@@ -82,6 +82,11 @@ impl Store {
         }
     }
 
+    /// Whether the directory holds a checkpoint.
+    pub fn has_checkpoint(&self) -> bool {
+        self.files().is_ok_and(|files| !files.is_empty())
+    }
+
     /// The checkpoint files, newest first, with their sequence numbers.
     fn files(&self) -> Result<Vec<(u64, PathBuf)>, StoreError> {
         self.named(|name| name.strip_prefix("checkpoint-"))

@@ -4,6 +4,7 @@ use std::ffi::OsString;
 
 use lexopt::prelude::*;
 use runner::generate::{DataFormat, Spec};
+use runner::runtime::Instance;
 
 /// What the user asked for.
 #[derive(Debug, PartialEq)]
@@ -16,6 +17,8 @@ pub(crate) enum Command {
         path: String,
         /// Where its checkpoints are, if not in the default place.
         state_dir: Option<String>,
+        /// Which of the processes sharing its partitions took them.
+        instance: Instance,
     },
     /// Print a pipeline file's compiled graph.
     Explain(String),
@@ -58,6 +61,8 @@ pub(crate) struct RunArgs {
     pub(crate) state_dir: Option<String>,
     /// Whether to start over instead of resuming.
     pub(crate) fresh: bool,
+    /// Which of the processes sharing the Kafka partitions this is.
+    pub(crate) instance: Instance,
     /// Where to serve metrics, if anywhere.
     pub(crate) metrics_addr: Option<std::net::SocketAddr>,
     /// Whether, and how, to log what the run does on stderr.
@@ -86,13 +91,13 @@ pub(crate) enum Format {
 
 pub(crate) const USAGE: &str = "\
 Usage: runner [--quiet] [--workers N] [--state-dir DIR] [--fresh]
-              [--metrics-addr ADDR] [--log text|json] <FILE>
+              [--instance I/N] [--metrics-addr ADDR] [--log text|json] <FILE>
        runner run [OPTIONS] <FILE>
        runner explain <FILE>
        runner validate [--format human|json|github] [--deny-warnings] <PATH>...
        runner test <PATH>...
        runner schema
-       runner state inspect [--state-dir DIR] <FILE>
+       runner state inspect [--state-dir DIR] [--instance I/N] <FILE>
        runner gen [--out DIR] [--orders N] [--seed N] [OPTIONS]
 Try `runner --help` for more.";
 
@@ -123,6 +128,10 @@ Options:
                              the pipeline file]
   --fresh                    start over instead of resuming from the last
                              checkpoint (every output is written anew)
+  --instance <I/N>           be process I of N sharing the Kafka topics'
+                             partitions: read the Ith of N ranges of them
+                             (topics co-partitioned); own checkpoints, and
+                             file sinks written as NAME.I-of-N.EXT [1/1]
   --metrics-addr <ADDR>      serve Prometheus metrics at http://ADDR/metrics
                              and a health check at /health while running;
                              a bare port is on the loopback interface
@@ -261,6 +270,7 @@ struct Options {
     workers: Option<usize>,
     state_dir: Option<String>,
     fresh: bool,
+    instance: Option<Instance>,
     metrics_addr: Option<std::net::SocketAddr>,
     log: Option<LogFormat>,
     spec: Spec,
@@ -303,6 +313,15 @@ fn options(args: impl IntoIterator<Item = OsString>) -> Result<Options, lexopt::
             }
             Long("state-dir") => options.state_dir = Some(parser.value()?.string()?),
             Long("fresh") => options.fresh = true,
+            Long("instance") => {
+                let value = parser.value()?.string()?;
+                options.instance = Some(Instance::parse(&value).ok_or_else(|| {
+                    format!(
+                        "`--instance {value}`: expected this process's number and how many \
+                         share the partitions, such as 2/3"
+                    )
+                })?);
+            }
             Long("metrics-addr") => {
                 let value = parser.value()?.string()?;
                 options.metrics_addr = Some(metrics_addr(&value).ok_or_else(|| {
@@ -355,6 +374,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         workers,
         state_dir,
         fresh,
+        instance,
         metrics_addr,
         log,
         mut spec,
@@ -383,9 +403,10 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
                 .into(),
         );
     }
-    if state_dir.is_some() && !running && !inspecting {
-        return Err("`--state-dir` belongs to `run` and `state inspect`".into());
+    if (state_dir.is_some() || instance.is_some()) && !running && !inspecting {
+        return Err("`--state-dir` and `--instance` belong to `run` and `state inspect`".into());
     }
+    let instance = instance.unwrap_or_default();
     let workers = workers.unwrap_or(1);
     let run = |path: String| {
         Command::Run(RunArgs {
@@ -394,6 +415,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             workers,
             state_dir: state_dir.clone(),
             fresh,
+            instance,
             metrics_addr,
             log,
         })
@@ -416,6 +438,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
                     .next()
                     .ok_or("`state inspect` needs a pipeline file")?,
                 state_dir: state_dir.clone(),
+                instance,
             },
             _ => return Err("`state` takes `inspect` and a pipeline file".into()),
         },
@@ -605,13 +628,14 @@ mod tests {
         );
         assert_eq!(
             parse_words(&["test", "--state-dir", "s", "a"]),
-            Err("`--state-dir` belongs to `run` and `state inspect`".into())
+            Err("`--state-dir` and `--instance` belong to `run` and `state inspect`".into())
         );
         assert_eq!(
             parse_words(&["state", "inspect", "--state-dir", "s", "p.yaml"]),
             Ok(Command::Inspect {
                 path: "p.yaml".into(),
-                state_dir: Some("s".into())
+                state_dir: Some("s".into()),
+                instance: Instance::ALONE,
             })
         );
         assert_eq!(
@@ -640,6 +664,31 @@ mod tests {
             parse_words(&["--fast", "a.yaml"])
                 .unwrap_err()
                 .contains("--fast")
+        );
+    }
+
+    #[test]
+    fn an_instance_is_a_number_of_a_count() {
+        assert_eq!(
+            parse_words(&["--instance", "2/3", "a"]),
+            Ok(Command::Run(RunArgs {
+                path: "a".into(),
+                workers: 1,
+                instance: Instance::new(2, 3).expect("an instance"),
+                ..RunArgs::default()
+            }))
+        );
+        assert_eq!(
+            parse_words(&["--instance", "4/3", "a"]),
+            Err(
+                "`--instance 4/3`: expected this process's number and how many share the \
+                 partitions, such as 2/3"
+                    .into()
+            )
+        );
+        assert_eq!(
+            parse_words(&["explain", "--instance", "1/2", "a"]),
+            Err("`--state-dir` and `--instance` belong to `run` and `state inspect`".into())
         );
     }
 }

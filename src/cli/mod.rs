@@ -43,9 +43,15 @@ pub(crate) fn main() -> ExitCode {
             let path = Path::new(&args.path);
             with_file(path, |file| run::run(file, path, &args))
         }
-        Command::Inspect { path, state_dir } => {
+        Command::Inspect {
+            path,
+            state_dir,
+            instance,
+        } => {
             let path = Path::new(&path);
-            with_file(path, |file| run::inspect(file, path, state_dir.as_deref()))
+            with_file(path, |file| {
+                run::inspect(file, path, state_dir.as_deref(), instance)
+            })
         }
         Command::Explain(path) => with_file(Path::new(&path), explain),
         Command::Validate {

@@ -10,7 +10,7 @@ use runner::checkpoint::Store;
 use runner::config::{OutcomeKind, SinkKind};
 use runner::diagnostic::SourceFile;
 use runner::plan::{Graph, Input};
-use runner::runtime::{self, Options, Outputs, Progress, RunError, Summary};
+use runner::runtime::{self, Instance, Options, Outputs, Progress, RunError, Summary};
 
 use super::args::{LogFormat, RunArgs};
 use super::metrics;
@@ -33,7 +33,12 @@ fn state_dir(path: &Path, dir: Option<&str>) -> PathBuf {
 }
 
 /// `runner state inspect`: what the pipeline's last checkpoint holds.
-pub(super) fn inspect(file: &SourceFile, path: &Path, dir: Option<&str>) -> ExitCode {
+pub(super) fn inspect(
+    file: &SourceFile,
+    path: &Path,
+    dir: Option<&str>,
+    instance: Instance,
+) -> ExitCode {
     let (graph, diagnostics) = runner::check(file);
     if !diagnostics.is_empty() {
         report(&diagnostics, file);
@@ -41,7 +46,7 @@ pub(super) fn inspect(file: &SourceFile, path: &Path, dir: Option<&str>) -> Exit
     let Some(graph) = graph else {
         return ExitCode::from(FAILED);
     };
-    let store = Store::new(state_dir(path, dir));
+    let store = Store::new(instance.state_dir(&state_dir(path, dir)));
     let (checkpoint, warnings) = match store.load() {
         Ok(loaded) => loaded,
         Err(error) => {
@@ -65,6 +70,12 @@ pub(super) fn inspect(file: &SourceFile, path: &Path, dir: Option<&str>) -> Exit
             .filter(|(part, _)| part == runner::checkpoint::WORKERS)
             .cloned(),
     );
+    if instance.is_shared() {
+        now.push((
+            runner::checkpoint::INSTANCE.to_string(),
+            instance.to_string(),
+        ));
+    }
     if let Some(why) = checkpoint.mismatch(&now) {
         eprintln!("warning: the pipeline changed since the checkpoint was taken ({why})");
     }
@@ -110,6 +121,7 @@ pub(super) fn run(file: &SourceFile, path: &Path, args: &RunArgs) -> ExitCode {
         .relative_to(&base)
         .stop_on(stop_signal())
         .workers(workers)
+        .instance(args.instance)
         .checkpoints(&state, fresh);
     let progress = !quiet && shows_progress(&graph);
     let page = match args.metrics_addr {
@@ -145,11 +157,7 @@ pub(super) fn run(file: &SourceFile, path: &Path, args: &RunArgs) -> ExitCode {
         clear_progress();
     }
     if args.state_dir.is_none() {
-        // `.runner` beside the pipeline goes too, once no pipeline's
-        // checkpoints are left in it.
-        if let Some(runner) = state.parent() {
-            let _ = std::fs::remove_dir(runner);
-        }
+        remove_if_empty(&state, args.instance);
     }
     match &result {
         Ok(summary) => tracing::info!(
@@ -178,6 +186,18 @@ pub(super) fn run(file: &SourceFile, path: &Path, args: &RunArgs) -> ExitCode {
         // `runner pipeline.yaml | head`: the reader has all it wanted.
         Err(error) if error.is_broken_pipe() => ExitCode::SUCCESS,
         Err(error) => failed(&error, file),
+    }
+}
+
+/// Removes the pipeline's default state directory `state` once no
+/// instance's checkpoints are left in it (an instance's directory is
+/// within it), and `.runner` beside the pipeline once no pipeline's are.
+fn remove_if_empty(state: &Path, instance: Instance) {
+    if instance.is_shared() {
+        let _ = std::fs::remove_dir(state);
+    }
+    if let Some(runner) = state.parent() {
+        let _ = std::fs::remove_dir(runner);
     }
 }
 

@@ -40,8 +40,8 @@ use super::router::Router;
 use super::sink::{Destination, Outputs, Target};
 use super::source::{self, At, Batch, Chunk, Head, Item};
 use super::watermarks::Watermarks;
-use super::{Progress, SourceSummary, Summary};
-use crate::config::{Clock, OutcomeKind};
+use super::{Instance, Progress, SourceSummary, Summary};
+use crate::config::{Clock, OutcomeKind, SinkKind};
 use crate::plan::Graph;
 use crate::time::{EventTime, Watermark};
 
@@ -64,6 +64,7 @@ pub struct Options {
     pub(super) progress: Option<ProgressFn>,
     pub(super) feeds: Vec<(String, source::Feed)>,
     pub(super) workers: usize,
+    pub(super) instance: Instance,
     /// The state directory, and whether to start fresh.
     pub(super) checkpoints: Option<(PathBuf, bool)>,
 }
@@ -87,6 +88,7 @@ impl Options {
             progress: None,
             feeds: Vec::new(),
             workers: 1,
+            instance: Instance::ALONE,
             checkpoints: None,
         }
     }
@@ -113,6 +115,17 @@ impl Options {
             workers: workers.max(1),
             ..self
         }
+    }
+
+    /// Runs as `instance` of the processes sharing the pipeline's Kafka
+    /// partitions: it reads its range of every topic's partitions, keeps
+    /// its checkpoints in a directory of its own within the state
+    /// directory, and writes each file sink's path with its number and
+    /// count before the extension (`alerts.2-of-3.jsonl`). The run refuses
+    /// sources that are not Kafka and topics not partitioned alike.
+    #[must_use]
+    pub fn instance(self, instance: Instance) -> Self {
+        Self { instance, ..self }
     }
 
     /// Source `source` reads the lines sent on `lines` instead of its own
@@ -325,7 +338,14 @@ fn open_sources(
                 .position(|(name, _)| *name == source.name)
                 .map(|index| options.feeds.swap_remove(index).1);
             let position = resume.and_then(|c| c.inputs.get(side));
-            source::open(source, &options.base, feed, position, fresh)
+            source::open(
+                source,
+                &options.base,
+                feed,
+                position,
+                fresh,
+                options.instance,
+            )
         })
         .collect()
 }
@@ -514,9 +534,16 @@ enum Woke {
 
 impl Driver {
     /// Finds every input, then opens the sinks and starts the sources.
-    fn start(graph: Graph, outputs: Outputs, mut options: Options) -> Result<Self, RunError> {
+    fn start(mut graph: Graph, outputs: Outputs, mut options: Options) -> Result<Self, RunError> {
         let now = Instant::now();
         let mut warnings = Vec::new();
+        let instance = options.instance;
+        source::shareable(&graph.sources, instance)?;
+        for sink in &mut graph.sinks {
+            if let SinkKind::File { path, .. } = &mut sink.kind {
+                path.value = instance.file_path(&path.value);
+            }
+        }
         // A fresh run starts over, also where Kafka groups have offsets.
         let fresh = options
             .checkpoints
@@ -533,6 +560,7 @@ impl Driver {
         } = graph;
         let processing = matcher.clock == Clock::Processing;
         let opened = open_sources(sources, &mut options, resume.as_ref(), fresh)?;
+        source::co_partitioned(&opened, instance)?;
         let log = outputs.logs();
         let kept = resume.as_ref().map_or(&[][..], |c| &c.sinks[..]);
         let (writers, target_of) = outputs.open(&sinks, &options.base, kept)?;

@@ -38,6 +38,14 @@ pub enum RunError {
         /// The I/O error.
         error: io::Error,
     },
+    /// Processes cannot share this pipeline's partitions.
+    #[error("{message}")]
+    Shared {
+        /// Why.
+        message: String,
+        /// Where in the pipeline file, if it is written there.
+        span: Option<Span>,
+    },
     /// A run could not resume from its checkpoint, or write one.
     #[error("{0}")]
     Checkpoint(String),
@@ -110,7 +118,17 @@ impl RunError {
                 )
                 .label("named here"),
             ),
-            Self::Start(_) | Self::Write { .. } | Self::Read { .. } | Self::Checkpoint(_) => None,
+            Self::Shared {
+                message,
+                span: Some(span),
+            } => Some(
+                Diagnostic::error(Code::NotShareable, message.clone(), *span).label("named here"),
+            ),
+            Self::Start(_)
+            | Self::Write { .. }
+            | Self::Read { .. }
+            | Self::Checkpoint(_)
+            | Self::Shared { span: None, .. } => None,
         }
     }
 }

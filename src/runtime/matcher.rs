@@ -31,7 +31,9 @@
 //! events that resolved only part of an alert are then reported late.
 //!
 //! Every rule above compares event times, so the outcomes do not depend on
-//! how the inputs interleave, for every event that is not late.
+//! how the inputs interleave, for every event that is not late; but for
+//! whether a duplicate came while its first was waiting or after its group
+//! completed.
 
 //!
 //! # State

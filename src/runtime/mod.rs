@@ -14,6 +14,7 @@ mod engine;
 
 mod error;
 mod event;
+mod instance;
 mod matcher;
 mod operator;
 mod router;
@@ -23,6 +24,7 @@ mod watermarks;
 
 pub use error::RunError;
 pub use event::{Event, Key};
+pub use instance::Instance;
 pub use matcher::{Matcher, PendingGroup, Rule};
 pub use operator::{Detail, Malformed, Operator, Outcome, Prior};
 pub use sink::{Outputs, SharedBuffer};

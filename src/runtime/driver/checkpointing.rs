@@ -9,10 +9,10 @@ use super::{Driver, Options, Taken};
 use crate::checkpoint::encoding::{Decoder, Encoder};
 use crate::checkpoint::{Checkpoint, InputPosition, Lock, Store};
 use crate::plan::Graph;
-use crate::runtime::Resumed;
 use crate::runtime::engine::Engine;
 use crate::runtime::error::RunError;
 use crate::runtime::source::At;
+use crate::runtime::{Instance, Resumed};
 use crate::time::Watermark;
 
 /// What a run that writes checkpoints keeps.
@@ -55,6 +55,31 @@ struct Saved {
 /// the next is due.
 const RECHECK: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// The places in the pipeline's state directory `dir` that hold
+/// checkpoints of runs shared by another number of processes than
+/// `instance`'s (or of a process alone, in `dir` itself).
+fn other_layouts(dir: &Path, instance: Instance) -> Vec<String> {
+    let mut found = Vec::new();
+    if instance.is_shared() && Store::new(dir).has_checkpoint() {
+        found.push(format!("`{}`, of one process", dir.display()));
+    }
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let count = name
+            .to_str()
+            .and_then(|name| name.strip_prefix("instance-"))
+            .and_then(|rest| rest.split_once("-of-"))
+            .and_then(|(_, count)| count.parse::<u32>().ok());
+        if count.is_some_and(|count| count != instance.count())
+            && Store::new(entry.path()).has_checkpoint()
+        {
+            found.push(format!("`{}`", entry.path().display()));
+        }
+    }
+    found.sort();
+    found
+}
+
 /// Whether `graph` writes checkpoints under `options`, and the checkpoint
 /// to resume from, if there is one; warnings about damaged checkpoints go
 /// to `warnings`.
@@ -72,7 +97,8 @@ pub(super) fn prepare(
     else {
         return Ok((None, None));
     };
-    let store = Store::new(dir);
+    let instance = options.instance;
+    let store = Store::new(instance.state_dir(&dir));
     let failed = |error: crate::checkpoint::StoreError| RunError::Checkpoint(error.to_string());
     let lock = store.lock().map_err(|error| match error {
         crate::checkpoint::StoreError::Io { .. } => {
@@ -87,6 +113,13 @@ pub(super) fn prepare(
         crate::checkpoint::WORKERS.to_string(),
         options.workers.max(1).to_string(),
     ));
+    if options.instance.is_shared() {
+        // Each instance's state is that of its partitions.
+        fingerprint.push((
+            crate::checkpoint::INSTANCE.to_string(),
+            options.instance.to_string(),
+        ));
+    }
     let resume = if fresh {
         store.clear().map_err(failed)?;
         None
@@ -99,6 +132,24 @@ pub(super) fn prepare(
         warnings.extend(damaged);
         loaded
     };
+    let others = if resume.is_none() && !fresh {
+        other_layouts(&dir, instance)
+    } else {
+        Vec::new()
+    };
+    if !others.is_empty() {
+        return Err(RunError::Checkpoint(format!(
+            "the state directory holds checkpoints of another number of processes ({}), whose \
+             keys' state does not move to {}: run as many processes as took them, or run \
+             with --fresh to start over (every output is then written anew, and Kafka \
+             sources start at their `start`)",
+            others.join(", "),
+            match instance.count() {
+                1 => "one process".to_string(),
+                count => format!("{count} processes"),
+            }
+        )));
+    }
     if let Some(checkpoint) = &resume
         && let Some(why) = checkpoint.mismatch(&fingerprint)
     {

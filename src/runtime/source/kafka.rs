@@ -33,8 +33,8 @@ use tokio::sync::mpsc;
 use super::{Assign, At, BATCH, Batch, Chunk, Item, Place};
 use crate::codec::Decoder;
 use crate::config::{KafkaSource, StartAt};
-use crate::runtime::PartitionProgress;
 use crate::runtime::error::RunError;
+use crate::runtime::{Instance, PartitionProgress};
 use crate::time::EventTime;
 
 /// How long to wait for the brokers' answers while starting: the topic's
@@ -111,6 +111,8 @@ pub(crate) struct Consumer {
     /// Whether the group's committed offsets are ignored: the run starts
     /// over.
     fresh: bool,
+    /// Which of the processes sharing the partitions this is.
+    instance: Instance,
 }
 
 /// Commits a source's offsets for its group.
@@ -224,6 +226,7 @@ impl Consumer {
         config: &KafkaSource,
         resume: Vec<(u32, u64)>,
         fresh: bool,
+        instance: Instance,
     ) -> Result<Self, RunError> {
         let mut client = ClientConfig::new();
         client
@@ -269,6 +272,7 @@ impl Consumer {
             config: config.clone(),
             resume,
             fresh,
+            instance,
         })
     }
 
@@ -284,9 +288,13 @@ impl Consumer {
         }
     }
 
-    /// The topic's partitions, each with where it starts and, for a
-    /// bounded source, where it ends.
-    fn partitions(&self, idle_since: Instant) -> Result<Vec<Partition>, String> {
+    /// The topic, as the pipeline names it.
+    pub(crate) fn topic(&self) -> &crate::config::Spanned<String> {
+        &self.config.topic
+    }
+
+    /// The ids of the topic's partitions, in order.
+    pub(crate) fn partition_ids(&self) -> Result<Vec<i32>, String> {
         let topic = &self.config.topic.value;
         let metadata = self
             .client
@@ -310,11 +318,27 @@ impl Consumer {
         if ids.is_empty() {
             return Err("the topic has no partitions".to_string());
         }
+        Ok(ids)
+    }
+
+    /// The partitions this instance reads, each with where it starts and,
+    /// for a bounded source, where it ends.
+    fn partitions(&self, idle_since: Instant) -> Result<Vec<Partition>, String> {
+        let topic = &self.config.topic.value;
+        let all = self.partition_ids()?;
+        let ids = &all[self.instance.range(all.len())];
+        if ids.is_empty() {
+            return Err(format!(
+                "instance {} has none of the topic's {} partitions to read",
+                self.instance,
+                all.len()
+            ));
+        }
         let committed = if self.fresh || !self.resume.is_empty() {
             None
         } else {
             let mut list = TopicPartitionList::new();
-            for &id in &ids {
+            for &id in ids {
                 list.add_partition(topic, id);
             }
             Some(
@@ -324,7 +348,7 @@ impl Consumer {
             )
         };
         let mut partitions = Vec::with_capacity(ids.len());
-        for id in ids {
+        for &id in ids {
             let (low, high) = self
                 .client
                 .fetch_watermarks(topic, id, ANSWER)
@@ -381,6 +405,7 @@ impl Consumer {
             source,
             topic,
             group = %self.config.group.value,
+            instance = %self.instance,
             starts = %places(partitions.iter().map(|p| (p.id, p.start))),
             ends = %places(partitions.iter().filter_map(|p| Some((p.id, p.end?)))),
             "kafka partitions assigned"

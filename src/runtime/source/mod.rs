@@ -28,6 +28,7 @@ use crate::config::Format;
 use crate::diagnostic::Span;
 use crate::expr::{Env, EvalError, Record, Value};
 use crate::plan::{Bound, InlineRecord, Input, Side, SourceNode};
+use crate::runtime::Instance;
 use crate::time::EventTime;
 pub(crate) use kafka::Committer;
 pub(crate) use lines::Head;
@@ -147,6 +148,83 @@ impl Opened {
     }
 }
 
+/// Checks that every source of a pipeline whose partitions processes
+/// share reads Kafka: each process would read a file whole.
+///
+/// # Errors
+///
+/// The first source that does not, located at its path where it has one.
+pub(crate) fn shareable(sources: &[SourceNode], instance: Instance) -> Result<(), RunError> {
+    if !instance.is_shared() {
+        return Ok(());
+    }
+    match sources
+        .iter()
+        .find(|source| !matches!(source.input, Input::Kafka(_)))
+    {
+        Some(source) => Err(RunError::Shared {
+            message: format!(
+                "source `{}` does not read Kafka: with `--instance {instance}`, every process \
+                 would read all of it; instances share Kafka partitions only",
+                source.name
+            ),
+            span: match &source.input {
+                Input::Files { span, .. } => Some(*span),
+                _ => None,
+            },
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Checks that the processes sharing a pipeline's partitions can: the
+/// topics have as many partitions each, at least one for this instance.
+/// Asks the brokers; nothing to check for a process alone.
+///
+/// # Errors
+///
+/// Topics partitioned differently, a topic that cannot be read, or more
+/// instances than partitions; located at the topic in the pipeline file.
+pub(crate) fn co_partitioned(sources: &[Opened], instance: Instance) -> Result<(), RunError> {
+    if !instance.is_shared() {
+        return Ok(());
+    }
+    let mut first: Option<(&str, &str, usize)> = None;
+    for source in sources {
+        let name = source.name();
+        let Opening::Kafka(consumer, _) = &source.input else {
+            continue;
+        };
+        let topic = consumer.topic();
+        let located = |message: String| RunError::Shared {
+            message: format!(
+                "kafka topic `{}` of source `{name}`: {message}",
+                topic.value
+            ),
+            span: Some(topic.span),
+        };
+        let count = consumer.partition_ids().map_err(located)?.len();
+        if let Some((other, other_topic, partitions)) = first
+            && partitions != count
+        {
+            return Err(located(format!(
+                "it has {count} partitions, but topic `{other_topic}` of source `{other}` has \
+                 {partitions}: instances share partitions by number, so the connected topics \
+                 must be co-partitioned (as many partitions each, a key sent to the same \
+                 partition of each)"
+            )));
+        }
+        if instance.range(count).is_empty() {
+            return Err(located(format!(
+                "instance {instance} has none of its {count} partitions to read: run at most \
+                 {count} instances"
+            )));
+        }
+        first.get_or_insert((name, &topic.value, count));
+    }
+    Ok(())
+}
+
 /// Lists the files `source` reads, resolving relative paths against
 /// `base`, or makes its Kafka consumer. Files that are followed may appear
 /// later; others must exist now. `fresh` runs start over, also where a
@@ -162,6 +240,7 @@ pub(crate) fn open(
     feed: Option<Feed>,
     resume: Option<&InputPosition>,
     fresh: bool,
+    instance: Instance,
 ) -> Result<Opened, RunError> {
     let input = std::mem::replace(&mut source.input, Input::Inline(Vec::new()));
     if let Some(feed) = feed {
@@ -197,7 +276,7 @@ pub(crate) fn open(
         Input::Stdin { format } => (Opening::Lines(Origin::Stdin, format, None), None),
         Input::Kafka(kafka) => {
             let resume = resume.map_or_else(Vec::new, |position| position.partitions.clone());
-            let consumer = kafka::Consumer::open(&source.name, &kafka, resume, fresh)?;
+            let consumer = kafka::Consumer::open(&source.name, &kafka, resume, fresh, instance)?;
             (Opening::Kafka(consumer, kafka.format), None)
         }
         Input::Files {

@@ -1,0 +1,165 @@
+//! One of several processes running the same pipeline over Kafka: which
+//! partitions it reads, and what it keeps apart from the others.
+//!
+//! Instance `i` of `n` reads the `i`th of `n` contiguous ranges of every
+//! Kafka source's partitions, as Kafka's range assignor deals them out: each
+//! instance gets `P / n` partitions, the first `P % n` one more. The
+//! connected topics must have the same number of partitions, and their
+//! producers must send a key to the same partition of each (the same
+//! partitioner over the match key): then partition `p` of every topic is
+//! read by the same instance, and a key's events on every side meet there.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Which of the processes sharing a pipeline's partitions this one is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Instance {
+    /// From 1.
+    number: u32,
+    count: u32,
+}
+
+impl Default for Instance {
+    fn default() -> Self {
+        Self::ALONE
+    }
+}
+
+impl Instance {
+    /// The only process: every partition.
+    pub const ALONE: Self = Self {
+        number: 1,
+        count: 1,
+    };
+
+    /// Instance `number` (from 1) of `count`; `None` unless
+    /// `1 <= number <= count`.
+    pub fn new(number: u32, count: u32) -> Option<Self> {
+        (1..=count)
+            .contains(&number)
+            .then_some(Self { number, count })
+    }
+
+    /// Reads `2/3`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (number, count) = text.split_once('/')?;
+        Self::new(number.trim().parse().ok()?, count.trim().parse().ok()?)
+    }
+
+    /// Whether other processes share the partitions.
+    pub fn is_shared(self) -> bool {
+        self.count > 1
+    }
+
+    /// How many processes share the partitions.
+    pub fn count(self) -> u32 {
+        self.count
+    }
+
+    /// The positions, among `partitions` partitions in id order, this
+    /// instance reads: a contiguous range, empty when there are fewer
+    /// partitions than instances and this one comes after them.
+    pub fn range(self, partitions: usize) -> std::ops::Range<usize> {
+        let count = self.count as usize;
+        let index = self.number as usize - 1;
+        let (each, extra) = (partitions / count, partitions % count);
+        let start = index * each + index.min(extra);
+        start..start + each + usize::from(index < extra)
+    }
+
+    /// Where this instance keeps its checkpoints, within a pipeline's
+    /// state directory `dir`: `dir` itself when alone, else a directory of
+    /// its own in it.
+    pub fn state_dir(self, dir: &Path) -> PathBuf {
+        if self.is_shared() {
+            dir.join(format!("instance-{}-of-{}", self.number, self.count))
+        } else {
+            dir.to_path_buf()
+        }
+    }
+
+    /// The file this instance writes for a file sink at `path`: the path
+    /// itself when alone, else with `.2-of-3` before its extension, so
+    /// that instances on one machine do not write over each other.
+    pub fn file_path(self, path: &str) -> String {
+        if !self.is_shared() {
+            return path.to_string();
+        }
+        let tag = format!("{}-of-{}", self.number, self.count);
+        let name_at = path.rfind(['/', '\\']).map_or(0, |at| at + 1);
+        match path[name_at..].rfind('.') {
+            // A name that starts with its only dot has no extension.
+            Some(dot) if dot > 0 => {
+                let dot = name_at + dot;
+                format!("{}.{tag}{}", &path[..dot], &path[dot..])
+            }
+            _ => format!("{path}.{tag}"),
+        }
+    }
+}
+
+impl fmt::Display for Instance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.number, self.count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_number_of_a_count() {
+        assert_eq!(Instance::parse("2/3"), Instance::new(2, 3));
+        assert_eq!(Instance::parse("1/1"), Some(Instance::ALONE));
+        for bad in ["0/3", "4/3", "3", "/3", "a/b", "1/0", "-1/2", ""] {
+            assert_eq!(Instance::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn ranges_deal_partitions_out_as_kafkas_range_assignor_does() {
+        let ranges = |partitions, count| {
+            (1..=count)
+                .map(|number| {
+                    Instance::new(number, count)
+                        .expect("an instance")
+                        .range(partitions)
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ranges(8, 3), [0..3, 3..6, 6..8]);
+        assert_eq!(Instance::ALONE.range(8), 0..8);
+        assert_eq!(ranges(6, 3), [0..2, 2..4, 4..6]);
+        assert_eq!(ranges(2, 3), [0..1, 1..2, 2..2]);
+        // Every partition exactly once, whatever the counts.
+        for partitions in 0..40 {
+            for count in 1..12 {
+                let covered: Vec<usize> = ranges(partitions, count).into_iter().flatten().collect();
+                assert_eq!(covered, (0..partitions).collect::<Vec<_>>());
+            }
+        }
+    }
+
+    #[test]
+    fn a_shared_instance_keeps_its_files_and_state_apart() {
+        let second = Instance::new(2, 3).expect("an instance");
+        assert_eq!(
+            second.file_path("out/alerts.jsonl"),
+            "out/alerts.2-of-3.jsonl"
+        );
+        assert_eq!(second.file_path("out.d/alerts"), "out.d/alerts.2-of-3");
+        assert_eq!(second.file_path(".hidden"), ".hidden.2-of-3");
+        assert_eq!(second.file_path("a.tar.gz"), "a.tar.2-of-3.gz");
+        assert_eq!(
+            second.state_dir(Path::new(".runner/x")),
+            Path::new(".runner/x/instance-2-of-3")
+        );
+        assert_eq!(Instance::ALONE.file_path("out/a.jsonl"), "out/a.jsonl");
+        assert_eq!(
+            Instance::ALONE.state_dir(Path::new(".runner/x")),
+            Path::new(".runner/x")
+        );
+    }
+}

@@ -1,0 +1,452 @@
+//! Several `runner` processes sharing Kafka topics' partitions
+//! (`--instance I/N`), through the binary, against librdkafka's mock
+//! cluster: what they decide together, one of them killed and started
+//! again, is what one process decides reading the same events from files.
+
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer};
+
+use crate::harness::{interrupt, runner, scratch, start};
+
+const PARTITIONS: i32 = 8;
+
+/// The partition of `key` in every topic: the same function for each, so
+/// the topics are co-partitioned (FNV-1a).
+fn partition_of(key: &str) -> i32 {
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    i32::try_from(hash % u64::from(PARTITIONS.unsigned_abs())).unwrap_or(0)
+}
+
+/// The value of `field` in a generated JSON line.
+fn field<'a>(line: &'a str, field: &str) -> &'a str {
+    line.split(&format!(r#""{field}":""#))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+}
+
+/// Sends each of `lines` to `topic`, to the partition of its key
+/// (`FLUSH-p` to partition `p`).
+fn produce(brokers: &str, topic: &str, key_field: &str, lines: &[&str]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("a producer");
+    for line in lines {
+        let key = field(line, key_field);
+        let partition = key.strip_prefix("FLUSH-").map_or_else(
+            || partition_of(key),
+            |p| p.trim_end_matches("-LAST").parse().expect("a partition"),
+        );
+        let record = BaseRecord::<str, str>::to(topic)
+            .payload(line)
+            .key(key)
+            .partition(partition);
+        producer
+            .send(record)
+            .map_err(|(error, _)| error)
+            .expect("sent");
+    }
+    producer.flush(Duration::from_secs(10)).expect("delivered");
+}
+
+/// Generated orders and payments, without late or garbled lines (whose
+/// outcomes depend on how the inputs interleave, or name a file's line).
+/// At the end of each, per partition, an order and its payment a day
+/// later, and one more order after them: their event times move every
+/// partition's watermark past every wait and retention, as the end of a
+/// file does, where a live source is never idle (the instances have no
+/// `idle_timeout`, so that a quiet input holds the others back, and the
+/// events of one that resumes are never late).
+fn generate(dir: &Path) -> (Vec<String>, Vec<String>) {
+    let data = dir.join("data");
+    let generated = runner(&[
+        "gen",
+        "--out",
+        data.to_str().expect("UTF-8"),
+        "--orders",
+        "3000",
+        "--seed",
+        "11",
+        "--late",
+        "0",
+        "--very-late",
+        "0",
+        "--malformed",
+        "0",
+    ]);
+    assert_eq!(generated.status, 0, "{}", generated.stderr);
+    let mut orders: Vec<String> = std::fs::read_to_string(data.join("orders.jsonl"))
+        .expect("generated")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut payments: Vec<String> = std::fs::read_to_string(data.join("payments.jsonl"))
+        .expect("generated")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    for partition in 0..PARTITIONS {
+        orders.push(format!(
+            r#"{{"order_id":"FLUSH-{partition}","user":"u-0","amount":1,"currency":"EUR","created_at":"2026-11-02T12:00:00Z"}}"#
+        ));
+        payments.push(format!(
+            r#"{{"order_ref":"FLUSH-{partition}","paid":1,"currency":"EUR","status":"success","notified_at":"2026-11-02T12:00:01Z"}}"#
+        ));
+    }
+    // The last order waits in the merge for a payment after it, which
+    // never comes: a file run times it out, a live one keeps it.
+    for partition in 0..PARTITIONS {
+        orders.push(format!(
+            r#"{{"order_id":"FLUSH-{partition}-LAST","user":"u-0","amount":1,"currency":"EUR","created_at":"2026-11-02T12:00:02Z"}}"#
+        ));
+    }
+    std::fs::write(data.join("orders.jsonl"), orders.join("\n") + "\n").expect("written");
+    std::fs::write(data.join("payments.jsonl"), payments.join("\n") + "\n").expect("written");
+    (orders, payments)
+}
+
+/// The `part`th of three parts of `lines`, in their order.
+fn third(lines: &[String], part: usize) -> Vec<&str> {
+    let (from, to) = (lines.len() * part / 3, lines.len() * (part + 1) / 3);
+    lines[from..to].iter().map(String::as_str).collect()
+}
+
+/// Every outcome written to `out/all*.jsonl` under `dir`, sorted, but
+/// for the last orders; a duplicate without its `of` between `waiting`
+/// and `completed`, which says whether the second notification came
+/// before its order or after, and so depends on how the partitions'
+/// messages arrive (the file run merges by event time, the order first).
+fn outcomes(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir.join("out")).into_iter().flatten() {
+        let path = entry.expect("an entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("all") {
+            let text = std::fs::read_to_string(&path).expect("readable");
+            lines.extend(
+                text.lines()
+                    .filter(|line| !line.contains("-LAST"))
+                    .map(|line| {
+                        line.replace(r#""of":"waiting""#, r#""of":"waiting or completed""#)
+                            .replace(r#""of":"completed""#, r#""of":"waiting or completed""#)
+                    }),
+            );
+        }
+    }
+    lines.sort();
+    lines
+}
+
+/// The example pipeline with its sources on the topics of `brokers`,
+/// unbounded and never idle, as `kafka_source` makes it; checkpoints
+/// every second.
+fn kafka_pipeline(files: &Path, dir: &Path, brokers: &str) {
+    let mut text = std::fs::read_to_string(files.join("pipeline.yaml")).expect("written");
+    for (topic, file) in [("orders", "orders.jsonl"), ("payments", "payments.jsonl")] {
+        text = text.replace(
+            &format!("    type: file\n    path: data/{file}\n"),
+            &format!(
+                "    type: kafka\n    brokers: {brokers}\n    topic: {topic}\n    group: shared\n    \
+                 format: jsonl\n"
+            ),
+        );
+    }
+    text.push_str("\ncheckpoint:\n  interval: 1s\n");
+    std::fs::write(dir.join("pipeline.yaml"), text).expect("written");
+}
+
+/// Starts instance `number` of 3 on the pipeline in `dir`.
+fn instance(dir: &Path, number: u32) -> Child {
+    let state = dir.join("state");
+    start(
+        dir,
+        &[
+            "--instance",
+            &format!("{number}/3"),
+            "--state-dir",
+            state.to_str().expect("UTF-8"),
+        ],
+    )
+}
+
+/// Waits until `check` holds, for at most a minute.
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "waited a minute for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn has_checkpoint(state: &Path) -> bool {
+    std::fs::read_dir(state).into_iter().flatten().any(|entry| {
+        entry.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))
+    })
+}
+
+fn size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// Three processes share two topics of eight partitions; the second is
+/// killed (SIGKILL) after a checkpoint, with outcomes written since, and
+/// started again after more events came. Together they write each of the
+/// file run's outcomes once: none lost, none twice, none of a key decided
+/// where its other side is not.
+#[test]
+fn three_instances_one_killed_and_restarted_decide_what_one_file_run_does() {
+    let files = scratch("kafka_instances_files");
+    let (orders, payments) = generate(&files);
+    crate::accounting::pipeline(&files, false);
+    let run = runner(&[
+        "--quiet",
+        files.join("pipeline.yaml").to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let expected = outcomes(&files);
+    assert!(expected.len() > 3000, "{} outcomes", expected.len());
+    for kind in ["timed_out", "duplicate", "mismatched"] {
+        let outcome = format!(r#""outcome":"{kind}""#);
+        assert!(
+            expected.iter().any(|line| line.contains(&outcome)),
+            "{kind}"
+        );
+    }
+
+    let cluster = MockCluster::new(1).expect("a mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    for topic in ["orders", "payments"] {
+        cluster.create_topic(topic, PARTITIONS, 1).expect("a topic");
+    }
+    let dir = scratch("kafka_instances");
+    kafka_pipeline(&files, &dir, &brokers);
+    // The events in thirds, each file's in its own order.
+    let send = |part: usize| {
+        produce(&brokers, "orders", "order_id", &third(&orders, part));
+        produce(&brokers, "payments", "order_ref", &third(&payments, part));
+    };
+
+    send(0);
+    let first = instance(&dir, 1);
+    let mut second = instance(&dir, 2);
+    let last = instance(&dir, 3);
+    let state = dir.join("state").join("instance-2-of-3");
+    wait_until("a checkpoint of instance 2", || has_checkpoint(&state));
+    // More events; once instance 2 wrote outcomes of them (likely before
+    // its next checkpoint), it is killed.
+    let written = dir.join("out").join("all.2-of-3.jsonl");
+    let before = size(&written);
+    send(1);
+    wait_until("instance 2's outcomes of the second third", || {
+        size(&written) > before
+    });
+    second.kill().expect("killed");
+    let killed = second.wait().expect("ended");
+    assert!(!killed.success());
+    send(2);
+    let restarted = instance(&dir, 2);
+    wait_until("every outcome", || outcomes(&dir).len() >= expected.len());
+    // Time for a wrong extra outcome to show.
+    std::thread::sleep(Duration::from_millis(1500));
+    for (number, child) in [(1, first), (2, restarted), (3, last)] {
+        let (status, stderr) = interrupt(child);
+        assert_eq!(status, Some(0), "{stderr}");
+        if number == 2 {
+            assert!(stderr.contains("resumed    from checkpoint"), "{stderr}");
+        }
+    }
+    let together = outcomes(&dir);
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|line| !together.contains(line))
+        .take(3)
+        .collect();
+    let extra: Vec<_> = together
+        .iter()
+        .filter(|line| !expected.contains(line))
+        .take(3)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:#?}\nextra {extra:#?}"
+    );
+    // Each as often as the file run wrote it.
+    assert!(
+        together == expected,
+        "{} outcomes, where the file run wrote {}",
+        together.len(),
+        expected.len()
+    );
+    // Each instance wrote outcomes of its own partitions.
+    for number in 1..=3 {
+        let path = dir.join("out").join(format!("all.{number}-of-3.jsonl"));
+        assert!(size(&path) > 0, "{}", path.display());
+    }
+}
+
+/// The bill check over topics `orders` and `payments` of `brokers`,
+/// bounded, every outcome to `out.jsonl`.
+fn small_pipeline(dir: &Path, brokers: &str) {
+    pipeline_reading(dir, brokers, "    bounded: true\n");
+}
+
+/// The bill check over topics `orders` and `payments` of `brokers`, each
+/// source with `extra`, every outcome to `out.jsonl`.
+fn pipeline_reading(dir: &Path, brokers: &str, extra: &str) {
+    let source = |name: &str, topic: &str, fields: &str| {
+        format!(
+            "  {name}:\n    type: kafka\n    brokers: {brokers}\n    topic: {topic}\n    \
+             group: g\n    format: jsonl\n{extra}    schema: {{{fields}}}\n    \
+             event_time: ts\n    watermark_lag: 1s\n"
+        )
+    };
+    let text = format!(
+        "sources:\n{}{}connect: {{app: id, bank: id}}\nmatch:\n  wait: 10s\nsinks:\n  \
+         out: {{type: file, path: out.jsonl}}\noutputs:\n  - {{outcome: matched, sink: out}}\n",
+        source("app", "orders", "id: string, ts: timestamp"),
+        source("bank", "payments", "id: string, ts: timestamp"),
+    );
+    std::fs::write(dir.join("pipeline.yaml"), text).expect("written");
+}
+
+#[test]
+fn topics_partitioned_differently_are_refused_before_anything_runs() {
+    let cluster = MockCluster::new(1).expect("a mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("orders", 8, 1).expect("a topic");
+    cluster.create_topic("payments", 6, 1).expect("a topic");
+    let dir = scratch("kafka_instances_not_co_partitioned");
+    small_pipeline(&dir, &brokers);
+    let pipeline = dir.join("pipeline.yaml");
+    let run = runner(&["--instance", "1/2", pipeline.to_str().expect("UTF-8")]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "error[E403]: kafka topic `payments` of source `bank`: it has 6 partitions, but \
+             topic `orders` of source `app` has 8"
+        ),
+        "{}",
+        run.stderr
+    );
+    // Pointed at the topic's line of the second source.
+    assert!(run.stderr.contains("topic: payments"), "{}", run.stderr);
+    assert!(!dir.join("out.2-of-2.jsonl").exists());
+    assert!(!dir.join("out.1-of-2.jsonl").exists());
+    // One process reads every partition of each: nothing to share.
+    let alone = runner(&["--quiet", pipeline.to_str().expect("UTF-8")]);
+    assert_eq!(alone.status, 0, "{}", alone.stderr);
+}
+
+#[test]
+fn more_instances_than_partitions_are_refused() {
+    let cluster = MockCluster::new(1).expect("a mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("orders", 2, 1).expect("a topic");
+    cluster.create_topic("payments", 2, 1).expect("a topic");
+    let dir = scratch("kafka_instances_too_many");
+    small_pipeline(&dir, &brokers);
+    let pipeline = dir.join("pipeline.yaml");
+    let run = runner(&["--instance", "3/3", pipeline.to_str().expect("UTF-8")]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "kafka topic `orders` of source `app`: instance 3/3 has none of its 2 partitions \
+             to read: run at most 2 instances"
+        ),
+        "{}",
+        run.stderr
+    );
+    let second = runner(&[
+        "--quiet",
+        "--instance",
+        "2/3",
+        pipeline.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(second.status, 0, "{}", second.stderr);
+}
+
+#[test]
+fn a_source_that_is_not_kafka_cannot_be_shared() {
+    let dir = scratch("kafka_instances_file_source");
+    std::fs::write(dir.join("orders.jsonl"), "").expect("written");
+    std::fs::write(
+        dir.join("pipeline.yaml"),
+        "sources:\n  app:\n    type: file\n    path: orders.jsonl\n    \
+         schema: {id: string, ts: timestamp}\n    event_time: ts\n    watermark_lag: 1s\n  \
+         bank:\n    type: file\n    path: orders.jsonl\n    \
+         schema: {id: string, ts: timestamp}\n    event_time: ts\n    watermark_lag: 1s\nconnect: {app: id, bank: id}\nmatch:\n  wait: 1s\n\
+         sinks:\n  out: {type: stdout}\noutputs:\n  - {outcome: matched, sink: out}\n",
+    )
+    .expect("written");
+    let run = runner(&[
+        "--instance",
+        "1/2",
+        dir.join("pipeline.yaml").to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "error[E403]: source `app` does not read Kafka: with `--instance 1/2`, every \
+             process would read all of it"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("path: orders.jsonl"), "{}", run.stderr);
+}
+
+#[test]
+fn checkpoints_of_another_count_of_processes_are_not_silently_left_behind() {
+    let cluster = MockCluster::new(1).expect("a mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("orders", 4, 1).expect("a topic");
+    cluster.create_topic("payments", 4, 1).expect("a topic");
+    let dir = scratch("kafka_instances_recount");
+    pipeline_reading(&dir, &brokers, "    idle_timeout: 1s\n");
+    let state = dir.join("state");
+    let state_arg = state.to_str().expect("UTF-8");
+    // Stopped, the first of two leaves its checkpoint.
+    let run = start(&dir, &["--instance", "1/2", "--state-dir", state_arg]);
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, stderr) = interrupt(run);
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(has_checkpoint(&state.join("instance-1-of-2")), "{stderr}");
+    let pipeline = dir.join("pipeline.yaml");
+    let pipeline = pipeline.to_str().expect("UTF-8");
+    for args in [&["--instance", "1/3"][..], &[][..]] {
+        let mut args = args.to_vec();
+        args.extend(["--state-dir", state_arg, pipeline]);
+        let refused = runner(&args);
+        assert_eq!(refused.status, 2, "{args:?}: {}", refused.stderr);
+        assert!(
+            refused.stderr.contains(&format!(
+                "the state directory holds checkpoints of another number of processes \
+                 (`{}`)",
+                state.join("instance-1-of-2").display()
+            )),
+            "{args:?}: {}",
+            refused.stderr
+        );
+    }
+    // The same count resumes; `--fresh` starts the other count over.
+    let again = start(&dir, &["--instance", "1/2", "--state-dir", state_arg]);
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, stderr) = interrupt(again);
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(stderr.contains("resumed    from checkpoint"), "{stderr}");
+    let fresh = start(
+        &dir,
+        &["--instance", "1/3", "--fresh", "--state-dir", state_arg],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, stderr) = interrupt(fresh);
+    assert_eq!(status, Some(0), "{stderr}");
+}
