@@ -165,6 +165,12 @@ impl Broker {
     /// `PyPI` (Apache Kafka cannot be installed from the registries this
     /// project uses), on a free port; it keeps its log in memory.
     pub(crate) fn start() -> Self {
+        Self::start_advertising(None)
+    }
+
+    /// Starts tansu as `start` does, telling clients that it is at
+    /// `127.0.0.1:advertised` (a proxy in front of it), where given.
+    pub(crate) fn start_advertising(advertised: Option<u16>) -> Self {
         use std::process::{Command, Stdio};
         let install = Command::new(crate::harness::root().join("tests/tansu"))
             .output()
@@ -182,13 +188,14 @@ impl Broker {
             .expect("a free port")
             .port();
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{}", advertised.unwrap_or(port));
         let process = Command::new(&tansu)
             .args([
                 "broker",
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
             ])
             .args(["--storage-engine", "memory://tansu/"])
             .stdout(Stdio::null())

@@ -71,13 +71,18 @@ impl RunError {
         brokers: &Spanned<String>,
         properties: &[(Spanned<String>, Spanned<String>)],
     ) -> Self {
+        use rdkafka::error::KafkaError;
+        let named = |key: &str| properties.iter().find(|(name, _)| name.value == key);
         let span = match error {
-            rdkafka::error::KafkaError::ClientConfig(_, _, key, _) => properties
-                .iter()
-                .find(|(name, _)| name.value == *key)
-                .map_or(brokers.span, |(name, _)| name.span),
-            _ => brokers.span,
-        };
+            KafkaError::ClientConfig(_, _, key, _) => named(key),
+            // Such as `ssl.ca.location failed: ...`: the property whose
+            // value librdkafka could not use.
+            KafkaError::ClientCreation(message) => message
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '_'))
+                .find_map(named),
+            _ => None,
+        }
+        .map_or(brokers.span, |(name, _)| name.span);
         Self::Open {
             path: format!("kafka topic {topic}"),
             span,
