@@ -755,3 +755,50 @@ fn csv_values_take_their_messages_timestamps() {
         "{malformed}"
     );
 }
+
+/// Ctrl-C stops a run whose brokers went away, with its last checkpoint
+/// saved and the commit of its offsets given up, rather than waiting for
+/// the brokers for good.
+#[test]
+fn a_run_whose_brokers_are_gone_still_stops() {
+    let cluster = cluster();
+    let brokers = cluster.bootstrap_servers();
+    produce(
+        &brokers,
+        "orders",
+        &ORDERS[..ORDERS.find('\n').unwrap_or(0)],
+        None,
+    );
+    produce(
+        &brokers,
+        "payments",
+        &PAYMENTS[..PAYMENTS.find('\n').unwrap_or(0)],
+        None,
+    );
+    let dir = scratch("kafka_source_brokers_gone");
+    let extra = "    idle_timeout: 1s\n";
+    std::fs::write(
+        dir.join("pipeline.yaml"),
+        pipeline("kafka", &brokers, extra),
+    )
+    .expect("written");
+    let run = start(&dir, &[]);
+    wait_for(&dir, 1);
+    drop(cluster);
+    std::thread::sleep(Duration::from_millis(500));
+    let stopping = Instant::now();
+    let (status, stderr) = interrupt(run);
+    let took = stopping.elapsed();
+    assert_eq!(status, Some(0), "{stderr}");
+    // Committing is given up after 5 seconds, for every source at once.
+    assert!(took < Duration::from_secs(12), "{took:?}\n{stderr}");
+    assert!(
+        stderr.contains(
+            "warning: kafka source `app`: cannot commit its offsets for group `bill-check`: the \
+             group coordinator did not answer within 5s (the checkpoint holds them; a run \
+             resumes from it)"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("saved      "), "{stderr}");
+}

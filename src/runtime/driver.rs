@@ -225,11 +225,11 @@ pub(crate) async fn drive(
     if result.is_ok() && closed.is_ok() && !driver.summary.stopped {
         // Every outcome of what was read is written: the groups' offsets
         // move to the end.
-        for input in &driver.inputs {
-            if let Some(committer) = &input.committer {
-                committer.commit(&input.buffer.partitions);
-            }
-        }
+        source::Committer::commit_all(
+            driver.inputs.iter().filter_map(|input| {
+                Some((input.committer.as_ref()?, &input.buffer.partitions[..]))
+            }),
+        );
     }
     match (result, closed) {
         // A worker stops when a sink fails; the sink says why.

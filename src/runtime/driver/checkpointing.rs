@@ -12,6 +12,7 @@ use crate::plan::Graph;
 use crate::runtime::engine::Engine;
 use crate::runtime::error::RunError;
 use crate::runtime::source::At;
+use crate::runtime::source::Committer;
 use crate::runtime::{Instance, Resumed};
 use crate::time::Watermark;
 
@@ -354,9 +355,11 @@ impl Driver {
                     took_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
                     "checkpoint saved"
                 );
-                for (committer, partitions) in commits {
-                    committer.commit(&partitions);
-                }
+                Committer::commit_all(
+                    commits
+                        .iter()
+                        .map(|(committer, partitions)| (committer, &partitions[..])),
+                );
                 Ok(Saved {
                     buffer: checkpoint.matcher,
                     bytes,

@@ -45,6 +45,9 @@ const ANSWER: Duration = Duration::from_secs(30);
 /// properties say otherwise: 2 MiB.
 const QUEUED_KBYTES: u32 = 2 * 1024;
 
+/// How long a commit of a group's offsets is waited for.
+const COMMIT_WAIT: Duration = Duration::from_secs(5);
+
 /// How long the source waits for messages when none is at hand.
 const POLL_IDLE: Duration = Duration::from_millis(1);
 
@@ -124,6 +127,8 @@ pub(crate) struct Committer {
     group: String,
     /// Whether a failed commit was told.
     told: Arc<AtomicBool>,
+    /// Whether a commit is waiting for the coordinator's answer.
+    committing: Arc<AtomicBool>,
     read: Arc<Mutex<Vec<(u32, u64, u64)>>>,
 }
 
@@ -157,24 +162,41 @@ impl Committer {
     }
 
     /// Commits `partitions` (partition, offset after the last message
-    /// merged), waiting for the group coordinator's answer. A commit that
-    /// fails is told once, and the run goes on: the checkpoint, not the
-    /// group, is where a run resumes.
+    /// merged), waiting for the group coordinator's answer for at most
+    /// [`COMMIT_WAIT`]. A commit that fails or is not answered is told
+    /// once, and the run goes on: the checkpoint, not the group, is where
+    /// a run resumes. While a commit still waits for its answer, later
+    /// ones are skipped: the next after it carries their offsets.
     pub(crate) fn commit(&self, partitions: &[(u32, u64)]) {
         if partitions.is_empty() {
             return;
         }
-        let mut list = TopicPartitionList::new();
-        let mut committed = Ok(());
-        for &(partition, offset) in partitions {
-            let offset = Offset::Offset(i64::try_from(offset).unwrap_or(i64::MAX));
-            committed = committed.and(list.add_partition_offset(
-                &self.topic,
-                partition_id(partition),
-                offset,
-            ));
-        }
-        let committed = committed.and_then(|()| self.client.commit(&list, CommitMode::Sync));
+        let committed = if self.committing.swap(true, Ordering::AcqRel) {
+            Err("the last commit is still waiting for the group coordinator".to_string())
+        } else {
+            let (done, answer) = std::sync::mpsc::channel();
+            let committer = self.clone();
+            let offsets = partitions.to_vec();
+            let spawned = std::thread::Builder::new()
+                .name("kafka commit".to_string())
+                .spawn(move || {
+                    let answer = committer.commit_waiting(&offsets);
+                    committer.committing.store(false, Ordering::Release);
+                    let _ = done.send(answer);
+                });
+            match spawned {
+                Err(error) => {
+                    self.committing.store(false, Ordering::Release);
+                    Err(error.to_string())
+                }
+                Ok(_) => answer.recv_timeout(COMMIT_WAIT).unwrap_or_else(|_| {
+                    Err(format!(
+                        "the group coordinator did not answer within {}s",
+                        COMMIT_WAIT.as_secs()
+                    ))
+                }),
+            }
+        };
         match &committed {
             Ok(()) => tracing::info!(
                 source = %self.source,
@@ -198,6 +220,29 @@ impl Committer {
                 self.source, self.group
             );
         }
+    }
+
+    /// Commits each source's offsets, all at once: waits for at most
+    /// [`COMMIT_WAIT`] however many sources there are.
+    pub(crate) fn commit_all<'a>(commits: impl IntoIterator<Item = (&'a Self, &'a [(u32, u64)])>) {
+        std::thread::scope(|scope| {
+            for (committer, partitions) in commits {
+                scope.spawn(move || committer.commit(partitions));
+            }
+        });
+    }
+
+    /// Commits `partitions`, waiting for the answer however long it takes.
+    fn commit_waiting(&self, partitions: &[(u32, u64)]) -> Result<(), String> {
+        let mut list = TopicPartitionList::new();
+        for &(partition, offset) in partitions {
+            let offset = Offset::Offset(i64::try_from(offset).unwrap_or(i64::MAX));
+            list.add_partition_offset(&self.topic, partition_id(partition), offset)
+                .map_err(|error| error.to_string())?;
+        }
+        self.client
+            .commit(&list, CommitMode::Sync)
+            .map_err(|error| error.to_string())
     }
 }
 
@@ -284,6 +329,7 @@ impl Consumer {
             topic: self.config.topic.value.clone(),
             group: self.config.group.value.clone(),
             told: Arc::new(AtomicBool::new(false)),
+            committing: Arc::new(AtomicBool::new(false)),
             read: self.read.clone(),
         }
     }
