@@ -128,7 +128,7 @@ impl Builder<'_> {
 
     /// W006 for a checkpoint interval when no checkpoint is taken: turned
     /// off, or off by default (a source reads standard input, or none
-    /// reads files).
+    /// reads files or Kafka).
     fn interval_unused(&mut self) {
         let pipeline = self.pipeline;
         let Some(config) = pipeline.checkpoint.as_ref() else {
@@ -142,11 +142,9 @@ impl Builder<'_> {
             .items
             .iter()
             .find(|source| matches!(source.kind, SourceKind::Stdin { .. }));
-        let files = pipeline
-            .sources
-            .items
-            .iter()
-            .any(|source| matches!(source.kind, SourceKind::File { .. }));
+        let files = pipeline.sources.items.iter().any(|source| {
+            matches!(source.kind, SourceKind::File { .. } | SourceKind::Kafka(_))
+        });
         let why = match (config.enabled.map(|e| e.value), stdin) {
             (Some(true), _) => return,
             (Some(false), _) => "checkpoints are turned off with `enabled: false`".to_string(),
@@ -155,7 +153,7 @@ impl Builder<'_> {
                 source.name.value
             ),
             (None, None) if files => return,
-            (None, None) => "checkpoints are off by default when no source reads files; turn them on with `enabled: true`".to_string(),
+            (None, None) => "checkpoints are off by default when no source reads files or Kafka; turn them on with `enabled: true`".to_string(),
         };
         self.report(
             Diagnostic::warning(Code::Unused, "`interval` has no effect", interval.span)
