@@ -33,7 +33,7 @@ fn field<'a>(line: &'a str, field: &str) -> &'a str {
 }
 
 /// Sends each of `lines` to `topic`, to the partition of its key
-/// (`FLUSH-p` to partition `p`).
+/// (`FLUSH-p-round` to partition `p`).
 fn produce(brokers: &str, topic: &str, key_field: &str, lines: &[&str]) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -41,9 +41,13 @@ fn produce(brokers: &str, topic: &str, key_field: &str, lines: &[&str]) {
         .expect("a producer");
     for line in lines {
         let key = field(line, key_field);
+        // `FLUSH-p-round` goes to partition `p`.
         let partition = key.strip_prefix("FLUSH-").map_or_else(
             || partition_of(key),
-            |p| p.trim_end_matches("-LAST").parse().expect("a partition"),
+            |rest| {
+                let p = rest.split('-').next().unwrap_or_default();
+                p.parse().expect("a partition")
+            },
         );
         let record = BaseRecord::<str, str>::to(topic)
             .payload(line)
@@ -59,12 +63,6 @@ fn produce(brokers: &str, topic: &str, key_field: &str, lines: &[&str]) {
 
 /// Generated orders and payments, without late or garbled lines (whose
 /// outcomes depend on how the inputs interleave, or name a file's line).
-/// At the end of each, per partition, an order and its payment a day
-/// later, and one more order after them: their event times move every
-/// partition's watermark past every wait and retention, as the end of a
-/// file does, where a live source is never idle (the instances have no
-/// `idle_timeout`, so that a quiet input holds the others back, and the
-/// events of one that resumes are never late).
 fn generate(dir: &Path) -> (Vec<String>, Vec<String>) {
     let data = dir.join("data");
     let generated = runner(&[
@@ -83,34 +81,42 @@ fn generate(dir: &Path) -> (Vec<String>, Vec<String>) {
         "0",
     ]);
     assert_eq!(generated.status, 0, "{}", generated.stderr);
-    let mut orders: Vec<String> = std::fs::read_to_string(data.join("orders.jsonl"))
-        .expect("generated")
-        .lines()
-        .map(str::to_string)
-        .collect();
-    let mut payments: Vec<String> = std::fs::read_to_string(data.join("payments.jsonl"))
-        .expect("generated")
-        .lines()
-        .map(str::to_string)
-        .collect();
-    for partition in 0..PARTITIONS {
-        orders.push(format!(
-            r#"{{"order_id":"FLUSH-{partition}","user":"u-0","amount":1,"currency":"EUR","created_at":"2026-11-02T12:00:00Z"}}"#
-        ));
-        payments.push(format!(
-            r#"{{"order_ref":"FLUSH-{partition}","paid":1,"currency":"EUR","status":"success","notified_at":"2026-11-02T12:00:01Z"}}"#
-        ));
-    }
-    // The last order waits in the merge for a payment after it, which
-    // never comes: a file run times it out, a live one keeps it.
-    for partition in 0..PARTITIONS {
-        orders.push(format!(
-            r#"{{"order_id":"FLUSH-{partition}-LAST","user":"u-0","amount":1,"currency":"EUR","created_at":"2026-11-02T12:00:02Z"}}"#
-        ));
-    }
-    std::fs::write(data.join("orders.jsonl"), orders.join("\n") + "\n").expect("written");
-    std::fs::write(data.join("payments.jsonl"), payments.join("\n") + "\n").expect("written");
-    (orders, payments)
+    let lines = |name: &str| -> Vec<String> {
+        std::fs::read_to_string(data.join(name))
+            .expect("generated")
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    (lines("orders.jsonl"), lines("payments.jsonl"))
+}
+
+/// Round `round` of the end of the input: per partition, an order and its
+/// payment a day after the generated ones, later with each round. Their
+/// event times move every partition's watermark past every wait and
+/// retention, as the end of a file does. The instances have no
+/// `idle_timeout`, so that a quiet input holds the others back and the
+/// events of one that resumes are never late; so what the last round
+/// sends waits for more, and rounds go on until every outcome is there.
+fn end_round(brokers: &str, round: u32) {
+    let (orders, payments): (Vec<String>, Vec<String>) = (0..PARTITIONS)
+        .map(|partition| {
+            let at = |second: u32| format!("2026-11-02T12:{:02}:{:02}Z", second / 60, second % 60);
+            let (ordered, paid) = (at(2 * round), at(2 * round + 1));
+            (
+                format!(
+                    r#"{{"order_id":"FLUSH-{partition}-{round}","user":"u-0","amount":1,"currency":"EUR","created_at":"{ordered}"}}"#
+                ),
+                format!(
+                    r#"{{"order_ref":"FLUSH-{partition}-{round}","paid":1,"currency":"EUR","status":"success","notified_at":"{paid}"}}"#
+                ),
+            )
+        })
+        .unzip();
+    let orders: Vec<&str> = orders.iter().map(String::as_str).collect();
+    let payments: Vec<&str> = payments.iter().map(String::as_str).collect();
+    produce(brokers, "orders", "order_id", &orders);
+    produce(brokers, "payments", "order_ref", &payments);
 }
 
 /// The `part`th of three parts of `lines`, in their order.
@@ -120,9 +126,9 @@ fn third(lines: &[String], part: usize) -> Vec<&str> {
 }
 
 /// Every outcome written to `out/all*.jsonl` under `dir`, sorted, but
-/// for the last orders; a duplicate without its `of` between `waiting`
-/// and `completed`, which says whether the second notification came
-/// before its order or after, and so depends on how the partitions'
+/// for those of the end rounds; a duplicate without its `of` between
+/// `waiting` and `completed`, which says whether the second notification
+/// came before its order or after, and so depends on how the partitions'
 /// messages arrive (the file run merges by event time, the order first).
 fn outcomes(dir: &Path) -> Vec<String> {
     let mut lines = Vec::new();
@@ -133,7 +139,7 @@ fn outcomes(dir: &Path) -> Vec<String> {
             let text = std::fs::read_to_string(&path).expect("readable");
             lines.extend(
                 text.lines()
-                    .filter(|line| !line.contains("-LAST"))
+                    .filter(|line| !line.contains("FLUSH-"))
                     .map(|line| {
                         line.replace(r#""of":"waiting""#, r#""of":"waiting or completed""#)
                             .replace(r#""of":"completed""#, r#""of":"waiting or completed""#)
@@ -164,24 +170,65 @@ fn kafka_pipeline(files: &Path, dir: &Path, brokers: &str) {
 }
 
 /// Starts instance `number` of 3 on the pipeline in `dir`.
-fn instance(dir: &Path, number: u32) -> Child {
-    let state = dir.join("state");
-    start(
-        dir,
-        &[
+fn instance(dir: &Path, number: u32, log: &str) -> Child {
+    let log = std::fs::File::create(dir.join(log)).expect("a log");
+    std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args([
+            "--log",
+            "text",
             "--instance",
             &format!("{number}/3"),
             "--state-dir",
-            state.to_str().expect("UTF-8"),
-        ],
+        ])
+        .arg(dir.join("state"))
+        .arg(dir.join("pipeline.yaml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("runner starts")
+}
+
+/// Instances, each with its log, killed if still there when dropped: a
+/// failing test leaves none running (live, they would run on).
+struct Running(Vec<(Child, &'static str)>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for (child, _) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Stops an instance as Ctrl-C does; gives its exit code and what it
+/// wrote to `log`.
+fn stop(child: Child, dir: &Path, log: &str) -> (Option<i32>, String) {
+    let (status, _) = interrupt(child);
+    (
+        status,
+        std::fs::read_to_string(dir.join(log)).unwrap_or_default(),
     )
 }
 
-/// Waits until `check` holds, for at most a minute.
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+/// Waits until `check` holds, for at most a minute; then tells what the
+/// instances in `dir` logged.
+fn wait_until(what: &str, dir: &Path, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !check() {
-        assert!(Instant::now() < deadline, "waited a minute for {what}");
+        if Instant::now() > deadline {
+            let logs: Vec<String> = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|entry| entry.file_name().to_string_lossy().ends_with(".log"))
+                .map(|entry| {
+                    let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                    format!("{}:\n{text}", entry.path().display())
+                })
+                .collect();
+            panic!("waited a minute for {what}\n{}", logs.join("\n"));
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -235,31 +282,44 @@ fn three_instances_one_killed_and_restarted_decide_what_one_file_run_does() {
     };
 
     send(0);
-    let first = instance(&dir, 1);
-    let mut second = instance(&dir, 2);
-    let last = instance(&dir, 3);
+    let mut running = Running(vec![
+        (instance(&dir, 1, "1.log"), "1.log"),
+        (instance(&dir, 2, "2.log"), "2.log"),
+        (instance(&dir, 3, "3.log"), "3.log"),
+    ]);
     let state = dir.join("state").join("instance-2-of-3");
-    wait_until("a checkpoint of instance 2", || has_checkpoint(&state));
+    wait_until("a checkpoint of instance 2", &dir, || {
+        has_checkpoint(&state)
+    });
     // More events; once instance 2 wrote outcomes of them (likely before
     // its next checkpoint), it is killed.
     let written = dir.join("out").join("all.2-of-3.jsonl");
     let before = size(&written);
     send(1);
-    wait_until("instance 2's outcomes of the second third", || {
+    wait_until("instance 2's outcomes of the second third", &dir, || {
         size(&written) > before
     });
+    let (mut second, _) = running.0.remove(1);
     second.kill().expect("killed");
     let killed = second.wait().expect("ended");
     assert!(!killed.success());
     send(2);
-    let restarted = instance(&dir, 2);
-    wait_until("every outcome", || outcomes(&dir).len() >= expected.len());
+    running
+        .0
+        .push((instance(&dir, 2, "2-again.log"), "2-again.log"));
+    let mut round = 0;
+    wait_until("every outcome", &dir, || {
+        end_round(&brokers, round);
+        round += 1;
+        std::thread::sleep(Duration::from_millis(200));
+        outcomes(&dir).len() >= expected.len()
+    });
     // Time for a wrong extra outcome to show.
     std::thread::sleep(Duration::from_millis(1500));
-    for (number, child) in [(1, first), (2, restarted), (3, last)] {
-        let (status, stderr) = interrupt(child);
+    for (child, log) in running.0.drain(..) {
+        let (status, stderr) = stop(child, &dir, log);
         assert_eq!(status, Some(0), "{stderr}");
-        if number == 2 {
+        if log == "2-again.log" {
             assert!(stderr.contains("resumed    from checkpoint"), "{stderr}");
         }
     }
