@@ -142,9 +142,10 @@ impl Builder<'_> {
             .items
             .iter()
             .find(|source| matches!(source.kind, SourceKind::Stdin { .. }));
-        let files = pipeline.sources.items.iter().any(|source| {
-            matches!(source.kind, SourceKind::File { .. } | SourceKind::Kafka(_))
-        });
+        let files =
+            pipeline.sources.items.iter().any(|source| {
+                matches!(source.kind, SourceKind::File { .. } | SourceKind::Kafka(_))
+            });
         let why = match (config.enabled.map(|e| e.value), stdin) {
             (Some(true), _) => return,
             (Some(false), _) => "checkpoints are turned off with `enabled: false`".to_string(),
