@@ -114,11 +114,11 @@ pub(super) fn prepare(
         crate::checkpoint::WORKERS.to_string(),
         options.workers.max(1).to_string(),
     ));
-    if options.instance.is_shared() {
+    if instance.is_shared() {
         // Each instance's state is that of its partitions.
         fingerprint.push((
             crate::checkpoint::INSTANCE.to_string(),
-            options.instance.to_string(),
+            instance.to_string(),
         ));
     }
     let resume = if fresh {
