@@ -481,6 +481,24 @@ fn checkpoints_of_another_count_of_processes_are_not_silently_left_behind() {
     assert!(has_checkpoint(&state.join("instance-1-of-2")), "{stderr}");
     let pipeline = dir.join("pipeline.yaml");
     let pipeline = pipeline.to_str().expect("UTF-8");
+    // `state inspect` finds it with the same `--instance`.
+    let listing = runner(&[
+        "state",
+        "inspect",
+        "--instance",
+        "1/2",
+        "--state-dir",
+        state_arg,
+        pipeline,
+    ]);
+    assert_eq!(listing.status, 0, "{}", listing.stderr);
+    assert!(
+        listing.stdout.contains("source app")
+            && listing.stdout.contains("sink out     out.1-of-2.jsonl"),
+        "{}",
+        listing.stdout
+    );
+    assert!(!listing.stderr.contains("changed"), "{}", listing.stderr);
     for args in [&["--instance", "1/3"][..], &[][..]] {
         let mut args = args.to_vec();
         args.extend(["--state-dir", state_arg, pipeline]);
