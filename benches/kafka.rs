@@ -60,30 +60,40 @@ const APP: &str =
 const PLATFORM: &str =
     "order_ref: string, paid: int, currency: string, status: string, notified_at: timestamp";
 
-/// Runs `runner` on `dir/pipeline.yaml`; its wall time.
-fn run(dir: &Path) -> Duration {
+/// Runs `runner` on `dir/pipeline.yaml`; its wall time and peak memory.
+fn run(dir: &Path) -> (Duration, u64) {
     run_instances(dir, 1)
 }
 
 /// Runs `count` `runner` processes on `dir/pipeline.yaml` at once, each
-/// an `--instance` of `count`; the wall time until the last ends.
-fn run_instances(dir: &Path, count: u32) -> Duration {
+/// an `--instance` of `count`; the wall time until the last ends, and the
+/// most memory one of them held (megabytes, from its summary).
+fn run_instances(dir: &Path, count: u32) -> (Duration, u64) {
     let start = Instant::now();
     let children: Vec<_> = (1..=count)
         .map(|number| {
             Command::new(env!("CARGO_BIN_EXE_runner"))
-                .args(["--quiet", "--fresh", "--instance"])
+                .args(["--fresh", "--instance"])
                 .arg(format!("{number}/{count}"))
                 .arg(dir.join("pipeline.yaml"))
+                .stderr(std::process::Stdio::piped())
                 .spawn()
                 .expect("runner runs")
         })
         .collect();
-    for mut child in children {
-        let status = child.wait().expect("runner ends");
-        assert!(status.success(), "runner failed: {status}");
+    let mut peak = 0;
+    for child in children {
+        let output = child.wait_with_output().expect("runner ends");
+        let summary = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "runner failed: {summary}");
+        let memory = summary
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("memory"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|megabytes| megabytes.parse::<u64>().ok());
+        peak = peak.max(memory.unwrap_or(0));
     }
-    start.elapsed()
+    (start.elapsed(), peak)
 }
 
 /// Lines in the run's output files, matches and alerts, over the files of
@@ -223,7 +233,7 @@ fn main() {
         )),
     )
     .expect("written");
-    let from_files = run(&dir);
+    let (from_files, files_memory) = run(&dir);
     let files_wrote = written(&dir);
 
     let cluster = MockCluster::new(1).expect("a mock cluster");
@@ -254,11 +264,11 @@ fn main() {
     )
     .expect("written");
     clear(&dir);
-    let through_kafka = run(&dir);
+    let (through_kafka, kafka_memory) = run(&dir);
     let kafka_wrote = written(&dir);
     // Two processes, each reading half of every topic's partitions.
     clear(&dir);
-    let two_processes = run_instances(&dir, 2);
+    let (two_processes, two_memory) = run_instances(&dir, 2);
     let two_wrote = written(&dir);
     let rate = |took: Duration| events as f64 / took.as_secs_f64();
     println!("kafka_events {events} events");
@@ -267,6 +277,9 @@ fn main() {
     println!("kafka_one_process {:.0} events/s", rate(through_kafka));
     println!("kafka_two_processes {:.0} events/s", rate(two_processes));
     println!("kafka_files_same_events {:.0} events/s", rate(from_files));
+    println!("kafka_one_process_memory {kafka_memory} MB");
+    println!("kafka_two_processes_memory {two_memory} MB (each, at most)");
+    println!("kafka_files_memory {files_memory} MB");
     // Four partitions interleave differently from the files: a late
     // event may be judged against its own partition's progress.
     println!(
