@@ -240,7 +240,7 @@ impl<'a> Decoder<'a> {
             }
         }
         // Drained, the values go straight into the record's one allocation.
-        Ok(self.values.drain(start..).collect())
+        Ok(Record::from_exact(self.values.drain(start..)))
     }
 }
 

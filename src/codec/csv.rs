@@ -8,7 +8,7 @@
 
 use super::{Line, Path, missing, not_null, timestamp};
 use crate::config::CsvFormat;
-use crate::expr::{Kind, RecordType, Type, Value};
+use crate::expr::{Kind, Record, RecordType, Type, Value};
 
 /// The state of one CSV input.
 #[derive(Debug)]
@@ -100,7 +100,7 @@ impl Reader {
             };
             values.push(value);
         }
-        Ok(Line::Record(values.drain(..).collect()))
+        Ok(Line::Record(Record::from_exact(values.drain(..))))
     }
 
     /// The text of field `index` of the current line.

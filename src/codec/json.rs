@@ -103,7 +103,7 @@ fn flat(line: &str, layout: &RecordType, values: &mut Vec<Value>) -> Option<Reco
         .enumerate()
         .all(|(index, field)| given & (1 << index) != 0 || field.ty.nullable);
     values.resize(fields.len(), Value::Null);
-    (blank(bytes, at) == bytes.len() && complete).then(|| values.drain(..).collect())
+    (blank(bytes, at) == bytes.len() && complete).then(|| Record::from_exact(values.drain(..)))
 }
 
 /// A JSON scalar as the fast reader takes it.
@@ -307,7 +307,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_, '_> {
             };
             return Err(de::Error::custom(missing(path, &field.ty)));
         }
-        Ok(values.drain(..).collect())
+        Ok(Record::from_exact(values.drain(..)))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Runtime values: what expressions compute and records hold.
 
 use std::fmt::{self, Write as _};
-use std::sync::Arc;
+use triomphe::ThinArc;
 
 use super::text::Text;
 use super::types::{Kind, RecordType, Type};
@@ -29,29 +29,49 @@ pub enum Value {
 }
 
 /// A row of values in the order of its schema's fields; cheap to clone.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Record(Arc<[Value]>);
+///
+/// One pointer wide: the count of values is in the allocation, beside them
+/// and the reference count (a pending key holds a record per side).
+#[derive(Clone)]
+pub struct Record(ThinArc<(), Value>);
 
 impl Record {
     /// A record holding `values`, which must follow the schema's field order.
     pub fn new(values: Vec<Value>) -> Self {
-        Self(values.into())
+        Self::from_exact(values.into_iter())
+    }
+
+    /// A record of the values `values` yields, in one allocation.
+    pub fn from_exact(values: impl ExactSizeIterator<Item = Value>) -> Self {
+        Self(ThinArc::from_header_and_iter((), values))
     }
 
     /// The field at `index`; [`Value::Null`] past the end.
     pub fn get(&self, index: usize) -> &Value {
-        self.0.get(index).unwrap_or(&Value::Null)
+        self.0.slice.get(index).unwrap_or(&Value::Null)
     }
 
     /// The fields in order.
     pub fn values(&self) -> &[Value] {
-        &self.0
+        &self.0.slice
+    }
+}
+
+impl PartialEq for Record {
+    fn eq(&self, other: &Self) -> bool {
+        self.values() == other.values()
+    }
+}
+
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Record").field(&self.values()).finish()
     }
 }
 
 impl FromIterator<Value> for Record {
     fn from_iter<I: IntoIterator<Item = Value>>(values: I) -> Self {
-        Self(values.into_iter().collect())
+        Self::new(values.into_iter().collect())
     }
 }
 
@@ -261,6 +281,8 @@ fn needs_escape(bytes: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::expr::types::{Field, RecordType};
 
