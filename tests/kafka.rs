@@ -427,3 +427,53 @@ fn a_stopped_run_resumes_without_sending_a_record_twice() {
     expected.sort();
     assert_eq!(values, expected);
 }
+
+/// A second Ctrl-C ends a run that is still stopping, here waiting for
+/// brokers that never answer to take its last records: at once, with the
+/// status of an interrupted process.
+#[cfg(unix)]
+#[test]
+fn a_second_interrupt_ends_a_run_that_is_still_stopping() {
+    let followed =
+        |file: &str| format!("    path: {file}\n    follow: true\n    idle_timeout: 1s\n");
+    let text = pipeline("127.0.0.1:9", "")
+        .replace("message.timeout.ms: 10000", "message.timeout.ms: 120000")
+        .replace("    path: app.jsonl\n", &followed("app.jsonl"))
+        .replace("    path: bank.jsonl\n", &followed("bank.jsonl"));
+    let dir = scratch("kafka_sink_second_interrupt");
+    std::fs::write(dir.join("app.jsonl"), APP).expect("written");
+    std::fs::write(dir.join("bank.jsonl"), BANK).expect("written");
+    std::fs::write(dir.join("pipeline.yaml"), text).expect("written");
+    let mut child = crate::harness::start(&dir, &[]);
+    let waited = Instant::now();
+    while std::fs::metadata(dir.join("copy.jsonl")).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(20),
+            "nothing decided"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let signal = |child: &std::process::Child| {
+        let sent = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+    };
+    signal(&child);
+    // Still stopping: the records wait for the brokers.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(child.try_wait().expect("a status").is_none(), "it stopped");
+    signal(&child);
+    let stopping = Instant::now();
+    let stopped = child.wait_with_output().expect("ends");
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert!(stopping.elapsed() < Duration::from_secs(5), "{stderr}");
+    assert_eq!(stopped.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains(
+            "runner: stopped again: exiting now, without waiting for the last checkpoint"
+        ),
+        "{stderr}"
+    );
+}

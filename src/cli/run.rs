@@ -236,8 +236,33 @@ fn stem(path: &Path) -> String {
     )
 }
 
-/// Completes on Ctrl-C or SIGTERM.
+/// Completes on Ctrl-C or SIGTERM; a second one then ends the process.
 async fn stop_signal() {
+    signal().await;
+    // Stopping writes out what was read and saves a checkpoint, which may
+    // wait on brokers that are gone: a second signal ends the process at
+    // once. The last checkpoint saved still holds. Watched on a thread of
+    // its own, since the run's may be the one waiting.
+    let _ = std::thread::Builder::new()
+        .name("second signal".to_string())
+        .spawn(|| {
+            let Ok(watch) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            watch.block_on(signal());
+            eprintln!(
+                "runner: stopped again: exiting now, without waiting for the last checkpoint \
+                 (a run resumes from the one before)"
+            );
+            std::process::exit(i32::from(INTERRUPTED));
+        });
+}
+
+/// Ctrl-C or SIGTERM.
+async fn signal() {
     #[cfg(unix)]
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
