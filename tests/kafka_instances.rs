@@ -321,6 +321,10 @@ fn three_instances_one_killed_and_restarted_decide_what_one_file_run_does() {
         assert_eq!(status, Some(0), "{stderr}");
         if log == "2-again.log" {
             assert!(stderr.contains("resumed    from checkpoint"), "{stderr}");
+            assert!(
+                stderr.contains("runner: instance 2/3: stopped after "),
+                "{stderr}"
+            );
         }
     }
     let together = outcomes(&dir);

@@ -175,7 +175,8 @@ pub(super) fn run(file: &SourceFile, path: &Path, args: &RunArgs) -> ExitCode {
                 eprintln!("warning: {warning}");
             }
             if !quiet {
-                let _ = std::io::stderr().write_all(render(&summary, malformed_routed).as_bytes());
+                let _ = std::io::stderr()
+                    .write_all(render(&summary, malformed_routed, args.instance).as_bytes());
             }
             if summary.stopped && !live {
                 ExitCode::from(INTERRUPTED)
@@ -360,7 +361,7 @@ fn bytes(n: u64) -> String {
 ///   pending    0 keys (at most 1022 at once)
 ///   watermark  2026-11-01T10:59:58Z
 /// ```
-pub(super) fn render(summary: &Summary, malformed_routed: bool) -> String {
+pub(super) fn render(summary: &Summary, malformed_routed: bool, instance: Instance) -> String {
     let events = summary.events();
     let seconds = summary.elapsed.as_secs_f64();
     #[allow(clippy::cast_precision_loss)] // A rate for people.
@@ -371,9 +372,14 @@ pub(super) fn render(summary: &Summary, malformed_routed: bool) -> String {
     };
     let mut out = String::new();
     let verb = if summary.stopped { "stopped after" } else { "" };
+    let who = if instance.is_shared() {
+        format!("runner: instance {instance}:")
+    } else {
+        "runner:".to_string()
+    };
     let _ = writeln!(
         out,
-        "runner: {verb}{}{} in {seconds:.2}s{rate}",
+        "{who} {verb}{}{} in {seconds:.2}s{rate}",
         if verb.is_empty() { "" } else { " " },
         count(events, "event")
     );
