@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use runner::config::OutcomeKind;
 use serde_json::Value;
 
 use crate::harness::{root, runner, scratch};
@@ -32,6 +33,16 @@ fn generate(dir: &Path, args: &[&str]) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// An output of every kind of outcome to `sink`, a line each, as a
+/// pipeline's `outputs` list holds them.
+pub(crate) fn every_outcome_to(sink: &str) -> String {
+    let mut outputs = String::new();
+    for kind in OutcomeKind::ALL {
+        let _ = writeln!(outputs, "  - {{outcome: {}, sink: {sink}}}", kind.name());
+    }
+    outputs
+}
+
 /// The example pipeline, reading `dir/data` (CSV files with `csv`), with
 /// every outcome also written to `dir/out/all.jsonl`.
 pub(crate) fn pipeline(dir: &Path, csv: bool) {
@@ -42,18 +53,7 @@ pub(crate) fn pipeline(dir: &Path, csv: bool) {
             .replace("data/orders.jsonl", "data/orders.csv")
             .replace("data/payments.jsonl", "data/payments.csv");
     }
-    let mut every = String::new();
-    for kind in [
-        "matched",
-        "mismatched",
-        "timed_out",
-        "duplicate",
-        "late",
-        "resolved",
-        "malformed",
-    ] {
-        let _ = writeln!(every, "  - {{outcome: {kind}, sink: all}}");
-    }
+    let every = every_outcome_to("all");
     let text = text
         .replacen(
             "sinks:\n",

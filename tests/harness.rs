@@ -162,6 +162,14 @@ pub(crate) fn interrupt(child: std::process::Child) -> (Option<i32>, String) {
     )
 }
 
+/// Runs the pipeline in `dir` (its `pipeline.yaml`) with `args`, to its end.
+pub(crate) fn run_in(dir: &Path, args: &[&str]) -> Run {
+    let path = dir.join("pipeline.yaml");
+    let mut all = args.to_vec();
+    all.push(path.to_str().expect("scratch paths are UTF-8"));
+    runner(&all)
+}
+
 /// Starts the pipeline in `dir` with `args`, its summary piped.
 pub(crate) fn start(dir: &Path, args: &[&str]) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_runner"))

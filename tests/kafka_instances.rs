@@ -11,7 +11,7 @@ use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer};
 
-use crate::harness::{interrupt, runner, scratch, start};
+use crate::harness::{interrupt, run_in, runner, scratch, start};
 
 const PARTITIONS: i32 = 8;
 
@@ -253,10 +253,7 @@ fn three_instances_one_killed_and_restarted_decide_what_one_file_run_does() {
     let files = scratch("kafka_instances_files");
     let (orders, payments) = generate(&files);
     crate::accounting::pipeline(&files, false);
-    let run = runner(&[
-        "--quiet",
-        files.join("pipeline.yaml").to_str().expect("UTF-8"),
-    ]);
+    let run = run_in(&files, &["--quiet"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
     let expected = outcomes(&files);
     assert!(expected.len() > 3000, "{} outcomes", expected.len());
@@ -450,11 +447,7 @@ fn a_source_that_is_not_kafka_cannot_be_shared() {
          sinks:\n  out: {type: stdout}\noutputs:\n  - {outcome: matched, sink: out}\n",
     )
     .expect("written");
-    let run = runner(&[
-        "--instance",
-        "1/2",
-        dir.join("pipeline.yaml").to_str().expect("UTF-8"),
-    ]);
+    let run = run_in(&dir, &["--instance", "1/2"]);
     assert_eq!(run.status, 2, "{}", run.stderr);
     assert!(
         run.stderr.contains(

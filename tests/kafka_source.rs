@@ -11,7 +11,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::harness::{interrupt, runner, scratch, start};
+use crate::harness::{interrupt, run_in, runner, scratch, start};
 
 const PARTITIONS: i32 = 3;
 
@@ -126,19 +126,7 @@ fn pipeline(kind: &str, brokers: &str, extra: &str) -> String {
              event_time: ts\n    watermark_lag: 1s\n"
         ),
     };
-    let outputs: String = [
-        "matched",
-        "mismatched",
-        "timed_out",
-        "duplicate",
-        "late",
-        "resolved",
-        "malformed",
-    ]
-    .iter()
-    .map(|outcome| format!("  - {{outcome: {outcome}, sink: out}}\n"))
-    .collect::<Vec<_>>()
-    .concat();
+    let outputs = crate::accounting::every_outcome_to("out");
     format!(
         "sources:\n{}{}connect: {{app: id, bank: id}}\nmatch:\n  wait: 10s\n  rules:\n    \
          paid_in_full: bank.paid == app.amount\nsinks:\n  out: {{type: file, path: out.jsonl}}\n\
@@ -173,10 +161,7 @@ fn from_files(name: &str) -> Vec<String> {
     std::fs::write(dir.join("orders.jsonl"), ORDERS).expect("written");
     std::fs::write(dir.join("payments.jsonl"), PAYMENTS).expect("written");
     std::fs::write(dir.join("pipeline.yaml"), pipeline("file", "", "")).expect("written");
-    let run = runner(&[
-        "--quiet",
-        dir.join("pipeline.yaml").to_str().expect("UTF-8"),
-    ]);
+    let run = run_in(&dir, &["--quiet"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
     outcomes(&dir)
 }
@@ -200,10 +185,7 @@ fn a_bounded_kafka_source_decides_what_its_files_would() {
         pipeline("kafka", &brokers, "    bounded: true\n"),
     )
     .expect("written");
-    let run = runner(&[
-        "--quiet",
-        dir.join("pipeline.yaml").to_str().expect("UTF-8"),
-    ]);
+    let run = run_in(&dir, &["--quiet"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert_eq!(outcomes(&dir), from_files("kafka_source_bounded_files"));
     // Read to the end, the group's offsets are the topics' ends (an empty
@@ -217,21 +199,12 @@ fn a_bounded_kafka_source_decides_what_its_files_would() {
     }
     // Nothing new: a second run reads nothing and decides nothing.
     std::fs::remove_file(dir.join("out.jsonl")).expect("removed");
-    let again = runner(&[
-        "--quiet",
-        dir.join("pipeline.yaml").to_str().expect("UTF-8"),
-    ]);
+    let again = run_in(&dir, &["--quiet"]);
     assert_eq!(again.status, 0, "{}", again.stderr);
     assert_eq!(outcomes(&dir), Vec::<String>::new());
     // `--fresh` starts over, the group's offsets notwithstanding; with
     // workers, the same is decided.
-    let fresh = runner(&[
-        "--quiet",
-        "--fresh",
-        "--workers",
-        "2",
-        dir.join("pipeline.yaml").to_str().expect("UTF-8"),
-    ]);
+    let fresh = run_in(&dir, &["--quiet", "--fresh", "--workers", "2"]);
     assert_eq!(fresh.status, 0, "{}", fresh.stderr);
     assert_eq!(outcomes(&dir), from_files("kafka_source_bounded_files"));
 }
@@ -412,10 +385,7 @@ fn a_topic_that_does_not_exist_stops_the_run_saying_so() {
     let text = pipeline("kafka", &brokers, "    bounded: true\n")
         .replace("topic: payments", "topic: nowhere");
     std::fs::write(dir.join("pipeline.yaml"), text).expect("written");
-    let run = runner(&[
-        "--quiet",
-        dir.join("pipeline.yaml").to_str().expect("UTF-8"),
-    ]);
+    let run = run_in(&dir, &["--quiet"]);
     assert_ne!(run.status, 0);
     assert!(run.stderr.contains("nowhere"), "{}", run.stderr);
 }
@@ -429,10 +399,7 @@ fn a_property_librdkafka_does_not_take_is_pointed_at_before_anything_runs() {
         "    properties: { no.such.thing: 1 }\n",
     );
     std::fs::write(dir.join("pipeline.yaml"), text).expect("written");
-    let run = runner(&[
-        "--quiet",
-        dir.join("pipeline.yaml").to_str().expect("UTF-8"),
-    ]);
+    let run = run_in(&dir, &["--quiet"]);
     assert_eq!(run.status, 2, "{}", run.stderr);
     assert!(
         run.stderr.contains(
@@ -470,10 +437,7 @@ fn generated_data_through_one_partition_decides_what_its_files_would() {
     let generated = runner(&["gen", "--out", files.join("data").to_str().expect("UTF-8")]);
     assert_eq!(generated.status, 0, "{}", generated.stderr);
     crate::accounting::pipeline(&files, false);
-    let run = runner(&[
-        "--quiet",
-        files.join("pipeline.yaml").to_str().expect("UTF-8"),
-    ]);
+    let run = run_in(&files, &["--quiet"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
     let cluster = MockCluster::new(1).expect("a mock cluster");
     let brokers = cluster.bootstrap_servers();
@@ -492,10 +456,7 @@ fn generated_data_through_one_partition_decides_what_its_files_would() {
         );
     }
     std::fs::write(dir.join("pipeline.yaml"), text).expect("written");
-    let run = runner(&[
-        "--quiet",
-        dir.join("pipeline.yaml").to_str().expect("UTF-8"),
-    ]);
+    let run = run_in(&dir, &["--quiet"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
     let (kafka, files) = (all_outcomes(&dir), all_outcomes(&files));
     assert!(files.len() > 3000, "{} outcomes", files.len());
@@ -620,12 +581,7 @@ fn the_log_tells_partitions_offsets_and_ends() {
         pipeline("kafka", &brokers, "    bounded: true\n"),
     )
     .expect("written");
-    let run = runner(&[
-        "--quiet",
-        "--log",
-        "json",
-        dir.join("pipeline.yaml").to_str().expect("UTF-8"),
-    ]);
+    let run = run_in(&dir, &["--quiet", "--log", "json"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
     let events: Vec<serde_json::Value> = run
         .stderr
@@ -681,10 +637,7 @@ fn start_latest_skips_what_the_topic_held() {
         pipeline("kafka", &brokers, "    bounded: true\n    start: latest\n"),
     )
     .expect("written");
-    let run = runner(&[
-        "--quiet",
-        dir.join("pipeline.yaml").to_str().expect("UTF-8"),
-    ]);
+    let run = run_in(&dir, &["--quiet"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert_eq!(outcomes(&dir), Vec::<String>::new());
 }
@@ -729,10 +682,7 @@ fn csv_values_take_their_messages_timestamps() {
             "columns: [id, paid]\n    schema: {id: string, paid: int}\n",
         );
     std::fs::write(dir.join("pipeline.yaml"), text).expect("written");
-    let run = runner(&[
-        "--quiet",
-        dir.join("pipeline.yaml").to_str().expect("UTF-8"),
-    ]);
+    let run = run_in(&dir, &["--quiet"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
     let text = std::fs::read_to_string(dir.join("out.jsonl")).expect("written");
     let lines: Vec<&str> = text.lines().collect();

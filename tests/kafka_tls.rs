@@ -18,7 +18,7 @@ use openssl::ssl::{SslAcceptor, SslMethod};
 use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
 use openssl::x509::{X509, X509NameBuilder};
 
-use crate::harness::{interrupt, runner, scratch, start};
+use crate::harness::{interrupt, run_in, scratch, start};
 use crate::kafka::Broker;
 
 /// A self-signed certificate for `127.0.0.1` and `localhost`, its own
@@ -243,7 +243,7 @@ fn sources_and_sinks_speak_tls_to_the_brokers() {
 fn a_missing_authority_file_is_pointed_at() {
     let dir = scratch("kafka_tls_no_ca");
     pipeline(&dir, "127.0.0.1:9", &dir.join("no-such-ca.pem"));
-    let run = runner(&[dir.join("pipeline.yaml").to_str().expect("UTF-8")]);
+    let run = run_in(&dir, &[]);
     assert_eq!(run.status, 2, "{}", run.stderr);
     assert!(run.stderr.contains("error[E402]"), "{}", run.stderr);
     assert!(run.stderr.contains("ssl.ca.location"), "{}", run.stderr);
