@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use super::encoding::Decoder;
 use super::{Checkpoint, InputPosition};
 use crate::runtime::Matcher;
-use crate::time::{Duration, Watermark};
+use crate::time::Watermark;
 
 /// A listing of `checkpoint`: where each source was, the watermark, each
 /// file sink's length, and every pending key with its sides' event times
@@ -24,7 +24,7 @@ pub fn inspect(checkpoint: &Checkpoint) -> Result<String, String> {
     };
     let mut matchers = Vec::with_capacity(states.len());
     for state in states {
-        let mut matcher = Matcher::new(vec![Duration::ZERO; sides], Vec::new(), Duration::ZERO);
+        let mut matcher = Matcher::for_listing(sides);
         matcher
             .load(&mut Decoder::new(state))
             .map_err(|error| format!("the match state cannot be read: {error}"))?;

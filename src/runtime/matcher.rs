@@ -114,14 +114,19 @@ pub struct Matcher {
     deadlines: Timers,
     /// Where each memory's retention ends; stale once it is replaced.
     expiries: Timers,
-    /// The id the next group or memory gets; ids only grow, and order
-    /// timers that fall on the same time.
-    next_id: u64,
+    /// The id the next group or memory gets. Ids order timers that fall
+    /// on the same time; 32 bits wrap after some four billion groups and
+    /// memories, where timers on the same millisecond either side of the
+    /// wrap fire newest first (the outcomes are the same, in another order).
+    next_id: u32,
     watermark: Watermark,
     /// Events held: in pending groups, and late arrivals of alerts.
     held: usize,
     /// Keys with a pending group.
     waiting: usize,
+    /// In a matcher that lists a checkpoint (which knows no waits): each
+    /// group's deadline as saved, by slot.
+    listed: Option<HashMap<u32, EventTime>>,
     /// The most keys that had a pending group at once.
     peak_waiting: usize,
 }
@@ -137,13 +142,13 @@ struct Entry {
 }
 
 /// A pending group; its records and times are in the matcher's flat
-/// vectors.
+/// vectors, and its deadline, the earliest of its members', follows from
+/// them.
 #[derive(Debug)]
 struct Group {
-    id: u64,
-    /// The earliest deadline of the members: when the group times out.
-    deadline: EventTime,
-    /// The key's entry.
+    id: u32,
+    /// The key's entry; `NONE` once the group is done, which makes its
+    /// timers stale until the slot is reused.
     entry: u32,
     /// The key's next younger group, or `NONE`.
     next: u32,
@@ -152,7 +157,7 @@ struct Group {
 /// A key remembered after its group completed or timed out.
 #[derive(Debug)]
 struct Memory {
-    id: u64,
+    id: u32,
     /// The end of the retention, in event time.
     until: EventTime,
     prior: Prior,
@@ -175,7 +180,7 @@ struct Alert {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Timer {
     at: EventTime,
-    id: u64,
+    id: u32,
     slot: u32,
 }
 
@@ -382,6 +387,7 @@ impl Matcher {
             held: 0,
             waiting: 0,
             peak_waiting: 0,
+            listed: None,
         }
     }
 
@@ -468,10 +474,23 @@ impl Matcher {
         time.saturating_add(self.waits[side.0])
     }
 
-    fn id(&mut self) -> u64 {
+    fn id(&mut self) -> u32 {
         let id = self.next_id;
-        self.next_id += 1;
+        self.next_id = self.next_id.wrapping_add(1);
         id
+    }
+
+    /// When `group` times out: the earliest of its members' deadlines.
+    fn group_deadline(&self, group: u32) -> EventTime {
+        let span = self.span(group);
+        self.records[span.clone()]
+            .iter()
+            .zip(&self.times[span])
+            .enumerate()
+            .filter(|(_, (record, _))| record.is_some())
+            .map(|(side, (_, time))| self.deadline(Side(side), *time))
+            .min()
+            .unwrap_or(EventTime::from_millis(i64::MAX))
     }
 
     /// The slots of group `group` in the flat vectors.
@@ -503,7 +522,7 @@ impl Matcher {
     fn fits(&self, group: u32, side: Side, time: EventTime) -> bool {
         self.records[self.span(group).start + side.0].is_none()
             && self.latest(group).max(time)
-                <= self.groups[group].deadline.min(self.deadline(side, time))
+                <= self.group_deadline(group).min(self.deadline(side, time))
     }
 
     /// The outcome of a complete group: the rules that fail, if any.
@@ -549,7 +568,7 @@ impl Matcher {
         };
         let mut group = self.entries[entry].first;
         while group != NONE {
-            let deadline = self.groups[group].deadline;
+            let deadline = self.group_deadline(group);
             let too_late = time > deadline && time <= deadline.saturating_add(self.retention);
             let has_side = self.records[self.span(group).start + side.0].is_some()
                 || self
@@ -604,10 +623,9 @@ impl Matcher {
     /// A new, empty group of `entry` due at `deadline`, with its timer,
     /// appended to the entry's groups (a key's groups are oldest first),
     /// and room for its slots.
-    fn add_group(&mut self, id: u64, deadline: EventTime, entry: u32) -> u32 {
+    fn add_group(&mut self, id: u32, deadline: EventTime, entry: u32) -> u32 {
         let group = self.groups.insert(Group {
             id,
-            deadline,
             entry,
             next: NONE,
         });
@@ -679,7 +697,7 @@ impl Matcher {
             self.groups[previous].next = next;
         }
         // Marks the slot's timers stale until it is reused.
-        self.groups[group].id = u64::MAX;
+        self.groups[group].entry = NONE;
         self.groups.remove(group);
         let span = self.span(group);
         let records: Box<[Option<Record>]> = self.records[span.clone()]
@@ -699,13 +717,13 @@ impl Matcher {
             record,
         } = event;
         let deadline = self.deadline(side, time);
+        let before = self.group_deadline(group);
         self.held += 1;
         let slot = self.span(group).start + side.0;
         self.records[slot] = Some(record);
         self.times[slot] = time;
-        if deadline < self.groups[group].deadline {
+        if deadline < before {
             // The old timer goes stale: it no longer matches the deadline.
-            self.groups[group].deadline = deadline;
             self.deadlines.push(Timer {
                 at: deadline,
                 id: self.groups[group].id,
@@ -806,8 +824,9 @@ impl Matcher {
                 return true;
             }
             self.deadlines.pop();
-            let group = &self.groups.items.get(timer.slot as usize);
-            if !group.is_some_and(|g| g.id == timer.id && g.deadline == timer.at) {
+            let live = (self.groups.items.get(timer.slot as usize))
+                .is_some_and(|g| g.entry != NONE && g.id == timer.id);
+            if !live || self.group_deadline(timer.slot) != timer.at {
                 continue;
             }
             self.time_out(timer.slot, out);
@@ -826,7 +845,10 @@ impl Matcher {
                 .items
                 .get(entry as usize)
                 .map_or(NONE, |e| e.memory);
-            if memory == NONE || self.memories[memory].id != timer.id {
+            if memory == NONE
+                || self.memories[memory].id != timer.id
+                || self.memories[memory].until != timer.at
+            {
                 continue;
             }
             self.entries[entry].memory = NONE;
@@ -834,7 +856,7 @@ impl Matcher {
             let done = std::mem::replace(
                 &mut self.memories[memory],
                 Memory {
-                    id: u64::MAX,
+                    id: 0,
                     until: EventTime::from_millis(0),
                     prior: Prior::Completed,
                     alert: None,
@@ -848,7 +870,7 @@ impl Matcher {
 
     /// Times `group` out: the alert, then what was too late for it.
     fn time_out(&mut self, group: u32, out: &mut Vec<Outcome>) {
-        let deadline = self.groups[group].deadline;
+        let deadline = self.group_deadline(group);
         let entry = self.groups[group].entry;
         // The side whose own deadline is the group's: the first to give up.
         let span = self.span(group);
@@ -994,6 +1016,88 @@ impl Operator for Matcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(side: usize, key: &str, millis: i64) -> Event {
+        Event {
+            side: Side(side),
+            time: EventTime::from_millis(millis),
+            key: Key::from(key),
+            record: Record::new(vec![Value::from(key)]),
+        }
+    }
+
+    fn matcher() -> Matcher {
+        Matcher::new(
+            [Duration::from_millis(1_000), Duration::from_millis(3_000)],
+            Vec::new(),
+            Duration::from_millis(10_000),
+        )
+    }
+
+    /// Outcomes of keys that match, time out, are tightened (leaving a
+    /// stale timer) and come again within the retention.
+    fn run(mut matcher: Matcher) -> Vec<Outcome> {
+        let mut out = Vec::new();
+        for n in 0..40_i64 {
+            // Every third key waits alone; the others come again.
+            let key = if n % 3 == 0 {
+                format!("alone{n}")
+            } else {
+                format!("k{}", n % 13)
+            };
+            matcher.on_event(event(1, &key, n * 100), &mut out);
+            if n % 3 != 0 {
+                matcher.on_event(event(0, &key, n * 100 + 7), &mut out);
+            }
+            matcher.on_watermark(
+                Watermark::bounded(EventTime::from_millis(n * 100), Duration::ZERO),
+                &mut out,
+            );
+        }
+        matcher.on_end(&mut out);
+        out
+    }
+
+    #[test]
+    fn ids_wrap_without_changing_outcomes() {
+        let first = run(matcher());
+        let mut wrapping = matcher();
+        wrapping.next_id = u32::MAX - 20;
+        assert_eq!(run(wrapping), first);
+        assert!(
+            first
+                .iter()
+                .any(|o| matches!(o.detail, Detail::TimedOut { .. }))
+        );
+        assert!(first.iter().any(|o| matches!(o.detail, Detail::Matched)));
+        assert!(
+            first
+                .iter()
+                .any(|o| matches!(o.detail, Detail::Duplicate { .. }))
+        );
+    }
+
+    #[test]
+    fn a_state_saved_with_other_waits_is_refused_but_listed() {
+        let mut saved = matcher();
+        let mut out = Vec::new();
+        saved.on_event(event(1, "a", 5_000), &mut out);
+        let state = saved.state();
+        let mut shorter = Matcher::new(
+            [Duration::from_millis(1_000), Duration::from_millis(2_000)],
+            Vec::new(),
+            Duration::from_millis(10_000),
+        );
+        let error = shorter.restore_state(&state).expect_err("other waits");
+        assert!(error.0.contains("not what the waits give"), "{error:?}");
+        let mut listing = Matcher::for_listing(2);
+        listing.restore_state(&state).expect("listed");
+        assert_eq!(listing.pending_groups(), saved.pending_groups());
+        assert_eq!(
+            listing.pending_groups()[0].deadline,
+            EventTime::from_millis(8_000)
+        );
+    }
 
     #[test]
     fn timers_come_out_in_order_however_they_go_in() {

@@ -5,13 +5,15 @@
 
 use std::hash::BuildHasher;
 
-use super::{Alert, Entry, Group, Matcher, Memory, NONE, Timer};
+use hashbrown::HashMap;
+
+use super::{Alert, Entry, Matcher, Memory, NONE, Timer};
 use crate::checkpoint::encoding::{DecodeError, Decoder, Encoder};
 use crate::expr::Record;
 use crate::plan::Side;
 use crate::runtime::event::{Event, Key};
 use crate::runtime::operator::Prior;
-use crate::time::{EventTime, Watermark};
+use crate::time::{Duration, EventTime, Watermark};
 
 impl Matcher {
     /// Everything the matcher holds, as a checkpoint keeps it.
@@ -33,7 +35,7 @@ impl Matcher {
 
     /// Writes everything the matcher holds.
     pub(crate) fn save(&self, out: &mut Encoder) {
-        out.varint(self.next_id);
+        out.varint(u64::from(self.next_id));
         out.int(self.watermark.to_raw());
         out.usize(self.peak_waiting);
         // In the order the entries are stored, which is near the order of
@@ -47,9 +49,8 @@ impl Matcher {
             out.value(key.value());
             out.usize(self.chain(*first).count());
             for group in self.chain(*first) {
-                let Group { id, deadline, .. } = self.groups[group];
-                out.varint(id);
-                out.time(deadline);
+                out.varint(u64::from(self.groups[group].id));
+                out.time(self.group_deadline(group));
                 let span = self.span(group);
                 Self::save_sides(&self.records[span.clone()], &self.times[span], out);
                 let held = if self.too_late.is_empty() {
@@ -75,7 +76,7 @@ impl Matcher {
                 prior,
                 alert,
             } = &self.memories[*memory];
-            out.varint(*id);
+            out.varint(u64::from(*id));
             out.time(*until);
             out.u8(match prior {
                 Prior::Waiting => 0,
@@ -125,7 +126,7 @@ impl Matcher {
     ///
     /// Data that is damaged or was written for other sides.
     pub(crate) fn load(&mut self, input: &mut Decoder<'_>) -> Result<(), DecodeError> {
-        self.next_id = input.varint()?;
+        self.next_id = id(input)?;
         self.watermark = Watermark::from_raw(input.int()?);
         let peak = usize::try_from(input.varint()?).unwrap_or(usize::MAX);
         let keys = input.count(3)?;
@@ -165,7 +166,7 @@ impl Matcher {
     /// Reads one pending group of `entry`, appended to its chain.
     fn load_group(&mut self, entry: u32, input: &mut Decoder<'_>) -> Result<(), DecodeError> {
         let sides = self.sides();
-        let id = input.varint()?;
+        let id = id(input)?;
         let deadline = input.time()?;
         let group = self.add_group(id, deadline, entry);
         let span = self.span(group);
@@ -176,6 +177,18 @@ impl Matcher {
         )?;
         if present == 0 {
             return Err(DecodeError("a pending group has no event".to_string()));
+        }
+        let derived = self.group_deadline(group);
+        match &mut self.listed {
+            Some(listed) => {
+                listed.insert(group, deadline);
+            }
+            None if derived != deadline => {
+                return Err(DecodeError(format!(
+                    "a group's deadline, {deadline}, is not what the waits give, {derived}"
+                )));
+            }
+            None => {}
         }
         self.held += present;
         let held = input.count(3)?;
@@ -198,7 +211,7 @@ impl Matcher {
     /// Reads the memory of `entry`.
     fn load_memory(&mut self, entry: u32, input: &mut Decoder<'_>) -> Result<(), DecodeError> {
         let sides = self.sides();
-        let id = input.varint()?;
+        let id = id(input)?;
         let until = input.time()?;
         let prior = match input.u8()? {
             0 => Prior::Waiting,
@@ -263,6 +276,15 @@ impl Matcher {
         Ok(present)
     }
 
+    /// A matcher of `sides` sides to list a checkpoint's state with, for
+    /// which the waits are not known: each group's deadline is kept as the
+    /// checkpoint gives it.
+    pub fn for_listing(sides: usize) -> Self {
+        let mut matcher = Self::new(vec![Duration::ZERO; sides], Vec::new(), Duration::ZERO);
+        matcher.listed = Some(HashMap::new());
+        matcher
+    }
+
     fn side(sides: usize, input: &mut Decoder<'_>) -> Result<usize, DecodeError> {
         let side = usize::try_from(input.varint()?).unwrap_or(usize::MAX);
         if side < sides {
@@ -294,7 +316,9 @@ impl Matcher {
                 let span = self.span(group);
                 groups.push(PendingGroup {
                     key: self.entries[entry].key.value().clone(),
-                    deadline: self.groups[group].deadline,
+                    deadline: (self.listed.as_ref())
+                        .and_then(|listed| listed.get(&group).copied())
+                        .unwrap_or_else(|| self.group_deadline(group)),
                     sides: self.records[span.clone()]
                         .iter()
                         .zip(&self.times[span])
@@ -312,4 +336,10 @@ impl Matcher {
     pub fn remembered_keys(&self) -> usize {
         self.memories.len()
     }
+}
+
+/// An id as a checkpoint keeps it: a varint, of which the low 32 bits are
+/// the id (earlier versions kept 64).
+fn id(input: &mut Decoder<'_>) -> Result<u32, DecodeError> {
+    Ok(u32::try_from(input.varint()? & u64::from(u32::MAX)).unwrap_or(0))
 }
