@@ -1,5 +1,7 @@
 //! `runner validate` as CI uses it: many paths, every format, exit codes.
 
+use std::fmt::Write as _;
+
 use serde_json::Value as Json;
 
 use crate::harness::{root, runner, scratch};
@@ -203,4 +205,59 @@ fn colour_on_a_terminal_unless_no_color() {
     let plain = on_a_terminal("1");
     assert!(plain.contains("error[E201]: unknown name `tss`"), "{plain}");
     assert!(!plain.contains('\u{1b}'), "{plain}");
+}
+
+/// A pipeline connecting `count` inline sources, each with one record of
+/// key `k`, and every outcome to standard output.
+fn many_sides(count: usize) -> String {
+    let mut yaml = String::from("sources:\n");
+    for n in 0..count {
+        let _ = write!(
+            yaml,
+            "  s{n}:\n    type: inline\n    schema: {{ id: string, ts: int }}\n    \
+             event_time: ts\n    watermark_lag: 0s\n    records:\n      - {{ id: k, ts: {n} }}\n"
+        );
+    }
+    yaml.push_str("connect:\n");
+    for n in 0..count {
+        let _ = writeln!(yaml, "  s{n}: id");
+    }
+    yaml.push_str(
+        "match:\n  wait: 5s\nsinks:\n  out: { type: stdout }\noutputs:\n  \
+         - outcome: matched\n    sink: out\n    template: concat(\"matched \", key)\n  \
+         - outcome: timed_out\n    sink: out\n    template: concat(\"timed out \", key)\n",
+    );
+    yaml
+}
+
+#[test]
+fn a_match_connects_at_most_256_sources() {
+    let dir = scratch("many_sides");
+    let most = dir.join("most.yaml");
+    std::fs::write(&most, many_sides(256)).unwrap();
+    // The last side's event completes the group.
+    let run = runner(&[most.to_str().unwrap()]);
+    assert_eq!(
+        (run.status, run.stdout.as_str()),
+        (0, "matched k\n"),
+        "{}",
+        run.stderr
+    );
+
+    let over = dir.join("over.yaml");
+    let yaml = many_sides(257);
+    // Pointed at the first source too many.
+    let line = yaml.lines().position(|l| l == "  s256: id").unwrap() + 1;
+    std::fs::write(&over, yaml).unwrap();
+    let run = runner(&["validate", over.to_str().unwrap()]);
+    assert_eq!(run.status, 1, "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("error[E305]: `connect` names 257 sources; a match takes at most 256\n")
+            && run
+                .stdout
+                .contains(&format!("--> {}:{line}:3\n", over.display())),
+        "{}",
+        run.stdout
+    );
 }

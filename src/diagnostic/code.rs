@@ -58,7 +58,7 @@ codes! {
     UnknownSink = "E302": "an output routed to a sink that is not declared",
     KeyTypeMismatch = "E303": "connected sources whose keys have different types",
     WaitRule = "E304": "a connected source without a wait rule, or a wait rule for a source that is not connected",
-    TooFewSides = "E305": "`connect` names fewer than two sources",
+    SideCount = "E305": "`connect` names fewer than two sources, or more than 256",
     InvalidSide = "E306": "an output's `side` that is not a connected source or does not apply to its outcome",
     UnusedSource = "E307": "a source that is declared but not connected",
     InvalidTest = "E308": "a test case that names a side that is not connected, or expects what its outcome cannot carry",

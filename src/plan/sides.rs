@@ -2,10 +2,14 @@
 //! wait rule of each side.
 
 use super::build::Builder;
-use crate::config::{ConnectConfig, ExprText, SourceConfig, Spanned, WaitConfig};
+use crate::config::{Connect, ConnectConfig, ExprText, SourceConfig, Spanned, WaitConfig};
 use crate::diagnostic::{Code, Diagnostic, Span, did_you_mean};
 use crate::expr::SideScope;
 use crate::time::Duration;
+
+/// The most sources one match connects: the match operator keeps a
+/// member's side in a byte.
+pub(crate) const MAX_SIDES: usize = 256;
 
 /// A connected source before its expressions are compiled.
 pub(super) struct Connected<'p> {
@@ -92,23 +96,7 @@ impl<'p> Builder<'p> {
                 self.report(diagnostic);
             }
         }
-        if connect.sides.len() < 2 {
-            self.report(
-                Diagnostic::error(
-                    Code::TooFewSides,
-                    if connect.sides.is_empty() {
-                        "`connect` names no sources; matching needs at least two".to_string()
-                    } else {
-                        "`connect` names only one source; matching needs at least two".to_string()
-                    },
-                    connect.span,
-                )
-                .help(
-                    "list each source to match with its key expression, e.g. `app: order_id`"
-                        .to_string(),
-                ),
-            );
-        }
+        self.side_count(connect);
         for name in pipeline.sources.names.iter().flatten() {
             let connected = connect
                 .sides
@@ -215,6 +203,38 @@ impl<'p> Builder<'p> {
     }
 
     /// An unknown source name, with the closest declared one or the list.
+    /// Reports a `connect` with fewer sides than a match needs or more
+    /// than it takes.
+    fn side_count(&mut self, connect: &Connect) {
+        if let Some(beyond) = connect.sides.get(MAX_SIDES) {
+            self.report(Diagnostic::error(
+                Code::SideCount,
+                format!(
+                    "`connect` names {} sources; a match takes at most {MAX_SIDES}",
+                    connect.sides.len()
+                ),
+                beyond.source.span,
+            ));
+        }
+        if connect.sides.len() < 2 {
+            self.report(
+                Diagnostic::error(
+                    Code::SideCount,
+                    if connect.sides.is_empty() {
+                        "`connect` names no sources; matching needs at least two".to_string()
+                    } else {
+                        "`connect` names only one source; matching needs at least two".to_string()
+                    },
+                    connect.span,
+                )
+                .help(
+                    "list each source to match with its key expression, e.g. `app: order_id`"
+                        .to_string(),
+                ),
+            );
+        }
+    }
+
     fn unknown_source(&self, name: &str, span: Span) -> Diagnostic {
         let declared: Vec<&str> = self
             .pipeline

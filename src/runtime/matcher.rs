@@ -42,11 +42,14 @@
 //! oldest first) and what is remembered of it once done. Entries, groups
 //! and memories live in slabs, vectors whose free slots are reused, and a
 //! hash table of entry indexes finds a key's entry; the key itself is
-//! stored once, in its entry. Each group's records and event times sit in
-//! two flat vectors, a slot per side. Timers (deadlines and ends of
+//! stored once, in its entry. Each group's members (record, event time and
+//! side) sit in flat vectors, a slot per side but one: the event of the
+//! last side completes the group, so it never waits in one. A group's
+//! deadline is worked out from its members. Timers (deadlines and ends of
 //! retention) are queues in time order; a timer whose group or memory has
-//! moved on is stale and skipped when it comes up. So a pending key costs its event
-//! and a few dozen bytes, and an event allocates nothing of its own.
+//! moved on is stale and skipped when it comes up. So a pending key costs
+//! its event and under a hundred bytes (`cargo bench --bench matcher`), and
+//! an event allocates nothing of its own.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -100,10 +103,14 @@ pub struct Matcher {
     index: HashTable<u32>,
     entries: Slab<Entry>,
     groups: Slab<Group>,
-    /// Each group's record per side, `sides` slots per group slot.
+    /// Each group's members, `sides - 1` slots per group slot (a group
+    /// with every side is complete, and gone), filled in arrival order:
+    /// the member's record, or `None` for a slot still free,
     records: Vec<Option<Record>>,
-    /// Each group's event time per side, where a record is present.
+    /// its event time,
     times: Vec<EventTime>,
+    /// and its side.
+    members: Vec<u8>,
     memories: Slab<Memory>,
     /// Counterparts too late for a group, in event time, but within the
     /// retention after its deadline: they resolve its timeout once it
@@ -378,6 +385,7 @@ impl Matcher {
             groups: Slab::new(),
             records: Vec::new(),
             times: Vec::new(),
+            members: Vec::new(),
             memories: Slab::new(),
             too_late: HashMap::new(),
             deadlines: Timers::default(),
@@ -482,21 +490,35 @@ impl Matcher {
 
     /// When `group` times out: the earliest of its members' deadlines.
     fn group_deadline(&self, group: u32) -> EventTime {
-        let span = self.span(group);
-        self.records[span.clone()]
-            .iter()
-            .zip(&self.times[span])
-            .enumerate()
-            .filter(|(_, (record, _))| record.is_some())
-            .map(|(side, (_, time))| self.deadline(Side(side), *time))
+        self.members_of(group)
+            .map(|(side, time)| self.deadline(side, time))
             .min()
             .unwrap_or(EventTime::from_millis(i64::MAX))
     }
 
+    /// Slots per group: one fewer than the sides.
+    fn slots(&self) -> usize {
+        self.sides().saturating_sub(1).max(1)
+    }
+
     /// The slots of group `group` in the flat vectors.
     fn span(&self, group: u32) -> std::ops::Range<usize> {
-        let start = group as usize * self.sides();
-        start..start + self.sides()
+        let start = group as usize * self.slots();
+        start..start + self.slots()
+    }
+
+    /// The side and event time of each member of `group`, in arrival
+    /// order.
+    fn members_of(&self, group: u32) -> impl Iterator<Item = (Side, EventTime)> + '_ {
+        self.span(group)
+            .take_while(|&slot| self.records[slot].is_some())
+            .map(|slot| (Side(usize::from(self.members[slot])), self.times[slot]))
+    }
+
+    /// The slot of `group`'s member of `side`, if it has one.
+    fn member(&self, group: u32, side: Side) -> Option<usize> {
+        self.span(group)
+            .find(|&slot| self.records[slot].is_some() && usize::from(self.members[slot]) == side.0)
     }
 
     /// The entry of `key`, whose hash is `hash`, if it has state.
@@ -508,21 +530,16 @@ impl Matcher {
 
     /// The latest event time among the members of `group`.
     fn latest(&self, group: u32) -> EventTime {
-        let span = self.span(group);
-        self.records[span.clone()]
-            .iter()
-            .zip(&self.times[span])
-            .filter(|(record, _)| record.is_some())
-            .map(|(_, time)| *time)
+        self.members_of(group)
+            .map(|(_, time)| time)
             .max()
             .unwrap_or(EventTime::from_millis(i64::MIN))
     }
 
-    /// Whether an event of `side` at `time` may join `group`.
-    fn fits(&self, group: u32, side: Side, time: EventTime) -> bool {
-        self.records[self.span(group).start + side.0].is_none()
-            && self.latest(group).max(time)
-                <= self.group_deadline(group).min(self.deadline(side, time))
+    /// Whether an event of `side` at `time` fits in time in `group`, due
+    /// at `deadline`, which has no event of `side`.
+    fn fits(&self, group: u32, deadline: EventTime, side: Side, time: EventTime) -> bool {
+        self.latest(group).max(time) <= deadline.min(self.deadline(side, time))
     }
 
     /// The outcome of a complete group: the rules that fail, if any.
@@ -570,7 +587,7 @@ impl Matcher {
         while group != NONE {
             let deadline = self.group_deadline(group);
             let too_late = time > deadline && time <= deadline.saturating_add(self.retention);
-            let has_side = self.records[self.span(group).start + side.0].is_some()
+            let has_side = self.member(group, side).is_some()
                 || self
                     .too_late
                     .get(&group)
@@ -580,7 +597,7 @@ impl Matcher {
                 if time <= deadline || too_late {
                     return Next::Duplicate;
                 }
-            } else if self.fits(group, side, time) {
+            } else if self.fits(group, deadline, side, time) {
                 return Next::Join(group);
             } else if too_late {
                 // Past the deadline but within the retention: it will
@@ -612,11 +629,15 @@ impl Matcher {
         let id = self.id();
         let deadline = self.deadline(side, time);
         let group = self.add_group(id, deadline, entry);
-        let span = self.span(group);
-        self.records[span.start + side.0] = Some(record);
-        // An absent side's time is the group's first: never shown, but
-        // defined.
-        self.times[span].fill(time);
+        self.put(self.span(group).start, side, time, record);
+    }
+
+    /// Fills `slot` with a member.
+    fn put(&mut self, slot: usize, side: Side, time: EventTime, record: Record) {
+        self.records[slot] = Some(record);
+        self.times[slot] = time;
+        // The planner connects at most `MAX_SIDES`, 256.
+        self.members[slot] = u8::try_from(side.0).unwrap_or(u8::MAX);
         self.held += 1;
     }
 
@@ -633,6 +654,7 @@ impl Matcher {
         if self.records.len() < span.end {
             self.records.resize(span.end, None);
             self.times.resize(span.end, EventTime::from_millis(0));
+            self.members.resize(span.end, 0);
         }
         self.deadlines.push(Timer {
             at: deadline,
@@ -681,7 +703,8 @@ impl Matcher {
     }
 
     /// Takes `group` out of its key's chain and frees it; returns its
-    /// records and times.
+    /// records and times by side (an absent side's time is the first
+    /// member's: never shown, but defined).
     fn take_group(&mut self, group: u32) -> (Box<[Option<Record>]>, Box<[EventTime]>) {
         let Group { entry, next, .. } = self.groups[group];
         if self.entries[entry].first == group {
@@ -700,11 +723,16 @@ impl Matcher {
         self.groups[group].entry = NONE;
         self.groups.remove(group);
         let span = self.span(group);
-        let records: Box<[Option<Record>]> = self.records[span.clone()]
-            .iter_mut()
-            .map(Option::take)
-            .collect();
-        let times: Box<[EventTime]> = self.times[span].into();
+        let mut records = vec![None; self.sides()].into_boxed_slice();
+        let mut times = vec![self.times[span.start]; self.sides()].into_boxed_slice();
+        for slot in span {
+            let Some(record) = self.records[slot].take() else {
+                break;
+            };
+            let side = usize::from(self.members[slot]);
+            records[side] = Some(record);
+            times[side] = self.times[slot];
+        }
         (records, times)
     }
 
@@ -716,27 +744,26 @@ impl Matcher {
             key,
             record,
         } = event;
-        let deadline = self.deadline(side, time);
-        let before = self.group_deadline(group);
-        self.held += 1;
-        let slot = self.span(group).start + side.0;
-        self.records[slot] = Some(record);
-        self.times[slot] = time;
-        if deadline < before {
-            // The old timer goes stale: it no longer matches the deadline.
-            self.deadlines.push(Timer {
-                at: deadline,
-                id: self.groups[group].id,
-                slot: group,
-            });
-        }
-        if self.records[self.span(group)].iter().any(Option::is_none) {
+        if let Some(free) = self.span(group).find(|&slot| self.records[slot].is_none()) {
+            let deadline = self.deadline(side, time);
+            if deadline < self.group_deadline(group) {
+                // The old timer goes stale: it no longer matches the deadline.
+                self.deadlines.push(Timer {
+                    at: deadline,
+                    id: self.groups[group].id,
+                    slot: group,
+                });
+            }
+            self.put(free, side, time, record);
             return;
         }
-        let latest = self.latest(group);
+        // Every other side is in: the group is complete.
+        let latest = self.latest(group).max(time);
         let entry = self.groups[group].entry;
-        let (records, times) = self.take_group(group);
-        self.held -= records.len();
+        let (mut records, mut times) = self.take_group(group);
+        records[side.0] = Some(record);
+        times[side.0] = time;
+        self.held -= records.len() - 1;
         let detail = self.judge(&key, &records);
         out.push(Outcome {
             key,
@@ -873,13 +900,11 @@ impl Matcher {
         let deadline = self.group_deadline(group);
         let entry = self.groups[group].entry;
         // The side whose own deadline is the group's: the first to give up.
-        let span = self.span(group);
-        let expired = (0..self.sides())
-            .map(Side)
-            .find(|side| {
-                self.records[span.start + side.0].is_some()
-                    && self.deadline(*side, self.times[span.start + side.0]) == deadline
-            })
+        let expired = self
+            .members_of(group)
+            .filter(|&(side, time)| self.deadline(side, time) == deadline)
+            .map(|(side, _)| side)
+            .min()
             .unwrap_or(Side(0));
         let too_late = self.too_late.remove(&group).unwrap_or_default();
         let (records, times) = self.take_group(group);

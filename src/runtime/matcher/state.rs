@@ -51,8 +51,22 @@ impl Matcher {
             for group in self.chain(*first) {
                 out.varint(u64::from(self.groups[group].id));
                 out.time(self.group_deadline(group));
-                let span = self.span(group);
-                Self::save_sides(&self.records[span.clone()], &self.times[span], out);
+                // By side, as an alert's records are.
+                for side in 0..self.sides() {
+                    let member = self.span(group).find_map(|slot| {
+                        let record = self.records[slot].as_ref()?;
+                        (usize::from(self.members[slot]) == side)
+                            .then(|| (self.times[slot], record))
+                    });
+                    match member {
+                        Some((time, record)) => {
+                            out.bool(true);
+                            out.time(time);
+                            out.record(record);
+                        }
+                        None => out.bool(false),
+                    }
+                }
                 let held = if self.too_late.is_empty() {
                     &[][..]
                 } else {
@@ -137,8 +151,9 @@ impl Matcher {
         self.entries.items.reserve(keys);
         self.groups.items.reserve(keys);
         // A group per key, most often: its sides' slots.
-        self.records.reserve(keys.saturating_mul(self.sides()));
-        self.times.reserve(keys.saturating_mul(self.sides()));
+        self.records.reserve(keys.saturating_mul(self.slots()));
+        self.times.reserve(keys.saturating_mul(self.slots()));
+        self.members.reserve(keys.saturating_mul(self.slots()));
 
         for _ in 0..keys {
             let key = Key::new(input.value()?);
@@ -169,13 +184,21 @@ impl Matcher {
         let id = id(input)?;
         let deadline = input.time()?;
         let group = self.add_group(id, deadline, entry);
-        let span = self.span(group);
-        let present = Self::load_sides(
-            &mut self.records[span.clone()],
-            &mut self.times[span],
-            input,
-        )?;
-        if present == 0 {
+        let mut slots = self.span(group);
+        for side in 0..sides {
+            if !input.bool()? {
+                continue;
+            }
+            let time = input.time()?;
+            let record = input.record()?;
+            let Some(slot) = slots.next() else {
+                return Err(DecodeError(
+                    "a pending group has an event of every side".to_string(),
+                ));
+            };
+            self.put(slot, Side(side), time, record);
+        }
+        if slots.len() == self.slots() {
             return Err(DecodeError("a pending group has no event".to_string()));
         }
         let derived = self.group_deadline(group);
@@ -190,7 +213,6 @@ impl Matcher {
             }
             None => {}
         }
-        self.held += present;
         let held = input.count(3)?;
         for _ in 0..held {
             let side = Side(Self::side(sides, input)?);
@@ -313,17 +335,16 @@ impl Matcher {
         for &entry in &self.index {
             let mut group = self.entries[entry].first;
             while group != NONE {
-                let span = self.span(group);
+                let mut sides = vec![None; self.sides()];
+                for (side, time) in self.members_of(group) {
+                    sides[side.0] = Some(time);
+                }
                 groups.push(PendingGroup {
                     key: self.entries[entry].key.value().clone(),
                     deadline: (self.listed.as_ref())
                         .and_then(|listed| listed.get(&group).copied())
                         .unwrap_or_else(|| self.group_deadline(group)),
-                    sides: self.records[span.clone()]
-                        .iter()
-                        .zip(&self.times[span])
-                        .map(|(record, time)| record.as_ref().map(|_| *time))
-                        .collect(),
+                    sides,
                 });
                 group = self.groups[group].next;
             }
