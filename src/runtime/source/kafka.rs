@@ -294,7 +294,11 @@ impl Consumer {
             // prefetch limits then hold per partition (64 MiB and 100,000
             // messages by default): memory would grow with the partitions.
             .set("queued.max.messages.kbytes", QUEUED_KBYTES.to_string())
-            .set("queued.min.messages", "10000");
+            .set("queued.min.messages", "1000")
+            // A partition whose queue is full is fetched for again after
+            // this long (1 s by default): the run drains a queue in a
+            // millisecond or two, and then waited out the second.
+            .set("fetch.queue.backoff.ms", "10");
         for (name, value) in &config.properties {
             client.set(&name.value, &value.value);
         }
