@@ -653,3 +653,93 @@ fn a_state_directory_that_cannot_be_made_is_an_error_before_anything_runs() {
     );
     assert!(!dir.join("out").exists(), "no output is started");
 }
+
+/// A sink that cannot be written (here: past the process's file size
+/// limit, as a full disk would refuse it) stops the run with an error that
+/// says the last checkpoint is kept; put right, the same pipeline resumes
+/// from it and writes what could not be written, once.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_sink_that_cannot_be_written_stops_the_run_and_the_next_resumes_from_its_checkpoint() {
+    let dir = followed("recovery_write_error");
+    let text = std::fs::read_to_string(dir.join("pipeline.yaml")).expect("read");
+    std::fs::write(
+        dir.join("pipeline.yaml"),
+        text.replace("interval: 1h", "interval: 100ms"),
+    )
+    .expect("written");
+    // Files may grow to 2 KiB (in 512-byte blocks: checkpoints here take
+    // 914 bytes); the signal that would end the process instead of failing
+    // the write is ignored.
+    let mut child = Command::new("sh")
+        .args(["-c", "trap '' XFSZ; ulimit -f 4; exec \"$0\" \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_runner"))
+        .arg(dir.join("pipeline.yaml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runner starts");
+    wait_for(&dir.join("out/matched.jsonl"), "A-1");
+    // Checkpoints after the match.
+    std::thread::sleep(Duration::from_millis(500));
+    // A malformed line of 10 KB: its outcome (with the line's first 4 KB)
+    // cannot be written.
+    let garbage = format!("{{\"order_ref\": \"{}\n", "x".repeat(10_000));
+    let appended = payment("A-1", 5, "02") + &garbage;
+    std::fs::write(dir.join("data/payments.jsonl"), appended).expect("appended");
+    let mut ended = None;
+    for _ in 0..1_000 {
+        ended = child.try_wait().expect("waits");
+        if ended.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if ended.is_none() {
+        let (_, stderr) = interrupt(child);
+        panic!("the run went on: {stderr}");
+    }
+    let output = child.wait_with_output().expect("ended");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("error: cannot write to sink `rest (") && stderr.contains("File too large"),
+        "{stderr}"
+    );
+    let state = dir.join(".runner/pipeline");
+    let sequence: String = stderr
+        .split("runner: checkpoint ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("says which checkpoint is kept: {stderr}"))
+        .to_string();
+    assert!(
+        stderr.contains(&format!(
+            "runner: checkpoint {sequence} in `{}` is kept: run the pipeline again to resume \
+             from it, reading again what came after it",
+            state.display()
+        )),
+        "{stderr}"
+    );
+
+    // Without the limit, the same pipeline resumes and writes it, once.
+    let rest = dir.join("out/rest.jsonl");
+    let child = start(&dir, &[]);
+    // (The failed run left the outcome's first 2 KiB: the reason is past
+    // them.)
+    wait_for(&rest, "\"reason\"");
+    let (code, stderr) = interrupt(child);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("resumed    from checkpoint {sequence}")),
+        "{stderr}"
+    );
+    let written = std::fs::read_to_string(&rest).expect("written");
+    assert_eq!(written.lines().count(), 1, "{written}");
+    assert!(
+        written.starts_with(r#"{"outcome":"malformed","source":"platform""#),
+        "{written}"
+    );
+    assert!(written.len() > 4_000, "{written}");
+    assert_eq!(matched(&dir), [r#"{"outcome":"matched","key":"A-1","ap"#]);
+}

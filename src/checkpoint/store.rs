@@ -84,7 +84,13 @@ impl Store {
 
     /// Whether the directory holds a checkpoint.
     pub fn has_checkpoint(&self) -> bool {
-        self.files().is_ok_and(|files| !files.is_empty())
+        self.newest().is_some()
+    }
+
+    /// The sequence number of the newest checkpoint in the directory, if
+    /// it holds one (not read: [`load`](Self::load) checks it).
+    pub fn newest(&self) -> Option<u64> {
+        self.files().ok()?.first().map(|(sequence, _)| *sequence)
     }
 
     /// The checkpoint files, newest first, with their sequence numbers.

@@ -186,7 +186,7 @@ pub(super) fn run(file: &SourceFile, path: &Path, args: &RunArgs) -> ExitCode {
         }
         // `runner pipeline.yaml | head`: the reader has all it wanted.
         Err(error) if error.is_broken_pipe() => ExitCode::SUCCESS,
-        Err(error) => failed(&error, file),
+        Err(error) => failed(&error, file, &Store::new(args.instance.state_dir(&state))),
     }
 }
 
@@ -216,7 +216,10 @@ fn log_to_stderr(format: LogFormat) {
     };
 }
 
-fn failed(error: &RunError, file: &SourceFile) -> ExitCode {
+/// Reports why a run failed and gives its exit code; for an input or
+/// output that failed mid-run, says which checkpoint a run again resumes
+/// from.
+fn failed(error: &RunError, file: &SourceFile, store: &Store) -> ExitCode {
     if let Some(diagnostic) = error.to_diagnostic() {
         report(&[diagnostic], file);
         return match error {
@@ -226,6 +229,17 @@ fn failed(error: &RunError, file: &SourceFile) -> ExitCode {
     }
     // Not about the pipeline: input or output that cannot be read or written.
     eprintln!("error: {error}");
+    // One that failed mid-run (a full disk, a file gone): once it is put
+    // right, the same pipeline resumes.
+    if matches!(error, RunError::Read { .. } | RunError::Write { .. })
+        && let Some(sequence) = store.newest()
+    {
+        eprintln!(
+            "runner: checkpoint {sequence} in `{}` is kept: run the pipeline again to resume \
+             from it, reading again what came after it",
+            store.dir().display()
+        );
+    }
     ExitCode::from(USAGE)
 }
 
