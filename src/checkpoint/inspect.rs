@@ -16,6 +16,9 @@ use crate::time::Watermark;
 /// The match operator's state in the checkpoint cannot be read.
 pub fn inspect(checkpoint: &Checkpoint) -> Result<String, String> {
     let sides = checkpoint.inputs.len();
+    if sides > 256 {
+        return Err(format!("it has {sides} inputs; a match takes at most 256"));
+    }
     // One matcher, or one per worker.
     let states = if checkpoint.workers.is_empty() {
         std::slice::from_ref(&checkpoint.matcher)
@@ -125,4 +128,21 @@ fn place(source: &InputPosition) -> String {
         ""
     };
     format!("{place}{newest}{idle}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_of_more_sides_than_a_match_takes_is_refused() {
+        let mut checkpoint = super::super::tests::sample();
+        checkpoint.workers.clear();
+        let input = checkpoint.inputs[1].clone();
+        checkpoint.inputs = vec![input; 257];
+        assert_eq!(
+            inspect(&checkpoint),
+            Err("it has 257 inputs; a match takes at most 256".to_string())
+        );
+    }
 }

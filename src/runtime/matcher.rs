@@ -370,13 +370,23 @@ enum Next {
 impl Matcher {
     /// A matcher with one side per wait, the rules a complete group must
     /// satisfy, and how long a done key is remembered.
+    ///
+    /// # Panics
+    ///
+    /// With more than 256 waits: a member's side is kept in a byte (the
+    /// planner refuses more sides, E305).
     pub fn new(
         waits: impl IntoIterator<Item = Duration>,
         rules: Vec<Rule>,
         retention: Duration,
     ) -> Self {
+        let waits: Box<[Duration]> = waits.into_iter().collect();
+        assert!(
+            waits.len() <= usize::from(u8::MAX) + 1,
+            "a match takes at most 256 sides"
+        );
         Self {
-            waits: waits.into_iter().collect(),
+            waits,
             rules: rules.into(),
             retention,
             hasher: DefaultHashBuilder::default(),
@@ -636,7 +646,7 @@ impl Matcher {
     fn put(&mut self, slot: usize, side: Side, time: EventTime, record: Record) {
         self.records[slot] = Some(record);
         self.times[slot] = time;
-        // The planner connects at most `MAX_SIDES`, 256.
+        // At most 256 sides (`new`).
         self.members[slot] = u8::try_from(side.0).unwrap_or(u8::MAX);
         self.held += 1;
     }
