@@ -8,6 +8,7 @@ use rdkafka::ClientConfig;
 use rdkafka::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::harness::{Run, runner, scratch};
@@ -328,6 +329,36 @@ fn a_record_that_cannot_be_delivered_stops_the_run_with_the_reason() {
         ),
         "{}",
         run.stderr
+    );
+}
+
+#[test]
+fn the_producer_writes_idempotently_unless_told_otherwise() {
+    // A broker that refuses producer ids: an idempotent producer cannot
+    // write, a plain one can.
+    let cluster = cluster();
+    let brokers = cluster.bootstrap_servers();
+    cluster.request_errors(
+        RDKafkaApiKey::InitProducerId,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED; 100],
+    );
+    let (refused, _) = run("kafka_sink_idempotent", &pipeline(&brokers, ""), &[]);
+    assert_eq!(refused.status, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("error: cannot write to sink `bus`")
+            && refused.stderr.contains("uthoriz"),
+        "{}",
+        refused.stderr
+    );
+    let plain = pipeline(&brokers, "").replace(
+        "properties: {message.timeout.ms: 10000}",
+        "properties: {message.timeout.ms: 10000, enable.idempotence: false}",
+    );
+    let (written, _) = run("kafka_sink_not_idempotent", &plain, &[]);
+    assert_eq!(written.status, 0, "{}", written.stderr);
+    assert_eq!(
+        records(&brokers, 6).values().map(Vec::len).sum::<usize>(),
+        6
     );
 }
 

@@ -83,6 +83,9 @@ impl Producer {
         // back; the run's memory is bounded by what is pending instead
         // (the properties may say otherwise).
         client.set("queue.buffering.max.kbytes", QUEUE_KBYTES.to_string());
+        // A batch sent again after a lost answer is not written twice, and
+        // records stay in order within a partition.
+        client.set("enable.idempotence", "true");
         for (name, value) in &config.properties {
             client.set(&name.value, &value.value);
         }
