@@ -225,10 +225,11 @@ pub(crate) async fn drive(
     if result.is_ok() && closed.is_ok() && !driver.summary.stopped {
         // Every outcome of what was read is written: the groups' offsets
         // move to the end.
-        source::Committer::commit_all(
-            driver.inputs.iter().filter_map(|input| {
-                Some((input.committer.as_ref()?, &input.buffer.partitions[..]))
-            }),
+        source::GroupOffsets::commit_all(
+            driver
+                .inputs
+                .iter()
+                .filter_map(|input| Some((input.offsets.as_ref()?, &input.buffer.partitions[..]))),
         );
     }
     match (result, closed) {
@@ -281,8 +282,8 @@ struct InputQueue {
     stamp: Stamp,
     /// Whether the merge waits for this input when it has nothing buffered.
     holds_merge: bool,
-    /// What commits a Kafka source's offsets to its group.
-    committer: Option<source::Committer>,
+    /// A Kafka source's offsets in its group: what was read, and commits.
+    offsets: Option<source::GroupOffsets>,
 }
 
 impl InputQueue {
@@ -300,13 +301,13 @@ impl InputQueue {
             (true, false) => Stamp::Arrival,
         };
         let idle_timeout = source.idle_timeout().filter(|_| !processing);
-        let committer = source.committer();
+        let offsets = source.offsets();
         let (sender, receiver) = mpsc::channel(QUEUE);
         source.spawn(sender, stopping.clone());
         Self {
             receiver,
             buffer: Received {
-                partitioned: committer.is_some(),
+                partitioned: offsets.is_some(),
                 ..Received::default()
             },
             finished: false,
@@ -315,7 +316,7 @@ impl InputQueue {
             last_received: now,
             stamp,
             holds_merge: !processing || inline,
-            committer,
+            offsets,
         }
     }
 }
@@ -1015,8 +1016,8 @@ impl Driver {
             partitions: self
                 .inputs
                 .iter()
-                .filter_map(|input| input.committer.as_ref())
-                .flat_map(source::Committer::partitions)
+                .filter_map(|input| input.offsets.as_ref())
+                .flat_map(source::GroupOffsets::partitions)
                 .collect(),
         };
         report(&progress);

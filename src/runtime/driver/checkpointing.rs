@@ -12,7 +12,7 @@ use crate::plan::Graph;
 use crate::runtime::engine::Engine;
 use crate::runtime::error::RunError;
 use crate::runtime::source::At;
-use crate::runtime::source::Committer;
+use crate::runtime::source::GroupOffsets;
 use crate::runtime::{Instance, Resumed};
 use crate::time::Watermark;
 
@@ -336,7 +336,7 @@ impl Driver {
             .iter()
             .zip(&checkpoint.inputs)
             .filter_map(|(input, position)| {
-                Some((input.committer.clone()?, position.partitions.clone()))
+                Some((input.offsets.clone()?, position.partitions.clone()))
             })
             .collect();
         let job = std::thread::Builder::new()
@@ -355,10 +355,10 @@ impl Driver {
                     took_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
                     "checkpoint saved"
                 );
-                Committer::commit_all(
+                GroupOffsets::commit_all(
                     commits
                         .iter()
-                        .map(|(committer, partitions)| (committer, &partitions[..])),
+                        .map(|(offsets, partitions)| (offsets, &partitions[..])),
                 );
                 Ok(Saved {
                     buffer: checkpoint.matcher,

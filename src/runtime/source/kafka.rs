@@ -118,9 +118,11 @@ pub(crate) struct Consumer {
     instance: Instance,
 }
 
-/// Commits a source's offsets for its group.
+/// A Kafka source's offsets in its consumer group, as the driver sees
+/// them: what was read of each partition (for the metrics), and the
+/// commits of the offsets a checkpoint holds.
 #[derive(Clone)]
-pub(crate) struct Committer {
+pub(crate) struct GroupOffsets {
     client: Arc<Client>,
     source: Arc<str>,
     topic: String,
@@ -132,7 +134,7 @@ pub(crate) struct Committer {
     read: Arc<Mutex<Vec<(u32, u64, u64)>>>,
 }
 
-impl Committer {
+impl GroupOffsets {
     /// What the source read from each partition, and how far behind each
     /// partition's end it is, once the client's statistics told the end.
     pub(crate) fn partitions(&self) -> Vec<PartitionProgress> {
@@ -175,13 +177,13 @@ impl Committer {
             Err("the last commit is still waiting for the group coordinator".to_string())
         } else {
             let (done, answer) = std::sync::mpsc::channel();
-            let committer = self.clone();
+            let group = self.clone();
             let offsets = partitions.to_vec();
             let spawned = std::thread::Builder::new()
                 .name("kafka commit".to_string())
                 .spawn(move || {
-                    let answer = committer.commit_waiting(&offsets);
-                    committer.committing.store(false, Ordering::Release);
+                    let answer = group.commit_waiting(&offsets);
+                    group.committing.store(false, Ordering::Release);
                     let _ = done.send(answer);
                 });
             match spawned {
@@ -226,8 +228,8 @@ impl Committer {
     /// [`COMMIT_WAIT`] however many sources there are.
     pub(crate) fn commit_all<'a>(commits: impl IntoIterator<Item = (&'a Self, &'a [(u32, u64)])>) {
         std::thread::scope(|scope| {
-            for (committer, partitions) in commits {
-                scope.spawn(move || committer.commit(partitions));
+            for (offsets, partitions) in commits {
+                scope.spawn(move || offsets.commit(partitions));
             }
         });
     }
@@ -325,9 +327,9 @@ impl Consumer {
         })
     }
 
-    /// What commits this source's offsets.
-    pub(crate) fn committer(&self) -> Committer {
-        Committer {
+    /// This source's offsets in its group: what was read, and commits.
+    pub(crate) fn offsets(&self) -> GroupOffsets {
+        GroupOffsets {
             client: self.client.clone(),
             source: Arc::from(self.client.context().source.as_str()),
             topic: self.config.topic.value.clone(),

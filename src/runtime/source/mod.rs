@@ -30,7 +30,7 @@ use crate::expr::{Env, EvalError, Record, Value};
 use crate::plan::{Bound, InlineRecord, Input, Side, SourceNode};
 use crate::runtime::Instance;
 use crate::time::EventTime;
-pub(crate) use kafka::Committer;
+pub(crate) use kafka::GroupOffsets;
 pub(crate) use lines::Head;
 use lines::{Lines, MAX_LINE, Origin, Start, Step};
 
@@ -139,10 +139,10 @@ impl Opened {
         matches!(self.input, Opening::Inline(..))
     }
 
-    /// What commits its offsets, for a Kafka source.
-    pub(crate) fn committer(&self) -> Option<Committer> {
+    /// A Kafka source's offsets in its group: what was read, and commits.
+    pub(crate) fn offsets(&self) -> Option<GroupOffsets> {
         match &self.input {
-            Opening::Kafka(consumer, _) => Some(consumer.committer()),
+            Opening::Kafka(consumer, _) => Some(consumer.offsets()),
             _ => None,
         }
     }
