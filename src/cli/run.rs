@@ -231,8 +231,10 @@ fn failed(error: &RunError, file: &SourceFile, store: &Store) -> ExitCode {
     eprintln!("error: {error}");
     // One that failed mid-run (a full disk, a file gone): once it is put
     // right, the same pipeline resumes.
-    if matches!(error, RunError::Read { .. } | RunError::Write { .. })
-        && let Some(sequence) = store.newest()
+    if matches!(
+        error,
+        RunError::Read { .. } | RunError::Write { .. } | RunError::Save(_)
+    ) && let Some(sequence) = store.newest()
     {
         eprintln!(
             "runner: checkpoint {sequence} in `{}` is kept: run the pipeline again to resume \

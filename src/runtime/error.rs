@@ -46,9 +46,13 @@ pub enum RunError {
         /// Where in the pipeline file, if it is written there.
         span: Option<Span>,
     },
-    /// A run could not resume from its checkpoint, or write one.
+    /// A run could not resume from its checkpoint.
     #[error("{0}")]
     Checkpoint(String),
+    /// A checkpoint could not be written: its sinks could not be synced or
+    /// its file written. The checkpoint before it still holds.
+    #[error("cannot write a checkpoint: {0}")]
+    Save(String),
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Start(#[source] io::Error),
@@ -133,6 +137,7 @@ impl RunError {
             | Self::Write { .. }
             | Self::Read { .. }
             | Self::Checkpoint(_)
+            | Self::Save(_)
             | Self::Shared { span: None, .. } => None,
         }
     }

@@ -438,12 +438,8 @@ impl Driver {
                 }
                 Ok(())
             }
-            Ok(Err(error)) => Err(RunError::Checkpoint(format!(
-                "cannot write a checkpoint: {error}"
-            ))),
-            Err(_) => Err(RunError::Checkpoint(
-                "cannot write a checkpoint: its thread failed".to_string(),
-            )),
+            Ok(Err(error)) => Err(RunError::Save(error)),
+            Err(_) => Err(RunError::Save("its thread failed".to_string())),
         }
     }
 
