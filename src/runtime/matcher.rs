@@ -1135,6 +1135,77 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_state_is_an_error_or_a_matcher_that_works_never_a_panic() {
+        // Three sides: groups with one and two members, alerts with late
+        // arrivals, counterparts too late for a group, memories.
+        let three = || {
+            Matcher::new(
+                [1_000, 3_000, 5_000].map(Duration::from_millis),
+                Vec::new(),
+                Duration::from_millis(20_000),
+            )
+        };
+        let mut saved = three();
+        let mut out = Vec::new();
+        for n in 0..30_i64 {
+            let key = format!("k{}", n % 7);
+            let side = usize::try_from(n % 3).unwrap_or(0);
+            saved.on_event(event(side, &key, n * 700), &mut out);
+            if n % 5 == 0 {
+                saved.on_watermark(
+                    Watermark::bounded(EventTime::from_millis(n * 700), Duration::ZERO),
+                    &mut out,
+                );
+            }
+        }
+        // Pending groups of one and of two members.
+        for n in 0..6_i64 {
+            let key = format!("p{n}");
+            saved.on_event(event(0, &key, 21_000 + n * 10), &mut out);
+            if n % 2 == 0 {
+                saved.on_event(event(1, &key, 21_005 + n * 10), &mut out);
+            }
+        }
+        let state = saved.state();
+        let mut restored = three();
+        restored.restore_state(&state).expect("its own state");
+        assert_eq!(restored.pending_groups(), saved.pending_groups());
+        assert!(saved.pending() > 0 && saved.remembered_keys() > 0);
+        let mut seed: u64 = 11;
+        let mut next = |below: usize| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            usize::try_from(seed >> 33).unwrap_or(0) % below
+        };
+        let mut damaged = Vec::new();
+        for at in 0..state.len() {
+            damaged.push(state[..at].to_vec());
+            let mut flipped = state.clone();
+            flipped[at] ^= 1 << next(8);
+            damaged.push(flipped);
+            let mut random = state.clone();
+            random[at] = u8::try_from(next(256)).unwrap_or(0);
+            damaged.push(random);
+        }
+        let mut read = 0;
+        for bytes in damaged {
+            let mut matcher = three();
+            if matcher.restore_state(&bytes).is_ok() {
+                read += 1;
+                let _ = matcher.pending_groups();
+                matcher.on_event(event(2, "k1", 40_000), &mut out);
+                matcher.on_end(&mut out);
+                let _ = matcher.state();
+            }
+            out.clear();
+        }
+        // Damage to a record's value, a time or an id reads back as other
+        // data: those matchers ran on.
+        assert!(read > 100, "{read}");
+    }
+
+    #[test]
     fn timers_come_out_in_order_however_they_go_in() {
         let mut state: u64 = 7;
         let mut next = |below: u64| {
