@@ -1,6 +1,7 @@
 //! The match operator alone: events per second with no parsing and no
-//! output, the memory a pending key costs beyond its record, and the time
-//! to save and restore the state of that many pending keys.
+//! output, the memory a pending key costs beyond its record and one
+//! remembered for the retention, and the time to save and restore the
+//! state of that many pending keys.
 //!
 //!     cargo bench --bench matcher [-- EVENTS]
 //!
@@ -12,7 +13,7 @@ use std::time::Instant;
 use runner::expr::{Record, Value};
 use runner::plan::Side;
 use runner::runtime::{Event, Key, Matcher, Operator, Outcome, Watermarks};
-use runner::time::{Duration, EventTime};
+use runner::time::{Duration, EventTime, Watermark};
 
 /// Bytes resident, from `/proc/self/statm` (0 where there is none).
 fn resident() -> isize {
@@ -128,6 +129,41 @@ fn per_pending_key(keys: usize) -> (f64, f64, Matcher) {
     (record, overhead, matcher)
 }
 
+/// Bytes resident per remembered key: one whose order and payment
+/// matched, remembered for the retention (its records are not kept). The
+/// events are made as they go in, so at most one record is alive at a
+/// time.
+fn per_remembered_key(keys: usize) -> (f64, Matcher) {
+    let mut matcher = Matcher::new(
+        [Duration::from_millis(30_000); 2],
+        Vec::new(),
+        Duration::from_millis(i64::MAX / 4),
+    );
+    let mut out = Vec::new();
+    let before = resident();
+    for n in 0..keys {
+        let id = format!("R-{n:08}");
+        let time = i64::try_from(n).unwrap_or(0);
+        matcher.on_event(event(0, &id, time), &mut out);
+        matcher.on_event(event(1, &id, time + 1), &mut out);
+        if n % 1024 == 0 {
+            // The completed groups' deadlines, stale, go as the watermark
+            // passes them, as in a run.
+            matcher.on_watermark(
+                Watermark::bounded(EventTime::from_millis(time), Duration::ZERO),
+                &mut out,
+            );
+        }
+        out.clear();
+    }
+    assert_eq!(matcher.remembered_keys(), keys);
+    let state = resident() - before;
+    black_box(&matcher);
+    #[allow(clippy::cast_precision_loss)] // An average.
+    let bytes = state as f64 / keys as f64;
+    (bytes, matcher)
+}
+
 /// Seconds to write `matcher`'s state as a checkpoint holds it and to read
 /// it back into an empty matcher, and the bytes it takes.
 fn checkpoint(matcher: &Matcher) -> (f64, f64, usize) {
@@ -150,12 +186,16 @@ fn main() {
         .skip(1)
         .find_map(|arg| arg.parse::<usize>().ok())
         .unwrap_or(1_000_000);
-    // Memory first, while the heap holds nothing freed to reuse.
+    // Memory first, while the heap holds nothing freed to reuse (the
+    // pending keys' matcher is kept while remembered keys are measured).
     let (record, overhead, pending) = per_pending_key(orders);
+    let (remembered, kept) = per_remembered_key(orders);
+    drop(kept);
     println!("pending_record_bytes {record:.1} bytes");
     println!("pending_key_overhead_bytes {overhead:.1} bytes");
     let (saved, loaded, bytes) = checkpoint(&pending);
     drop(pending);
+    println!("remembered_key_bytes {remembered:.1} bytes");
     println!("checkpoint_save_seconds {saved:.3} s");
     println!("checkpoint_restore_seconds {loaded:.3} s");
     println!("checkpoint_bytes {bytes} bytes");
