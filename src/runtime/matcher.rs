@@ -131,11 +131,11 @@ pub struct Matcher {
     held: usize,
     /// Keys with a pending group.
     waiting: usize,
+    /// The most keys that had a pending group at once.
+    peak_waiting: usize,
     /// In a matcher that lists a checkpoint (which knows no waits): each
     /// group's deadline as saved, by slot.
     listed: Option<HashMap<u32, EventTime>>,
-    /// The most keys that had a pending group at once.
-    peak_waiting: usize,
 }
 
 /// A key with state.

@@ -150,7 +150,7 @@ impl Matcher {
             .reserve(keys, |&e| BuildHasher::hash_one(hasher, &entries[e].key));
         self.entries.items.reserve(keys);
         self.groups.items.reserve(keys);
-        // A group per key, most often: its sides' slots.
+        // A group per key, most often: its slots.
         self.records.reserve(keys.saturating_mul(self.slots()));
         self.times.reserve(keys.saturating_mul(self.slots()));
         self.members.reserve(keys.saturating_mul(self.slots()));
