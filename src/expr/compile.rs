@@ -154,6 +154,13 @@ pub(crate) fn compile(typed: &Typed) -> Compiled {
         }
         Node::Equal(negated, lhs, rhs) => {
             let (negated, lhs, rhs) = (*negated, Operand::of(lhs), Operand::of(rhs));
+            if lhs.in_place() && rhs.in_place() {
+                // The usual rule, two fields or a field and a constant:
+                // read without a copy or a failure to carry.
+                return Compiled::new(move |env| {
+                    Ok(Value::Bool((lhs.get(env) == rhs.get(env)) != negated))
+                });
+            }
             Compiled::new(move |env| {
                 Ok(Value::Bool((*lhs.read(env)? == *rhs.read(env)?) != negated))
             })
@@ -254,16 +261,29 @@ impl Operand {
         }
     }
 
+    /// Whether it is read in place, which cannot fail.
+    fn in_place(&self) -> bool {
+        !matches!(self, Self::Computed(_))
+    }
+
+    /// The value of an operand read in place (null for one computed,
+    /// which [`read`](Self::read) computes).
+    fn get<'a>(&'a self, env: &Env<'a>) -> &'a Value {
+        match self {
+            Self::Field { slot, index } => env
+                .records
+                .get(*slot)
+                .and_then(Option::as_ref)
+                .map_or(&NULL, |record| record.get(*index)),
+            Self::Const(value) => value,
+            Self::Computed(_) => &NULL,
+        }
+    }
+
     fn read<'a>(&'a self, env: &Env<'a>) -> Result<Cow<'a, Value>, EvalError> {
         Ok(match self {
-            Self::Field { slot, index } => Cow::Borrowed(
-                env.records
-                    .get(*slot)
-                    .and_then(Option::as_ref)
-                    .map_or(&NULL, |record| record.get(*index)),
-            ),
-            Self::Const(value) => Cow::Borrowed(value),
             Self::Computed(compiled) => Cow::Owned(compiled.eval(env)?),
+            _ => Cow::Borrowed(self.get(env)),
         })
     }
 }
@@ -465,6 +485,21 @@ mod tests {
             "to_int(at + 1s - at)" => 1000,
             "at - 1d < at" => true,
             "1h30m == 90m" => true,
+        }
+    }
+
+    #[test]
+    fn equality_of_fields_and_constants_and_of_what_is_computed() {
+        evaluates! {
+            "amount == 250" => true,
+            "250 != amount" => false,
+            "id == id" => true,
+            "id != \"x\"" => true,
+            "note != null" => false,
+            "amount + 0 == amount" => true,
+        }
+        fails! {
+            "amount == amount / 0" => ("division by zero", 10, 20),
         }
     }
 
