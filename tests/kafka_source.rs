@@ -2,7 +2,7 @@
 //! topics produced to by the test, read by `runner`, and compared with the
 //! same events read from files.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -166,25 +166,28 @@ fn from_files(name: &str) -> Vec<String> {
     outcomes(&dir)
 }
 
-#[test]
-fn a_bounded_kafka_source_decides_what_its_files_would() {
-    let cluster = cluster();
-    let brokers = cluster.bootstrap_servers();
-    // Every message is keyed by its `id`: the one that is not JSON has one
-    // in its text.
+/// The orders and payments produced to their topics, every message keyed
+/// by its `id` (the line that is not JSON has one in its text), and a
+/// directory `name` with the pipeline reading them, its sources given
+/// `extra`.
+fn on_kafka(name: &str, brokers: &str, extra: &str) -> PathBuf {
     produce(
-        &brokers,
+        brokers,
         "orders",
         &ORDERS.replace("not json", r#"not json "id": "z""#),
         None,
     );
-    produce(&brokers, "payments", PAYMENTS, None);
-    let dir = scratch("kafka_source_bounded");
-    std::fs::write(
-        dir.join("pipeline.yaml"),
-        pipeline("kafka", &brokers, "    bounded: true\n"),
-    )
-    .expect("written");
+    produce(brokers, "payments", PAYMENTS, None);
+    let dir = scratch(name);
+    std::fs::write(dir.join("pipeline.yaml"), pipeline("kafka", brokers, extra)).expect("written");
+    dir
+}
+
+#[test]
+fn a_bounded_kafka_source_decides_what_its_files_would() {
+    let cluster = cluster();
+    let brokers = cluster.bootstrap_servers();
+    let dir = on_kafka("kafka_source_bounded", &brokers, "    bounded: true\n");
     let run = run_in(&dir, &["--quiet"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert_eq!(outcomes(&dir), from_files("kafka_source_bounded_files"));
@@ -624,19 +627,11 @@ fn the_log_tells_partitions_offsets_and_ends() {
 fn start_latest_skips_what_the_topic_held() {
     let cluster = cluster();
     let brokers = cluster.bootstrap_servers();
-    produce(
+    let dir = on_kafka(
+        "kafka_source_latest",
         &brokers,
-        "orders",
-        &ORDERS.replace("not json", r#"not json "id": "z""#),
-        None,
+        "    bounded: true\n    start: latest\n",
     );
-    produce(&brokers, "payments", PAYMENTS, None);
-    let dir = scratch("kafka_source_latest");
-    std::fs::write(
-        dir.join("pipeline.yaml"),
-        pipeline("kafka", &brokers, "    bounded: true\n    start: latest\n"),
-    )
-    .expect("written");
     let run = run_in(&dir, &["--quiet"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert_eq!(outcomes(&dir), Vec::<String>::new());
