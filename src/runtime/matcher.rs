@@ -355,8 +355,8 @@ fn single(
 enum Next {
     /// The same side of a group still waiting, in event time.
     Duplicate,
-    /// Into this group.
-    Join(u32),
+    /// Into this group, due at this deadline.
+    Join(u32, EventTime),
     /// Held with this group, to resolve its timeout.
     TooLate(u32),
     /// Against this entry's memory of a done key.
@@ -608,7 +608,7 @@ impl Matcher {
                     return Next::Duplicate;
                 }
             } else if self.fits(group, deadline, side, time) {
-                return Next::Join(group);
+                return Next::Join(group, deadline);
             } else if too_late {
                 // Past the deadline but within the retention: it will
                 // resolve the timeout, whenever that fires.
@@ -746,8 +746,9 @@ impl Matcher {
         (records, times)
     }
 
-    /// Adds `event` to `group`; emits the group if that completes it.
-    fn join(&mut self, event: Event, group: u32, out: &mut Vec<Outcome>) {
+    /// Adds `event` to `group`, due at `due`; emits the group if that
+    /// completes it.
+    fn join(&mut self, event: Event, group: u32, due: EventTime, out: &mut Vec<Outcome>) {
         let Event {
             side,
             time,
@@ -756,7 +757,7 @@ impl Matcher {
         } = event;
         if let Some(free) = self.span(group).find(|&slot| self.records[slot].is_none()) {
             let deadline = self.deadline(side, time);
-            if deadline < self.group_deadline(group) {
+            if deadline < due {
                 // The old timer goes stale: it no longer matches the deadline.
                 self.deadlines.push(Timer {
                     at: deadline,
@@ -1018,7 +1019,7 @@ impl Operator for Matcher {
                 };
                 out.push(single(self.sides(), key, side, time, record, detail));
             }
-            Next::Join(group) => self.join(event, group, out),
+            Next::Join(group, due) => self.join(event, group, due, out),
             Next::TooLate(group) => {
                 self.held += 1;
                 self.too_late.entry(group).or_default().push(event);
