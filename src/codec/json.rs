@@ -435,9 +435,20 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     fn visit_f64<E: de::Error>(self, x: f64) -> Result<Value, E> {
         match self.ty.kind {
             Kind::Float => Ok(Value::Float(x)),
-            Kind::Int | Kind::Timestamp => {
+            // `-0` is a whole number JSON readers take for a float (keeping
+            // its sign); CSV reads it as 0 too.
+            Kind::Int | Kind::Timestamp if x == 0.0 => self.visit_i64(0),
+            Kind::Int | Kind::Timestamp if x.fract() != 0.0 => {
                 Err(self.wrong(format_args!("`{x}`, which is not a whole number")))
             }
+            // 2^63: the float holds every whole number beyond `i64` exactly.
+            Kind::Int | Kind::Timestamp if x.abs() >= 9_223_372_036_854_775_808.0 => Err(self
+                .wrong(format_args!(
+                    "`{x}`, which is beyond a 64-bit signed integer"
+                ))),
+            Kind::Int | Kind::Timestamp => Err(self.wrong(format_args!(
+                "the float `{x:?}`: write a whole number without a fraction or exponent"
+            ))),
             _ => Err(self.wrong(format_args!("the number `{x}`"))),
         }
     }

@@ -199,6 +199,10 @@ mod tests {
             "an int is a float where one is declared"
         );
         assert_eq!(millis[4], Value::Timestamp(EventTime::from_millis(1500)));
+        let zero = json(r#"{"order": "o", "amount": -0, "ok": false, "ts": -0}"#)
+            .expect("`-0` is a whole number");
+        assert_eq!(zero[1], Value::Int(0));
+        assert_eq!(zero[4], Value::Timestamp(EventTime::from_millis(0)));
     }
 
     #[test]
@@ -218,6 +222,14 @@ mod tests {
             (
                 &format!(r#"{{{base}, "amount": 5.5}}"#),
                 "`amount` is `int`, found `5.5`, which is not a whole number (column 49)",
+            ),
+            (
+                &format!(r#"{{{base}, "amount": 5.0}}"#),
+                "`amount` is `int`, found the float `5.0`: write a whole number without a fraction or exponent (column 49)",
+            ),
+            (
+                &format!(r#"{{{base}, "amount": 3e20}}"#),
+                "`amount` is `int`, found `300000000000000000000`, which is beyond a 64-bit signed integer (column 50)",
             ),
             (
                 &format!("{{{base}}}"),
