@@ -222,7 +222,7 @@ fn wait_for(dir: &Path, count: usize) {
             return;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(30),
+            start.elapsed() < Duration::from_secs(50),
             "{lines} outcomes of {count}:\n{}",
             std::fs::read_to_string(dir.join("out.jsonl")).unwrap_or_default()
         );
@@ -329,10 +329,11 @@ fn each_partition_holds_the_watermark_back_until_it_speaks() {
         .concat();
     produce(&brokers, "payments", &paid, Some(0));
     let dir = scratch("kafka_source_partitions");
-    // The orders' partitions 1 and 2 are not idle for the first 20
-    // seconds; the payments do not hold the merge back for long.
+    // The orders' partitions 1 and 2 are not idle for the first minute
+    // (a loaded machine may take seconds to start the run); the payments
+    // do not hold the merge back for long.
     let text = pipeline("kafka", &brokers, "")
-        .replace("topic: orders\n", "topic: orders\n    idle_timeout: 20s\n")
+        .replace("topic: orders\n", "topic: orders\n    idle_timeout: 60s\n")
         .replace(
             "topic: payments\n",
             "topic: payments\n    idle_timeout: 1s\n",
@@ -367,7 +368,7 @@ fn each_partition_holds_the_watermark_back_until_it_speaks() {
     wait_for(&dir, 11);
     let (status, stderr) = interrupt(run);
     assert!(
-        started.elapsed() < Duration::from_secs(20),
+        started.elapsed() < Duration::from_secs(60),
         "too slow for the test: the partitions fell idle"
     );
     assert_eq!(status, Some(0), "{stderr}");
