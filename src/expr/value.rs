@@ -209,6 +209,14 @@ impl JsonLayout {
             out.push_str(name);
             match (shape, value) {
                 (Field::Record(layout), Value::Record(nested)) => layout.write(nested, out),
+                // The usual fields, without `write_json`'s look at the type.
+                (_, Value::Str(text)) => write_json_string(text, out),
+                (_, Value::Int(i)) => out.push_str(itoa::Buffer::new().format(*i)),
+                (_, Value::Timestamp(time)) => {
+                    out.push('"');
+                    time.write_to(out);
+                    out.push('"');
+                }
                 _ => value.write_json(&Type::UNKNOWN, out),
             }
         }
@@ -258,25 +266,40 @@ fn needs_escape(bytes: &[u8]) -> bool {
     // Whether a byte of `word` is zero (exact: no false positives where
     // no byte is zero, which is all that is asked).
     let zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS != 0;
+    let escapes = |word: u64| {
+        // Below 0x20: subtracting 0x20 borrows into the high bit of a byte
+        // whose high bit was clear.
+        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
+        control || zero(word ^ (ONES * u64::from(b'"'))) || zero(word ^ (ONES * u64::from(b'\\')))
+    };
     let mut chunks = bytes.chunks_exact(8);
     for chunk in &mut chunks {
         let mut word = [0; 8];
         word.copy_from_slice(chunk);
-        let word = u64::from_ne_bytes(word);
-        // Below 0x20: subtracting 0x20 borrows into the high bit of a byte
-        // whose high bit was clear.
-        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
-        if control
-            || zero(word ^ (ONES * u64::from(b'"')))
-            || zero(word ^ (ONES * u64::from(b'\\')))
-        {
+        if escapes(u64::from_ne_bytes(word)) {
             return true;
         }
     }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\')
+    if chunks.remainder().is_empty() {
+        return false;
+    }
+    // The rest in one word: the last eight bytes, overlapping what was
+    // checked, or the first four and the last four of a shorter text.
+    let word = match (bytes.last_chunk::<8>(), bytes.first_chunk::<4>()) {
+        (Some(last), _) => *last,
+        (None, Some(first)) => {
+            let mut word = [0; 8];
+            word[..4].copy_from_slice(first);
+            word[4..].copy_from_slice(bytes.last_chunk::<4>().unwrap_or(first));
+            word
+        }
+        (None, None) => {
+            return bytes
+                .iter()
+                .any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\');
+        }
+    };
+    escapes(u64::from_ne_bytes(word))
 }
 
 #[cfg(test)]
@@ -303,13 +326,21 @@ mod tests {
 
     #[test]
     fn strings_are_escaped_wherever_the_byte_is() {
+        // Every length, since texts are read eight bytes at a time and
+        // what is left in one overlapping word.
         for special in ['"', '\\', '\n', '\u{1f}', '\u{0}'] {
-            for at in 0..20 {
-                let text: String = (0..20)
-                    .map(|i| if i == at { special } else { 'a' })
-                    .collect();
-                assert!(needs_escape(text.as_bytes()), "{text:?}");
+            for len in 1..20 {
+                for at in 0..len {
+                    let text: String = (0..len)
+                        .map(|i| if i == at { special } else { 'a' })
+                        .collect();
+                    assert!(needs_escape(text.as_bytes()), "{text:?}");
+                }
             }
+        }
+        for len in 0..20 {
+            let plain = "~".repeat(len);
+            assert!(!needs_escape(plain.as_bytes()), "{plain:?}");
         }
         for plain in [
             "",
