@@ -171,7 +171,6 @@ impl EventTime {
             return None;
         }
         let two = |at: usize| i64::from(head[at] - b'0') * 10 + i64::from(head[at + 1] - b'0');
-        let (century, year, month, day) = (two(0), two(2), two(5), two(8));
         let (hour, minute, second) = (two(11), two(14), two(17));
         // Up to nine digits of fraction (nanoseconds); the first three count.
         let millis = match &bytes[19..bytes.len() - 1] {
@@ -188,7 +187,31 @@ impl EventTime {
             }
             _ => return None,
         };
-        let year = century * 100 + year;
+        if hour >= 24 || minute >= 60 || second >= 60 {
+            return None;
+        }
+        // Times come in runs of the same day: the last date read is kept
+        // with its days since the epoch.
+        thread_local! {
+            static DAY: std::cell::Cell<([u8; 10], i64)> = const { std::cell::Cell::new(([0; 10], 0)) };
+        }
+        let date = head.first_chunk::<10>()?;
+        let (cached, days) = DAY.get();
+        let days = if cached == *date {
+            days
+        } else {
+            let days = Self::days(two(0) * 100 + two(2), two(5), two(8))?;
+            DAY.set((*date, days));
+            days
+        };
+        Some(Self(
+            ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1_000 + millis,
+        ))
+    }
+
+    /// The days from the epoch to a date of the years 1970 to 9998; `None`
+    /// for no such date.
+    fn days(year: i64, month: i64, day: i64) -> Option<i64> {
         let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
         let month_days = match month {
             2 if leap => 29,
@@ -199,10 +222,7 @@ impl EventTime {
         // jiff's range ends within 9999-12-31.
         let valid = (1970..9999).contains(&year)
             && (1..=12).contains(&month)
-            && (1..=month_days).contains(&day)
-            && hour < 24
-            && minute < 60
-            && second < 60;
+            && (1..=month_days).contains(&day);
         if !valid {
             return None;
         }
@@ -214,10 +234,7 @@ impl EventTime {
         let mp = (month + 9) % 12;
         let doy = (153 * mp + 2) / 5 + day - 1;
         let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        let days = era * 146_097 + doe - 719_468;
-        Some(Self(
-            ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1_000 + millis,
-        ))
+        Some(era * 146_097 + doe - 719_468)
     }
 
     /// Writes `YYYY-MM-DD` of the day `days` after the epoch (0 to 9999
@@ -468,6 +485,15 @@ mod tests {
             assert_eq!(EventTime::parse_rfc3339(text), jiff(text), "{text}");
             assert!(EventTime::parse_rfc3339(text).is_some(), "{text}");
         }
+        // The day's date is kept from one reading to the next: a bad time
+        // of that day is still no time, and the next day is read anew.
+        assert!(EventTime::parse_rfc3339("2026-11-01T10:00:00Z").is_some());
+        assert_eq!(EventTime::parse_rfc3339("2026-11-01T24:00:00Z"), None);
+        assert_eq!(EventTime::parse_rfc3339("2026-11-01T10:60:00Z"), None);
+        assert_eq!(
+            EventTime::parse_rfc3339("2026-11-02T00:00:00.001Z"),
+            jiff("2026-11-02T00:00:00.001Z")
+        );
         // Not the usual shape, or not a time: left to jiff, to read or to
         // explain.
         for text in [
