@@ -29,8 +29,9 @@ use encoding::{Decoder, Encoder};
 
 use crate::time::EventTime;
 
-/// The part of a fingerprint that is not the pipeline's but the run's: how
-/// many workers it matched on.
+/// The part of the fingerprint of checkpoints of earlier versions that said
+/// how many workers the run matched on, when a run resumed only on as many;
+/// a run now leaves it out.
 pub const WORKERS: &str = "the workers";
 
 /// The part of a fingerprint that says which of the processes sharing the

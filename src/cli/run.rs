@@ -63,7 +63,8 @@ pub(super) fn inspect(
             store.dir().display()
         ));
     };
-    // Whatever the workers were, the pipeline is what must match.
+    // Whatever the workers were (checkpoints of earlier versions name
+    // them), the pipeline is what must match.
     let mut now = graph.fingerprint();
     now.extend(
         (checkpoint.fingerprint.iter())

@@ -49,11 +49,25 @@ enum Work {
         go: oneshot::Receiver<()>,
     },
     /// For a resumed run: read back the state a checkpoint kept of this
-    /// worker; answer with its waiting and remembered keys.
+    /// worker, or, from a run of another number of workers, the keys of
+    /// their states that hash to this one; answer with its waiting and
+    /// remembered keys.
     Load {
-        state: Vec<u8>,
+        states: Arc<[Vec<u8>]>,
+        only: Only,
         done: std::sync::mpsc::Sender<Result<(usize, usize), String>>,
     },
+}
+
+/// What of a checkpoint's states a worker takes.
+#[derive(Clone, Copy)]
+enum Only {
+    /// The one state at this index, whole: the checkpoint had as many
+    /// workers.
+    State(usize),
+    /// From every state, the keys of the worker at this index of this
+    /// many.
+    Keys(usize, usize),
 }
 
 /// Workers stopped at a checkpoint: each one's state, and the go each
@@ -93,11 +107,39 @@ impl Workers {
     /// to the worker holding its state. A hasher seeded per process, or
     /// one whose output may change with a crate's version, would not.
     fn worker_of(&mut self, key: &Key) -> usize {
-        let mut encoder = Encoder::reusing(std::mem::take(&mut self.scratch));
-        encoder.value(key.value());
-        self.scratch = encoder.into_bytes();
-        let crc = u64::from(crc32(&[&self.scratch]));
-        usize::try_from(crc % self.workers.len() as u64).unwrap_or(0)
+        worker_of(key, self.workers.len(), &mut self.scratch)
+    }
+}
+
+/// The worker of `key` among `count`, encoding it in `scratch`.
+fn worker_of(key: &Key, count: usize, scratch: &mut Vec<u8>) -> usize {
+    let mut encoder = Encoder::reusing(std::mem::take(scratch));
+    encoder.value(key.value());
+    *scratch = encoder.into_bytes();
+    let crc = u64::from(crc32(&[scratch]));
+    usize::try_from(crc % count.max(1) as u64).unwrap_or(0)
+}
+
+/// Reads the states a checkpoint kept (one per worker it ran, or the one
+/// matcher's) into `matcher`: what `only` says of them.
+fn load(matcher: &mut Matcher, states: &[Vec<u8>], only: Only) -> Result<(), String> {
+    let damaged = |error: crate::checkpoint::encoding::DecodeError| error.to_string();
+    match only {
+        Only::State(index) => {
+            let state = states.get(index).map_or(&[][..], Vec::as_slice);
+            matcher.load(&mut Decoder::new(state)).map_err(damaged)
+        }
+        Only::Keys(index, count) => {
+            let mut scratch = Vec::new();
+            for state in states {
+                matcher
+                    .load_keeping(&mut Decoder::new(state), &mut |key| {
+                        worker_of(key, count, &mut scratch) == index
+                    })
+                    .map_err(damaged)?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -284,31 +326,46 @@ impl Engine {
         Ok(Some(paused))
     }
 
-    /// Gives each worker the state a checkpoint kept of it, before any
-    /// event; returns the keys waiting and remembered in all.
+    /// Reads back, before any event, the states a checkpoint kept: one per
+    /// worker of the run that took it (or the one matcher's, for a run
+    /// without workers). On as many workers, each takes its own; on
+    /// another number, each takes the keys that hash to it from all of
+    /// them. Returns the keys waiting and remembered in all.
     ///
     /// # Errors
     ///
-    /// The checkpoint has another number of workers, or a state cannot be
-    /// read.
+    /// A state cannot be read, or a worker did not start.
     pub(crate) fn load(&mut self, states: Vec<Vec<u8>>) -> Result<(usize, usize), String> {
-        let Self::Workers(workers) = self else {
-            return Err("a checkpoint of workers, for a run without".to_string());
+        let workers = match self {
+            Self::Local(matcher) => {
+                let only = match states.len() {
+                    1 => Only::State(0),
+                    _ => Only::Keys(0, 1),
+                };
+                load(matcher, &states, only)?;
+                return Ok((matcher.waiting_keys(), matcher.remembered_keys()));
+            }
+            Self::Workers(workers) => workers,
         };
-        if states.len() != workers.workers.len() {
-            return Err(format!(
-                "a checkpoint of {} workers, for a run of {}",
-                states.len(),
-                workers.workers.len()
-            ));
-        }
+        let count = workers.workers.len();
+        let same = states.len() == count;
+        let states: Arc<[Vec<u8>]> = states.into();
         let mut answers = Vec::new();
-        for (worker, state) in workers.workers.iter_mut().zip(states) {
+        for (index, worker) in workers.workers.iter_mut().enumerate() {
             let (done, answer) = std::sync::mpsc::channel();
+            let load = Work::Load {
+                states: states.clone(),
+                only: if same {
+                    Only::State(index)
+                } else {
+                    Only::Keys(index, count)
+                },
+                done,
+            };
             let sent = worker
                 .sender
                 .as_ref()
-                .is_some_and(|sender| sender.try_send(vec![Work::Load { state, done }]).is_ok());
+                .is_some_and(|sender| sender.try_send(vec![load]).is_ok());
             if !sent {
                 return Err("a worker did not start".to_string());
             }
@@ -429,12 +486,10 @@ impl Matching {
                         // Gone, the driver gave up on the checkpoint.
                         let _ = go.blocking_recv();
                     }
-                    Work::Load { state, done } => {
-                        let loaded = self
-                            .matcher
-                            .load(&mut Decoder::new(&state))
-                            .map(|()| (self.matcher.waiting_keys(), self.matcher.remembered_keys()))
-                            .map_err(|error| error.to_string());
+                    Work::Load { states, only, done } => {
+                        let loaded = load(&mut self.matcher, &states, only).map(|()| {
+                            (self.matcher.waiting_keys(), self.matcher.remembered_keys())
+                        });
                         let _ = done.send(loaded);
                     }
                 }

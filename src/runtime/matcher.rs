@@ -1207,6 +1207,94 @@ mod tests {
     }
 
     #[test]
+    fn a_state_divided_by_keys_and_put_together_again_runs_on_the_same() {
+        let three = || {
+            Matcher::new(
+                [1_000, 3_000, 5_000].map(Duration::from_millis),
+                Vec::new(),
+                Duration::from_millis(20_000),
+            )
+        };
+        let mut whole = three();
+        let mut out = Vec::new();
+        for n in 0..60_i64 {
+            let key = format!("k{}", n % 13);
+            let side = usize::try_from(n % 3).unwrap_or(0);
+            whole.on_event(event(side, &key, n * 400), &mut out);
+            if n % 7 == 0 {
+                whole.on_watermark(
+                    Watermark::bounded(EventTime::from_millis(n * 400), Duration::ZERO),
+                    &mut out,
+                );
+            }
+        }
+        // Pending groups of one and of two members.
+        for n in 0..12_i64 {
+            let key = format!("p{n}");
+            whole.on_event(event(0, &key, 24_000 + n * 10), &mut out);
+            if n % 2 == 0 {
+                whole.on_event(event(2, &key, 24_005 + n * 10), &mut out);
+            }
+        }
+        let state = whole.state();
+        assert!(whole.pending() > 0 && whole.remembered_keys() > 0);
+        // Two workers, each with the keys of its own.
+        let even = |key: &Key| key.value().to_string().ends_with(['0', '2', '4', '6', '8']);
+        let mut halves = [three(), three()];
+        for (half, wanted) in halves.iter_mut().zip([true, false]) {
+            half.load_keeping(
+                &mut crate::checkpoint::encoding::Decoder::new(&state),
+                &mut |key| even(key) == wanted,
+            )
+            .expect("read");
+        }
+        assert!(halves.iter().all(|half| half.pending() > 0));
+        let mut split: Vec<_> = halves.iter().flat_map(Matcher::pending_groups).collect();
+        split.sort_by_cached_key(|group| (group.deadline, group.key.to_string()));
+        assert_eq!(split, whole.pending_groups());
+        assert_eq!(
+            halves.iter().map(Matcher::remembered_keys).sum::<usize>(),
+            whole.remembered_keys()
+        );
+        // And one again: it goes on as the whole state does.
+        let mut joined = three();
+        for half in &halves {
+            joined
+                .load_keeping(
+                    &mut crate::checkpoint::encoding::Decoder::new(&half.state()),
+                    &mut |_| true,
+                )
+                .expect("read");
+        }
+        assert_eq!(joined.pending_groups(), whole.pending_groups());
+        let mut restored = three();
+        restored.restore_state(&state).expect("read");
+        let go_on = |matcher: &mut Matcher| {
+            let mut out = Vec::new();
+            for n in 60..90_i64 {
+                let key = format!("k{}", n % 17);
+                matcher.on_event(
+                    event(usize::try_from(n % 3).unwrap_or(0), &key, n * 400),
+                    &mut out,
+                );
+            }
+            matcher.on_end(&mut out);
+            out
+        };
+        assert_eq!(go_on(&mut joined), go_on(&mut restored));
+        // A key in two states is damage.
+        let mut twice = three();
+        twice.restore_state(&state).expect("read");
+        let error = twice
+            .load_keeping(
+                &mut crate::checkpoint::encoding::Decoder::new(&state),
+                &mut |_| true,
+            )
+            .expect_err("keys held already");
+        assert!(error.to_string().contains("twice"), "{error}");
+    }
+
+    #[test]
     fn timers_come_out_in_order_however_they_go_in() {
         let mut state: u64 = 7;
         let mut next = |below: u64| {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::{Driver, Options, Taken};
-use crate::checkpoint::encoding::{Decoder, Encoder};
+use crate::checkpoint::encoding::Encoder;
 use crate::checkpoint::{Checkpoint, InputPosition, Lock, Store};
 use crate::plan::Graph;
 use crate::runtime::engine::Engine;
@@ -107,13 +107,9 @@ pub(super) fn prepare(
         }
         busy => failed(busy),
     })?;
+    // Any number of workers resumes a checkpoint: each takes the keys that
+    // hash to it.
     let mut fingerprint = graph.fingerprint();
-    // Each worker's keys are those that hash to it: a checkpoint of N
-    // workers resumes on N.
-    fingerprint.push((
-        crate::checkpoint::WORKERS.to_string(),
-        options.workers.max(1).to_string(),
-    ));
     if instance.is_shared() {
         // Each instance's state is that of its partitions.
         fingerprint.push((
@@ -121,7 +117,7 @@ pub(super) fn prepare(
             instance.to_string(),
         ));
     }
-    let resume = if fresh {
+    let mut resume = if fresh {
         store.clear().map_err(failed)?;
         None
     } else {
@@ -150,6 +146,10 @@ pub(super) fn prepare(
                 count => format!("{count} processes"),
             }
         )));
+    }
+    if let Some(checkpoint) = &mut resume {
+        // Checkpoints of earlier versions name their number of workers.
+        (checkpoint.fingerprint).retain(|(part, _)| part != crate::checkpoint::WORKERS);
     }
     if let Some(checkpoint) = &resume
         && let Some(why) = checkpoint.mismatch(&fingerprint)
@@ -237,16 +237,14 @@ impl Driver {
                 });
             }
         }
-        let (pending, remembered) = match &mut self.engine {
-            Engine::Local(matcher) => {
-                let mut decoder = Decoder::new(&checkpoint.matcher);
-                matcher.load(&mut decoder).map_err(damaged)?;
-                (matcher.waiting_keys(), matcher.remembered_keys())
-            }
-            Engine::Workers(_) => self.engine.load(checkpoint.workers).map_err(|error| {
-                RunError::Checkpoint(format!("the checkpoint cannot be read: {error}"))
-            })?,
+        // A run of workers kept a state per worker, one without a state of
+        // its one matcher; either resumes on any number of workers.
+        let (states, spare) = if checkpoint.workers.is_empty() {
+            (vec![checkpoint.matcher], Vec::new())
+        } else {
+            (checkpoint.workers, checkpoint.matcher)
         };
+        let (pending, remembered) = self.engine.load(states).map_err(damaged)?;
         self.summary.resumed_from = Some(Resumed {
             sequence: checkpoint.sequence,
             pending,
@@ -255,7 +253,7 @@ impl Driver {
         });
         // Read, its state's bytes are the buffer to encode the next into.
         if let Some(checkpointing) = &mut self.checkpointing {
-            checkpointing.spare = checkpoint.matcher;
+            checkpointing.spare = spare;
         }
         Ok(())
     }

@@ -140,8 +140,31 @@ impl Matcher {
     ///
     /// Data that is damaged or was written for other sides.
     pub(crate) fn load(&mut self, input: &mut Decoder<'_>) -> Result<(), DecodeError> {
-        self.next_id = id(input)?;
-        self.watermark = Watermark::from_raw(input.int()?);
+        self.load_keeping(input, &mut |_| true)
+    }
+
+    /// Adds to this matcher the keys of what [`save`](Self::save) wrote
+    /// (for a matcher with the same sides) that `keep` takes: the state of
+    /// other workers, each holding other keys, is divided among new ones
+    /// this way. Ids go on from the newest, and the watermark from the
+    /// furthest.
+    ///
+    /// # Errors
+    ///
+    /// Data that is damaged or was written for other sides, or a key this
+    /// matcher already holds.
+    pub(crate) fn load_keeping(
+        &mut self,
+        input: &mut Decoder<'_>,
+        keep: &mut dyn FnMut(&Key) -> bool,
+    ) -> Result<(), DecodeError> {
+        let next_id = id(input)?;
+        // The id ahead of the other, as ids wrap: the next group's is
+        // newer than every group's loaded.
+        if self.entries.len() == 0 || next_id.wrapping_sub(self.next_id) < 1 << 31 {
+            self.next_id = next_id;
+        }
+        self.watermark = self.watermark.max(Watermark::from_raw(input.int()?));
         let peak = usize::try_from(input.varint()?).unwrap_or(usize::MAX);
         let keys = input.count(3)?;
         // Room for every key at once: growing would hash them all again.
@@ -155,26 +178,44 @@ impl Matcher {
         self.times.reserve(keys.saturating_mul(self.slots()));
         self.members.reserve(keys.saturating_mul(self.slots()));
 
+        // The keys not kept are read into a matcher of their own, thrown
+        // away now and then.
+        let mut others = None;
         for _ in 0..keys {
             let key = Key::new(input.value()?);
-            let hash = std::hash::BuildHasher::hash_one(&self.hasher, &key);
-            if self.find(&key, hash).is_some() {
-                return Err(DecodeError("a key is given twice".to_string()));
-            }
-            let entry = self.add_entry(key, hash);
-            let groups = input.count(2)?;
-            for _ in 0..groups {
-                self.load_group(entry, input)?;
-            }
-            if input.bool()? {
-                self.load_memory(entry, input)?;
-            } else if groups == 0 {
-                return Err(DecodeError(
-                    "a key has neither groups nor a memory".to_string(),
-                ));
-            }
+            let target = if keep(&key) {
+                &mut *self
+            } else {
+                let others = others.get_or_insert_with(|| self.empty_like());
+                if others.entries.len() >= 4096 {
+                    *others = self.empty_like();
+                }
+                others
+            };
+            target.load_entry(key, input)?;
         }
-        self.peak_waiting = peak.max(self.waiting);
+        self.peak_waiting = self.peak_waiting.max(peak).max(self.waiting);
+        Ok(())
+    }
+
+    /// Reads the groups and memory of `key`.
+    fn load_entry(&mut self, key: Key, input: &mut Decoder<'_>) -> Result<(), DecodeError> {
+        let hash = std::hash::BuildHasher::hash_one(&self.hasher, &key);
+        if self.find(&key, hash).is_some() {
+            return Err(DecodeError("a key is given twice".to_string()));
+        }
+        let entry = self.add_entry(key, hash);
+        let groups = input.count(2)?;
+        for _ in 0..groups {
+            self.load_group(entry, input)?;
+        }
+        if input.bool()? {
+            self.load_memory(entry, input)?;
+        } else if groups == 0 {
+            return Err(DecodeError(
+                "a key has neither groups nor a memory".to_string(),
+            ));
+        }
         Ok(())
     }
 
