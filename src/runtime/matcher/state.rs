@@ -147,7 +147,8 @@ impl Matcher {
     /// (for a matcher with the same sides) that `keep` takes: the state of
     /// other workers, each holding other keys, is divided among new ones
     /// this way. Ids go on from the newest, and the watermark from the
-    /// furthest.
+    /// least (each worker's is the run's, so they are the same; were they
+    /// not, the least fires no wait early).
     ///
     /// # Errors
     ///
@@ -164,7 +165,10 @@ impl Matcher {
         if self.entries.len() == 0 || next_id.wrapping_sub(self.next_id) < 1 << 31 {
             self.next_id = next_id;
         }
-        self.watermark = self.watermark.max(Watermark::from_raw(input.int()?));
+        let watermark = Watermark::from_raw(input.int()?);
+        if self.entries.len() == 0 || watermark < self.watermark {
+            self.watermark = watermark;
+        }
         let peak = usize::try_from(input.varint()?).unwrap_or(usize::MAX);
         let keys = input.count(3)?;
         // Room for every key at once: growing would hash them all again.
