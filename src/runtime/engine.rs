@@ -53,10 +53,20 @@ enum Work {
     /// their states that hash to this one; answer with its waiting and
     /// remembered keys.
     Load {
-        states: Arc<[Vec<u8>]>,
+        states: Arc<Vec<Vec<u8>>>,
         only: Only,
         done: std::sync::mpsc::Sender<Result<(usize, usize), String>>,
     },
+}
+
+/// What reading back a checkpoint's states found.
+pub(crate) struct Loaded {
+    /// Keys with events waiting.
+    pub(crate) waiting: usize,
+    /// Keys remembered after they were done.
+    pub(crate) remembered: usize,
+    /// The states read, whose buffers may be written again.
+    pub(crate) states: Vec<Vec<u8>>,
 }
 
 /// What of a checkpoint's states a worker takes.
@@ -330,12 +340,13 @@ impl Engine {
     /// worker of the run that took it (or the one matcher's, for a run
     /// without workers). On as many workers, each takes its own; on
     /// another number, each takes the keys that hash to it from all of
-    /// them. Returns the keys waiting and remembered in all.
+    /// them. Returns the keys waiting and remembered in all, and the
+    /// states' buffers, if they are free again.
     ///
     /// # Errors
     ///
     /// A state cannot be read, or a worker did not start.
-    pub(crate) fn load(&mut self, states: Vec<Vec<u8>>) -> Result<(usize, usize), String> {
+    pub(crate) fn load(&mut self, states: Vec<Vec<u8>>) -> Result<Loaded, String> {
         let workers = match self {
             Self::Local(matcher) => {
                 let only = match states.len() {
@@ -343,13 +354,17 @@ impl Engine {
                     _ => Only::Keys(0, 1),
                 };
                 load(matcher, &states, only)?;
-                return Ok((matcher.waiting_keys(), matcher.remembered_keys()));
+                return Ok(Loaded {
+                    waiting: matcher.waiting_keys(),
+                    remembered: matcher.remembered_keys(),
+                    states,
+                });
             }
             Self::Workers(workers) => workers,
         };
         let count = workers.workers.len();
         let same = states.len() == count;
-        let states: Arc<[Vec<u8>]> = states.into();
+        let states = Arc::new(states);
         let mut answers = Vec::new();
         for (index, worker) in workers.workers.iter_mut().enumerate() {
             let (done, answer) = std::sync::mpsc::channel();
@@ -379,7 +394,12 @@ impl Engine {
             waiting += w;
             remembered += r;
         }
-        Ok((waiting, remembered))
+        Ok(Loaded {
+            waiting,
+            remembered,
+            // Each worker let go of them before it answered.
+            states: Arc::try_unwrap(states).unwrap_or_default(),
+        })
     }
 
     /// The earliest event time at which a timer may fire.
@@ -490,6 +510,7 @@ impl Matching {
                         let loaded = load(&mut self.matcher, &states, only).map(|()| {
                             (self.matcher.waiting_keys(), self.matcher.remembered_keys())
                         });
+                        drop(states);
                         let _ = done.send(loaded);
                     }
                 }

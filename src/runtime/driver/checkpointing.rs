@@ -239,21 +239,21 @@ impl Driver {
         }
         // A run of workers kept a state per worker, one without a state of
         // its one matcher; either resumes on any number of workers.
-        let (states, spare) = if checkpoint.workers.is_empty() {
-            (vec![checkpoint.matcher], Vec::new())
+        let states = if checkpoint.workers.is_empty() {
+            vec![checkpoint.matcher]
         } else {
-            (checkpoint.workers, checkpoint.matcher)
+            checkpoint.workers
         };
-        let (pending, remembered) = self.engine.load(states).map_err(damaged)?;
+        let loaded = self.engine.load(states).map_err(damaged)?;
         self.summary.resumed_from = Some(Resumed {
             sequence: checkpoint.sequence,
-            pending,
-            remembered,
+            pending: loaded.waiting,
+            remembered: loaded.remembered,
             took: std::time::Duration::ZERO,
         });
-        // Read, its state's bytes are the buffer to encode the next into.
+        // Read, a state's bytes are the buffer to encode the next into.
         if let Some(checkpointing) = &mut self.checkpointing {
-            checkpointing.spare = spare;
+            checkpointing.spare = loaded.states.into_iter().next().unwrap_or_default();
         }
         Ok(())
     }
