@@ -79,13 +79,27 @@ impl fmt::Display for EvalError {
 type EvalFn = dyn Fn(&Env<'_>) -> Result<Value, EvalError> + Send + Sync;
 
 /// A compiled expression.
-pub struct Compiled(Box<EvalFn>);
+pub struct Compiled {
+    eval: Box<EvalFn>,
+    /// For a field of a record at hand, its slot and index: read in place
+    /// by callers that can, without a call or a copy.
+    field: Option<(usize, usize)>,
+}
 
 impl Compiled {
     pub(crate) fn new(
         f: impl Fn(&Env<'_>) -> Result<Value, EvalError> + Send + Sync + 'static,
     ) -> Self {
-        Self(Box::new(f))
+        Self {
+            eval: Box::new(f),
+            field: None,
+        }
+    }
+
+    /// If the expression is a field of a record in the environment (`app.id`,
+    /// not `app.payer.id`), the record's slot and the field's index.
+    pub fn field(&self) -> Option<(usize, usize)> {
+        self.field
     }
 
     /// Evaluates the expression in `env`.
@@ -96,7 +110,7 @@ impl Compiled {
     /// division by zero), located in the expression.
     #[inline]
     pub fn eval(&self, env: &Env<'_>) -> Result<Value, EvalError> {
-        (self.0)(env)
+        (self.eval)(env)
     }
 }
 
@@ -210,13 +224,15 @@ fn field(typed: &Typed) -> Compiled {
     path.reverse();
     if let Node::Var(Var::Record(slot)) = base.node {
         if let [index] = path[..] {
-            return Compiled::new(move |env| {
+            let mut compiled = Compiled::new(move |env| {
                 Ok(env
                     .records
                     .get(slot)
                     .and_then(Option::as_ref)
                     .map_or(Value::Null, |r| r.get(index).clone()))
             });
+            compiled.field = Some((slot, index));
+            return compiled;
         }
         return Compiled::new(move |env| {
             let Some(record) = env.records.get(slot).and_then(Option::as_ref) else {

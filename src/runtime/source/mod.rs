@@ -758,6 +758,29 @@ impl Assign {
     /// The event of one record, which came at `came` (a Kafka message's
     /// timestamp) if that is known.
     fn event(&self, record: Record, came: Option<EventTime>) -> Result<Event, Failure<'_>> {
+        // The usual source: its event time and key are fields of its
+        // record, read in place.
+        let field = |bound: &Bound| match bound.compiled.field() {
+            Some((0, index)) => Some(record.get(index)),
+            _ => None,
+        };
+        if let (Some(Some(time)), Some(key)) =
+            (self.event_time.as_ref().map(field), field(&self.key))
+        {
+            let time = match time {
+                Value::Timestamp(time) => Some(*time),
+                Value::Int(ms) => Some(EventTime::from_millis(*ms)),
+                _ => None,
+            };
+            if let Some(time) = time {
+                return Ok(Event {
+                    side: self.side,
+                    time,
+                    key: Key::new(key.clone()),
+                    record,
+                });
+            }
+        }
         let slots = [Some(record)];
         let env = Env::records(&slots);
         let failed = |what, bound, error| Failure {
