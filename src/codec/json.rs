@@ -103,7 +103,10 @@ fn flat(line: &str, layout: &RecordType, values: &mut Vec<Value>) -> Option<Reco
         .iter()
         .enumerate()
         .all(|(index, field)| given & (1 << index) != 0 || field.ty.nullable);
-    values.resize(fields.len(), Value::Null);
+    // Absent nullable fields at the end are null (a call, even for none).
+    if values.len() < fields.len() {
+        values.resize(fields.len(), Value::Null);
+    }
     (blank(bytes, at) == bytes.len() && complete).then(|| Record::from_exact(values.drain(..)))
 }
 
