@@ -144,7 +144,7 @@ fn load(matcher: &mut Matcher, states: &[Vec<u8>], only: Only) -> Result<(), Str
             for state in states {
                 matcher
                     .load_keeping(&mut Decoder::new(state), &mut |key| {
-                        worker_of(key, count, &mut scratch) == index
+                        count == 1 || worker_of(key, count, &mut scratch) == index
                     })
                     .map_err(damaged)?;
             }

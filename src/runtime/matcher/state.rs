@@ -140,7 +140,7 @@ impl Matcher {
     ///
     /// Data that is damaged or was written for other sides.
     pub(crate) fn load(&mut self, input: &mut Decoder<'_>) -> Result<(), DecodeError> {
-        self.load_keeping(input, &mut |_| true)
+        self.load_some(input, None)
     }
 
     /// Adds to this matcher the keys of what [`save`](Self::save) wrote
@@ -159,6 +159,15 @@ impl Matcher {
         input: &mut Decoder<'_>,
         keep: &mut dyn FnMut(&Key) -> bool,
     ) -> Result<(), DecodeError> {
+        self.load_some(input, Some(keep))
+    }
+
+    /// Reads the keys `keep` takes, or all of them.
+    fn load_some(
+        &mut self,
+        input: &mut Decoder<'_>,
+        mut keep: Option<&mut dyn FnMut(&Key) -> bool>,
+    ) -> Result<(), DecodeError> {
         let next_id = id(input)?;
         // The id ahead of the other, as ids wrap: the next group's is
         // newer than every group's loaded.
@@ -171,23 +180,26 @@ impl Matcher {
         }
         let peak = usize::try_from(input.varint()?).unwrap_or(usize::MAX);
         let keys = input.count(3)?;
-        // Room for every key at once: growing would hash them all again.
-        let (entries, hasher) = (&self.entries, &self.hasher);
-        self.index
-            .reserve(keys, |&e| BuildHasher::hash_one(hasher, &entries[e].key));
-        self.entries.items.reserve(keys);
-        self.groups.items.reserve(keys);
-        // A group per key, most often: its slots.
-        self.records.reserve(keys.saturating_mul(self.slots()));
-        self.times.reserve(keys.saturating_mul(self.slots()));
-        self.members.reserve(keys.saturating_mul(self.slots()));
+        if keep.is_none() {
+            // Room for every key at once: growing would hash them all
+            // again. (Keeping some, room for all would stay unused.)
+            let (entries, hasher) = (&self.entries, &self.hasher);
+            self.index
+                .reserve(keys, |&e| BuildHasher::hash_one(hasher, &entries[e].key));
+            self.entries.items.reserve(keys);
+            self.groups.items.reserve(keys);
+            // A group per key, most often: its slots.
+            self.records.reserve(keys.saturating_mul(self.slots()));
+            self.times.reserve(keys.saturating_mul(self.slots()));
+            self.members.reserve(keys.saturating_mul(self.slots()));
+        }
 
         // The keys not kept are read into a matcher of their own, thrown
         // away now and then.
         let mut others = None;
         for _ in 0..keys {
             let key = Key::new(input.value()?);
-            let target = if keep(&key) {
+            let target = if keep.as_mut().is_none_or(|keep| keep(&key)) {
                 &mut *self
             } else {
                 let others = others.get_or_insert_with(|| self.empty_like());
