@@ -615,6 +615,15 @@ fn with_workers_killed_and_resumed_on_any_number_it_loses_and_repeats_nothing() 
     // The last kill may have come before that run's first checkpoint, after
     // one that read to its end: there is one to resume from now.
     kill_after_checkpoints(&dir, 1, &["--workers", "3"]);
+    // As an earlier version wrote it: naming its number of workers, which
+    // then had to match.
+    let store = runner::checkpoint::Store::new(dir.join(".runner/pipeline"));
+    let (Some(mut earlier), _) = store.load().expect("readable") else {
+        panic!("a checkpoint to resume from")
+    };
+    earlier.sequence += 1;
+    (earlier.fingerprint).push((runner::checkpoint::WORKERS.into(), "3".into()));
+    store.save(&earlier).expect("saved");
     let resumed = run_to_end(&dir, &["--workers", "2"]);
     assert_eq!(resumed.status, 0, "{}", resumed.stderr);
     assert!(
