@@ -1135,25 +1135,27 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_damaged_state_is_an_error_or_a_matcher_that_works_never_a_panic() {
-        // Three sides: groups with one and two members, alerts with late
-        // arrivals, counterparts too late for a group, memories.
-        let three = || {
-            Matcher::new(
-                [1_000, 3_000, 5_000].map(Duration::from_millis),
-                Vec::new(),
-                Duration::from_millis(20_000),
-            )
-        };
-        let mut saved = three();
+    /// A matcher of three sides: waits of 1, 3 and 5 s, a retention of 20 s.
+    fn three() -> Matcher {
+        Matcher::new(
+            [1_000, 3_000, 5_000].map(Duration::from_millis),
+            Vec::new(),
+            Duration::from_millis(20_000),
+        )
+    }
+
+    /// A matcher of three sides holding state of every kind: groups with
+    /// one and two members, alerts with late arrivals, counterparts too
+    /// late for a group, memories.
+    fn three_with_state() -> Matcher {
+        let mut matcher = three();
         let mut out = Vec::new();
         for n in 0..30_i64 {
             let key = format!("k{}", n % 7);
             let side = usize::try_from(n % 3).unwrap_or(0);
-            saved.on_event(event(side, &key, n * 700), &mut out);
+            matcher.on_event(event(side, &key, n * 700), &mut out);
             if n % 5 == 0 {
-                saved.on_watermark(
+                matcher.on_watermark(
                     Watermark::bounded(EventTime::from_millis(n * 700), Duration::ZERO),
                     &mut out,
                 );
@@ -1162,11 +1164,18 @@ mod tests {
         // Pending groups of one and of two members.
         for n in 0..6_i64 {
             let key = format!("p{n}");
-            saved.on_event(event(0, &key, 21_000 + n * 10), &mut out);
+            matcher.on_event(event(0, &key, 21_000 + n * 10), &mut out);
             if n % 2 == 0 {
-                saved.on_event(event(1, &key, 21_005 + n * 10), &mut out);
+                matcher.on_event(event(1, &key, 21_005 + n * 10), &mut out);
             }
         }
+        matcher
+    }
+
+    #[test]
+    fn a_damaged_state_is_an_error_or_a_matcher_that_works_never_a_panic() {
+        let saved = three_with_state();
+        let mut out = Vec::new();
         let state = saved.state();
         let mut restored = three();
         restored.restore_state(&state).expect("its own state");
@@ -1208,34 +1217,7 @@ mod tests {
 
     #[test]
     fn a_state_divided_by_keys_and_put_together_again_runs_on_the_same() {
-        let three = || {
-            Matcher::new(
-                [1_000, 3_000, 5_000].map(Duration::from_millis),
-                Vec::new(),
-                Duration::from_millis(20_000),
-            )
-        };
-        let mut whole = three();
-        let mut out = Vec::new();
-        for n in 0..60_i64 {
-            let key = format!("k{}", n % 13);
-            let side = usize::try_from(n % 3).unwrap_or(0);
-            whole.on_event(event(side, &key, n * 400), &mut out);
-            if n % 7 == 0 {
-                whole.on_watermark(
-                    Watermark::bounded(EventTime::from_millis(n * 400), Duration::ZERO),
-                    &mut out,
-                );
-            }
-        }
-        // Pending groups of one and of two members.
-        for n in 0..12_i64 {
-            let key = format!("p{n}");
-            whole.on_event(event(0, &key, 24_000 + n * 10), &mut out);
-            if n % 2 == 0 {
-                whole.on_event(event(2, &key, 24_005 + n * 10), &mut out);
-            }
-        }
+        let whole = three_with_state();
         let state = whole.state();
         assert!(whole.pending() > 0 && whole.remembered_keys() > 0);
         // Two workers, each with the keys of its own.
