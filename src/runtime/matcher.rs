@@ -1231,6 +1231,13 @@ mod tests {
             .expect("read");
         }
         assert!(halves.iter().all(|half| half.pending() > 0));
+        // Of a divided state, only what each half holds is known to have
+        // waited at once, not the whole's peak.
+        assert!(
+            halves
+                .iter()
+                .all(|half| half.peak_waiting_keys() == half.waiting_keys())
+        );
         let mut split: Vec<_> = halves.iter().flat_map(Matcher::pending_groups).collect();
         split.sort_by_cached_key(|group| (group.deadline, group.key.to_string()));
         assert_eq!(split, whole.pending_groups());

@@ -180,7 +180,8 @@ impl Matcher {
         }
         let peak = usize::try_from(input.varint()?).unwrap_or(usize::MAX);
         let keys = input.count(3)?;
-        if keep.is_none() {
+        let filtering = keep.is_some();
+        if !filtering {
             // Room for every key at once: growing would hash them all
             // again. (Keeping some, room for all would stay unused.)
             let (entries, hasher) = (&self.entries, &self.hasher);
@@ -210,6 +211,9 @@ impl Matcher {
             };
             target.load_entry(key, input)?;
         }
+        // A state read whole keeps its peak; of one divided, only what
+        // was read is known to have waited at once.
+        let peak = if filtering { 0 } else { peak };
         self.peak_waiting = self.peak_waiting.max(peak).max(self.waiting);
         Ok(())
     }
