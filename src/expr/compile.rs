@@ -96,10 +96,19 @@ impl Compiled {
         }
     }
 
-    /// If the expression is a field of a record in the environment (`app.id`,
-    /// not `app.payer.id`), the record's slot and the field's index.
-    pub fn field(&self) -> Option<(usize, usize)> {
-        self.field
+    /// Evaluates the expression in `env`, reading a field of a record
+    /// there (`app.id`, not `app.payer.id`) in place, without a call or a
+    /// copy.
+    ///
+    /// # Errors
+    ///
+    /// As [`eval`](Self::eval).
+    #[inline]
+    pub fn read<'a>(&self, env: &Env<'a>) -> Result<Cow<'a, Value>, EvalError> {
+        match self.field {
+            Some((slot, index)) => Ok(Cow::Borrowed(field_in(env, slot, index))),
+            None => self.eval(env).map(Cow::Owned),
+        }
     }
 
     /// Evaluates the expression in `env`.
@@ -224,13 +233,7 @@ fn field(typed: &Typed) -> Compiled {
     path.reverse();
     if let Node::Var(Var::Record(slot)) = base.node {
         if let [index] = path[..] {
-            let mut compiled = Compiled::new(move |env| {
-                Ok(env
-                    .records
-                    .get(slot)
-                    .and_then(Option::as_ref)
-                    .map_or(Value::Null, |r| r.get(index).clone()))
-            });
+            let mut compiled = Compiled::new(move |env| Ok(field_in(env, slot, index).clone()));
             compiled.field = Some((slot, index));
             return compiled;
         }
@@ -262,18 +265,24 @@ enum Operand {
 /// What an absent record's field reads as.
 static NULL: Value = Value::Null;
 
+/// The field at `index` of the record in `slot` of `env`; null for an
+/// absent record.
+fn field_in<'a>(env: &Env<'a>, slot: usize, index: usize) -> &'a Value {
+    env.records
+        .get(slot)
+        .and_then(Option::as_ref)
+        .map_or(&NULL, |record| record.get(index))
+}
+
 impl Operand {
     fn of(typed: &Typed) -> Self {
-        match &typed.node {
-            Node::Field(record, index) => match record.node {
-                Node::Var(Var::Record(slot)) => Self::Field {
-                    slot,
-                    index: *index,
-                },
-                _ => Self::Computed(field(typed)),
-            },
-            Node::Const(value) => Self::Const(value.clone()),
-            _ => Self::Computed(compile(typed)),
+        if let Node::Const(value) = &typed.node {
+            return Self::Const(value.clone());
+        }
+        let compiled = compile(typed);
+        match compiled.field {
+            Some((slot, index)) => Self::Field { slot, index },
+            None => Self::Computed(compiled),
         }
     }
 
@@ -286,11 +295,7 @@ impl Operand {
     /// which [`read`](Self::read) computes).
     fn get<'a>(&'a self, env: &Env<'a>) -> &'a Value {
         match self {
-            Self::Field { slot, index } => env
-                .records
-                .get(*slot)
-                .and_then(Option::as_ref)
-                .map_or(&NULL, |record| record.get(*index)),
+            Self::Field { slot, index } => field_in(env, *slot, *index),
             Self::Const(value) => value,
             Self::Computed(_) => &NULL,
         }

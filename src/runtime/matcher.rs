@@ -867,7 +867,7 @@ impl Matcher {
             if !live || self.group_deadline(timer.slot) != timer.at {
                 continue;
             }
-            self.time_out(timer.slot, out);
+            self.time_out(timer.slot, timer.at, out);
         }
         while let Some(timer) = self.expiries.peek() {
             if !self.watermark.reached(timer.at) {
@@ -906,9 +906,9 @@ impl Matcher {
         false
     }
 
-    /// Times `group` out: the alert, then what was too late for it.
-    fn time_out(&mut self, group: u32, out: &mut Vec<Outcome>) {
-        let deadline = self.group_deadline(group);
+    /// Times `group`, due at `deadline`, out: the alert, then what was too
+    /// late for it.
+    fn time_out(&mut self, group: u32, deadline: EventTime, out: &mut Vec<Outcome>) {
         let entry = self.groups[group].entry;
         // The side whose own deadline is the group's: the first to give up.
         let expired = self
@@ -1052,6 +1052,7 @@ impl Operator for Matcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::encoding::Decoder;
 
     fn event(side: usize, key: &str, millis: i64) -> Event {
         Event {
@@ -1224,11 +1225,8 @@ mod tests {
         let even = |key: &Key| key.value().to_string().ends_with(['0', '2', '4', '6', '8']);
         let mut halves = [three(), three()];
         for (half, wanted) in halves.iter_mut().zip([true, false]) {
-            half.load_keeping(
-                &mut crate::checkpoint::encoding::Decoder::new(&state),
-                &mut |key| even(key) == wanted,
-            )
-            .expect("read");
+            half.load_keeping(&mut Decoder::new(&state), &mut |key| even(key) == wanted)
+                .expect("read");
         }
         assert!(halves.iter().all(|half| half.pending() > 0));
         // Of a divided state, only what each half holds is known to have
@@ -1249,10 +1247,7 @@ mod tests {
         let mut joined = three();
         for half in &halves {
             joined
-                .load_keeping(
-                    &mut crate::checkpoint::encoding::Decoder::new(&half.state()),
-                    &mut |_| true,
-                )
+                .load_keeping(&mut Decoder::new(&half.state()), &mut |_| true)
                 .expect("read");
         }
         assert_eq!(joined.pending_groups(), whole.pending_groups());
@@ -1275,10 +1270,7 @@ mod tests {
         let mut twice = three();
         twice.restore_state(&state).expect("read");
         let error = twice
-            .load_keeping(
-                &mut crate::checkpoint::encoding::Decoder::new(&state),
-                &mut |_| true,
-            )
+            .load_keeping(&mut Decoder::new(&state), &mut |_| true)
             .expect_err("keys held already");
         assert!(error.to_string().contains("twice"), "{error}");
     }

@@ -758,29 +758,6 @@ impl Assign {
     /// The event of one record, which came at `came` (a Kafka message's
     /// timestamp) if that is known.
     fn event(&self, record: Record, came: Option<EventTime>) -> Result<Event, Failure<'_>> {
-        // The usual source: its event time and key are fields of its
-        // record, read in place.
-        let field = |bound: &Bound| match bound.compiled.field() {
-            Some((0, index)) => Some(record.get(index)),
-            _ => None,
-        };
-        if let (Some(Some(time)), Some(key)) =
-            (self.event_time.as_ref().map(field), field(&self.key))
-        {
-            let time = match time {
-                Value::Timestamp(time) => Some(*time),
-                Value::Int(ms) => Some(EventTime::from_millis(*ms)),
-                _ => None,
-            };
-            if let Some(time) = time {
-                return Ok(Event {
-                    side: self.side,
-                    time,
-                    key: Key::new(key.clone()),
-                    record,
-                });
-            }
-        }
         let slots = [Some(record)];
         let env = Env::records(&slots);
         let failed = |what, bound, error| Failure {
@@ -791,21 +768,25 @@ impl Assign {
         };
         let time = match &self.event_time {
             None => came.unwrap_or(EventTime::from_millis(0)),
-            Some(event_time) => match event_time.compiled.eval(&env) {
-                Ok(Value::Int(ms)) => EventTime::from_millis(ms),
-                Ok(Value::Timestamp(time)) => time,
-                Ok(other) => {
-                    let error = EvalError::new(
-                        format!("it gave `{other}`, not a time"),
-                        event_time.expr.span,
-                    );
-                    return Err(failed("the `event_time`", event_time, error));
-                }
+            // The usual event time and key, fields of the record, are read
+            // in place.
+            Some(event_time) => match event_time.compiled.read(&env) {
+                Ok(value) => match *value {
+                    Value::Int(ms) => EventTime::from_millis(ms),
+                    Value::Timestamp(time) => time,
+                    ref other => {
+                        let error = EvalError::new(
+                            format!("it gave `{other}`, not a time"),
+                            event_time.expr.span,
+                        );
+                        return Err(failed("the `event_time`", event_time, error));
+                    }
+                },
                 Err(error) => return Err(failed("the `event_time`", event_time, error)),
             },
         };
-        let key = match self.key.compiled.eval(&env) {
-            Ok(key) => Key::new(key),
+        let key = match self.key.compiled.read(&env) {
+            Ok(key) => Key::new(key.into_owned()),
             Err(error) => return Err(failed("the key", &self.key, error)),
         };
         let [Some(record)] = slots else {
