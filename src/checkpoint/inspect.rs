@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use super::encoding::Decoder;
 use super::{Checkpoint, InputPosition};
+use crate::plan::MAX_SIDES;
 use crate::runtime::Matcher;
 use crate::time::Watermark;
 
@@ -16,8 +17,10 @@ use crate::time::Watermark;
 /// The match operator's state in the checkpoint cannot be read.
 pub fn inspect(checkpoint: &Checkpoint) -> Result<String, String> {
     let sides = checkpoint.inputs.len();
-    if sides > 256 {
-        return Err(format!("it has {sides} inputs; a match takes at most 256"));
+    if sides > MAX_SIDES {
+        return Err(format!(
+            "it has {sides} inputs; a match takes at most {MAX_SIDES}"
+        ));
     }
     // One matcher, or one per worker.
     let states = if checkpoint.workers.is_empty() {

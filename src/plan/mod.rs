@@ -17,6 +17,8 @@ mod records;
 mod sides;
 mod warnings;
 
+pub(crate) use sides::MAX_SIDES;
+
 pub use graph::{
     Bound, Graph, InlineRecord, Input, MatchNode, Route, RuleNode, Side, SideNode, SinkId,
     SinkNode, SourceNode, Variable,

@@ -9,7 +9,7 @@ use crate::time::Duration;
 
 /// The most sources one match connects: the match operator keeps a
 /// member's side in a byte.
-pub(crate) const MAX_SIDES: usize = 256;
+pub(crate) const MAX_SIDES: usize = u8::MAX as usize + 1;
 
 /// A connected source before its expressions are compiled.
 pub(super) struct Connected<'p> {
@@ -202,7 +202,6 @@ impl<'p> Builder<'p> {
         }
     }
 
-    /// An unknown source name, with the closest declared one or the list.
     /// Reports a `connect` with fewer sides than a match needs or more
     /// than it takes.
     fn side_count(&mut self, connect: &Connect) {
@@ -235,6 +234,7 @@ impl<'p> Builder<'p> {
         }
     }
 
+    /// An unknown source name, with the closest declared one or the list.
     fn unknown_source(&self, name: &str, span: Span) -> Diagnostic {
         let declared: Vec<&str> = self
             .pipeline

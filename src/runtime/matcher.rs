@@ -65,7 +65,7 @@ pub use state::PendingGroup;
 use super::event::{Event, Key};
 use super::operator::{Detail, Operator, Outcome, Prior};
 use crate::expr::{Compiled, Env, Record, Value};
-use crate::plan::Side;
+use crate::plan::{MAX_SIDES, Side};
 use crate::time::{Duration, EventTime, Watermark};
 
 /// A named rule a complete match must satisfy.
@@ -382,8 +382,8 @@ impl Matcher {
     ) -> Self {
         let waits: Box<[Duration]> = waits.into_iter().collect();
         assert!(
-            waits.len() <= usize::from(u8::MAX) + 1,
-            "a match takes at most 256 sides"
+            waits.len() <= MAX_SIDES,
+            "a match takes at most {MAX_SIDES} sides"
         );
         Self {
             waits,
