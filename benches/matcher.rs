@@ -65,6 +65,7 @@ fn event(side: usize, id: &str, time: i64) -> Event {
         time: EventTime::from_millis(time),
         key: Key::from(id),
         record: record(side, id, time),
+        partition: None,
     }
 }
 

@@ -53,6 +53,7 @@ impl Harness {
                 time,
                 key: Key::from(key),
                 record,
+                partition: None,
             },
             &mut self.outcomes,
         );

@@ -6,6 +6,7 @@ use super::encoding::Decoder;
 use super::{Checkpoint, InputPosition};
 use crate::plan::MAX_SIDES;
 use crate::runtime::Matcher;
+use crate::runtime::StateFormat;
 use crate::time::Watermark;
 
 /// A listing of `checkpoint`: where each source was, the watermark, each
@@ -32,7 +33,10 @@ pub fn inspect(checkpoint: &Checkpoint) -> Result<String, String> {
     for state in states {
         let mut matcher = Matcher::for_listing(sides);
         matcher
-            .load(&mut Decoder::new(state))
+            .load(
+                &mut Decoder::new(state),
+                StateFormat::of_version(checkpoint.version),
+            )
             .map_err(|error| format!("the match state cannot be read: {error}"))?;
         matchers.push(matcher);
     }

@@ -39,8 +39,9 @@ pub const WORKERS: &str = "the workers";
 pub const INSTANCE: &str = "the instance";
 
 /// The format version written; a checkpoint of another version is not
-/// read, except version 2, which lacks only the offsets of Kafka partitions.
-pub const VERSION: u32 = 3;
+/// read, except versions 2, which lacks the offsets of Kafka partitions,
+/// and 3, which lacks the partitions of the keys in its states.
+pub const VERSION: u32 = 4;
 
 /// Where one source was, and its watermark.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -85,6 +86,9 @@ pub struct SinkLength {
 /// Everything a run needs to resume.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
+    /// The format version it was written in: [`VERSION`] for one taken
+    /// now; not written in the body (the file's header has it).
+    pub version: u32,
     /// Counts up from 1 within a run and across resumed runs.
     pub sequence: u64,
     /// The wall-clock time it was taken.
@@ -245,6 +249,7 @@ impl Checkpoint {
             return Err(DecodeError("it goes on after its end".to_string()));
         }
         Ok(Self {
+            version,
             sequence,
             taken_at,
             fingerprint,
@@ -281,6 +286,7 @@ mod tests {
 
     pub(super) fn sample() -> Checkpoint {
         Checkpoint {
+            version: VERSION,
             sequence: 7,
             taken_at: EventTime::from_millis(1_700_000_000_000),
             fingerprint: vec![

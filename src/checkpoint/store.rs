@@ -261,7 +261,7 @@ fn read(path: &Path) -> Result<Checkpoint, String> {
     let word =
         |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
     let version = word(8);
-    if version != VERSION && version != 2 {
+    if !(2..=VERSION).contains(&version) {
         return Err(format!(
             "it has format version {version}; this runner reads versions 2 to {VERSION}"
         ));

@@ -9,6 +9,7 @@
 //! outcomes of different keys reach a sink in the order the workers get
 //! there, which may differ from run to run.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
@@ -16,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::error::RunError;
 use super::event::{Event, Key};
-use super::matcher::Matcher;
+use super::matcher::{Matcher, StateFormat};
 use super::operator::{Operator, Outcome};
 use super::router::Router;
 use super::sink::{Batch, Message};
@@ -53,10 +54,22 @@ enum Work {
     /// their states that hash to this one; answer with its waiting and
     /// remembered keys.
     Load {
-        states: Arc<Vec<Vec<u8>>>,
+        kept: Arc<Kept>,
         only: Only,
         done: std::sync::mpsc::Sender<Result<(usize, usize), String>>,
     },
+}
+
+/// The match operator's states a checkpoint kept, to read back.
+pub(crate) struct Kept {
+    /// One per worker of the run that took it (or its one matcher's); or
+    /// those of every process that shared the partitions before.
+    pub(crate) states: Vec<Vec<u8>>,
+    /// How they are written.
+    pub(crate) format: StateFormat,
+    /// With the states of other processes: the partitions this one owns,
+    /// whose keys it takes.
+    pub(crate) owned: Option<Range<u32>>,
 }
 
 /// What reading back a checkpoint's states found.
@@ -130,23 +143,41 @@ fn worker_of(key: &Key, count: usize, scratch: &mut Vec<u8>) -> usize {
     usize::try_from(crc % count.max(1) as u64).unwrap_or(0)
 }
 
-/// Reads the states a checkpoint kept (one per worker it ran, or the one
-/// matcher's) into `matcher`: what `only` says of them.
-fn load(matcher: &mut Matcher, states: &[Vec<u8>], only: Only) -> Result<(), String> {
+/// Reads the states a checkpoint kept into `matcher`: what `only` says of
+/// them, of the partitions owned.
+fn load(matcher: &mut Matcher, kept: &Kept, only: Only) -> Result<(), String> {
     let damaged = |error: crate::checkpoint::encoding::DecodeError| error.to_string();
     match only {
         Only::State(index) => {
-            let state = states.get(index).map_or(&[][..], Vec::as_slice);
-            matcher.load(&mut Decoder::new(state)).map_err(damaged)
+            let state = kept.states.get(index).map_or(&[][..], Vec::as_slice);
+            matcher
+                .load(&mut Decoder::new(state), kept.format)
+                .map_err(damaged)
         }
         Only::Keys(index, count) => {
             let mut scratch = Vec::new();
-            for state in states {
+            let mut unplaced = 0_usize;
+            for state in &kept.states {
+                let mut keep = |key: &Key, partition: Option<u32>| {
+                    let owned = match (&kept.owned, partition) {
+                        (None, _) => true,
+                        (Some(owned), Some(partition)) => owned.contains(&partition),
+                        (Some(_), None) => {
+                            unplaced += 1;
+                            false
+                        }
+                    };
+                    owned && (count == 1 || worker_of(key, count, &mut scratch) == index)
+                };
                 matcher
-                    .load_keeping(&mut Decoder::new(state), &mut |key| {
-                        count == 1 || worker_of(key, count, &mut scratch) == index
-                    })
+                    .load_keeping(&mut Decoder::new(state), kept.format, &mut keep)
                     .map_err(damaged)?;
+            }
+            if unplaced > 0 {
+                return Err(format!(
+                    "{unplaced} of its keys do not say which Kafka partition they came from, \
+                     so that they cannot go to the process that reads it now"
+                ));
             }
             Ok(())
         }
@@ -338,38 +369,41 @@ impl Engine {
 
     /// Reads back, before any event, the states a checkpoint kept: one per
     /// worker of the run that took it (or the one matcher's, for a run
-    /// without workers). On as many workers, each takes its own; on
-    /// another number, each takes the keys that hash to it from all of
-    /// them. Returns the keys waiting and remembered in all, and the
-    /// states' buffers, if they are free again.
+    /// without workers), or those of the processes that shared the
+    /// partitions before. On as many workers, each takes its own; on
+    /// another number, or from other processes, each takes the keys that
+    /// hash to it (of the partitions owned) from all of them. Returns the
+    /// keys waiting and remembered in all, and the states' buffers, if
+    /// they are free again.
     ///
     /// # Errors
     ///
     /// A state cannot be read, or a worker did not start.
-    pub(crate) fn load(&mut self, states: Vec<Vec<u8>>) -> Result<Loaded, String> {
+    pub(crate) fn load(&mut self, kept: Kept) -> Result<Loaded, String> {
+        let whole = kept.owned.is_none();
         let workers = match self {
             Self::Local(matcher) => {
-                let only = match states.len() {
-                    1 => Only::State(0),
+                let only = match kept.states.len() {
+                    1 if whole => Only::State(0),
                     _ => Only::Keys(0, 1),
                 };
-                load(matcher, &states, only)?;
+                load(matcher, &kept, only)?;
                 return Ok(Loaded {
                     waiting: matcher.waiting_keys(),
                     remembered: matcher.remembered_keys(),
-                    states,
+                    states: kept.states,
                 });
             }
             Self::Workers(workers) => workers,
         };
         let count = workers.workers.len();
-        let same = states.len() == count;
-        let states = Arc::new(states);
+        let same = whole && kept.states.len() == count;
+        let kept = Arc::new(kept);
         let mut answers = Vec::new();
         for (index, worker) in workers.workers.iter_mut().enumerate() {
             let (done, answer) = std::sync::mpsc::channel();
             let load = Work::Load {
-                states: states.clone(),
+                kept: kept.clone(),
                 only: if same {
                     Only::State(index)
                 } else {
@@ -398,7 +432,7 @@ impl Engine {
             waiting,
             remembered,
             // Each worker let go of them before it answered.
-            states: Arc::try_unwrap(states).unwrap_or_default(),
+            states: Arc::try_unwrap(kept).map_or_else(|_| Vec::new(), |kept| kept.states),
         })
     }
 
@@ -506,11 +540,11 @@ impl Matching {
                         // Gone, the driver gave up on the checkpoint.
                         let _ = go.blocking_recv();
                     }
-                    Work::Load { states, only, done } => {
-                        let loaded = load(&mut self.matcher, &states, only).map(|()| {
+                    Work::Load { kept, only, done } => {
+                        let loaded = load(&mut self.matcher, &kept, only).map(|()| {
                             (self.matcher.waiting_keys(), self.matcher.remembered_keys())
                         });
-                        drop(states);
+                        drop(kept);
                         let _ = done.send(loaded);
                     }
                 }

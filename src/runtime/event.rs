@@ -17,6 +17,10 @@ pub struct Event {
     pub key: Key,
     /// Its fields.
     pub record: Record,
+    /// The Kafka partition it was read from; `None` from other inputs. A
+    /// key's state is kept with the partition its first event came from,
+    /// so that it can go where the partition goes.
+    pub partition: Option<u32>,
 }
 
 /// A match key: a string, integer, boolean or timestamp (the planner

@@ -60,7 +60,7 @@ use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
 mod state;
 
-pub use state::PendingGroup;
+pub use state::{PendingGroup, StateFormat};
 
 use super::event::{Event, Key};
 use super::operator::{Detail, Operator, Outcome, Prior};
@@ -136,6 +136,11 @@ pub struct Matcher {
     /// In a matcher that lists a checkpoint (which knows no waits): each
     /// group's deadline as saved, by slot.
     listed: Option<HashMap<u32, EventTime>>,
+    /// The Kafka partition of each entry's key, by entry slot, `NONE` where
+    /// it is not known: the partition its first event came from. Empty
+    /// until an event comes from a partition, so that a run on files pays
+    /// nothing for it.
+    partitions: Vec<u32>,
 }
 
 /// A key with state.
@@ -406,6 +411,7 @@ impl Matcher {
             waiting: 0,
             peak_waiting: 0,
             listed: None,
+            partitions: Vec::new(),
         }
     }
 
@@ -634,8 +640,13 @@ impl Matcher {
             time,
             key,
             record,
+            partition,
         } = event;
-        let entry = entry.unwrap_or_else(|| self.add_entry(key, hash));
+        let entry = entry.unwrap_or_else(|| {
+            let entry = self.add_entry(key, hash);
+            self.set_partition(entry, partition);
+            entry
+        });
         let id = self.id();
         let deadline = self.deadline(side, time);
         let group = self.add_group(id, deadline, entry);
@@ -686,17 +697,41 @@ impl Matcher {
         group
     }
 
-    /// A new entry for `key`, whose hash is `hash`, with nothing in it yet.
+    /// A new entry for `key`, whose hash is `hash`, with nothing in it yet
+    /// and no partition known.
     fn add_entry(&mut self, key: Key, hash: u64) -> u32 {
         let entry = self.entries.insert(Entry {
             key,
             first: NONE,
             memory: NONE,
         });
+        if let Some(partition) = self.partitions.get_mut(entry as usize) {
+            // A slot reused.
+            *partition = NONE;
+        }
         let (entries, hasher) = (&self.entries, &self.hasher);
         self.index
             .insert_unique(hash, entry, |&e| hasher.hash_one(&entries[e].key));
         entry
+    }
+
+    /// Notes that `entry`'s key came from `partition`, if it came from one.
+    fn set_partition(&mut self, entry: u32, partition: Option<u32>) {
+        let Some(partition) = partition else { return };
+        let slot = entry as usize;
+        if self.partitions.len() <= slot {
+            self.partitions
+                .resize(self.entries.items.len().max(slot + 1), NONE);
+        }
+        self.partitions[slot] = partition;
+    }
+
+    /// The partition `entry`'s key came from, if that is known.
+    fn partition(&self, entry: u32) -> Option<u32> {
+        self.partitions
+            .get(entry as usize)
+            .copied()
+            .filter(|&partition| partition != NONE)
     }
 
     /// Drops an entry once nothing is left in it.
@@ -754,6 +789,7 @@ impl Matcher {
             time,
             key,
             record,
+            ..
         } = event;
         if let Some(free) = self.span(group).find(|&slot| self.records[slot].is_none()) {
             let deadline = self.deadline(side, time);
@@ -953,6 +989,7 @@ impl Matcher {
             time,
             key,
             record,
+            ..
         } = event;
         let sides = self.sides();
         let slot = self.entries[entry].memory;
@@ -1052,7 +1089,7 @@ impl Operator for Matcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::encoding::Decoder;
+    use crate::checkpoint::encoding::{Decoder, Encoder};
 
     fn event(side: usize, key: &str, millis: i64) -> Event {
         Event {
@@ -1060,6 +1097,7 @@ mod tests {
             time: EventTime::from_millis(millis),
             key: Key::from(key),
             record: Record::new(vec![Value::from(key)]),
+            partition: None,
         }
     }
 
@@ -1225,8 +1263,12 @@ mod tests {
         let even = |key: &Key| key.value().to_string().ends_with(['0', '2', '4', '6', '8']);
         let mut halves = [three(), three()];
         for (half, wanted) in halves.iter_mut().zip([true, false]) {
-            half.load_keeping(&mut Decoder::new(&state), &mut |key| even(key) == wanted)
-                .expect("read");
+            half.load_keeping(
+                &mut Decoder::new(&state),
+                StateFormat::CURRENT,
+                &mut |key, _| even(key) == wanted,
+            )
+            .expect("read");
         }
         assert!(halves.iter().all(|half| half.pending() > 0));
         // Of a divided state, only what each half holds is known to have
@@ -1247,7 +1289,11 @@ mod tests {
         let mut joined = three();
         for half in &halves {
             joined
-                .load_keeping(&mut Decoder::new(&half.state()), &mut |_| true)
+                .load_keeping(
+                    &mut Decoder::new(&half.state()),
+                    StateFormat::CURRENT,
+                    &mut |_, _| true,
+                )
                 .expect("read");
         }
         assert_eq!(joined.pending_groups(), whole.pending_groups());
@@ -1270,9 +1316,108 @@ mod tests {
         let mut twice = three();
         twice.restore_state(&state).expect("read");
         let error = twice
-            .load_keeping(&mut Decoder::new(&state), &mut |_| true)
+            .load_keeping(
+                &mut Decoder::new(&state),
+                StateFormat::CURRENT,
+                &mut |_, _| true,
+            )
             .expect_err("keys held already");
         assert!(error.to_string().contains("twice"), "{error}");
+    }
+
+    /// The partition of the test keys `k0` to `k7`: their digit's rest
+    /// by 4.
+    fn partition_of(key: &Value) -> u32 {
+        let digit = key.to_string().bytes().last().unwrap_or(b'0');
+        u32::from(digit - b'0') % 4
+    }
+
+    #[test]
+    fn a_key_keeps_its_partition_and_a_state_divides_by_partition() {
+        let mut whole = three();
+        let mut out = Vec::new();
+        for n in 0..60_i64 {
+            let key = format!("k{}", n % 8);
+            let mut event = event(usize::try_from(n % 3).unwrap_or(0), &key, n * 450);
+            event.partition = Some(partition_of(&Value::from(key.as_str())));
+            whole.on_event(event, &mut out);
+            if n == 40 {
+                whole.on_watermark(
+                    Watermark::bounded(EventTime::from_millis(n * 450), Duration::ZERO),
+                    &mut out,
+                );
+            }
+        }
+        assert!(whole.pending() > 0 && whole.remembered_keys() > 0);
+        let state = whole.state();
+        let mut parts = Vec::new();
+        for owned in [0..1, 1..4] {
+            let mut part = three();
+            part.load_keeping(
+                &mut Decoder::new(&state),
+                StateFormat::CURRENT,
+                &mut |key, partition| {
+                    assert_eq!(partition, Some(partition_of(key.value())), "{key:?}");
+                    owned.contains(&partition_of(key.value()))
+                },
+            )
+            .expect("read");
+            assert!(part.pending() > 0, "{owned:?}");
+            for group in part.pending_groups() {
+                assert!(owned.contains(&partition_of(&group.key)), "{owned:?}");
+            }
+            // Its own state says the partitions again.
+            let mut again = three();
+            again
+                .load_keeping(
+                    &mut Decoder::new(&part.state()),
+                    StateFormat::CURRENT,
+                    &mut |key, partition| partition == Some(partition_of(key.value())),
+                )
+                .expect("read");
+            assert_eq!(again.pending_groups(), part.pending_groups());
+            parts.push(part);
+        }
+        let mut split: Vec<_> = parts.iter().flat_map(Matcher::pending_groups).collect();
+        split.sort_by_cached_key(|group| (group.deadline, group.key.to_string()));
+        assert_eq!(split, whole.pending_groups());
+        assert_eq!(
+            parts.iter().map(Matcher::remembered_keys).sum::<usize>(),
+            whole.remembered_keys()
+        );
+    }
+
+    #[test]
+    fn a_state_written_before_keys_had_partitions_reads_back_without_them() {
+        let mut matcher = three();
+        let mut out = Vec::new();
+        matcher.on_event(event(0, "only", 1_000), &mut out);
+        let state = matcher.state();
+        // Format version 3 wrote a key's groups right after it: the same
+        // bytes without the 0 (no partition) that follows the key now.
+        let mut key = Encoder::new();
+        key.value(&Value::from("only"));
+        let key = key.into_bytes();
+        let at = state
+            .windows(key.len())
+            .position(|bytes| bytes == key)
+            .expect("the key")
+            + key.len();
+        assert_eq!(state[at], 0);
+        let old = [&state[..at], &state[at + 1..]].concat();
+        let mut read = three();
+        let mut partitions = Vec::new();
+        read.load_keeping(
+            &mut Decoder::new(&old),
+            StateFormat::of_version(3),
+            &mut |_, partition| {
+                partitions.push(partition);
+                true
+            },
+        )
+        .expect("read");
+        assert_eq!(partitions, [None]);
+        assert_eq!(read.pending_groups(), matcher.pending_groups());
     }
 
     #[test]

@@ -25,7 +25,7 @@ mod watermarks;
 pub use error::RunError;
 pub use event::{Event, Key};
 pub use instance::Instance;
-pub use matcher::{Matcher, PendingGroup, Rule};
+pub use matcher::{Matcher, PendingGroup, Rule, StateFormat};
 pub use operator::{Detail, Malformed, Operator, Outcome, Prior};
 pub use sink::{Outputs, SharedBuffer};
 pub use watermarks::Watermarks;

@@ -9,7 +9,8 @@ use super::{Driver, Options, Taken};
 use crate::checkpoint::encoding::Encoder;
 use crate::checkpoint::{Checkpoint, InputPosition, Lock, Store};
 use crate::plan::Graph;
-use crate::runtime::engine::Engine;
+use crate::runtime::StateFormat;
+use crate::runtime::engine::{Engine, Kept};
 use crate::runtime::error::RunError;
 use crate::runtime::source::At;
 use crate::runtime::source::GroupOffsets;
@@ -244,7 +245,12 @@ impl Driver {
         } else {
             checkpoint.workers
         };
-        let loaded = self.engine.load(states).map_err(damaged)?;
+        let kept = Kept {
+            states,
+            format: StateFormat::of_version(checkpoint.version),
+            owned: None,
+        };
+        let loaded = self.engine.load(kept).map_err(damaged)?;
         self.summary.resumed_from = Some(Resumed {
             sequence: checkpoint.sequence,
             pending: loaded.waiting,
@@ -412,6 +418,7 @@ impl Driver {
             matcher.save(&mut encoder);
         }
         Checkpoint {
+            version: crate::checkpoint::VERSION,
             sequence: 0,
             taken_at: super::system_time(),
             fingerprint: Vec::new(),

@@ -15,6 +15,34 @@ use crate::runtime::event::{Event, Key};
 use crate::runtime::operator::Prior;
 use crate::time::{Duration, EventTime, Watermark};
 
+/// Which keys of a state to read: given each key and the partition it
+/// came from, if known, whether to take it.
+type Keep<'a> = &'a mut dyn FnMut(&Key, Option<u32>) -> bool;
+
+/// How a matcher's state was written, which follows from its checkpoint's
+/// format version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateFormat {
+    /// Versions 2 and 3: keys without their partitions.
+    Unpartitioned,
+    /// From version 4: each key followed by its partition.
+    Partitioned,
+}
+
+impl StateFormat {
+    /// What [`Matcher::save`] writes.
+    pub const CURRENT: Self = Self::Partitioned;
+
+    /// The format of the states in a checkpoint of format `version`.
+    pub fn of_version(version: u32) -> Self {
+        if version >= 4 {
+            Self::Partitioned
+        } else {
+            Self::Unpartitioned
+        }
+    }
+}
+
 impl Matcher {
     /// Everything the matcher holds, as a checkpoint keeps it.
     pub fn state(&self) -> Vec<u8> {
@@ -30,7 +58,7 @@ impl Matcher {
     ///
     /// Data that is damaged or was written for other sides.
     pub fn restore_state(&mut self, state: &[u8]) -> Result<(), DecodeError> {
-        self.load(&mut Decoder::new(state))
+        self.load(&mut Decoder::new(state), StateFormat::CURRENT)
     }
 
     /// Writes everything the matcher holds.
@@ -47,6 +75,8 @@ impl Matcher {
         for entry in entries {
             let Entry { key, first, memory } = &self.entries[entry];
             out.value(key.value());
+            // The partition, from 1; 0 where none is known.
+            out.varint(self.partition(entry).map_or(0, |p| u64::from(p) + 1));
             out.usize(self.chain(*first).count());
             for group in self.chain(*first) {
                 out.varint(u64::from(self.groups[group].id));
@@ -139,14 +169,19 @@ impl Matcher {
     /// # Errors
     ///
     /// Data that is damaged or was written for other sides.
-    pub(crate) fn load(&mut self, input: &mut Decoder<'_>) -> Result<(), DecodeError> {
-        self.load_some(input, None)
+    pub(crate) fn load(
+        &mut self,
+        input: &mut Decoder<'_>,
+        format: StateFormat,
+    ) -> Result<(), DecodeError> {
+        self.load_some(input, format, None)
     }
 
     /// Adds to this matcher the keys of what [`save`](Self::save) wrote
-    /// (for a matcher with the same sides) that `keep` takes: the state of
-    /// other workers, each holding other keys, is divided among new ones
-    /// this way. Ids go on from the newest, and the watermark from the
+    /// (for a matcher with the same sides) that `keep` takes, given each
+    /// key and the partition it came from, if known: the state of other
+    /// workers or processes, each holding other keys, is divided among new
+    /// ones this way. Ids go on from the newest, and the watermark from the
     /// least (each worker's is the run's, so they are the same; were they
     /// not, the least fires no wait early).
     ///
@@ -157,16 +192,18 @@ impl Matcher {
     pub(crate) fn load_keeping(
         &mut self,
         input: &mut Decoder<'_>,
-        keep: &mut dyn FnMut(&Key) -> bool,
+        format: StateFormat,
+        keep: Keep<'_>,
     ) -> Result<(), DecodeError> {
-        self.load_some(input, Some(keep))
+        self.load_some(input, format, Some(keep))
     }
 
     /// Reads the keys `keep` takes, or all of them.
     fn load_some(
         &mut self,
         input: &mut Decoder<'_>,
-        mut keep: Option<&mut dyn FnMut(&Key) -> bool>,
+        format: StateFormat,
+        mut keep: Option<Keep<'_>>,
     ) -> Result<(), DecodeError> {
         let next_id = id(input)?;
         // The id ahead of the other, as ids wrap: the next group's is
@@ -200,7 +237,19 @@ impl Matcher {
         let mut others = None;
         for _ in 0..keys {
             let key = Key::new(input.value()?);
-            let target = if keep.as_mut().is_none_or(|keep| keep(&key)) {
+            let partition = match format {
+                StateFormat::Unpartitioned => None,
+                StateFormat::Partitioned => match input.varint()? {
+                    0 => None,
+                    from_1 => Some(
+                        u32::try_from(from_1 - 1)
+                            .ok()
+                            .filter(|&p| p != NONE)
+                            .ok_or_else(|| DecodeError("a partition out of range".to_string()))?,
+                    ),
+                },
+            };
+            let target = if keep.as_mut().is_none_or(|keep| keep(&key, partition)) {
                 &mut *self
             } else {
                 let others = others.get_or_insert_with(|| self.empty_like());
@@ -209,7 +258,7 @@ impl Matcher {
                 }
                 others
             };
-            target.load_entry(key, input)?;
+            target.load_entry(key, partition, input)?;
         }
         // A state read whole keeps its peak; of one divided, only what
         // was read is known to have waited at once.
@@ -219,12 +268,18 @@ impl Matcher {
     }
 
     /// Reads the groups and memory of `key`.
-    fn load_entry(&mut self, key: Key, input: &mut Decoder<'_>) -> Result<(), DecodeError> {
+    fn load_entry(
+        &mut self,
+        key: Key,
+        partition: Option<u32>,
+        input: &mut Decoder<'_>,
+    ) -> Result<(), DecodeError> {
         let hash = std::hash::BuildHasher::hash_one(&self.hasher, &key);
         if self.find(&key, hash).is_some() {
             return Err(DecodeError("a key is given twice".to_string()));
         }
         let entry = self.add_entry(key, hash);
+        self.set_partition(entry, partition);
         let groups = input.count(2)?;
         for _ in 0..groups {
             self.load_group(entry, input)?;
@@ -285,6 +340,7 @@ impl Matcher {
                 time,
                 key,
                 record,
+                partition: None,
             });
             self.held += 1;
         }

@@ -748,9 +748,12 @@ impl Reader<'_> {
             raw: message.payload().unwrap_or_default(),
             line: offset,
         };
-        let item = message_item(self.assign, self.decoder, message, &place)?;
-        let time = match &item {
-            Item::Event(event, _) => event.time,
+        let mut item = message_item(self.assign, self.decoder, message, &place)?;
+        let time = match &mut item {
+            Item::Event(event, _) => {
+                event.partition = Some(partition.id);
+                event.time
+            }
             Item::Malformed(..) => EventTime::from_millis(i64::MIN),
         };
         Some((time, item))

@@ -797,6 +797,7 @@ impl Assign {
             time,
             key,
             record,
+            partition: None,
         })
     }
 }
