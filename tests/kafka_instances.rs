@@ -171,13 +171,18 @@ fn kafka_pipeline(files: &Path, dir: &Path, brokers: &str) {
 
 /// Starts instance `number` of 3 on the pipeline in `dir`.
 fn instance(dir: &Path, number: u32, log: &str) -> Child {
+    instance_of(dir, number, 3, log)
+}
+
+/// Starts instance `number` of `count` on the pipeline in `dir`.
+fn instance_of(dir: &Path, number: u32, count: u32, log: &str) -> Child {
     let log = std::fs::File::create(dir.join(log)).expect("a log");
     std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
         .args([
             "--log",
             "text",
             "--instance",
-            &format!("{number}/3"),
+            &format!("{number}/{count}"),
             "--state-dir",
         ])
         .arg(dir.join("state"))
@@ -243,88 +248,112 @@ fn size(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
-/// Three processes share two topics of eight partitions; the second is
-/// killed (SIGKILL) after a checkpoint, with outcomes written since, and
-/// started again after more events came. Together they write each of the
-/// file run's outcomes once: none lost, none twice, none of a key decided
-/// where its other side is not.
-#[test]
-fn three_instances_one_killed_and_restarted_decide_what_one_file_run_does() {
-    let files = scratch("kafka_instances_files");
-    let (orders, payments) = generate(&files);
-    crate::accounting::pipeline(&files, false);
-    let run = run_in(&files, &["--quiet"]);
-    assert_eq!(run.status, 0, "{}", run.stderr);
-    let expected = outcomes(&files);
-    assert!(expected.len() > 3000, "{} outcomes", expected.len());
-    for kind in ["timed_out", "duplicate", "mismatched"] {
-        let outcome = format!(r#""outcome":"{kind}""#);
-        assert!(
-            expected.iter().any(|line| line.contains(&outcome)),
-            "{kind}"
-        );
-    }
-
+/// A mock cluster with topics `orders` and `payments` of eight
+/// partitions each.
+fn topics() -> MockCluster<'static, DefaultProducerContext> {
     let cluster = MockCluster::new(1).expect("a mock cluster");
-    let brokers = cluster.bootstrap_servers();
     for topic in ["orders", "payments"] {
         cluster.create_topic(topic, PARTITIONS, 1).expect("a topic");
     }
-    let dir = scratch("kafka_instances");
-    kafka_pipeline(&files, &dir, &brokers);
-    // The events in thirds, each file's in its own order.
-    let send = |part: usize| {
-        produce(&brokers, "orders", "order_id", &third(&orders, part));
-        produce(&brokers, "payments", "order_ref", &third(&payments, part));
-    };
+    cluster
+}
 
-    send(0);
-    let mut running = Running(vec![
-        (instance(&dir, 1, "1.log"), "1.log"),
-        (instance(&dir, 2, "2.log"), "2.log"),
-        (instance(&dir, 3, "3.log"), "3.log"),
-    ]);
-    let state = dir.join("state").join("instance-2-of-3");
-    wait_until("a checkpoint of instance 2", &dir, || {
-        has_checkpoint(&state)
-    });
-    // More events; once instance 2 wrote outcomes of them (likely before
-    // its next checkpoint), it is killed.
-    let written = dir.join("out").join("all.2-of-3.jsonl");
-    let before = size(&written);
-    send(1);
-    wait_until("instance 2's outcomes of the second third", &dir, || {
-        size(&written) > before
-    });
-    let (mut second, _) = running.0.remove(1);
-    second.kill().expect("killed");
-    let killed = second.wait().expect("ended");
-    assert!(!killed.success());
-    send(2);
-    running
-        .0
-        .push((instance(&dir, 2, "2-again.log"), "2-again.log"));
-    let mut round = 0;
-    wait_until("every outcome", &dir, || {
-        end_round(&brokers, round);
-        round += 1;
-        std::thread::sleep(Duration::from_millis(200));
-        outcomes(&dir).len() >= expected.len()
-    });
-    // Time for a wrong extra outcome to show.
-    std::thread::sleep(Duration::from_millis(1500));
-    for (child, log) in running.0.drain(..) {
-        let (status, stderr) = stop(child, &dir, log);
-        assert_eq!(status, Some(0), "{stderr}");
-        if log == "2-again.log" {
-            assert!(stderr.contains("resumed    from checkpoint"), "{stderr}");
+/// Generated orders and payments, their outcomes in a run on files, and
+/// the example pipeline on topics `orders` and `payments` of eight
+/// partitions each, in a scratch directory.
+struct Scenario {
+    _cluster: MockCluster<'static, DefaultProducerContext>,
+    brokers: String,
+    /// Where the pipeline is, and its outputs go.
+    dir: std::path::PathBuf,
+    orders: Vec<String>,
+    payments: Vec<String>,
+    /// The outcomes of the run on files.
+    expected: Vec<String>,
+}
+
+impl Scenario {
+    /// The scenario in scratch directory `name` (and `name_files`, for
+    /// the run on files).
+    fn new(name: &str) -> Self {
+        let files = scratch(&format!("{name}_files"));
+        let (orders, payments) = generate(&files);
+        crate::accounting::pipeline(&files, false);
+        let run = run_in(&files, &["--quiet"]);
+        assert_eq!(run.status, 0, "{}", run.stderr);
+        let expected = outcomes(&files);
+        assert!(expected.len() > 3000, "{} outcomes", expected.len());
+        for kind in ["timed_out", "duplicate", "mismatched"] {
+            let outcome = format!(r#""outcome":"{kind}""#);
             assert!(
-                stderr.contains("runner: instance 2/3: stopped after "),
-                "{stderr}"
+                expected.iter().any(|line| line.contains(&outcome)),
+                "{kind}"
             );
         }
+        let cluster = topics();
+        let brokers = cluster.bootstrap_servers();
+        let dir = scratch(name);
+        kafka_pipeline(&files, &dir, &brokers);
+        Self {
+            _cluster: cluster,
+            brokers,
+            dir,
+            orders,
+            payments,
+            expected,
+        }
     }
-    let together = outcomes(&dir);
+
+    /// Sends the second third of the events; once the second of
+    /// `running` wrote outcomes of them to `file` (likely before its next
+    /// checkpoint), kills it (SIGKILL).
+    fn kill_the_second_once_it_writes(&self, running: &mut Running, file: &str) {
+        let written = self.dir.join("out").join(file);
+        let before = size(&written);
+        self.send(1);
+        wait_until(
+            "the second's outcomes of the second third",
+            &self.dir,
+            || size(&written) > before,
+        );
+        let (mut second, _) = running.0.remove(1);
+        second.kill().expect("killed");
+        assert!(!second.wait().expect("ended").success());
+    }
+
+    /// Sends rounds of the end of the input until every outcome is
+    /// written.
+    fn end(&self) {
+        let mut round = 0;
+        wait_until("every outcome", &self.dir, || {
+            end_round(&self.brokers, round);
+            round += 1;
+            std::thread::sleep(Duration::from_millis(200));
+            outcomes(&self.dir).len() >= self.expected.len()
+        });
+    }
+
+    /// Sends the `part`th third of the events, each file's in its own
+    /// order.
+    fn send(&self, part: usize) {
+        produce(
+            &self.brokers,
+            "orders",
+            "order_id",
+            &third(&self.orders, part),
+        );
+        produce(
+            &self.brokers,
+            "payments",
+            "order_ref",
+            &third(&self.payments, part),
+        );
+    }
+}
+
+/// Whether `together` holds exactly the lines `expected` does, as often;
+/// panics saying what is missing or extra.
+fn assert_same(together: &[String], expected: &[String]) {
     let missing: Vec<_> = expected
         .iter()
         .filter(|line| !together.contains(line))
@@ -346,7 +375,120 @@ fn three_instances_one_killed_and_restarted_decide_what_one_file_run_does() {
         together.len(),
         expected.len()
     );
+}
+
+/// Three processes share two topics of eight partitions; the second is
+/// killed (SIGKILL) after a checkpoint, with outcomes written since, and
+/// started again after more events came. Together they write each of the
+/// file run's outcomes once: none lost, none twice, none of a key decided
+/// where its other side is not.
+#[test]
+fn three_instances_one_killed_and_restarted_decide_what_one_file_run_does() {
+    let scenario = Scenario::new("kafka_instances");
+    let (dir, expected) = (&scenario.dir, &scenario.expected);
+    let send = |part| scenario.send(part);
+
+    send(0);
+    let mut running = Running(vec![
+        (instance(dir, 1, "1.log"), "1.log"),
+        (instance(dir, 2, "2.log"), "2.log"),
+        (instance(dir, 3, "3.log"), "3.log"),
+    ]);
+    let state = dir.join("state").join("instance-2-of-3");
+    wait_until("a checkpoint of instance 2", dir, || has_checkpoint(&state));
+    // More events; once instance 2 wrote outcomes of them (likely before
+    // its next checkpoint), it is killed.
+    scenario.kill_the_second_once_it_writes(&mut running, "all.2-of-3.jsonl");
+    send(2);
+    running
+        .0
+        .push((instance(dir, 2, "2-again.log"), "2-again.log"));
+    scenario.end();
+    // Time for a wrong extra outcome to show.
+    std::thread::sleep(Duration::from_millis(1500));
+    for (child, log) in running.0.drain(..) {
+        let (status, stderr) = stop(child, dir, log);
+        assert_eq!(status, Some(0), "{stderr}");
+        if log == "2-again.log" {
+            assert!(stderr.contains("resumed    from checkpoint"), "{stderr}");
+            assert!(
+                stderr.contains("runner: instance 2/3: stopped after "),
+                "{stderr}"
+            );
+        }
+    }
+    assert_same(&outcomes(dir), expected);
     // Each instance wrote outcomes of its own partitions.
+    for number in 1..=3 {
+        let path = dir.join("out").join(format!("all.{number}-of-3.jsonl"));
+        assert!(size(&path) > 0, "{}", path.display());
+    }
+}
+
+/// Two processes share the topics; one is killed (SIGKILL) with outcomes
+/// written since its checkpoint, the other stopped. Three processes start
+/// in their place on the same state directory: each takes over its
+/// partitions' offsets and pending keys from the two's checkpoints, and
+/// all five files hold each of the file run's outcomes once. The two's
+/// checkpoints go once all three have taken over.
+#[test]
+fn three_processes_take_over_from_two_and_decide_what_one_file_run_does() {
+    let scenario = Scenario::new("kafka_instances_rescale");
+    let (dir, expected) = (&scenario.dir, &scenario.expected);
+    let send = |part| scenario.send(part);
+    let state = dir.join("state");
+
+    send(0);
+    let mut running = Running(vec![
+        (instance_of(dir, 1, 2, "1-of-2.log"), "1-of-2.log"),
+        (instance_of(dir, 2, 2, "2-of-2.log"), "2-of-2.log"),
+    ]);
+    wait_until("checkpoints of both", dir, || {
+        has_checkpoint(&state.join("instance-1-of-2"))
+            && has_checkpoint(&state.join("instance-2-of-2"))
+    });
+    scenario.kill_the_second_once_it_writes(&mut running, "all.2-of-2.jsonl");
+    // While one of the two runs, none of three takes over.
+    let pipeline = dir.join("pipeline.yaml");
+    let refused = runner(&[
+        "--instance",
+        "1/3",
+        "--state-dir",
+        state.to_str().expect("UTF-8"),
+        pipeline.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(refused.status, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("cannot take over from")
+            && refused.stderr.contains("stop every one of them"),
+        "{}",
+        refused.stderr
+    );
+    let (first, log) = running.0.remove(0);
+    let (status, stderr) = stop(first, dir, log);
+    assert_eq!(status, Some(0), "{stderr}");
+
+    send(2);
+    for number in 1..=3 {
+        let log = ["1-of-3.log", "2-of-3.log", "3-of-3.log"][number as usize - 1];
+        running.0.push((instance_of(dir, number, 3, log), log));
+    }
+    scenario.end();
+    // The two's checkpoints go once the three have each saved one.
+    wait_until("the two's checkpoints to go", dir, || {
+        !has_checkpoint(&state.join("instance-1-of-2"))
+            && !has_checkpoint(&state.join("instance-2-of-2"))
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    for (child, log) in running.0.drain(..) {
+        let (status, stderr) = stop(child, dir, log);
+        assert_eq!(status, Some(0), "{stderr}");
+        assert!(
+            stderr.contains("took over  its partitions from the checkpoints of 2 processes"),
+            "{stderr}"
+        );
+    }
+    assert_same(&outcomes(dir), expected);
     for number in 1..=3 {
         let path = dir.join("out").join(format!("all.{number}-of-3.jsonl"));
         assert!(size(&path) > 0, "{}", path.display());
@@ -461,7 +603,7 @@ fn a_source_that_is_not_kafka_cannot_be_shared() {
 }
 
 #[test]
-fn checkpoints_of_another_count_of_processes_are_not_silently_left_behind() {
+fn another_number_of_processes_takes_over_and_an_older_one_is_refused() {
     let cluster = MockCluster::new(1).expect("a mock cluster");
     let brokers = cluster.bootstrap_servers();
     cluster.create_topic("orders", 4, 1).expect("a topic");
@@ -496,32 +638,217 @@ fn checkpoints_of_another_count_of_processes_are_not_silently_left_behind() {
         listing.stdout
     );
     assert!(!listing.stderr.contains("changed"), "{}", listing.stderr);
-    for args in [&["--instance", "1/3"][..], &[][..]] {
-        let mut args = args.to_vec();
-        args.extend(["--state-dir", state_arg, pipeline]);
-        let refused = runner(&args);
-        assert_eq!(refused.status, 2, "{args:?}: {}", refused.stderr);
-        assert!(
-            refused.stderr.contains(&format!(
-                "the state directory holds checkpoints of another number of processes \
-                 (`{}`)",
-                state.join("instance-1-of-2").display()
-            )),
-            "{args:?}: {}",
-            refused.stderr
-        );
-    }
-    // The same count resumes; `--fresh` starts the other count over.
-    let again = start(&dir, &["--instance", "1/2", "--state-dir", state_arg]);
+    // One of three takes over from the two (the second of which never
+    // ran: its partitions start at their `start`).
+    let three = start(&dir, &["--instance", "1/3", "--state-dir", state_arg]);
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, stderr) = interrupt(three);
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("took over  its partitions from the checkpoints of 2 processes"),
+        "{stderr}"
+    );
+    assert!(has_checkpoint(&state.join("instance-1-of-3")), "{stderr}");
+    // The others of three have not: the two's checkpoints stay, and with
+    // two numbers' checkpoints a process alone does not guess which.
+    assert!(has_checkpoint(&state.join("instance-1-of-2")));
+    let alone = runner(&["--state-dir", state_arg, pipeline]);
+    assert_eq!(alone.status, 2, "{}", alone.stderr);
+    assert!(
+        alone.stderr.contains(
+            "the state directory holds checkpoints of several other numbers of processes"
+        ),
+        "{}",
+        alone.stderr
+    );
+    // The first of two, started again, would read partitions one of three
+    // owns now: refused.
+    let old = runner(&["--instance", "1/2", "--state-dir", state_arg, pipeline]);
+    assert_eq!(old.status, 2, "{}", old.stderr);
+    assert!(
+        old.stderr.contains(&format!(
+            "the state directory holds checkpoints of `{}` of 3 processes, newer than this \
+             process's own",
+            state.join("instance-1-of-3").display()
+        )),
+        "{}",
+        old.stderr
+    );
+    // The three resume their own; `--fresh` starts the two over.
+    let again = start(&dir, &["--instance", "1/3", "--state-dir", state_arg]);
     std::thread::sleep(Duration::from_millis(500));
     let (status, stderr) = interrupt(again);
     assert_eq!(status, Some(0), "{stderr}");
     assert!(stderr.contains("resumed    from checkpoint"), "{stderr}");
     let fresh = start(
         &dir,
-        &["--instance", "1/3", "--fresh", "--state-dir", state_arg],
+        &["--instance", "1/2", "--fresh", "--state-dir", state_arg],
     );
     std::thread::sleep(Duration::from_millis(500));
     let (status, stderr) = interrupt(fresh);
     assert_eq!(status, Some(0), "{stderr}");
+    // Started over, the two are newer than the three.
+    let superseded = runner(&["--instance", "1/3", "--state-dir", state_arg, pipeline]);
+    assert_eq!(superseded.status, 2, "{}", superseded.stderr);
+    assert!(
+        superseded
+            .stderr
+            .contains("of 2 processes, newer than this process's own"),
+        "{}",
+        superseded.stderr
+    );
+}
+
+/// Two processes read orders `k0` to `k15`, all at one time, from topics of
+/// eight partitions of a new cluster, and are stopped with the keys
+/// pending; then their payments are sent. The pipeline, in the scratch
+/// directory `name`, reads the topics bounded from then on.
+fn two_stopped_with_orders_pending(
+    name: &str,
+) -> (
+    MockCluster<'static, DefaultProducerContext>,
+    std::path::PathBuf,
+) {
+    let cluster = topics();
+    let brokers = cluster.bootstrap_servers();
+    let dir = scratch(name);
+    // Never idle: a quiet payments topic holds the orders' watermark back
+    // (idle, it would let the end of the bounded orders time them out).
+    pipeline_reading(&dir, &brokers, "");
+    let lines = |time: &str| -> Vec<String> {
+        (0..16)
+            .map(|n| format!(r#"{{"id":"k{n}","ts":"2026-11-02T12:00:0{time}Z"}}"#))
+            .collect()
+    };
+    let orders = lines("0");
+    produce(
+        &brokers,
+        "orders",
+        "id",
+        &orders.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let state = dir.join("state");
+    let state_arg = state.to_str().expect("UTF-8");
+    let two: Vec<Child> = (1..=2)
+        .map(|number| {
+            start(
+                &dir,
+                &[
+                    "--instance",
+                    &format!("{number}/2"),
+                    "--state-dir",
+                    state_arg,
+                ],
+            )
+        })
+        .collect();
+    // Time to read every order (they are stopped, not waited for).
+    std::thread::sleep(Duration::from_secs(3));
+    for run in two {
+        let (status, stderr) = interrupt(run);
+        assert_eq!(status, Some(0), "{stderr}");
+    }
+    for number in 1..=2 {
+        assert!(has_checkpoint(
+            &state.join(format!("instance-{number}-of-2"))
+        ));
+    }
+    let payments = lines("1");
+    produce(
+        &brokers,
+        "payments",
+        "id",
+        &payments.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    pipeline_reading(&dir, &brokers, "    bounded: true\n");
+    (cluster, dir)
+}
+
+/// The keys of the matches in every `out*.jsonl` in `dir`, sorted.
+fn matched_keys(dir: &Path) -> Vec<String> {
+    let mut keys: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("out"))
+        .flat_map(|entry| {
+            let text = std::fs::read_to_string(entry.path()).expect("readable");
+            text.lines()
+                .map(|line| field(line, "key").to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Every key `k0` to `k15`, sorted as text.
+fn every_key() -> Vec<String> {
+    let mut keys: Vec<String> = (0..16).map(|n| format!("k{n}")).collect();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn processes_that_take_over_and_read_to_their_end_keep_a_checkpoint_until_all_have() {
+    let (_cluster, dir) = two_stopped_with_orders_pending("kafka_instances_bounded_take_over");
+    let state = dir.join("state");
+    let state_arg = state.to_str().expect("UTF-8");
+    let run = |number: u32| {
+        let run = run_in(
+            &dir,
+            &[
+                "--instance",
+                &format!("{number}/3"),
+                "--state-dir",
+                state_arg,
+            ],
+        );
+        assert_eq!(run.status, 0, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("took over  its partitions from the checkpoints of 2 processes"),
+            "{}",
+            run.stderr
+        );
+    };
+    // The first of three reads its partitions to their end, but keeps a
+    // checkpoint: without it, a later start would take over again from
+    // the two, whose checkpoints the others still need.
+    run(1);
+    assert!(has_checkpoint(&state.join("instance-1-of-3")));
+    assert!(has_checkpoint(&state.join("instance-1-of-2")));
+    run(2);
+    run(3);
+    // The third to take over saw every one of three with a checkpoint.
+    for number in 1..=2 {
+        assert!(!has_checkpoint(
+            &state.join(format!("instance-{number}-of-2"))
+        ));
+    }
+    assert_eq!(matched_keys(&dir), every_key());
+}
+
+#[test]
+fn a_process_alone_takes_over_from_several() {
+    let (_cluster, dir) = two_stopped_with_orders_pending("kafka_instances_alone_take_over");
+    let state = dir.join("state");
+    let run = run_in(&dir, &["--state-dir", state.to_str().expect("UTF-8")]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "took over  its partitions from the checkpoints of 2 processes (newest 1): 16 keys \
+             pending"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(matched_keys(&dir), every_key());
+    // Read to the end, nothing is left to resume or take over from.
+    assert!(!has_checkpoint(&state));
+    for number in 1..=2 {
+        assert!(!has_checkpoint(
+            &state.join(format!("instance-{number}-of-2"))
+        ));
+    }
 }

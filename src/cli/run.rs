@@ -357,6 +357,29 @@ fn count(n: u64, noun: &str) -> String {
     }
 }
 
+/// The summary's line about the checkpoint a run resumed from, or the
+/// checkpoints of other processes it took over from.
+fn resumed_line(resumed: &runner::runtime::Resumed) -> String {
+    let from = match resumed.of {
+        None => format!("resumed    from checkpoint {}", resumed.sequence),
+        Some(1) => format!(
+            "took over  its partitions from the checkpoint of one process ({})",
+            resumed.sequence
+        ),
+        Some(processes) => format!(
+            "took over  its partitions from the checkpoints of {processes} processes \
+             (newest {})",
+            resumed.sequence
+        ),
+    };
+    format!(
+        "  {from}: {} pending, {} remembered, read in {:.2}s\n",
+        count(resumed.pending as u64, "key"),
+        resumed.remembered,
+        resumed.took.as_secs_f64()
+    )
+}
+
 /// A byte count for people: `812 B`, `14.2 MB`.
 fn bytes(n: u64) -> String {
     #[allow(clippy::cast_precision_loss)] // One decimal is all that is shown.
@@ -411,15 +434,8 @@ pub(super) fn render(summary: &Summary, malformed_routed: bool, instance: Instan
             text
         })
         .collect();
-    if let Some(resumed) = summary.resumed_from {
-        let _ = writeln!(
-            out,
-            "  resumed    from checkpoint {}: {} pending, {} remembered, read in {:.2}s",
-            resumed.sequence,
-            count(resumed.pending as u64, "key"),
-            resumed.remembered,
-            resumed.took.as_secs_f64()
-        );
+    if let Some(resumed) = &summary.resumed_from {
+        out.push_str(&resumed_line(resumed));
     }
     let _ = writeln!(out, "  read       {}", read.join("; "));
     let outcomes: Vec<String> = summary

@@ -20,6 +20,7 @@
 //! pending deadlines still fire.
 
 mod checkpointing;
+mod layouts;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -196,13 +197,23 @@ pub(crate) async fn drive(
         sources = %sources.join(", "),
         resumed_from = driver.summary.resumed_from.as_ref().map(|r| r.sequence),
         pending = driver.summary.resumed_from.as_ref().map(|r| r.pending),
+        took_over_from = driver.summary.resumed_from.as_ref().and_then(|r| r.of),
         "run started"
     );
-    let mut result = driver.run().await;
+    let mut result = if driver.took_over() {
+        // What it took over is its own from now on, and the file sinks'
+        // lengths before it writes: kept at once, before anything else.
+        driver.checkpoint(true).await
+    } else {
+        Ok(())
+    };
+    if result.is_ok() {
+        result = driver.run().await;
+    }
     driver.stop_sources();
     if result.is_ok() && !driver.summary.stopped {
         // Read to the end: there is nothing to resume.
-        result = driver.forget_checkpoints();
+        result = driver.finish_checkpoints().await;
     }
     // What was matched is written, also when the run failed.
     if result.is_ok() {
@@ -561,7 +572,7 @@ impl Driver {
         } = graph;
         let processing = matcher.clock == Clock::Processing;
         let opened = open_sources(sources, &mut options, resume.as_ref(), fresh)?;
-        source::co_partitioned(&opened, instance)?;
+        let partitions = source::co_partitioned(&opened, instance)?;
         let log = outputs.logs();
         let kept = resume.as_ref().map_or(&[][..], |c| &c.sinks[..]);
         let (writers, target_of) = outputs.open(&sinks, &options.base, kept)?;
@@ -630,7 +641,7 @@ impl Driver {
             sizes,
         };
         if let Some(checkpoint) = resume {
-            driver.restore(checkpoint)?;
+            driver.restore(checkpoint, partitions)?;
             if let Some(resumed) = &mut driver.summary.resumed_from {
                 resumed.took = now.elapsed();
             }

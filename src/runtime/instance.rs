@@ -68,6 +68,15 @@ impl Instance {
         start..start + each + usize::from(index < extra)
     }
 
+    /// The partitions, of `partitions` numbered from 0 as Kafka numbers
+    /// them, this instance reads: [`range`](Self::range) as partition
+    /// numbers.
+    pub fn partitions(self, partitions: usize) -> std::ops::Range<u32> {
+        let range = self.range(partitions);
+        let number = |at: usize| u32::try_from(at).unwrap_or(u32::MAX);
+        number(range.start)..number(range.end)
+    }
+
     /// Where this instance keeps its checkpoints, within a pipeline's
     /// state directory `dir`: `dir` itself when alone, else a directory of
     /// its own in it.

@@ -99,6 +99,10 @@ pub struct Resumed {
     pub pending: usize,
     /// Keys it remembered as done, within the retention.
     pub remembered: usize,
+    /// When the run took its partitions over from the checkpoints of
+    /// another number of processes: how many (the newest of their
+    /// checkpoints is `sequence`).
+    pub of: Option<u32>,
     /// How long the run took to read it and be ready to go on.
     pub took: std::time::Duration,
 }

@@ -1,10 +1,11 @@
 //! Checkpoints in a run: resuming from the last one, and taking them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::layouts::{self, Layout};
 use super::{Driver, Options, Taken};
 use crate::checkpoint::encoding::Encoder;
 use crate::checkpoint::{Checkpoint, InputPosition, Lock, Store};
@@ -38,6 +39,16 @@ pub(super) struct Checkpointing {
     /// time of getting it anew (most of a checkpoint's pause, with many keys
     /// pending).
     spare: Vec<u8>,
+    /// The pipeline's state directory, which holds this process's own
+    /// when it is one of several.
+    root: PathBuf,
+    instance: Instance,
+    /// Checkpoints of other numbers of processes, to remove once every
+    /// process of this number has one of its own.
+    retire: Vec<Layout>,
+    /// When this run took over from another number of processes: how
+    /// many.
+    pub(super) took_over: Option<u32>,
 }
 
 /// A checkpoint being saved on a thread of its own, which hands back the
@@ -56,31 +67,6 @@ struct Saved {
 /// How soon to look again at a checkpoint still being made durable when
 /// the next is due.
 const RECHECK: std::time::Duration = std::time::Duration::from_millis(20);
-
-/// The places in the pipeline's state directory `dir` that hold
-/// checkpoints of runs shared by another number of processes than
-/// `instance`'s (or of a process alone, in `dir` itself).
-fn other_layouts(dir: &Path, instance: Instance) -> Vec<String> {
-    let mut found = Vec::new();
-    if instance.is_shared() && Store::new(dir).has_checkpoint() {
-        found.push(format!("`{}`, of one process", dir.display()));
-    }
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let name = entry.file_name();
-        let count = name
-            .to_str()
-            .and_then(|name| name.strip_prefix("instance-"))
-            .and_then(|rest| rest.split_once("-of-"))
-            .and_then(|(_, count)| count.parse::<u32>().ok());
-        if count.is_some_and(|count| count != instance.count())
-            && Store::new(entry.path()).has_checkpoint()
-        {
-            found.push(format!("`{}`", entry.path().display()));
-        }
-    }
-    found.sort();
-    found
-}
 
 /// Whether `graph` writes checkpoints under `options`, and the checkpoint
 /// to resume from, if there is one; warnings about damaged checkpoints go
@@ -130,24 +116,16 @@ pub(super) fn prepare(
         warnings.extend(damaged);
         loaded
     };
-    let others = if resume.is_none() && !fresh {
-        other_layouts(&dir, instance)
-    } else {
-        Vec::new()
-    };
-    if !others.is_empty() {
-        return Err(RunError::Checkpoint(format!(
-            "the state directory holds checkpoints of another number of processes ({}), whose \
-             keys' state does not move to {}: run as many processes as took them, or run \
-             with --fresh to start over (every output is then written anew, and Kafka \
-             sources start at their `start`)",
-            others.join(", "),
-            match instance.count() {
-                1 => "one process".to_string(),
-                count => format!("{count} processes"),
-            }
-        )));
-    }
+    let resolved = layouts::resolve(
+        &dir,
+        instance,
+        &mut resume,
+        fresh,
+        &fingerprint,
+        graph,
+        &options.base,
+    )?;
+    warnings.extend(resolved.warnings);
     if let Some(checkpoint) = &mut resume {
         // Checkpoints of earlier versions name their number of workers.
         (checkpoint.fingerprint).retain(|(part, _)| part != crate::checkpoint::WORKERS);
@@ -173,7 +151,11 @@ pub(super) fn prepare(
         }
         checkpoint
     });
-    let sequence = resume.as_ref().map_or(1, |c| c.sequence + 1);
+    // Newer than any of other numbers of processes, also after --fresh: a
+    // process's own checkpoints are told from older ones of another
+    // number by their sequence numbers.
+    let newest_other = resolved.others.iter().filter_map(Layout::newest).max();
+    let sequence = (resume.as_ref().map_or(0, |c| c.sequence)).max(newest_other.unwrap_or(0)) + 1;
     let interval = std::time::Duration::from_millis(interval.millis().unsigned_abs());
     Ok((
         Some(Checkpointing {
@@ -186,9 +168,29 @@ pub(super) fn prepare(
             lock: Some(lock),
             in_flight: None,
             spare: Vec::new(),
+            root: dir,
+            instance,
+            retire: resolved.others,
+            took_over: resolved.took_over,
         }),
         resume,
     ))
+}
+
+impl Checkpointing {
+    /// Removes the checkpoints of other numbers of processes once every
+    /// process of this number has one of its own: all of their partitions
+    /// are taken over. A failure is only logged; the next checkpoint tries
+    /// again.
+    fn retire_taken_over(&mut self) {
+        if self.retire.is_empty() || !layouts::complete(&self.root, self.instance) {
+            return;
+        }
+        match layouts::retire(&self.root, &self.retire) {
+            Ok(()) => self.retire.clear(),
+            Err(error) => tracing::warn!(%error, "checkpoints taken over from are left"),
+        }
+    }
 }
 
 /// A path the run opened, as a checkpoint keeps it: relative to the
@@ -202,7 +204,7 @@ fn to_pipeline(base: &Path, path: &str) -> String {
 
 /// A path a checkpoint keeps, as the run opens it: `base` joined with it
 /// (as sources and sinks resolve the pipeline's paths).
-fn from_pipeline(base: &Path, path: &str) -> String {
+pub(super) fn from_pipeline(base: &Path, path: &str) -> String {
     if path.is_empty() || Path::new(path).is_absolute() {
         path.to_string()
     } else {
@@ -212,8 +214,25 @@ fn from_pipeline(base: &Path, path: &str) -> String {
 
 impl Driver {
     /// Puts back the watermarks and the match operator's state of
-    /// `checkpoint`, and keeps its bytes to encode the next one into.
-    pub(super) fn restore(&mut self, checkpoint: Checkpoint) -> Result<(), RunError> {
+    /// `checkpoint`, and keeps its bytes to encode the next one into. Of a
+    /// checkpoint put together from other processes', this one takes only
+    /// the keys and offsets of its own partitions, of the `partitions` the
+    /// topics have (every key, for a process alone).
+    pub(super) fn restore(
+        &mut self,
+        mut checkpoint: Checkpoint,
+        partitions: Option<usize>,
+    ) -> Result<(), RunError> {
+        let owned = (self.checkpointing.as_ref())
+            .filter(|checkpointing| checkpointing.took_over.is_some())
+            .map(|c| partitions.map_or(0..u32::MAX, |count| c.instance.partitions(count)));
+        if let Some(owned) = &owned {
+            for input in &mut checkpoint.inputs {
+                input
+                    .partitions
+                    .retain(|(partition, _)| owned.contains(partition));
+            }
+        }
         let damaged =
             |error| RunError::Checkpoint(format!("the checkpoint cannot be read: {error}"));
         let inputs: Vec<_> = checkpoint
@@ -248,13 +267,14 @@ impl Driver {
         let kept = Kept {
             states,
             format: StateFormat::of_version(checkpoint.version),
-            owned: None,
+            owned,
         };
         let loaded = self.engine.load(kept).map_err(damaged)?;
         self.summary.resumed_from = Some(Resumed {
             sequence: checkpoint.sequence,
             pending: loaded.waiting,
             remembered: loaded.remembered,
+            of: self.checkpointing.as_ref().and_then(|c| c.took_over),
             took: std::time::Duration::ZERO,
         });
         // Read, a state's bytes are the buffer to encode the next into.
@@ -440,6 +460,7 @@ impl Driver {
                     checkpointing.spare = saved.buffer;
                     self.summary.last_checkpoint.took = saved.took;
                     self.summary.last_checkpoint.bytes = saved.bytes;
+                    checkpointing.retire_taken_over();
                 }
                 Ok(())
             }
@@ -448,9 +469,32 @@ impl Driver {
         }
     }
 
+    /// Whether the run took its partitions over from the checkpoints of
+    /// another number of processes.
+    pub(super) fn took_over(&self) -> bool {
+        (self.checkpointing.as_ref()).is_some_and(|c| c.took_over.is_some())
+    }
+
+    /// After a run that read its inputs to their end: nothing is left to
+    /// resume, so the checkpoints go. But while checkpoints of another
+    /// number of processes are left, which a later start would take over
+    /// from again, the run keeps a last checkpoint of its own instead: it
+    /// says the partitions are taken, and where they are.
+    pub(super) async fn finish_checkpoints(&mut self) -> Result<(), RunError> {
+        let retiring =
+            |driver: &Self| (driver.checkpointing.as_ref()).is_some_and(|c| !c.retire.is_empty());
+        if retiring(self) {
+            self.checkpoint(true).await?;
+            if retiring(self) {
+                return Ok(());
+            }
+        }
+        self.forget_checkpoints()
+    }
+
     /// After a run that read its inputs to their end: nothing is left to
     /// resume, so the checkpoints go.
-    pub(super) fn forget_checkpoints(&mut self) -> Result<(), RunError> {
+    fn forget_checkpoints(&mut self) -> Result<(), RunError> {
         if let Some(job) = self
             .checkpointing
             .as_mut()

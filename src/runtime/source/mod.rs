@@ -178,16 +178,20 @@ pub(crate) fn shareable(sources: &[SourceNode], instance: Instance) -> Result<()
 }
 
 /// Checks that the processes sharing a pipeline's partitions can: the
-/// topics have as many partitions each, at least one for this instance.
-/// Asks the brokers; nothing to check for a process alone.
+/// topics have as many partitions each, at least one for this instance;
+/// returns how many. Asks the brokers; nothing to check for a process
+/// alone.
 ///
 /// # Errors
 ///
 /// Topics partitioned differently, a topic that cannot be read, or more
 /// instances than partitions; located at the topic in the pipeline file.
-pub(crate) fn co_partitioned(sources: &[Opened], instance: Instance) -> Result<(), RunError> {
+pub(crate) fn co_partitioned(
+    sources: &[Opened],
+    instance: Instance,
+) -> Result<Option<usize>, RunError> {
     if !instance.is_shared() {
-        return Ok(());
+        return Ok(None);
     }
     let mut first: Option<(&str, &str, usize)> = None;
     for source in sources {
@@ -222,7 +226,7 @@ pub(crate) fn co_partitioned(sources: &[Opened], instance: Instance) -> Result<(
         }
         first.get_or_insert((name, &topic.value, count));
     }
-    Ok(())
+    Ok(first.map(|(_, _, count)| count))
 }
 
 /// Lists the files `source` reads, resolving relative paths against
