@@ -131,7 +131,9 @@ Options:
   --instance <I/N>           be process I of N sharing the Kafka topics'
                              partitions: read the Ith of N ranges of them
                              (topics co-partitioned); own checkpoints, and
-                             file sinks written as NAME.I-of-N.EXT [1/1]
+                             file sinks written as NAME.I-of-N.EXT; takes
+                             its keys over from the checkpoints of another
+                             number of processes, stopped [1/1]
   --metrics-addr <ADDR>      serve Prometheus metrics at http://ADDR/metrics
                              and a health check at /health while running;
                              a bare port is on the loopback interface

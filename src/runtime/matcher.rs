@@ -49,7 +49,9 @@
 //! retention) are queues in time order; a timer whose group or memory has
 //! moved on is stale and skipped when it comes up. So a pending key costs
 //! its event and under a hundred bytes (`cargo bench --bench matcher`), and
-//! an event allocates nothing of its own.
+//! an event allocates nothing of its own. A key read from Kafka keeps the
+//! partition its first event came from, four bytes more in a column beside
+//! the entries, so that its state can go where the partition goes.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
