@@ -833,6 +833,29 @@ fn processes_that_take_over_and_read_to_their_end_keep_a_checkpoint_until_all_ha
 fn a_process_alone_takes_over_from_several() {
     let (_cluster, dir) = two_stopped_with_orders_pending("kafka_instances_alone_take_over");
     let state = dir.join("state");
+    // Each pending key's partition is in the first's checkpoint, which
+    // reads partitions 0 to 3 of 8.
+    let pipeline = dir.join("pipeline.yaml");
+    let listing = runner(&[
+        "state",
+        "inspect",
+        "--instance",
+        "1/2",
+        "--state-dir",
+        state.to_str().expect("UTF-8"),
+        pipeline.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(listing.status, 0, "{}", listing.stderr);
+    for key in every_key() {
+        let partition = partition_of(&key);
+        let line = format!("    {key} (partition {partition})  ");
+        assert_eq!(
+            listing.stdout.contains(&line),
+            partition < 4,
+            "{line}\n{}",
+            listing.stdout
+        );
+    }
     let run = run_in(&dir, &["--state-dir", state.to_str().expect("UTF-8")]);
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert!(

@@ -95,9 +95,12 @@ pub fn inspect(checkpoint: &Checkpoint) -> Result<String, String> {
                 None => format!("{} missing", input.name),
             })
             .collect();
+        let partition = group
+            .partition
+            .map_or_else(String::new, |partition| format!(" (partition {partition})"));
         let _ = writeln!(
             out,
-            "    {}  {}; deadline {}",
+            "    {}{partition}  {}; deadline {}",
             group.key,
             sides.join(", "),
             group.deadline

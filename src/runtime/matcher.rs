@@ -1366,6 +1366,7 @@ mod tests {
             .expect("read");
             assert!(part.pending() > 0, "{owned:?}");
             for group in part.pending_groups() {
+                assert_eq!(group.partition, Some(partition_of(&group.key)));
                 assert!(owned.contains(&partition_of(&group.key)), "{owned:?}");
             }
             // Its own state says the partitions again.

@@ -443,6 +443,8 @@ pub struct PendingGroup {
     pub deadline: EventTime,
     /// Each side's event time, where it has an event.
     pub sides: Vec<Option<EventTime>>,
+    /// The Kafka partition the key came from, if it is known.
+    pub partition: Option<u32>,
 }
 
 impl Matcher {
@@ -462,6 +464,7 @@ impl Matcher {
                         .and_then(|listed| listed.get(&group).copied())
                         .unwrap_or_else(|| self.group_deadline(group)),
                     sides,
+                    partition: self.partition(entry),
                 });
                 group = self.groups[group].next;
             }
