@@ -12,6 +12,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer};
 
 use crate::harness::{interrupt, run_in, runner, scratch, start};
+use runner::runtime::Instance;
 
 const PARTITIONS: i32 = 8;
 
@@ -699,12 +700,13 @@ fn another_number_of_processes_takes_over_and_an_older_one_is_refused() {
     );
 }
 
-/// Two processes read orders `k0` to `k15`, all at one time, from topics of
-/// eight partitions of a new cluster, and are stopped with the keys
-/// pending; then their payments are sent. The pipeline, in the scratch
+/// `count` processes (one: alone) read orders `k0` to `k15`, all at one
+/// time, from topics of eight partitions of a new cluster, and are stopped
+/// with the keys pending; then their payments are sent. The pipeline, in the scratch
 /// directory `name`, reads the topics bounded from then on.
-fn two_stopped_with_orders_pending(
+fn stopped_with_orders_pending(
     name: &str,
+    count: u32,
 ) -> (
     MockCluster<'static, DefaultProducerContext>,
     std::path::PathBuf,
@@ -729,29 +731,30 @@ fn two_stopped_with_orders_pending(
     );
     let state = dir.join("state");
     let state_arg = state.to_str().expect("UTF-8");
-    let two: Vec<Child> = (1..=2)
-        .map(|number| {
-            start(
-                &dir,
-                &[
-                    "--instance",
-                    &format!("{number}/2"),
-                    "--state-dir",
-                    state_arg,
-                ],
-            )
+    let instances: Vec<Instance> = match count {
+        1 => vec![Instance::ALONE],
+        _ => (1..=count)
+            .map(|number| Instance::new(number, count).expect("an instance"))
+            .collect(),
+    };
+    let runs: Vec<Child> = (instances.iter())
+        .map(|instance| {
+            let which = instance.to_string();
+            let mut args = vec!["--state-dir", state_arg];
+            if instance.is_shared() {
+                args.extend(["--instance", &which]);
+            }
+            start(&dir, &args)
         })
         .collect();
     // Time to read every order (they are stopped, not waited for).
     std::thread::sleep(Duration::from_secs(3));
-    for run in two {
+    for run in runs {
         let (status, stderr) = interrupt(run);
         assert_eq!(status, Some(0), "{stderr}");
     }
-    for number in 1..=2 {
-        assert!(has_checkpoint(
-            &state.join(format!("instance-{number}-of-2"))
-        ));
+    for instance in instances {
+        assert!(has_checkpoint(&instance.state_dir(&state)));
     }
     let payments = lines("1");
     produce(
@@ -791,7 +794,7 @@ fn every_key() -> Vec<String> {
 
 #[test]
 fn processes_that_take_over_and_read_to_their_end_keep_a_checkpoint_until_all_have() {
-    let (_cluster, dir) = two_stopped_with_orders_pending("kafka_instances_bounded_take_over");
+    let (_cluster, dir) = stopped_with_orders_pending("kafka_instances_bounded_take_over", 2);
     let state = dir.join("state");
     let state_arg = state.to_str().expect("UTF-8");
     let run = |number: u32| {
@@ -831,7 +834,7 @@ fn processes_that_take_over_and_read_to_their_end_keep_a_checkpoint_until_all_ha
 
 #[test]
 fn a_process_alone_takes_over_from_several() {
-    let (_cluster, dir) = two_stopped_with_orders_pending("kafka_instances_alone_take_over");
+    let (_cluster, dir) = stopped_with_orders_pending("kafka_instances_alone_take_over", 2);
     let state = dir.join("state");
     // Each pending key's partition is in the first's checkpoint, which
     // reads partitions 0 to 3 of 8.
@@ -856,7 +859,16 @@ fn a_process_alone_takes_over_from_several() {
             listing.stdout
         );
     }
-    let run = run_in(&dir, &["--state-dir", state.to_str().expect("UTF-8")]);
+    // On two workers, each taking the keys that hash to it.
+    let run = run_in(
+        &dir,
+        &[
+            "--workers",
+            "2",
+            "--state-dir",
+            state.to_str().expect("UTF-8"),
+        ],
+    );
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert!(
         run.stderr.contains(
@@ -874,4 +886,25 @@ fn a_process_alone_takes_over_from_several() {
             &state.join(format!("instance-{number}-of-2"))
         ));
     }
+}
+
+#[test]
+fn processes_take_over_from_one_alone() {
+    let (_cluster, dir) = stopped_with_orders_pending("kafka_instances_from_alone", 1);
+    let state = dir.join("state");
+    let state_arg = state.to_str().expect("UTF-8");
+    for number in 1..=2 {
+        let which = format!("{number}/2");
+        let run = run_in(&dir, &["--instance", &which, "--state-dir", state_arg]);
+        assert_eq!(run.status, 0, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("took over  its partitions from the checkpoint of one process"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert_eq!(matched_keys(&dir), every_key());
+    // Both took over: the lone process's checkpoints are gone.
+    assert!(!has_checkpoint(&state));
 }
