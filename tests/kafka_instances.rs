@@ -908,3 +908,44 @@ fn processes_take_over_from_one_alone() {
     // Both took over: the lone process's checkpoints are gone.
     assert!(!has_checkpoint(&state));
 }
+
+#[test]
+fn processes_sharing_topics_whose_partitions_changed_in_number_are_refused() {
+    let four = MockCluster::new(1).expect("a mock cluster");
+    for topic in ["orders", "payments"] {
+        four.create_topic(topic, 4, 1).expect("a topic");
+    }
+    let dir = scratch("kafka_instances_repartitioned");
+    pipeline_reading(&dir, &four.bootstrap_servers(), "    idle_timeout: 1s\n");
+    let state = dir.join("state");
+    let state_arg = state.to_str().expect("UTF-8");
+    let run = start(&dir, &["--instance", "1/2", "--state-dir", state_arg]);
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, stderr) = interrupt(run);
+    assert_eq!(status, Some(0), "{stderr}");
+    // The same topics, with six partitions each now.
+    let six = MockCluster::new(1).expect("a mock cluster");
+    for topic in ["orders", "payments"] {
+        six.create_topic(topic, 6, 1).expect("a topic");
+    }
+    // Bounded: a run that is not refused ends.
+    pipeline_reading(
+        &dir,
+        &six.bootstrap_servers(),
+        "    bounded: true\n    idle_timeout: 1s\n",
+    );
+    // Resuming its own checkpoint, or taking over from it.
+    for which in ["1/2", "1/3"] {
+        let refused = run_in(&dir, &["--instance", which, "--state-dir", state_arg]);
+        assert_eq!(refused.status, 2, "{which}: {}", refused.stderr);
+        assert!(
+            refused.stderr.contains(
+                "the connected topics have 6 partitions each, and had 4 when the checkpoint \
+                 this process resumes from was taken"
+            ),
+            "{which}: {}",
+            refused.stderr
+        );
+    }
+    assert!(has_checkpoint(&state.join("instance-1-of-2")));
+}

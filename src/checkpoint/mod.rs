@@ -38,6 +38,11 @@ pub const WORKERS: &str = "the workers";
 /// partitions took the checkpoint, when several do.
 pub const INSTANCE: &str = "the instance";
 
+/// The part of a fingerprint that says how many partitions each connected
+/// Kafka topic had, when several processes share them: a key's partition
+/// follows from the count, and with it the process that owns the key.
+pub const PARTITIONS: &str = "the partitions";
+
 /// The format version written; a checkpoint of another version is not
 /// read, except versions 2, which lacks the offsets of Kafka partitions,
 /// and 3, which lacks the partitions of the keys in its states.

@@ -68,7 +68,10 @@ pub(super) fn inspect(
     let mut now = graph.fingerprint();
     now.extend(
         (checkpoint.fingerprint.iter())
-            .filter(|(part, _)| part == runner::checkpoint::WORKERS)
+            .filter(|(part, _)| {
+                [runner::checkpoint::WORKERS, runner::checkpoint::PARTITIONS]
+                    .contains(&part.as_str())
+            })
             .cloned(),
     );
     if instance.is_shared() {

@@ -561,7 +561,7 @@ impl Driver {
             .checkpoints
             .as_ref()
             .is_some_and(|(_, fresh)| *fresh);
-        let (checkpointing, resume) =
+        let (mut checkpointing, resume) =
             checkpointing::prepare(&graph, &mut options, now, &mut warnings)?;
         let Graph {
             sources,
@@ -573,6 +573,7 @@ impl Driver {
         let processing = matcher.clock == Clock::Processing;
         let opened = open_sources(sources, &mut options, resume.as_ref(), fresh)?;
         let partitions = source::co_partitioned(&opened, instance)?;
+        checkpointing::partitions(checkpointing.as_mut(), partitions)?;
         let log = outputs.logs();
         let kept = resume.as_ref().map_or(&[][..], |c| &c.sinks[..]);
         let (writers, target_of) = outputs.open(&sinks, &options.base, kept)?;

@@ -49,6 +49,9 @@ pub(super) struct Checkpointing {
     /// When this run took over from another number of processes: how
     /// many.
     pub(super) took_over: Option<u32>,
+    /// How many partitions each connected topic had when the checkpoint
+    /// resumed from was taken, by processes sharing them.
+    partitions_then: Option<String>,
 }
 
 /// A checkpoint being saved on a thread of its own, which hands back the
@@ -126,9 +129,14 @@ pub(super) fn prepare(
         &options.base,
     )?;
     warnings.extend(resolved.warnings);
+    let mut partitions_then = None;
     if let Some(checkpoint) = &mut resume {
         // Checkpoints of earlier versions name their number of workers.
         (checkpoint.fingerprint).retain(|(part, _)| part != crate::checkpoint::WORKERS);
+        // The topics' partitions are counted once they are open.
+        partitions_then = (checkpoint.fingerprint.iter())
+            .position(|(part, _)| part == crate::checkpoint::PARTITIONS)
+            .map(|at| checkpoint.fingerprint.remove(at).1);
     }
     if let Some(checkpoint) = &resume
         && let Some(why) = checkpoint.mismatch(&fingerprint)
@@ -172,12 +180,49 @@ pub(super) fn prepare(
             instance,
             retire: resolved.others,
             took_over: resolved.took_over,
+            partitions_then,
         }),
         resume,
     ))
 }
 
+/// Notes, when processes share the connected topics, that they have
+/// `count` partitions each: the checkpoints say so from now on.
+///
+/// # Errors
+///
+/// The checkpoint resumed from was taken with another count: keys'
+/// partitions changed with it, so their state is no longer where their
+/// events go.
+pub(super) fn partitions(
+    checkpointing: Option<&mut Checkpointing>,
+    count: Option<usize>,
+) -> Result<(), RunError> {
+    let (Some(checkpointing), Some(count)) = (checkpointing, count) else {
+        return Ok(());
+    };
+    checkpointing.partitions(count)
+}
+
 impl Checkpointing {
+    /// Notes that the connected topics have `count` partitions each.
+    fn partitions(&mut self, count: usize) -> Result<(), RunError> {
+        let count = count.to_string();
+        if let Some(then) = self.partitions_then.take()
+            && then != count
+        {
+            return Err(RunError::Checkpoint(format!(
+                "the connected topics have {count} partitions each, and had {then} when the \
+                 checkpoint this process resumes from was taken: a key's partition changed with \
+                 the count, so its state is not with the process that now reads its events; run \
+                 with --fresh to start over (every output is then written anew, and Kafka \
+                 sources start at their `start`)"
+            )));
+        }
+        (self.fingerprint).push((crate::checkpoint::PARTITIONS.to_string(), count));
+        Ok(())
+    }
+
     /// Removes the checkpoints of other numbers of processes once every
     /// process of this number has one of its own: all of their partitions
     /// are taken over. A failure is only logged; the next checkpoint tries

@@ -15,7 +15,9 @@
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::{Checkpoint, INSTANCE, InputPosition, SinkLength, Store, WORKERS};
+use crate::checkpoint::{
+    Checkpoint, INSTANCE, InputPosition, PARTITIONS, SinkLength, Store, WORKERS,
+};
 use crate::config::SinkKind;
 use crate::plan::Graph;
 use crate::runtime::Instance;
@@ -231,6 +233,8 @@ pub(super) fn take_over(
     let _held = hold(dir)?;
     let mut warnings = Vec::new();
     let mut taken: Vec<Checkpoint> = Vec::new();
+    // How many partitions each topic had, as their checkpoints say.
+    let mut partitions = None;
     // Held until they are read and their files cut back.
     let mut locks = Vec::new();
     for old in &layout.dirs {
@@ -254,10 +258,23 @@ pub(super) fn take_over(
         };
         let unshared = |parts: &[(String, String)]| -> Vec<(String, String)> {
             (parts.iter())
-                .filter(|(part, _)| part != INSTANCE && part != WORKERS)
+                .filter(|(part, _)| ![INSTANCE, WORKERS, PARTITIONS].contains(&part.as_str()))
                 .cloned()
                 .collect()
         };
+        let count = (checkpoint.fingerprint.iter())
+            .find(|(part, _)| part == PARTITIONS)
+            .map(|(_, count)| count.clone());
+        match (&partitions, count) {
+            (Some(one), Some(other)) if *one != other => {
+                return Err(RunError::Checkpoint(format!(
+                    "cannot take over from {}: their checkpoints were taken with {one} and \
+                     {other} partitions per topic",
+                    layout.describe()
+                )));
+            }
+            (_, count) => partitions = partitions.or(count),
+        }
         let mut then = checkpoint.clone();
         then.fingerprint = unshared(&checkpoint.fingerprint);
         if let Some(why) = then.mismatch(&unshared(fingerprint)) {
@@ -295,7 +312,11 @@ pub(super) fn take_over(
             })
         })
         .collect();
-    Ok((merge(taken, fingerprint, own), warnings))
+    let mut merged = merge(taken, fingerprint, own);
+    if let Some(count) = partitions {
+        (merged.fingerprint).push((PARTITIONS.to_string(), count));
+    }
+    Ok((merged, warnings))
 }
 
 /// Cuts an old process's file sink back to its length at its checkpoint:
