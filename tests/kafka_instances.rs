@@ -259,11 +259,29 @@ fn topics() -> MockCluster<'static, DefaultProducerContext> {
     cluster
 }
 
+/// Where the topics are.
+enum Cluster {
+    /// librdkafka's, in the test's process.
+    Mock(MockCluster<'static, DefaultProducerContext>),
+    /// A broker process.
+    Process(crate::kafka::Broker),
+}
+
+impl Cluster {
+    /// Its bootstrap servers.
+    fn brokers(&self) -> String {
+        match self {
+            Self::Mock(cluster) => cluster.bootstrap_servers(),
+            Self::Process(broker) => broker.brokers.clone(),
+        }
+    }
+}
+
 /// Generated orders and payments, their outcomes in a run on files, and
 /// the example pipeline on topics `orders` and `payments` of eight
 /// partitions each, in a scratch directory.
 struct Scenario {
-    _cluster: MockCluster<'static, DefaultProducerContext>,
+    _cluster: Cluster,
     brokers: String,
     /// Where the pipeline is, and its outputs go.
     dir: std::path::PathBuf,
@@ -275,8 +293,14 @@ struct Scenario {
 
 impl Scenario {
     /// The scenario in scratch directory `name` (and `name_files`, for
-    /// the run on files).
+    /// the run on files), on librdkafka's mock cluster.
     fn new(name: &str) -> Self {
+        Self::on(name, Cluster::Mock(topics()))
+    }
+
+    /// The scenario in scratch directory `name`, on `cluster`, which has
+    /// the topics.
+    fn on(name: &str, cluster: Cluster) -> Self {
         let files = scratch(&format!("{name}_files"));
         let (orders, payments) = generate(&files);
         crate::accounting::pipeline(&files, false);
@@ -291,8 +315,7 @@ impl Scenario {
                 "{kind}"
             );
         }
-        let cluster = topics();
-        let brokers = cluster.bootstrap_servers();
+        let brokers = cluster.brokers();
         let dir = scratch(name);
         kafka_pipeline(&files, &dir, &brokers);
         Self {
@@ -434,7 +457,24 @@ fn three_instances_one_killed_and_restarted_decide_what_one_file_run_does() {
 /// checkpoints go once all three have taken over.
 #[test]
 fn three_processes_take_over_from_two_and_decide_what_one_file_run_does() {
-    let scenario = Scenario::new("kafka_instances_rescale");
+    take_over_from_two(&Scenario::new("kafka_instances_rescale"));
+}
+
+/// As above, against a broker process.
+#[test]
+fn against_a_broker_process_three_processes_take_over_from_two() {
+    let broker = crate::kafka::Broker::start();
+    for topic in ["orders", "payments"] {
+        broker.create_topic(topic, PARTITIONS);
+    }
+    take_over_from_two(&Scenario::on(
+        "kafka_instances_rescale_tansu",
+        Cluster::Process(broker),
+    ));
+}
+
+/// Two processes of `scenario`, then three taking over from them.
+fn take_over_from_two(scenario: &Scenario) {
     let (dir, expected) = (&scenario.dir, &scenario.expected);
     let send = |part| scenario.send(part);
     let state = dir.join("state");
