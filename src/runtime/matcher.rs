@@ -644,11 +644,12 @@ impl Matcher {
             record,
             partition,
         } = event;
-        let entry = entry.unwrap_or_else(|| {
-            let entry = self.add_entry(key, hash);
+        let entry = entry.unwrap_or_else(|| self.add_entry(key, hash));
+        // The first partition known for the key: a key remembered from a
+        // checkpoint that did not say gets it from its next event.
+        if partition.is_some() && self.partition(entry).is_none() {
             self.set_partition(entry, partition);
-            entry
-        });
+        }
         let id = self.id();
         let deadline = self.deadline(side, time);
         let group = self.add_group(id, deadline, entry);
@@ -1421,6 +1422,13 @@ mod tests {
         .expect("read");
         assert_eq!(partitions, [None]);
         assert_eq!(read.pending_groups(), matcher.pending_groups());
+        // The key's next group, from partition 5, tells its partition.
+        let mut later = event(0, "only", 1_000_000);
+        later.partition = Some(5);
+        read.on_event(later, &mut out);
+        let groups = read.pending_groups();
+        assert_eq!(groups.len(), 2);
+        assert!(groups.iter().all(|group| group.partition == Some(5)));
     }
 
     #[test]
