@@ -490,20 +490,18 @@ fn take_over_from_two(scenario: &Scenario) {
     });
     scenario.kill_the_second_once_it_writes(&mut running, "all.2-of-2.jsonl");
     // While one of the two runs, none of three takes over.
-    let pipeline = dir.join("pipeline.yaml");
-    let refused = runner(&[
-        "--instance",
-        "1/3",
-        "--state-dir",
-        state.to_str().expect("UTF-8"),
-        pipeline.to_str().expect("UTF-8"),
-    ]);
-    assert_eq!(refused.status, 2, "{}", refused.stderr);
+    let refused = refusal(
+        dir,
+        &[
+            "--instance",
+            "1/3",
+            "--state-dir",
+            state.to_str().expect("UTF-8"),
+        ],
+    );
     assert!(
-        refused.stderr.contains("cannot take over from")
-            && refused.stderr.contains("stop every one of them"),
-        "{}",
-        refused.stderr
+        refused.contains("cannot take over from") && refused.contains("stop every one of them"),
+        "{refused}"
     );
     let (first, log) = running.0.remove(0);
     let (status, stderr) = stop(first, dir, log);
@@ -654,10 +652,7 @@ fn another_number_of_processes_takes_over_and_an_older_one_is_refused() {
     let state = dir.join("state");
     let state_arg = state.to_str().expect("UTF-8");
     // Stopped, the first of two leaves its checkpoint.
-    let run = start(&dir, &["--instance", "1/2", "--state-dir", state_arg]);
-    std::thread::sleep(Duration::from_millis(500));
-    let (status, stderr) = interrupt(run);
-    assert_eq!(status, Some(0), "{stderr}");
+    let stderr = run_briefly(&dir, &["--instance", "1/2", "--state-dir", state_arg]);
     assert!(has_checkpoint(&state.join("instance-1-of-2")), "{stderr}");
     let pipeline = dir.join("pipeline.yaml");
     let pipeline = pipeline.to_str().expect("UTF-8");
@@ -679,12 +674,30 @@ fn another_number_of_processes_takes_over_and_an_older_one_is_refused() {
         listing.stdout
     );
     assert!(!listing.stderr.contains("changed"), "{}", listing.stderr);
-    // One of three takes over from the two (the second of which never
-    // ran: its partitions start at their `start`).
-    let three = start(&dir, &["--instance", "1/3", "--state-dir", state_arg]);
-    std::thread::sleep(Duration::from_millis(500));
-    let (status, stderr) = interrupt(three);
+    // While the second of two runs, before its first checkpoint, none of
+    // three takes over.
+    let second = start(&dir, &["--instance", "2/2", "--state-dir", state_arg]);
+    wait_until(
+        "the second of two to take its state directory",
+        &dir,
+        || state.join("instance-2-of-2").join("lock").exists(),
+    );
+    let refused = refusal(&dir, &["--instance", "1/3", "--state-dir", state_arg]);
+    assert!(
+        refused.contains(&format!(
+            "cannot take over from `{}`, `{}` of 2 processes: another run is using the \
+             checkpoints in `{}`",
+            state.join("instance-1-of-2").display(),
+            state.join("instance-2-of-2").display(),
+            state.join("instance-2-of-2").display(),
+        )),
+        "{}",
+        refused
+    );
+    let (status, stderr) = interrupt(second);
     assert_eq!(status, Some(0), "{stderr}");
+    // One of three takes over from the two.
+    let stderr = run_briefly(&dir, &["--instance", "1/3", "--state-dir", state_arg]);
     assert!(
         stderr.contains("took over  its partitions from the checkpoints of 2 processes"),
         "{stderr}"
@@ -693,50 +706,38 @@ fn another_number_of_processes_takes_over_and_an_older_one_is_refused() {
     // The others of three have not: the two's checkpoints stay, and with
     // two numbers' checkpoints a process alone does not guess which.
     assert!(has_checkpoint(&state.join("instance-1-of-2")));
-    let alone = runner(&["--state-dir", state_arg, pipeline]);
-    assert_eq!(alone.status, 2, "{}", alone.stderr);
+    let alone = refusal(&dir, &["--state-dir", state_arg]);
     assert!(
-        alone.stderr.contains(
+        alone.contains(
             "the state directory holds checkpoints of several other numbers of processes"
         ),
         "{}",
-        alone.stderr
+        alone
     );
     // The first of two, started again, would read partitions one of three
     // owns now: refused.
-    let old = runner(&["--instance", "1/2", "--state-dir", state_arg, pipeline]);
-    assert_eq!(old.status, 2, "{}", old.stderr);
+    let old = refusal(&dir, &["--instance", "1/2", "--state-dir", state_arg]);
     assert!(
-        old.stderr.contains(&format!(
+        old.contains(&format!(
             "the state directory holds checkpoints of `{}` of 3 processes, newer than this \
              process's own",
             state.join("instance-1-of-3").display()
         )),
         "{}",
-        old.stderr
+        old
     );
     // The three resume their own; `--fresh` starts the two over.
-    let again = start(&dir, &["--instance", "1/3", "--state-dir", state_arg]);
-    std::thread::sleep(Duration::from_millis(500));
-    let (status, stderr) = interrupt(again);
-    assert_eq!(status, Some(0), "{stderr}");
+    let stderr = run_briefly(&dir, &["--instance", "1/3", "--state-dir", state_arg]);
     assert!(stderr.contains("resumed    from checkpoint"), "{stderr}");
-    let fresh = start(
+    run_briefly(
         &dir,
         &["--instance", "1/2", "--fresh", "--state-dir", state_arg],
     );
-    std::thread::sleep(Duration::from_millis(500));
-    let (status, stderr) = interrupt(fresh);
-    assert_eq!(status, Some(0), "{stderr}");
     // Started over, the two are newer than the three.
-    let superseded = runner(&["--instance", "1/3", "--state-dir", state_arg, pipeline]);
-    assert_eq!(superseded.status, 2, "{}", superseded.stderr);
+    let superseded = refusal(&dir, &["--instance", "1/3", "--state-dir", state_arg]);
     assert!(
-        superseded
-            .stderr
-            .contains("of 2 processes, newer than this process's own"),
-        "{}",
-        superseded.stderr
+        superseded.contains("of 2 processes, newer than this process's own"),
+        "{superseded}"
     );
 }
 
@@ -805,6 +806,48 @@ fn stopped_with_orders_pending(
     );
     pipeline_reading(&dir, &brokers, "    bounded: true\n");
     (cluster, dir)
+}
+
+/// Runs the pipeline in `dir` with `args`, which must refuse to start
+/// (exit 2); gives what it wrote to stderr. One that runs instead is
+/// stopped after a minute, failing the test rather than hanging it.
+fn refusal(dir: &Path, args: &[&str]) -> String {
+    let log = dir.join("refused.log");
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(args)
+        .arg(dir.join("pipeline.yaml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("a log"))
+        .spawn()
+        .expect("runner starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = run.try_wait().expect("waited") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = run.kill();
+            let _ = run.wait();
+            panic!(
+                "{args:?} ran instead of being refused:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = std::fs::read_to_string(&log).expect("its log");
+    assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+    stderr
+}
+
+/// Runs the pipeline in `dir` with `args` for half a second and stops it
+/// as Ctrl-C does, which it must do cleanly; gives what it wrote to stderr.
+fn run_briefly(dir: &Path, args: &[&str]) -> String {
+    let run = start(dir, args);
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, stderr) = interrupt(run);
+    assert_eq!(status, Some(0), "{stderr}");
+    stderr
 }
 
 /// The keys of the matches in every `out*.jsonl` in `dir`, sorted.
@@ -976,15 +1019,13 @@ fn processes_sharing_topics_whose_partitions_changed_in_number_are_refused() {
     );
     // Resuming its own checkpoint, or taking over from it.
     for which in ["1/2", "1/3"] {
-        let refused = run_in(&dir, &["--instance", which, "--state-dir", state_arg]);
-        assert_eq!(refused.status, 2, "{which}: {}", refused.stderr);
+        let refused = refusal(&dir, &["--instance", which, "--state-dir", state_arg]);
         assert!(
-            refused.stderr.contains(
+            refused.contains(
                 "the connected topics have 6 partitions each, and had 4 when the checkpoint \
                  this process resumes from was taken"
             ),
-            "{which}: {}",
-            refused.stderr
+            "{which}: {refused}"
         );
     }
     assert!(has_checkpoint(&state.join("instance-1-of-2")));

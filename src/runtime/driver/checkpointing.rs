@@ -224,11 +224,15 @@ impl Checkpointing {
     }
 
     /// Removes the checkpoints of other numbers of processes once every
-    /// process of this number has one of its own: all of their partitions
-    /// are taken over. A failure is only logged; the next checkpoint tries
-    /// again.
+    /// process of this number has one of its own newer than theirs: all
+    /// of their partitions are taken over (one of this number left from
+    /// before them, not). A failure is only logged; the next checkpoint
+    /// tries again.
     fn retire_taken_over(&mut self) {
-        if self.retire.is_empty() || !layouts::complete(&self.root, self.instance) {
+        let Some(after) = self.retire.iter().filter_map(Layout::newest).max() else {
+            return;
+        };
+        if !layouts::complete(&self.root, self.instance, after) {
             return;
         }
         match layouts::retire(&self.root, &self.retire) {

@@ -33,7 +33,8 @@ const LAYOUT_LOCK: &str = "layout.lock";
 pub(super) struct Layout {
     /// How many processes.
     count: u32,
-    /// The state directory of each one that has a checkpoint.
+    /// The state directory of each one that ran (at least one has a
+    /// checkpoint).
     dirs: Vec<PathBuf>,
 }
 
@@ -41,7 +42,8 @@ impl Layout {
     /// The layouts in the pipeline's state directory `dir` of another
     /// number of processes than `instance`'s, with checkpoints: those of a
     /// process alone are in `dir` itself, of instance `i` of `n` in
-    /// `instance-i-of-n` within it.
+    /// `instance-i-of-n` within it (there from its start, checkpoint or
+    /// not).
     pub(super) fn others(dir: &Path, instance: Instance) -> Vec<Self> {
         let mut layouts: Vec<Self> = Vec::new();
         if instance.is_shared() && Store::new(dir).has_checkpoint() {
@@ -67,9 +69,6 @@ impl Layout {
             let Some(count) = count.filter(|&count| count != instance.count()) else {
                 continue;
             };
-            if !Store::new(&path).has_checkpoint() {
-                continue;
-            }
             match layouts.iter_mut().find(|layout| layout.count == count) {
                 Some(layout) => layout.dirs.push(path),
                 None => layouts.push(Self {
@@ -78,6 +77,9 @@ impl Layout {
                 }),
             }
         }
+        // A process of theirs without a checkpoint yet is one of them too:
+        // a take-over must find it stopped.
+        layouts.retain(|layout| layout.dirs.iter().any(|d| Store::new(d).has_checkpoint()));
         layouts
     }
 
@@ -404,12 +406,15 @@ fn merge(
     merged
 }
 
-/// Whether every process of `instance`'s number has a checkpoint in the
-/// pipeline's state directory `dir`.
-pub(super) fn complete(dir: &Path, instance: Instance) -> bool {
+/// Whether every process of `instance`'s number has a checkpoint newer
+/// than `after` in the pipeline's state directory `dir`.
+pub(super) fn complete(dir: &Path, instance: Instance, after: u64) -> bool {
     (1..=instance.count()).all(|number| {
-        Instance::new(number, instance.count())
-            .is_some_and(|each| Store::new(each.state_dir(dir)).has_checkpoint())
+        Instance::new(number, instance.count()).is_some_and(|each| {
+            Store::new(each.state_dir(dir))
+                .newest()
+                .is_some_and(|newest| newest > after)
+        })
     })
 }
 
@@ -422,19 +427,22 @@ pub(super) fn retire(dir: &Path, layouts: &[Layout]) -> Result<(), RunError> {
     for layout in layouts {
         let mut removed = 0;
         for old in &layout.dirs {
-            let store = Store::new(old);
             // Another process of this number may have been first.
-            if !store.has_checkpoint() {
+            if !old.exists() {
                 continue;
             }
+            let store = Store::new(old);
             let Ok(lock) = store.lock() else {
                 continue;
             };
-            store
-                .clear()
-                .map_err(|error| RunError::Checkpoint(error.to_string()))?;
+            if store.has_checkpoint() {
+                store
+                    .clear()
+                    .map_err(|error| RunError::Checkpoint(error.to_string()))?;
+                removed += 1;
+            }
+            // Its lock file goes, and the directory with it if empty.
             store.release(lock);
-            removed += 1;
         }
         if removed > 0 {
             tracing::info!(
