@@ -255,7 +255,7 @@ pub(super) fn take_over(
             ))
         })?;
         warnings.extend(damaged);
-        let Some(checkpoint) = checkpoint else {
+        let Some(mut checkpoint) = checkpoint else {
             continue;
         };
         let unshared = |parts: &[(String, String)]| -> Vec<(String, String)> {
@@ -277,9 +277,8 @@ pub(super) fn take_over(
             }
             (_, count) => partitions = partitions.or(count),
         }
-        let mut then = checkpoint.clone();
-        then.fingerprint = unshared(&checkpoint.fingerprint);
-        if let Some(why) = then.mismatch(&unshared(fingerprint)) {
+        checkpoint.fingerprint = unshared(&checkpoint.fingerprint);
+        if let Some(why) = checkpoint.mismatch(&unshared(fingerprint)) {
             return Err(RunError::Checkpoint(format!(
                 "cannot take over from the checkpoint in `{}`: the pipeline changed since it was \
                  taken ({why}); run with --fresh to start over (every output is then written \
@@ -300,7 +299,7 @@ pub(super) fn take_over(
         for sink in &checkpoint.sinks {
             cut_back(base, sink)?;
         }
-        taken.push(then);
+        taken.push(checkpoint);
     }
     drop(locks);
     let own = files
