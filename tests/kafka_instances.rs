@@ -657,15 +657,7 @@ fn another_number_of_processes_takes_over_and_an_older_one_is_refused() {
     let pipeline = dir.join("pipeline.yaml");
     let pipeline = pipeline.to_str().expect("UTF-8");
     // `state inspect` finds it with the same `--instance`.
-    let listing = runner(&[
-        "state",
-        "inspect",
-        "--instance",
-        "1/2",
-        "--state-dir",
-        state_arg,
-        pipeline,
-    ]);
+    let listing = inspect("1/2", state_arg, pipeline);
     assert_eq!(listing.status, 0, "{}", listing.stderr);
     assert!(
         listing.stdout.contains("source app")
@@ -674,6 +666,19 @@ fn another_number_of_processes_takes_over_and_an_older_one_is_refused() {
         listing.stdout
     );
     assert!(!listing.stderr.contains("changed"), "{}", listing.stderr);
+    // With `--instance 1/3` it tells what one of three would take over.
+    let listing = inspect("1/3", state_arg, pipeline);
+    assert_eq!(listing.status, 0, "{}", listing.stderr);
+    assert!(
+        listing.stdout.contains(&format!(
+            "no checkpoint in `{}` yet: started, this process takes its partitions over from \
+             the checkpoints of `{}` of 2 processes",
+            state.join("instance-1-of-3").display(),
+            state.join("instance-1-of-2").display()
+        )),
+        "{}",
+        listing.stdout
+    );
     // While the second of two runs, before its first checkpoint, none of
     // three takes over.
     let second = start(&dir, &["--instance", "2/2", "--state-dir", state_arg]);
@@ -808,6 +813,20 @@ fn stopped_with_orders_pending(
     (cluster, dir)
 }
 
+/// `runner state inspect` of instance `which` (`1/3`) of `pipeline`, its
+/// checkpoints in `state`.
+fn inspect(which: &str, state: &str, pipeline: &str) -> crate::harness::Run {
+    runner(&[
+        "state",
+        "inspect",
+        "--instance",
+        which,
+        "--state-dir",
+        state,
+        pipeline,
+    ])
+}
+
 /// Runs the pipeline in `dir` with `args`, which must refuse to start
 /// (exit 2); gives what it wrote to stderr. One that runs instead is
 /// stopped after a minute, failing the test rather than hanging it.
@@ -922,15 +941,11 @@ fn a_process_alone_takes_over_from_several() {
     // Each pending key's partition is in the first's checkpoint, which
     // reads partitions 0 to 3 of 8.
     let pipeline = dir.join("pipeline.yaml");
-    let listing = runner(&[
-        "state",
-        "inspect",
-        "--instance",
+    let listing = inspect(
         "1/2",
-        "--state-dir",
         state.to_str().expect("UTF-8"),
         pipeline.to_str().expect("UTF-8"),
-    ]);
+    );
     assert_eq!(listing.status, 0, "{}", listing.stderr);
     for key in every_key() {
         let partition = partition_of(&key);

@@ -58,6 +58,15 @@ pub(super) fn inspect(
         eprintln!("warning: {warning}");
     }
     let Some(checkpoint) = checkpoint else {
+        let others = runner::runtime::other_checkpoints(&state_dir(path, dir), instance);
+        if !others.is_empty() {
+            return print(&format!(
+                "no checkpoint in `{}` yet: started, this process takes its partitions over \
+                 from the checkpoints of {} (`state inspect` with their `--instance` lists them)\n",
+                store.dir().display(),
+                others.join("; ")
+            ));
+        }
         return print(&format!(
             "no checkpoint in `{}`: the pipeline has not run, or ran to its end\n",
             store.dir().display()

@@ -22,6 +22,8 @@
 mod checkpointing;
 mod layouts;
 
+pub use layouts::other_checkpoints;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::path::PathBuf;

@@ -30,7 +30,7 @@ pub use operator::{Detail, Malformed, Operator, Outcome, Prior};
 pub use sink::{Outputs, SharedBuffer};
 pub use watermarks::Watermarks;
 
-pub use driver::Options;
+pub use driver::{Options, other_checkpoints};
 
 use crate::config::OutcomeKind;
 use crate::plan::Graph;

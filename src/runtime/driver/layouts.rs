@@ -108,6 +108,17 @@ impl Layout {
     }
 }
 
+/// The checkpoints of other numbers of processes in the pipeline's state
+/// directory `dir`, which `instance`, with no checkpoint of its own, takes
+/// its partitions over from when it starts (or, of several numbers,
+/// refuses to): where they are, and of how many processes, for people.
+pub fn other_checkpoints(dir: &Path, instance: Instance) -> Vec<String> {
+    Layout::others(dir, instance)
+        .iter()
+        .map(Layout::describe)
+        .collect()
+}
+
 /// What a process found of other numbers of processes.
 pub(super) struct Resolved {
     /// Their checkpoints, to remove once every process of this number has
