@@ -68,7 +68,8 @@ pub(crate) struct Kept {
     /// How they are written.
     pub(crate) format: StateFormat,
     /// With the states of other processes: the partitions this one owns,
-    /// whose keys it takes.
+    /// whose keys it takes (every one, `0..u32::MAX`, for a process
+    /// alone).
     pub(crate) owned: Option<Range<u32>>,
 }
 
