@@ -681,12 +681,10 @@ fn another_number_of_processes_takes_over_and_an_older_one_is_refused() {
     );
     // While the second of two runs, before its first checkpoint, none of
     // three takes over.
-    let second = start(&dir, &["--instance", "2/2", "--state-dir", state_arg]);
-    wait_until(
-        "the second of two to take its state directory",
-        &dir,
-        || state.join("instance-2-of-2").join("lock").exists(),
-    );
+    let second = instance_of(&dir, 2, 2, "2-of-2.log");
+    wait_until("the second of two to run", &dir, || {
+        std::fs::read_to_string(dir.join("2-of-2.log")).is_ok_and(|log| log.contains("run started"))
+    });
     let refused = refusal(&dir, &["--instance", "1/3", "--state-dir", state_arg]);
     assert!(
         refused.contains(&format!(
@@ -699,7 +697,7 @@ fn another_number_of_processes_takes_over_and_an_older_one_is_refused() {
         "{}",
         refused
     );
-    let (status, stderr) = interrupt(second);
+    let (status, stderr) = stop(second, &dir, "2-of-2.log");
     assert_eq!(status, Some(0), "{stderr}");
     // One of three takes over from the two.
     let stderr = run_briefly(&dir, &["--instance", "1/3", "--state-dir", state_arg]);
@@ -859,12 +857,26 @@ fn refusal(dir: &Path, args: &[&str]) -> String {
     stderr
 }
 
-/// Runs the pipeline in `dir` with `args` for half a second and stops it
-/// as Ctrl-C does, which it must do cleanly; gives what it wrote to stderr.
+/// Runs the pipeline in `dir` with `args` until it has started, and a
+/// little more, and stops it as Ctrl-C does, which it must do cleanly;
+/// gives what it wrote to stderr. (Interrupted before it listens for the
+/// signal, a process ends at once, as the system's default has it.)
 fn run_briefly(dir: &Path, args: &[&str]) -> String {
-    let run = start(dir, args);
-    std::thread::sleep(Duration::from_millis(500));
-    let (status, stderr) = interrupt(run);
+    let log = dir.join("briefly.log");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["--log", "text"])
+        .args(args)
+        .arg(dir.join("pipeline.yaml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("a log"))
+        .spawn()
+        .expect("runner starts");
+    wait_until("the run to start", dir, || {
+        std::fs::read_to_string(&log).is_ok_and(|text| text.contains("run started"))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _) = interrupt(run);
+    let stderr = std::fs::read_to_string(&log).expect("its log");
     assert_eq!(status, Some(0), "{stderr}");
     stderr
 }
