@@ -162,6 +162,20 @@ impl Options {
         }
     }
 
+    /// Polls the stop future once, before the run starts, so that it
+    /// listens from then on: a signal it waits for that comes while the
+    /// run starts (taking a state directory over, say) stops the run once
+    /// it is under way, rather than finding the system's default, which
+    /// ends the process at once.
+    fn listen(&mut self) {
+        if let Some(stop) = &mut self.stop {
+            let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+            if stop.as_mut().poll(&mut context).is_ready() {
+                self.stop = Some(Box::pin(std::future::ready(())));
+            }
+        }
+    }
+
     /// The wall clock reads `now` when the run starts (and moves with
     /// tokio's clock from there), instead of the system's time.
     #[must_use]
@@ -185,9 +199,10 @@ impl Options {
 pub(crate) async fn drive(
     graph: Graph,
     outputs: Outputs,
-    options: Options,
+    mut options: Options,
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
+    options.listen();
     let mut driver = Driver::start(graph, outputs, options)?;
     let sources: Vec<&str> = driver
         .summary
