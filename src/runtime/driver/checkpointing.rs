@@ -72,12 +72,16 @@ struct Saved {
 const RECHECK: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Whether `graph` writes checkpoints under `options`, and the checkpoint
-/// to resume from, if there is one; warnings about damaged checkpoints go
-/// to `warnings`.
+/// to resume from, if there is one: the process's own, or one put
+/// together from the checkpoints of another number of processes it takes
+/// its partitions over from ([`layouts::resolve`]); warnings about damaged
+/// checkpoints go to `warnings`.
 ///
 /// # Errors
 ///
-/// The state cannot be read, or its checkpoint does not fit the pipeline.
+/// The state cannot be read, its checkpoint does not fit the pipeline, or
+/// the checkpoints of other numbers of processes are newer, ambiguous, or
+/// cannot be taken over.
 pub(super) fn prepare(
     graph: &Graph,
     options: &mut Options,
