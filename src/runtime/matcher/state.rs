@@ -30,7 +30,7 @@ pub enum StateFormat {
 }
 
 impl StateFormat {
-    /// What [`Matcher::save`] writes.
+    /// What a matcher writes of its state ([`Matcher::state`]).
     pub const CURRENT: Self = Self::Partitioned;
 
     /// The format of the states in a checkpoint of format `version`.
