@@ -177,19 +177,23 @@ fn instance(dir: &Path, number: u32, log: &str) -> Child {
 
 /// Starts instance `number` of `count` on the pipeline in `dir`.
 fn instance_of(dir: &Path, number: u32, count: u32, log: &str) -> Child {
-    let log = std::fs::File::create(dir.join(log)).expect("a log");
+    let state = dir.join("state");
+    let which = format!("{number}/{count}");
+    let args = ["--log", "text", "--instance", &which, "--state-dir"];
+    spawn(
+        dir,
+        &[&args[..], &[state.to_str().expect("UTF-8")]].concat(),
+        log,
+    )
+}
+
+/// Starts the pipeline in `dir` with `args`, its stderr in `log` in `dir`.
+fn spawn(dir: &Path, args: &[&str], log: &str) -> Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
-        .args([
-            "--log",
-            "text",
-            "--instance",
-            &format!("{number}/{count}"),
-            "--state-dir",
-        ])
-        .arg(dir.join("state"))
+        .args(args)
         .arg(dir.join("pipeline.yaml"))
         .stdout(std::process::Stdio::null())
-        .stderr(log)
+        .stderr(std::fs::File::create(dir.join(log)).expect("a log"))
         .spawn()
         .expect("runner starts")
 }
@@ -761,18 +765,19 @@ fn stopped_with_orders_pending(
     // Never idle: a quiet payments topic holds the orders' watermark back
     // (idle, it would let the end of the bounded orders time them out).
     pipeline_reading(&dir, &brokers, "");
-    let lines = |time: &str| -> Vec<String> {
-        (0..16)
-            .map(|n| format!(r#"{{"id":"k{n}","ts":"2026-11-02T12:00:0{time}Z"}}"#))
-            .collect()
+    // Keys `k0` to `k15` to `topic`, at second `second`.
+    let send = |topic: &str, second: u32| {
+        let lines: Vec<String> = (0..16)
+            .map(|n| format!(r#"{{"id":"k{n}","ts":"2026-11-02T12:00:0{second}Z"}}"#))
+            .collect();
+        produce(
+            &brokers,
+            topic,
+            "id",
+            &lines.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
     };
-    let orders = lines("0");
-    produce(
-        &brokers,
-        "orders",
-        "id",
-        &orders.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    send("orders", 0);
     let state = dir.join("state");
     let state_arg = state.to_str().expect("UTF-8");
     let instances: Vec<Instance> = match count {
@@ -800,13 +805,7 @@ fn stopped_with_orders_pending(
     for instance in instances {
         assert!(has_checkpoint(&instance.state_dir(&state)));
     }
-    let payments = lines("1");
-    produce(
-        &brokers,
-        "payments",
-        "id",
-        &payments.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    send("payments", 1);
     pipeline_reading(&dir, &brokers, "    bounded: true\n");
     (cluster, dir)
 }
@@ -830,13 +829,7 @@ fn inspect(which: &str, state: &str, pipeline: &str) -> crate::harness::Run {
 /// stopped after a minute, failing the test rather than hanging it.
 fn refusal(dir: &Path, args: &[&str]) -> String {
     let log = dir.join("refused.log");
-    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
-        .args(args)
-        .arg(dir.join("pipeline.yaml"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("a log"))
-        .spawn()
-        .expect("runner starts");
+    let mut run = spawn(dir, args, "refused.log");
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = run.try_wait().expect("waited") {
@@ -863,14 +856,7 @@ fn refusal(dir: &Path, args: &[&str]) -> String {
 /// signal, a process ends at once, as the system's default has it.)
 fn run_briefly(dir: &Path, args: &[&str]) -> String {
     let log = dir.join("briefly.log");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
-        .args(["--log", "text"])
-        .args(args)
-        .arg(dir.join("pipeline.yaml"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("a log"))
-        .spawn()
-        .expect("runner starts");
+    let run = spawn(dir, &[&["--log", "text"][..], args].concat(), "briefly.log");
     wait_until("the run to start", dir, || {
         std::fs::read_to_string(&log).is_ok_and(|text| text.contains("run started"))
     });

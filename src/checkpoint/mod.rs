@@ -43,6 +43,11 @@ pub const INSTANCE: &str = "the instance";
 /// follows from the count, and with it the process that owns the key.
 pub const PARTITIONS: &str = "the partitions";
 
+/// The parts of a fingerprint that say how the processes that took a
+/// checkpoint were laid out, not what the pipeline is: a checkpoint with
+/// others resumes, or is taken over from, all the same.
+pub const LAYOUT_PARTS: [&str; 3] = [INSTANCE, WORKERS, PARTITIONS];
+
 /// The format version written; a checkpoint of another version is not
 /// read, except versions 2, which lacks the offsets of Kafka partitions,
 /// and 3, which lacks the partitions of the keys in its states.

@@ -72,23 +72,13 @@ pub(super) fn inspect(
             store.dir().display()
         ));
     };
-    // Whatever the workers were (checkpoints of earlier versions name
-    // them), the pipeline is what must match.
+    // Whatever the processes' layout was, the pipeline is what must match.
     let mut now = graph.fingerprint();
     now.extend(
         (checkpoint.fingerprint.iter())
-            .filter(|(part, _)| {
-                [runner::checkpoint::WORKERS, runner::checkpoint::PARTITIONS]
-                    .contains(&part.as_str())
-            })
+            .filter(|(part, _)| runner::checkpoint::LAYOUT_PARTS.contains(&part.as_str()))
             .cloned(),
     );
-    if instance.is_shared() {
-        now.push((
-            runner::checkpoint::INSTANCE.to_string(),
-            instance.to_string(),
-        ));
-    }
     if let Some(why) = checkpoint.mismatch(&now) {
         eprintln!("warning: the pipeline changed since the checkpoint was taken ({why})");
     }

@@ -1257,6 +1257,18 @@ mod tests {
         assert!(read > 100, "{read}");
     }
 
+    /// Asserts that `parts` hold between them the pending groups and the
+    /// remembered keys of `whole`, each once.
+    fn assert_divides(parts: &[Matcher], whole: &Matcher) {
+        let mut split: Vec<_> = parts.iter().flat_map(Matcher::pending_groups).collect();
+        split.sort_by_cached_key(|group| (group.deadline, group.key.to_string()));
+        assert_eq!(split, whole.pending_groups());
+        assert_eq!(
+            parts.iter().map(Matcher::remembered_keys).sum::<usize>(),
+            whole.remembered_keys()
+        );
+    }
+
     #[test]
     fn a_state_divided_by_keys_and_put_together_again_runs_on_the_same() {
         let whole = three_with_state();
@@ -1281,13 +1293,7 @@ mod tests {
                 .iter()
                 .all(|half| half.peak_waiting_keys() == half.waiting_keys())
         );
-        let mut split: Vec<_> = halves.iter().flat_map(Matcher::pending_groups).collect();
-        split.sort_by_cached_key(|group| (group.deadline, group.key.to_string()));
-        assert_eq!(split, whole.pending_groups());
-        assert_eq!(
-            halves.iter().map(Matcher::remembered_keys).sum::<usize>(),
-            whole.remembered_keys()
-        );
+        assert_divides(&halves, &whole);
         // And one again: it goes on as the whole state does.
         let mut joined = three();
         for half in &halves {
@@ -1382,13 +1388,7 @@ mod tests {
             assert_eq!(again.pending_groups(), part.pending_groups());
             parts.push(part);
         }
-        let mut split: Vec<_> = parts.iter().flat_map(Matcher::pending_groups).collect();
-        split.sort_by_cached_key(|group| (group.deadline, group.key.to_string()));
-        assert_eq!(split, whole.pending_groups());
-        assert_eq!(
-            parts.iter().map(Matcher::remembered_keys).sum::<usize>(),
-            whole.remembered_keys()
-        );
+        assert_divides(&parts, &whole);
     }
 
     #[test]

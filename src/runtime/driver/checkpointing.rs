@@ -205,28 +205,23 @@ pub(super) fn partitions(
     let (Some(checkpointing), Some(count)) = (checkpointing, count) else {
         return Ok(());
     };
-    checkpointing.partitions(count)
-}
-
-impl Checkpointing {
-    /// Notes that the connected topics have `count` partitions each.
-    fn partitions(&mut self, count: usize) -> Result<(), RunError> {
-        let count = count.to_string();
-        if let Some(then) = self.partitions_then.take()
-            && then != count
-        {
-            return Err(RunError::Checkpoint(format!(
-                "the connected topics have {count} partitions each, and had {then} when the \
+    let count = count.to_string();
+    if let Some(then) = checkpointing.partitions_then.take()
+        && then != count
+    {
+        return Err(RunError::Checkpoint(format!(
+            "the connected topics have {count} partitions each, and had {then} when the \
                  checkpoint this process resumes from was taken: a key's partition changed with \
                  the count, so its state is not with the process that now reads its events; run \
                  with --fresh to start over (every output is then written anew, and Kafka \
                  sources start at their `start`)"
-            )));
-        }
-        (self.fingerprint).push((crate::checkpoint::PARTITIONS.to_string(), count));
-        Ok(())
+        )));
     }
+    (checkpointing.fingerprint).push((crate::checkpoint::PARTITIONS.to_string(), count));
+    Ok(())
+}
 
+impl Checkpointing {
     /// Removes the checkpoints of other numbers of processes once every
     /// process of this number has one of its own newer than theirs: all
     /// of their partitions are taken over (one of this number left from

@@ -15,9 +15,7 @@
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::{
-    Checkpoint, INSTANCE, InputPosition, PARTITIONS, SinkLength, Store, WORKERS,
-};
+use crate::checkpoint::{Checkpoint, InputPosition, LAYOUT_PARTS, PARTITIONS, SinkLength, Store};
 use crate::config::SinkKind;
 use crate::plan::Graph;
 use crate::runtime::Instance;
@@ -271,7 +269,7 @@ pub(super) fn take_over(
         };
         let unshared = |parts: &[(String, String)]| -> Vec<(String, String)> {
             (parts.iter())
-                .filter(|(part, _)| ![INSTANCE, WORKERS, PARTITIONS].contains(&part.as_str()))
+                .filter(|(part, _)| !LAYOUT_PARTS.contains(&part.as_str()))
                 .cloned()
                 .collect()
         };
