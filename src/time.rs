@@ -45,55 +45,60 @@ impl fmt::Display for EventTime {
 }
 
 impl EventTime {
-    /// Appends the time as [`Display`](fmt::Display) writes it, without the
-    /// formatting machinery in the common case.
-    pub fn write_to(self, out: &mut String) {
-        // An outcome writes each of its times at least twice (in its record
-        // and among its times): the last two renderings are kept.
+    /// The time's RFC 3339 text in quotes, for JSON; `None` outside the
+    /// years 1970 to 9999. The last two are kept: an outcome writes each of
+    /// its times at least twice (in its record and among its times).
+    pub(crate) fn rfc3339_kept(self) -> Option<Rfc3339> {
+        /// The last two, and which is the newer.
+        type Kept = ([(i64, Rfc3339); 2], usize);
         thread_local! {
-            static LAST: std::cell::RefCell<[(i64, String); 2]> =
-                const { std::cell::RefCell::new([(i64::MIN, String::new()), (i64::MIN, String::new())]) };
+            static LAST: std::cell::RefCell<Kept> =
+                const { std::cell::RefCell::new(([(i64::MIN, Rfc3339::EMPTY); 2], 0)) };
         }
-        let written = LAST.with_borrow_mut(|last| {
-            if last[0].0 != self.0 {
-                last.swap(0, 1);
-                if last[0].0 != self.0 {
-                    let Some(text) = self.rfc3339() else {
-                        return false;
-                    };
-                    last[0].0 = self.0;
-                    last[0].1.clear();
-                    last[0].1.push_str(text.as_str());
+        LAST.with_borrow_mut(|(last, newer)| {
+            if last[*newer].0 != self.0 {
+                *newer = 1 - *newer;
+                if last[*newer].0 != self.0 {
+                    last[*newer] = (self.0, self.rfc3339()?);
                 }
             }
-            out.push_str(&last[0].1);
-            true
-        });
-        if !written {
-            use fmt::Write as _;
-            let _ = write!(out, "{self}");
-        }
+            Some(last[*newer].1)
+        })
     }
 }
 
 /// Writes the last two decimal digits of `value` at `at`.
-fn two(bytes: &mut [u8; 24], at: usize, value: i64) {
+fn two(bytes: &mut [u8; 32], at: usize, value: i64) {
     // 0 to 99 once reduced, so the casts are exact.
     let value = value.unsigned_abs() % 100;
     bytes[at] = b'0' + (value / 10) as u8;
     bytes[at + 1] = b'0' + (value % 10) as u8;
 }
 
-/// An RFC 3339 time as text, without allocating.
-struct Rfc3339 {
-    bytes: [u8; 24],
-    len: usize,
+/// An RFC 3339 time as text in quotes (for JSON), without allocating:
+/// padded to a fixed size, to be copied in one move.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rfc3339 {
+    bytes: [u8; 32],
+    /// How many of the bytes are the text, quotes included.
+    len: u8,
 }
 
 impl Rfc3339 {
+    const EMPTY: Self = Self {
+        bytes: [0; 32],
+        len: 0,
+    };
+
+    /// The text, without its quotes.
     fn as_str(&self) -> &str {
         // Only ASCII digits and punctuation are written.
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+        std::str::from_utf8(&self.bytes[1..usize::from(self.len) - 1]).unwrap_or_default()
+    }
+
+    /// The padded bytes and how many of them are the text in its quotes.
+    pub(crate) fn quoted(&self) -> (&[u8; 32], usize) {
+        (&self.bytes, usize::from(self.len))
     }
 }
 
@@ -101,7 +106,7 @@ impl EventTime {
     /// `2026-11-01T10:00:02.68Z` for times in the years 1970 to 9999: the
     /// fraction as long as it needs, none for whole seconds (as jiff writes
     /// it). `None` for other years.
-    fn rfc3339(self) -> Option<Rfc3339> {
+    pub(crate) fn rfc3339(self) -> Option<Rfc3339> {
         // 10000-01-01T00:00:00Z.
         const END: i64 = 253_402_300_800_000;
         if !(0..END).contains(&self.0) {
@@ -109,8 +114,8 @@ impl EventTime {
         }
         let (days, ms) = (self.0 / 86_400_000, self.0 % 86_400_000);
         let mut out = Rfc3339 {
-            bytes: *b"0000-00-00T00:00:00Z    ",
-            len: 20,
+            bytes: *b"\"0000-00-00T00:00:00Z\"          ",
+            len: 22,
         };
         // Times come in runs of the same day: its date is kept.
         thread_local! {
@@ -118,20 +123,18 @@ impl EventTime {
         }
         let (cached, date) = DAY.get();
         if cached == days {
-            out.bytes[..10].copy_from_slice(&date);
+            out.bytes[1..11].copy_from_slice(&date);
         } else {
             Self::date(days, &mut out.bytes);
             let mut date = [0; 10];
-            date.copy_from_slice(&out.bytes[..10]);
+            date.copy_from_slice(&out.bytes[1..11]);
             DAY.set((days, date));
         }
-        two(&mut out.bytes, 11, ms / 3_600_000);
-        two(&mut out.bytes, 14, ms / 60_000 % 60);
-        two(&mut out.bytes, 17, ms / 1_000 % 60);
+        two(&mut out.bytes, 12, ms / 3_600_000);
+        two(&mut out.bytes, 15, ms / 60_000 % 60);
+        two(&mut out.bytes, 18, ms / 1_000 % 60);
         let fraction = ms % 1_000;
-        if fraction == 0 {
-            out.bytes[19] = b'Z';
-        } else {
+        if fraction != 0 {
             // `.d`, `.dd` or `.ddd`: the fraction without trailing zeros.
             let digits = [fraction / 100, fraction / 10 % 10, fraction % 10];
             let shown = if digits[2] != 0 {
@@ -141,12 +144,14 @@ impl EventTime {
             } else {
                 1
             };
-            out.bytes[19] = b'.';
+            out.bytes[20] = b'.';
             for (at, digit) in digits.iter().take(shown).enumerate() {
-                out.bytes[20 + at] = b'0' + digit.unsigned_abs() as u8;
+                out.bytes[21 + at] = b'0' + digit.unsigned_abs() as u8;
             }
-            out.bytes[20 + shown] = b'Z';
-            out.len = 21 + shown;
+            out.bytes[21 + shown] = b'Z';
+            out.bytes[22 + shown] = b'"';
+            // At most 26 bytes.
+            out.len = 23 + shown as u8;
         }
         Some(out)
     }
@@ -239,7 +244,7 @@ impl EventTime {
 
     /// Writes `YYYY-MM-DD` of the day `days` after the epoch (0 to 9999
     /// years) at the start of `bytes`.
-    fn date(days: i64, bytes: &mut [u8; 24]) {
+    fn date(days: i64, bytes: &mut [u8; 32]) {
         // Days to a civil date (Howard Hinnant's algorithm).
         let z = days + 719_468;
         let era = z / 146_097;
@@ -250,10 +255,10 @@ impl EventTime {
         let day = doy - (153 * mp + 2) / 5 + 1;
         let month = if mp < 10 { mp + 3 } else { mp - 9 };
         let year = yoe + era * 400 + i64::from(month <= 2);
-        two(bytes, 0, year / 100);
-        two(bytes, 2, year % 100);
-        two(bytes, 5, month);
-        two(bytes, 8, day);
+        two(bytes, 1, year / 100);
+        two(bytes, 3, year % 100);
+        two(bytes, 6, month);
+        two(bytes, 9, day);
     }
 }
 
@@ -542,11 +547,16 @@ mod tests {
             0,
             i64::MAX,
         ];
-        let mut out = String::new();
         for ms in times {
-            out.clear();
-            EventTime(ms).write_to(&mut out);
-            assert_eq!(out, EventTime(ms).to_string());
+            let quoted = EventTime(ms).rfc3339_kept().map(|text| {
+                let (bytes, len) = text.quoted();
+                String::from_utf8(bytes[..len].to_vec()).unwrap()
+            });
+            if (0..253_402_300_800_000).contains(&ms) {
+                assert_eq!(quoted, Some(format!("\"{}\"", EventTime(ms))));
+            } else {
+                assert_eq!(quoted, None);
+            }
         }
     }
 

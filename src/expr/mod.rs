@@ -19,6 +19,7 @@ mod check;
 mod compile;
 mod error;
 mod functions;
+mod json;
 mod parse;
 mod scope;
 mod text;
@@ -30,12 +31,13 @@ pub use ast::{BinaryOp, DisplayName, Expr, ExprKind, Ident, Literal, UnaryOp};
 pub use compile::{Compiled, Env, EvalError};
 pub use error::{ExprError, ExprErrorKind};
 pub use functions::{FUNCTIONS, Function};
+pub use json::{JsonLayout, JsonWriter, Piece, write_json_string};
 pub use parse::{parse, parse_duration};
 pub use scope::{Scope, SideScope};
 pub use text::Text;
 pub use typed::Var;
 pub use types::{Field, Kind, RecordType, SCALAR_TYPES, Type};
-pub use value::{JsonLayout, Record, Value, write_json_string};
+pub use value::{Record, Value};
 
 pub(crate) use builtins::parse_timestamp;
 

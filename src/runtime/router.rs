@@ -10,9 +10,8 @@ use super::error::RunError;
 use super::operator::{Detail, Outcome};
 use crate::codec::write_csv_field;
 use crate::config::{OutcomeKind, SinkFormat, SinkKind};
-use crate::expr::{Env, JsonLayout, Record, Type, Value, write_json_string};
+use crate::expr::{Env, JsonLayout, JsonWriter, Piece, Record, Type, Value, write_json_string};
 use crate::plan::{Bound, MatchNode, Route, Side, SinkNode, Variable};
-use crate::time::EventTime;
 
 /// Renders outcomes for their routes.
 pub(crate) struct Router {
@@ -25,8 +24,11 @@ pub(crate) struct Router {
     names: Vec<Value>,
     /// How each side's records are written as JSON.
     layouts: Vec<JsonLayout>,
-    /// Each side's name as a JSON key: `"app":`.
-    side_keys: Vec<String>,
+    /// What comes before each side's record: `,"app":`.
+    side_keys: Vec<Piece>,
+    /// What comes before each side's event time: `,"times":{"app":` for
+    /// the first, `,"bank":` for the others.
+    time_keys: Vec<Piece>,
     key_type: Type,
 }
 
@@ -88,10 +90,21 @@ impl Router {
                 .sides
                 .iter()
                 .map(|side| {
-                    let mut json = String::new();
+                    let mut json = ",".to_string();
                     write_json_string(&side.name, &mut json);
                     json.push(':');
-                    json
+                    Piece::new(json.as_bytes())
+                })
+                .collect(),
+            time_keys: matcher
+                .sides
+                .iter()
+                .enumerate()
+                .map(|(i, side)| {
+                    let mut json = if i == 0 { ",\"times\":{" } else { "," }.to_string();
+                    write_json_string(&side.name, &mut json);
+                    json.push(':');
+                    Piece::new(json.as_bytes())
                 })
                 .collect(),
             key_type: matcher.key_type.clone(),
@@ -146,17 +159,21 @@ impl Router {
         &self,
         route: usize,
         outcome: &Outcome,
-        out: &mut String,
+        out: &mut Vec<u8>,
     ) -> Result<(), RunError> {
         match (&self.routes[route].template, &self.csv[route]) {
             (Some(template), _) => {
                 let values = self.values(outcome);
                 render_template(template, outcome, &values, out)?;
             }
-            (None, Some(columns)) => self.csv(columns, outcome, out),
-            (None, None) => self.json(outcome, out),
+            (None, Some(columns)) => {
+                let mut row = String::new();
+                self.csv(columns, outcome, &mut row);
+                out.extend_from_slice(row.as_bytes());
+            }
+            (None, None) => self.json(outcome, &mut JsonWriter::new(out)),
         }
-        out.push('\n');
+        out.push(b'\n');
         Ok(())
     }
 
@@ -278,54 +295,55 @@ impl Router {
     ///
     /// `{"outcome":"timed_out","key":"k","expired":"app","missing":["bank"],
     /// "app":{...},"bank":null,"times":{"app":"...","bank":null}}`
-    fn json(&self, outcome: &Outcome, out: &mut String) {
-        out.push_str("{\"outcome\":");
-        write_json_string(outcome.kind().name(), out);
+    fn json(&self, outcome: &Outcome, out: &mut JsonWriter<'_>) {
+        out.bytes(b"{\"outcome\":");
+        out.string(outcome.kind().name());
         let side_name =
-            |side: Side, out: &mut String| self.names[side.0].write_json(&Type::STRING, out);
+            |side: Side, out: &mut JsonWriter<'_>| out.value(&self.names[side.0], &Type::STRING);
         match &outcome.detail {
             Detail::Malformed(line) => {
-                out.push_str(",\"source\":");
-                write_json_string(&line.source, out);
-                out.push_str(",\"file\":");
-                write_json_string(&line.file, out);
-                let _ = write!(out, ",\"line\":{}", line.line);
-                out.push_str(",\"raw\":");
-                write_json_string(&line.raw, out);
-                out.push_str(",\"reason\":");
-                write_json_string(&line.reason, out);
-                out.push('}');
+                out.bytes(b",\"source\":");
+                out.string(&line.source);
+                out.bytes(b",\"file\":");
+                out.string(&line.file);
+                out.bytes(b",\"line\":");
+                out.int(i64::try_from(line.line).unwrap_or(i64::MAX));
+                out.bytes(b",\"raw\":");
+                out.string(&line.raw);
+                out.bytes(b",\"reason\":");
+                out.string(&line.reason);
+                out.byte(b'}');
                 return;
             }
-            Detail::Matched => key(outcome, &self.key_type, out),
+            Detail::Matched => self.key(outcome, out),
             Detail::Mismatched { failed } => {
-                key(outcome, &self.key_type, out);
-                out.push_str(",\"failed\":[");
+                self.key(outcome, out);
+                out.bytes(b",\"failed\":[");
                 for (i, rule) in failed.iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.byte(b',');
                     }
-                    write_json_string(rule, out);
+                    out.string(rule);
                 }
-                out.push(']');
+                out.byte(b']');
             }
             Detail::TimedOut { expired } => {
-                key(outcome, &self.key_type, out);
-                out.push_str(",\"expired\":");
+                self.key(outcome, out);
+                out.bytes(b",\"expired\":");
                 side_name(*expired, out);
-                out.push_str(",\"missing\":");
+                out.bytes(b",\"missing\":");
                 self.side_list(outcome.missing(), out);
             }
             Detail::Duplicate { side, of } => {
-                key(outcome, &self.key_type, out);
-                out.push_str(",\"side\":");
+                self.key(outcome, out);
+                out.bytes(b",\"side\":");
                 side_name(*side, out);
-                out.push_str(",\"of\":");
-                write_json_string(of.name(), out);
+                out.bytes(b",\"of\":");
+                out.string(of.name());
             }
             Detail::Late { side } => {
-                key(outcome, &self.key_type, out);
-                out.push_str(",\"side\":");
+                self.key(outcome, out);
+                out.bytes(b",\"side\":");
                 side_name(*side, out);
             }
             Detail::Resolved {
@@ -333,12 +351,12 @@ impl Router {
                 deadline,
                 arrived,
             } => {
-                key(outcome, &self.key_type, out);
-                out.push_str(",\"expired\":");
+                self.key(outcome, out);
+                out.bytes(b",\"expired\":");
                 side_name(*expired, out);
-                out.push_str(",\"deadline\":");
-                time(*deadline, out);
-                out.push_str(",\"arrived\":");
+                out.bytes(b",\"deadline\":");
+                out.time(*deadline);
+                out.bytes(b",\"arrived\":");
                 self.side_list(
                     arrived
                         .iter()
@@ -349,37 +367,43 @@ impl Router {
                 );
             }
         }
-        for (side, record) in outcome.records.iter().enumerate() {
-            out.push(',');
-            out.push_str(&self.side_keys[side]);
+        for ((record, before), layout) in (outcome.records.iter())
+            .zip(&self.side_keys)
+            .zip(&self.layouts)
+        {
+            out.piece(before);
             match record {
-                Some(record) => self.layouts[side].write(record, out),
-                None => out.push_str("null"),
+                Some(record) => layout.write(record, out),
+                None => out.bytes(b"null"),
             }
         }
-        out.push_str(",\"times\":{");
-        for (side, record) in outcome.records.iter().enumerate() {
-            if side > 0 {
-                out.push(',');
-            }
-            out.push_str(&self.side_keys[side]);
+        for ((record, before), time) in (outcome.records.iter())
+            .zip(&self.time_keys)
+            .zip(&outcome.times)
+        {
+            out.piece(before);
             match record {
-                Some(_) => time(outcome.times[side], out),
-                None => out.push_str("null"),
+                Some(_) => out.time(*time),
+                None => out.bytes(b"null"),
             }
         }
-        out.push_str("}}");
+        out.bytes(b"}}");
     }
 
-    fn side_list(&self, sides: impl Iterator<Item = Side>, out: &mut String) {
-        out.push('[');
+    fn key(&self, outcome: &Outcome, out: &mut JsonWriter<'_>) {
+        out.bytes(b",\"key\":");
+        out.value(outcome.key.value(), &self.key_type);
+    }
+
+    fn side_list(&self, sides: impl Iterator<Item = Side>, out: &mut JsonWriter<'_>) {
+        out.byte(b'[');
         for (i, side) in sides.enumerate() {
             if i > 0 {
-                out.push(',');
+                out.byte(b',');
             }
-            self.names[side.0].write_json(&Type::STRING, out);
+            out.value(&self.names[side.0], &Type::STRING);
         }
-        out.push(']');
+        out.byte(b']');
     }
 }
 
@@ -388,13 +412,11 @@ fn render_template(
     template: &Bound,
     outcome: &Outcome,
     values: &[Value],
-    out: &mut String,
+    out: &mut Vec<u8>,
 ) -> Result<(), RunError> {
     match evaluate(template, outcome, values, "render")? {
-        Value::Str(text) => out.push_str(&text),
-        value => {
-            let _ = write!(out, "{value}");
-        }
+        Value::Str(text) => out.extend_from_slice(text.as_bytes()),
+        value => out.extend_from_slice(value.to_string().as_bytes()),
     }
     Ok(())
 }
@@ -432,15 +454,4 @@ fn field(record: &Record, path: &[usize]) -> Value {
         };
     }
     value
-}
-
-fn key(outcome: &Outcome, key_type: &Type, out: &mut String) {
-    out.push_str(",\"key\":");
-    outcome.key.value().write_json(key_type, out);
-}
-
-fn time(time: EventTime, out: &mut String) {
-    out.push('"');
-    time.write_to(out);
-    out.push('"');
 }

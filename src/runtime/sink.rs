@@ -368,8 +368,8 @@ struct Output {
 }
 
 impl Output {
-    fn write(&mut self, buffer: &mut String) -> io::Result<()> {
-        self.writer.write_all(buffer.as_bytes())?;
+    fn write(&mut self, buffer: &mut Vec<u8>) -> io::Result<()> {
+        self.writer.write_all(buffer)?;
         if let Some((_, length)) = &mut self.file {
             *length += buffer.len() as u64;
         }
@@ -414,7 +414,7 @@ pub(crate) fn spawn(
                 sink: name.clone(),
                 source,
             };
-            let mut buffer = header;
+            let mut buffer = header.into_bytes();
             buffer.reserve(FLUSH_AT + FLUSH_AT / 4);
             let mut write = || -> Result<(), RunError> {
                 while let Some(message) = receiver.blocking_recv() {
@@ -524,7 +524,7 @@ enum Writing {
     },
     Inline {
         writer: Writer,
-        buffer: String,
+        buffer: Vec<u8>,
     },
 }
 
@@ -540,7 +540,7 @@ impl Target {
         let writing = match destination {
             Destination::Inline(writer) => Writing::Inline {
                 writer,
-                buffer: header,
+                buffer: header.into_bytes(),
             },
             destination => {
                 let file = match &destination {
@@ -610,7 +610,7 @@ impl Target {
                 if buffer.is_empty() {
                     return Ok(());
                 }
-                let written = writer.write_all(buffer.as_bytes());
+                let written = writer.write_all(buffer);
                 buffer.clear();
                 written.map_err(|source| RunError::Write {
                     sink: self.name.clone(),

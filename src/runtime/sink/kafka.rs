@@ -115,7 +115,7 @@ impl Producer {
     }
 
     /// Sends one record, waiting while librdkafka's queue is full.
-    fn send(&self, key: Option<&str>, value: &str) -> Result<(), KafkaError> {
+    fn send(&self, key: Option<&str>, value: &[u8]) -> Result<(), KafkaError> {
         let mut record = BaseRecord::to(&self.topic).payload(value);
         if let Some(key) = key {
             record = record.key(key);
@@ -180,7 +180,7 @@ pub(super) fn spawn(
                 sink: producer.sink.clone(),
                 source: std::io::Error::other(message),
             };
-            let (mut key, mut value) = (String::new(), String::new());
+            let (mut key, mut value) = (String::new(), Vec::new());
             let mut produce = || -> Result<(), RunError> {
                 while let Some(message) = receiver.blocking_recv() {
                     let mut batch = match message {
