@@ -39,6 +39,7 @@ use super::engine::{Engine, FIRE_BATCH};
 use super::error::RunError;
 use super::matcher::{Matcher, Rule};
 use super::operator::Outcome;
+use super::returns::{Returned, Ways};
 use super::router::Router;
 use super::sink::{Destination, Outputs, Target};
 use super::source::{self, At, Batch, Chunk, Head, Item};
@@ -321,6 +322,7 @@ impl InputQueue {
         processing: bool,
         stopping: &Arc<AtomicBool>,
         now: Instant,
+        returned: Option<Returned>,
     ) -> Self {
         let inline = source.is_inline();
         let stamp = match (processing, inline) {
@@ -331,7 +333,7 @@ impl InputQueue {
         let idle_timeout = source.idle_timeout().filter(|_| !processing);
         let offsets = source.offsets();
         let (sender, receiver) = mpsc::channel(QUEUE);
-        source.spawn(sender, stopping.clone());
+        source.spawn(sender, stopping.clone(), returned);
         Self {
             receiver,
             buffer: Received {
@@ -387,6 +389,7 @@ fn start_targets(
     headers: &[String],
     router: &Arc<Router>,
     workers: usize,
+    ways: &Ways,
 ) -> Result<Vec<Target>, RunError> {
     let mut target_headers = vec![String::new(); writers.len()];
     for (sink, header) in headers.iter().enumerate() {
@@ -406,7 +409,7 @@ fn start_targets(
                 Destination::File(file) if file.length > 0 => String::new(),
                 _ => header,
             };
-            Target::start(name, destination, router, header)
+            Target::start(name, destination, router, header, ways.clone())
         })
         .collect()
 }
@@ -597,7 +600,8 @@ impl Driver {
         let (router, headers) = Router::new(&matcher, routes, &sinks, |sink| target_of[sink]);
         let router = Arc::new(router);
         let workers = options.workers;
-        let targets = start_targets(writers, &target_of, &headers, &router, workers)?;
+        let (ways, returned) = Ways::new(opened.iter().map(source::Opened::takes_back));
+        let targets = start_targets(writers, &target_of, &headers, &router, workers, &ways)?;
         let waits: Vec<_> = matcher.sides.iter().map(|side| side.wait).collect();
         let rules = matcher.rules.into_iter().map(Rule::from).collect();
         let summary = Summary {
@@ -623,9 +627,8 @@ impl Driver {
             .iter()
             .map(|source| (source.read.clone(), source.size))
             .collect();
-        let inputs = opened
-            .into_iter()
-            .map(|source| InputQueue::spawn(source, processing, &stopping, now))
+        let inputs = (opened.into_iter().zip(returned))
+            .map(|(source, back)| InputQueue::spawn(source, processing, &stopping, now, back))
             .collect();
         let mut driver = Self {
             checkpointing,

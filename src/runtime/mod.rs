@@ -17,6 +17,7 @@ mod event;
 mod instance;
 mod matcher;
 mod operator;
+mod returns;
 mod router;
 mod sink;
 mod source;

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::error::RunError;
 use super::operator::Outcome;
+use super::returns::{Returns, Ways};
 use super::router::Router;
 use crate::checkpoint::SinkLength;
 use crate::config::{SinkKind, Spanned};
@@ -389,9 +390,10 @@ pub(crate) fn spawn(
     destination: Destination,
     router: Arc<Router>,
     header: String,
+    ways: Ways,
 ) -> io::Result<SinkThread> {
     let mut out = match destination {
-        Destination::Kafka(producer) => return kafka::spawn(&name, producer, router),
+        Destination::Kafka(producer) => return kafka::spawn(&name, producer, router, ways),
         Destination::Thread(writer) | Destination::Inline(writer) => Output { writer, file: None },
         Destination::File(sink) => {
             let sync = sink.file.try_clone()?;
@@ -416,6 +418,7 @@ pub(crate) fn spawn(
             };
             let mut buffer = header.into_bytes();
             buffer.reserve(FLUSH_AT + FLUSH_AT / 4);
+            let mut returns = Returns::new(ways);
             let mut write = || -> Result<(), RunError> {
                 while let Some(message) = receiver.blocking_recv() {
                     let mut batch = match message {
@@ -440,8 +443,9 @@ pub(crate) fn spawn(
                             continue;
                         }
                     };
-                    for (route, outcome) in batch.drain(..) {
+                    for (route, mut outcome) in batch.drain(..) {
                         router.render(route, &outcome, &mut buffer)?;
+                        returns.take(&mut outcome);
                         if buffer.len() >= FLUSH_AT {
                             out.write(&mut buffer).map_err(failed)?;
                         }
@@ -536,6 +540,7 @@ impl Target {
         destination: Destination,
         router: &Arc<Router>,
         header: String,
+        ways: Ways,
     ) -> Result<Self, RunError> {
         let writing = match destination {
             Destination::Inline(writer) => Writing::Inline {
@@ -548,7 +553,7 @@ impl Target {
                     Destination::Kafka(producer) => Some(producer.barrier_names()),
                     _ => None,
                 };
-                let thread = spawn(name.clone(), destination, router.clone(), header)
+                let thread = spawn(name.clone(), destination, router.clone(), header, ways)
                     .map_err(RunError::Start)?;
                 Writing::Thread {
                     sender: Some(thread.messages),

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Message, QUEUE, SinkThread, Written};
 use crate::config::KafkaSink;
 use crate::runtime::error::RunError;
+use crate::runtime::returns::{Returns, Ways};
 use crate::runtime::router::Router;
 
 /// The most a producer queues for the brokers, in KiB, unless the sink's
@@ -169,6 +170,7 @@ pub(super) fn spawn(
     name: &str,
     producer: Producer,
     router: std::sync::Arc<Router>,
+    ways: Ways,
 ) -> std::io::Result<SinkThread> {
     let (messages, mut receiver) = mpsc::channel::<Message>(QUEUE);
     let (give_back, spare) = std::sync::mpsc::sync_channel(QUEUE);
@@ -181,6 +183,7 @@ pub(super) fn spawn(
                 source: std::io::Error::other(message),
             };
             let (mut key, mut value) = (String::new(), Vec::new());
+            let mut returns = Returns::new(ways);
             let mut produce = || -> Result<(), RunError> {
                 while let Some(message) = receiver.blocking_recv() {
                     let mut batch = match message {
@@ -198,7 +201,7 @@ pub(super) fn spawn(
                             continue;
                         }
                     };
-                    for (route, outcome) in batch.drain(..) {
+                    for (route, mut outcome) in batch.drain(..) {
                         key.clear();
                         value.clear();
                         let keyed = router.record_key(route, &outcome, &mut key)?;
@@ -208,6 +211,7 @@ pub(super) fn spawn(
                         producer
                             .send(keyed.then_some(key.as_str()), &value)
                             .map_err(|error| failed(error.to_string()))?;
+                        returns.take(&mut outcome);
                     }
                     let _ = give_back.try_send(batch);
                 }

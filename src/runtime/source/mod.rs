@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use super::error::RunError;
 use super::event::{Event, Key};
 use super::operator::Malformed;
+use super::returns::{self, Returned};
 use crate::checkpoint::InputPosition;
 use crate::codec::{Decoder, Line};
 use crate::config::Format;
@@ -117,6 +118,13 @@ enum Opening {
 pub(crate) type Feed = mpsc::Receiver<String>;
 
 impl Opened {
+    /// Whether its records go back to its thread to be freed
+    /// ([`returns`](crate::runtime::returns)): a file's thread, which
+    /// reads until the input ends.
+    pub(crate) fn takes_back(&self) -> bool {
+        matches!(self.input, Opening::Lines(..))
+    }
+
     /// The source's name.
     pub(crate) fn name(&self) -> &str {
         &self.source.name
@@ -419,8 +427,14 @@ fn resolve(base: &Path, path: &str, glob: bool) -> String {
 
 impl Opened {
     /// Starts reading, sending on `events` until the input ends, `stop`
-    /// is set, or the driver hangs up.
-    pub(crate) fn spawn(self, events: mpsc::Sender<Batch>, stop: Arc<AtomicBool>) {
+    /// is set, or the driver hangs up; freeing what comes back on
+    /// `returned`.
+    pub(crate) fn spawn(
+        self,
+        events: mpsc::Sender<Batch>,
+        stop: Arc<AtomicBool>,
+        returned: Option<Returned>,
+    ) {
         let idle_timeout = self.idle_timeout();
         let Self {
             source,
@@ -450,7 +464,9 @@ impl Opened {
                 }
                 let name = format!("source {}", assign.name);
                 let failed = events.clone();
-                let reader = move || read_lines(&assign, lines, decoder, &events, &stop);
+                let reader = move || {
+                    read_lines(&assign, lines, decoder, &events, &stop, returned.as_ref());
+                };
                 if let Err(error) = std::thread::Builder::new().name(name).spawn(reader) {
                     // Without a thread the source cannot be read; the run
                     // stops with the reason.
@@ -581,11 +597,13 @@ fn read_lines(
     mut decoder: Decoder,
     events: &mpsc::Sender<Batch>,
     stop: &AtomicBool,
+    returned: Option<&Returned>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     // The file being read, and its head as far as the lines in the batch.
     let mut file = (lines.file(), lines.head());
     let send = |batch: &mut Vec<Item>, (file, head): &(Arc<str>, Option<Head>)| -> bool {
+        returns::free(returned);
         batch.is_empty()
             || events
                 .blocking_send(Ok(Chunk {
