@@ -1043,3 +1043,47 @@ fn processes_sharing_topics_whose_partitions_changed_in_number_are_refused() {
     }
     assert!(has_checkpoint(&state.join("instance-1-of-2")));
 }
+
+#[test]
+fn a_process_alone_goes_on_where_the_partitions_changed_in_number_but_keeps_the_count_its_keys_had()
+{
+    let four = MockCluster::new(1).expect("a mock cluster");
+    for topic in ["orders", "payments"] {
+        four.create_topic(topic, 4, 1).expect("a topic");
+    }
+    let dir = scratch("kafka_instances_alone_repartitioned");
+    pipeline_reading(&dir, &four.bootstrap_servers(), "    idle_timeout: 1s\n");
+    let state = dir.join("state");
+    let state_arg = state.to_str().expect("UTF-8");
+    run_briefly(&dir, &["--state-dir", state_arg]);
+    let six = MockCluster::new(1).expect("a mock cluster");
+    for topic in ["orders", "payments"] {
+        six.create_topic(topic, 6, 1).expect("a topic");
+    }
+    pipeline_reading(&dir, &six.bootstrap_servers(), "    idle_timeout: 1s\n");
+    // Alone, it reads every partition: it resumes, and says what it means.
+    let stderr = run_briefly(&dir, &["--state-dir", state_arg]);
+    assert!(
+        stderr.contains(
+            "warning: the connected topics have 6 partitions each, and had 4 when the \
+             checkpoint was taken"
+        ),
+        "{stderr}"
+    );
+    // Its keys were read from partitions of four: processes sharing six
+    // cannot take them over, also after it went on.
+    pipeline_reading(
+        &dir,
+        &six.bootstrap_servers(),
+        "    bounded: true\n    idle_timeout: 1s\n",
+    );
+    let refused = refusal(&dir, &["--instance", "1/2", "--state-dir", state_arg]);
+    assert!(
+        refused.contains(
+            "the connected topics have 6 partitions each, and had 4 when the checkpoint this \
+             process resumes from was taken"
+        ),
+        "{refused}"
+    );
+    assert!(has_checkpoint(&state));
+}

@@ -593,7 +593,7 @@ impl Driver {
         let processing = matcher.clock == Clock::Processing;
         let opened = open_sources(sources, &mut options, resume.as_ref(), fresh)?;
         let partitions = source::co_partitioned(&opened, instance)?;
-        checkpointing::partitions(checkpointing.as_mut(), partitions)?;
+        checkpointing::partitions(checkpointing.as_mut(), partitions, &mut warnings)?;
         let log = outputs.logs();
         let kept = resume.as_ref().map_or(&[][..], |c| &c.sinks[..]);
         let (writers, target_of) = outputs.open(&sinks, &options.base, kept)?;

@@ -190,32 +190,48 @@ pub(super) fn prepare(
     ))
 }
 
-/// Notes, when processes share the connected topics, that they have
-/// `count` partitions each: the checkpoints say so from now on.
+/// Notes that the connected topics have `count` partitions each: the
+/// checkpoints say so from now on, for processes that resume them or take
+/// their keys over.
+///
+/// A process alone that resumes a checkpoint taken with another count goes
+/// on (it holds every key, whatever its partition), and its checkpoints
+/// keep the count the checkpoint had: the partitions its keys were read
+/// from are of that count, so processes sharing the topics refuse to take
+/// them over (a warning says so).
 ///
 /// # Errors
 ///
-/// The checkpoint resumed from was taken with another count: keys'
-/// partitions changed with it, so their state is no longer where their
-/// events go.
+/// A process sharing the topics resumes, or takes over, a checkpoint taken
+/// with another count: keys' partitions changed with it, so their state is
+/// no longer where their events go.
 pub(super) fn partitions(
     checkpointing: Option<&mut Checkpointing>,
     count: Option<usize>,
+    warnings: &mut Vec<String>,
 ) -> Result<(), RunError> {
     let (Some(checkpointing), Some(count)) = (checkpointing, count) else {
         return Ok(());
     };
-    let count = count.to_string();
+    let mut count = count.to_string();
     if let Some(then) = checkpointing.partitions_then.take()
         && then != count
     {
-        return Err(RunError::Checkpoint(format!(
+        if checkpointing.instance.is_shared() {
+            return Err(RunError::Checkpoint(format!(
+                "the connected topics have {count} partitions each, and had {then} when the \
+                 checkpoint this process resumes from was taken: a key's partition changed \
+                 with the count, so its state is not with the process that now reads its \
+                 events; run with --fresh to start over (every output is then written anew, \
+                 and Kafka sources start at their `start`)"
+            )));
+        }
+        warnings.push(format!(
             "the connected topics have {count} partitions each, and had {then} when the \
-                 checkpoint this process resumes from was taken: a key's partition changed with \
-                 the count, so its state is not with the process that now reads its events; run \
-                 with --fresh to start over (every output is then written anew, and Kafka \
-                 sources start at their `start`)"
-        )));
+             checkpoint was taken: this process reads them all, and goes on, but processes \
+             sharing them (--instance) cannot take its keys over; they start over (--fresh)"
+        ));
+        count = then;
     }
     (checkpointing.fingerprint).push((crate::checkpoint::PARTITIONS.to_string(), count));
     Ok(())

@@ -185,23 +185,25 @@ pub(crate) fn shareable(sources: &[SourceNode], instance: Instance) -> Result<()
     }
 }
 
-/// Checks that the processes sharing a pipeline's partitions can: the
-/// topics have as many partitions each, at least one for this instance;
-/// returns how many. Asks the brokers; nothing to check for a process
-/// alone.
+/// How many partitions each connected Kafka topic has, asked of the
+/// brokers, when they have as many each; `None` without Kafka sources.
+/// Processes that share the partitions check that they can: the topics
+/// have as many partitions each, at least one for this instance. A process
+/// alone reads them however they are partitioned (then `None`), and its
+/// checkpoints keep the count for processes that take its keys over later.
 ///
 /// # Errors
 ///
-/// Topics partitioned differently, a topic that cannot be read, or more
-/// instances than partitions; located at the topic in the pipeline file.
+/// For shared processes, topics partitioned differently, a topic that
+/// cannot be read, or more instances than partitions, located at the topic
+/// in the pipeline file; for a process alone, a topic that cannot be read.
 pub(crate) fn co_partitioned(
     sources: &[Opened],
     instance: Instance,
 ) -> Result<Option<usize>, RunError> {
-    if !instance.is_shared() {
-        return Ok(None);
-    }
+    let shared = instance.is_shared();
     let mut first: Option<(&str, &str, usize)> = None;
+    let mut alike = true;
     for source in sources {
         let name = source.name();
         let Opening::Kafka(consumer, _) = &source.input else {
@@ -215,10 +217,25 @@ pub(crate) fn co_partitioned(
             ),
             span: Some(topic.span),
         };
-        let count = consumer.partition_ids().map_err(located)?.len();
+        let count = match consumer.partition_ids() {
+            Ok(ids) => ids.len(),
+            Err(message) if shared => return Err(located(message)),
+            // As the source would say it, reading.
+            Err(message) => {
+                return Err(RunError::Read {
+                    input: name.to_string(),
+                    file: format!("kafka topic {}", topic.value),
+                    error: std::io::Error::other(message),
+                });
+            }
+        };
         if let Some((other, other_topic, partitions)) = first
             && partitions != count
         {
+            if !shared {
+                alike = false;
+                continue;
+            }
             return Err(located(format!(
                 "it has {count} partitions, but topic `{other_topic}` of source `{other}` has \
                  {partitions}: instances share partitions by number, so the connected topics \
@@ -226,7 +243,7 @@ pub(crate) fn co_partitioned(
                  partition of each)"
             )));
         }
-        if instance.range(count).is_empty() {
+        if shared && instance.range(count).is_empty() {
             return Err(located(format!(
                 "instance {instance} has none of its {count} partitions to read: run at most \
                  {count} instances"
@@ -234,7 +251,7 @@ pub(crate) fn co_partitioned(
         }
         first.get_or_insert((name, &topic.value, count));
     }
-    Ok(first.map(|(_, _, count)| count))
+    Ok(first.filter(|_| alike).map(|(_, _, count)| count))
 }
 
 /// Lists the files `source` reads, resolving relative paths against
