@@ -67,12 +67,18 @@ impl EventTime {
     }
 }
 
+/// The decimal digits of 0 to 99, two each.
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
 /// Writes the last two decimal digits of `value` at `at`.
 fn two(bytes: &mut [u8; 32], at: usize, value: i64) {
-    // 0 to 99 once reduced, so the casts are exact.
-    let value = value.unsigned_abs() % 100;
-    bytes[at] = b'0' + (value / 10) as u8;
-    bytes[at + 1] = b'0' + (value % 10) as u8;
+    // 0 to 99 once reduced, so the cast is exact.
+    let pair = (value.unsigned_abs() % 100) as usize * 2;
+    bytes[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
 }
 
 /// An RFC 3339 time as text in quotes (for JSON), without allocating:
@@ -135,19 +141,18 @@ impl EventTime {
         two(&mut out.bytes, 18, ms / 1_000 % 60);
         let fraction = ms % 1_000;
         if fraction != 0 {
-            // `.d`, `.dd` or `.ddd`: the fraction without trailing zeros.
-            let digits = [fraction / 100, fraction / 10 % 10, fraction % 10];
-            let shown = if digits[2] != 0 {
+            // `.d`, `.dd` or `.ddd`: the fraction without trailing zeros,
+            // its three digits written and the zeros written over.
+            out.bytes[20] = b'.';
+            two(&mut out.bytes, 21, fraction / 10);
+            two(&mut out.bytes, 22, fraction);
+            let shown = if fraction % 10 != 0 {
                 3
-            } else if digits[1] != 0 {
+            } else if fraction % 100 != 0 {
                 2
             } else {
                 1
             };
-            out.bytes[20] = b'.';
-            for (at, digit) in digits.iter().take(shown).enumerate() {
-                out.bytes[21 + at] = b'0' + digit.unsigned_abs() as u8;
-            }
             out.bytes[21 + shown] = b'Z';
             out.bytes[22 + shown] = b'"';
             // At most 26 bytes.
