@@ -142,11 +142,17 @@ mod tests {
                 .flatten()
                 .all(|r| *r.get(0) == Value::from("app"))
         );
-        // A source gone: its bundles are freed where they are.
+        // The source's thread frees whatever came back.
+        for id in 0..bundle {
+            returns.take(&mut matched(id));
+        }
+        free(Some(&first));
+        assert!(first.try_recv().is_err());
+        // A source gone: a full bundle is freed where it is, not kept.
         drop(first);
         for id in 0..bundle {
             returns.take(&mut matched(id));
         }
-        free(None);
+        assert!(returns.bundles[0].is_empty());
     }
 }
