@@ -65,7 +65,7 @@ mod state;
 pub use state::{PendingGroup, StateFormat};
 
 use super::event::{Event, Key};
-use super::operator::{Detail, Operator, Outcome, Prior};
+use super::operator::{Detail, Operator, Outcome, Prior, no_records};
 use crate::expr::{Compiled, Env, Record, Value};
 use crate::plan::{MAX_SIDES, Side};
 use crate::time::{Duration, EventTime, Watermark};
@@ -348,7 +348,7 @@ fn single(
     record: Record,
     detail: Detail,
 ) -> Outcome {
-    let mut records = vec![None; sides].into_boxed_slice();
+    let mut records = no_records(sides);
     records[side.0] = Some(record);
     Outcome {
         key,
@@ -771,7 +771,7 @@ impl Matcher {
         self.groups[group].entry = NONE;
         self.groups.remove(group);
         let span = self.span(group);
-        let mut records = vec![None; self.sides()].into_boxed_slice();
+        let mut records = no_records(self.sides());
         let mut times = vec![self.times[span.start]; self.sides()].into_boxed_slice();
         for slot in span {
             let Some(record) = self.records[slot].take() else {

@@ -113,12 +113,18 @@ pub struct Malformed {
     pub reason: String,
 }
 
+/// No record on any of `sides` sides, to fill in. Not `vec![None; n]`,
+/// which clones its `None` in a loop: this is made for every outcome.
+pub(crate) fn no_records(sides: usize) -> Box<[Option<Record>]> {
+    std::iter::repeat_with(|| None).take(sides).collect()
+}
+
 impl Outcome {
     /// A malformed line: no key, no records.
     pub fn malformed(malformed: Malformed, sides: usize) -> Self {
         Self {
             key: Key::new(Value::Null),
-            records: vec![None; sides].into_boxed_slice(),
+            records: no_records(sides),
             times: vec![EventTime::from_millis(0); sides].into_boxed_slice(),
             detail: Detail::Malformed(Arc::new(malformed)),
         }

@@ -12,7 +12,7 @@ use crate::checkpoint::encoding::{DecodeError, Decoder, Encoder};
 use crate::expr::Record;
 use crate::plan::Side;
 use crate::runtime::event::{Event, Key};
-use crate::runtime::operator::Prior;
+use crate::runtime::operator::{Prior, no_records};
 use crate::time::{Duration, EventTime, Watermark};
 
 /// Which keys of a state to read: given each key and the partition it
@@ -361,7 +361,7 @@ impl Matcher {
         let alert = if input.bool()? {
             let expired = Side(Self::side(sides, input)?);
             let deadline = input.time()?;
-            let mut records = vec![None; sides].into_boxed_slice();
+            let mut records = no_records(sides);
             let mut times = vec![EventTime::from_millis(0); sides].into_boxed_slice();
             Self::load_sides(&mut records, &mut times, input)?;
             let mut arrived = Vec::with_capacity(sides);
