@@ -9,14 +9,15 @@ use super::{Path, missing, not_null, timestamp};
 use crate::expr::{Kind, Record, RecordType, Type, Value};
 use crate::time::EventTime;
 
-/// Reads `line` as a JSON object of the fields of `layout`; `scratch`
-/// holds the values while they are read.
+/// Reads `line` as a JSON object of the fields of `layout`, whose names
+/// are [`plain`] or not; `scratch` holds the values while they are read.
 pub(super) fn decode(
     line: &str,
     layout: &RecordType,
+    plain: &[bool],
     scratch: &mut Vec<Value>,
 ) -> Result<Record, String> {
-    match flat(line, layout, scratch) {
+    match flat(line, layout, plain, scratch) {
         Some(record) => Ok(record),
         None => full(line, layout, scratch),
     }
@@ -39,7 +40,12 @@ fn full(line: &str, layout: &RecordType, scratch: &mut Vec<Value>) -> Result<Rec
 /// escapes, whole numbers. `None` for anything else (floats, escapes,
 /// nesting, any mistake), which the full reader reads, or explains, the
 /// same way.
-fn flat(line: &str, layout: &RecordType, values: &mut Vec<Value>) -> Option<Record> {
+fn flat(
+    line: &str,
+    layout: &RecordType,
+    plain: &[bool],
+    values: &mut Vec<Value>,
+) -> Option<Record> {
     let fields = &layout.fields;
     if fields.len() > 64 {
         return None;
@@ -61,17 +67,27 @@ fn flat(line: &str, layout: &RecordType, values: &mut Vec<Value>) -> Option<Reco
         at += 1;
     } else {
         loop {
-            let (start, end) = string(bytes, at)?;
-            let name = &bytes[start..end - 1];
+            let (index, end) = match fields.get(next) {
+                // The name expected next, compared where it stands: no
+                // scan for the string's end.
+                Some(field) if plain[next] && named(bytes, at, field.name.as_bytes()) => {
+                    (Some(next), at + field.name.len() + 2)
+                }
+                _ => {
+                    let (start, end) = string(bytes, at)?;
+                    let name = &bytes[start..end - 1];
+                    let index = match fields.get(next) {
+                        Some(field) if same(field.name.as_bytes(), name) => Some(next),
+                        _ => (fields.iter()).position(|field| same(field.name.as_bytes(), name)),
+                    };
+                    (index, end)
+                }
+            };
             at = blank(bytes, end);
             if bytes.get(at) != Some(&b':') {
                 return None;
             }
             at = blank(bytes, at + 1);
-            let index = match fields.get(next) {
-                Some(field) if same(field.name.as_bytes(), name) => Some(next),
-                _ => (fields.iter()).position(|field| same(field.name.as_bytes(), name)),
-            };
             let (value, end) = scalar(line, at)?;
             if let Some(index) = index {
                 if given & (1 << index) != 0 {
@@ -192,6 +208,25 @@ fn scalar(line: &str, at: usize) -> Option<(Scalar<'_>, usize)> {
             Some((Scalar::Int(value), end))
         }
     }
+}
+
+/// Whether the JSON string at `at` is `name` as it stands: its bytes
+/// between quotes. Exact for a name without a quote, a backslash or a
+/// control character ([`plain`]), which a JSON string cannot hold as they
+/// are.
+#[allow(clippy::inline_always)] // Called per field: a call costs as much.
+#[inline(always)]
+fn named(bytes: &[u8], at: usize, name: &[u8]) -> bool {
+    let close = at + 1 + name.len();
+    bytes.get(close) == Some(&b'"') && bytes[at] == b'"' && same(&bytes[at + 1..close], name)
+}
+
+/// Whether each of `layout`'s field names can be compared where it stands
+/// in a line ([`named`]): no quote, backslash or control character in it.
+pub(super) fn plain(layout: &RecordType) -> Vec<bool> {
+    (layout.fields.iter())
+        .map(|field| !(field.name.bytes()).any(|byte| byte == b'"' || byte == b'\\' || byte < 0x20))
+        .collect()
 }
 
 /// Whether two names are the same bytes: the usual short field names
@@ -596,10 +631,11 @@ mod tests {
             "[1]",
         ];
         const NAMES: &[&str] = &[
-            "id", "n", "x", "ok", "ts", "note", "payer", "extra", r"i\u0064",
+            "id", "n", "x", "ok", "ts", "note", "payer", "extra", r"i\u0064", "i", "idd", r#"i"d"#,
         ];
         const BLANKS: &[&str] = &["", "", " ", "\t", "  \r\n"];
         let layout = layout();
+        let plain = plain(&layout);
         let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
         let mut random = |below: usize| {
             seed ^= seed << 13;
@@ -655,7 +691,7 @@ mod tests {
                 line.push_str([" x", ",", "}", " "][random(4)]);
             }
             total += 1;
-            if let Some(record) = flat(&line, &layout, &mut scratch) {
+            if let Some(record) = flat(&line, &layout, &plain, &mut scratch) {
                 fast += 1;
                 assert_eq!(full(&line, &layout, &mut scratch), Ok(record), "{line}");
             }

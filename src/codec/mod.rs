@@ -30,7 +30,8 @@ pub struct Decoder {
 
 #[derive(Debug)]
 enum Inner {
-    Json,
+    /// Whether each field's name is [`json::plain`].
+    Json(Vec<bool>),
     Csv(csv::Reader),
 }
 
@@ -47,7 +48,7 @@ impl Decoder {
     /// A decoder for lines in `format` of records laid out by `layout`.
     pub fn new(format: &Format, layout: Arc<RecordType>) -> Self {
         let format = match format {
-            Format::Jsonl => Inner::Json,
+            Format::Jsonl => Inner::Json(json::plain(&layout)),
             Format::Csv(csv) => Inner::Csv(csv::Reader::new(csv, &layout)),
         };
         Self {
@@ -76,7 +77,9 @@ impl Decoder {
     /// Why the line is malformed, for people to read.
     pub fn decode(&mut self, line: &str) -> Result<Line, String> {
         match &mut self.format {
-            Inner::Json => json::decode(line, &self.layout, &mut self.scratch).map(Line::Record),
+            Inner::Json(plain) => {
+                json::decode(line, &self.layout, plain, &mut self.scratch).map(Line::Record)
+            }
             Inner::Csv(reader) => reader.decode(line, &self.layout, &mut self.scratch),
         }
     }
@@ -262,6 +265,32 @@ mod tests {
             }
         }
         assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn json_field_names_with_quotes_or_backslashes_are_read_as_json_has_them() {
+        let layout = Arc::new(RecordType {
+            name: "odd".into(),
+            fields: ["a\"b", "c\\d", "e"]
+                .into_iter()
+                .map(|name| Field {
+                    name: name.into(),
+                    ty: Type::INT,
+                })
+                .collect(),
+        });
+        let read = |line: &str| match Decoder::new(&Format::Jsonl, layout.clone()).decode(line) {
+            Ok(Line::Record(record)) => Ok(record.values().to_vec()),
+            Ok(Line::Header) => Err("a header".to_string()),
+            Err(error) => Err(error),
+        };
+        assert_eq!(
+            read(r#"{"a\"b": 1, "c\\d": 2, "e": 3}"#),
+            Ok(vec![Value::Int(1), Value::Int(2), Value::Int(3)])
+        );
+        // As they are, a quote ends the name and a backslash escapes.
+        assert!(read(r#"{"a"b": 1, "c\\d": 2, "e": 3}"#).is_err());
+        assert!(read(r#"{"a\"b": 1, "c\d": 2, "e": 3}"#).is_err());
     }
 
     #[test]
