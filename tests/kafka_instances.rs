@@ -256,9 +256,15 @@ fn size(path: &Path) -> u64 {
 /// A mock cluster with topics `orders` and `payments` of eight
 /// partitions each.
 fn topics() -> MockCluster<'static, DefaultProducerContext> {
+    topics_of(PARTITIONS)
+}
+
+/// A mock cluster with topics `orders` and `payments` of `partitions`
+/// partitions each.
+fn topics_of(partitions: i32) -> MockCluster<'static, DefaultProducerContext> {
     let cluster = MockCluster::new(1).expect("a mock cluster");
     for topic in ["orders", "payments"] {
-        cluster.create_topic(topic, PARTITIONS, 1).expect("a topic");
+        cluster.create_topic(topic, partitions, 1).expect("a topic");
     }
     cluster
 }
@@ -593,10 +599,8 @@ fn topics_partitioned_differently_are_refused_before_anything_runs() {
 
 #[test]
 fn more_instances_than_partitions_are_refused() {
-    let cluster = MockCluster::new(1).expect("a mock cluster");
+    let cluster = topics_of(2);
     let brokers = cluster.bootstrap_servers();
-    cluster.create_topic("orders", 2, 1).expect("a topic");
-    cluster.create_topic("payments", 2, 1).expect("a topic");
     let dir = scratch("kafka_instances_too_many");
     small_pipeline(&dir, &brokers);
     let pipeline = dir.join("pipeline.yaml");
@@ -647,10 +651,8 @@ fn a_source_that_is_not_kafka_cannot_be_shared() {
 
 #[test]
 fn another_number_of_processes_takes_over_and_an_older_one_is_refused() {
-    let cluster = MockCluster::new(1).expect("a mock cluster");
+    let cluster = topics_of(4);
     let brokers = cluster.bootstrap_servers();
-    cluster.create_topic("orders", 4, 1).expect("a topic");
-    cluster.create_topic("payments", 4, 1).expect("a topic");
     let dir = scratch("kafka_instances_recount");
     pipeline_reading(&dir, &brokers, "    idle_timeout: 1s\n");
     let state = dir.join("state");
@@ -1007,10 +1009,7 @@ fn processes_take_over_from_one_alone() {
 
 #[test]
 fn processes_sharing_topics_whose_partitions_changed_in_number_are_refused() {
-    let four = MockCluster::new(1).expect("a mock cluster");
-    for topic in ["orders", "payments"] {
-        four.create_topic(topic, 4, 1).expect("a topic");
-    }
+    let four = topics_of(4);
     let dir = scratch("kafka_instances_repartitioned");
     pipeline_reading(&dir, &four.bootstrap_servers(), "    idle_timeout: 1s\n");
     let state = dir.join("state");
@@ -1020,10 +1019,7 @@ fn processes_sharing_topics_whose_partitions_changed_in_number_are_refused() {
     let (status, stderr) = interrupt(run);
     assert_eq!(status, Some(0), "{stderr}");
     // The same topics, with six partitions each now.
-    let six = MockCluster::new(1).expect("a mock cluster");
-    for topic in ["orders", "payments"] {
-        six.create_topic(topic, 6, 1).expect("a topic");
-    }
+    let six = topics_of(6);
     // Bounded: a run that is not refused ends.
     pipeline_reading(
         &dir,
@@ -1047,19 +1043,13 @@ fn processes_sharing_topics_whose_partitions_changed_in_number_are_refused() {
 #[test]
 fn a_process_alone_goes_on_where_the_partitions_changed_in_number_but_keeps_the_count_its_keys_had()
 {
-    let four = MockCluster::new(1).expect("a mock cluster");
-    for topic in ["orders", "payments"] {
-        four.create_topic(topic, 4, 1).expect("a topic");
-    }
+    let four = topics_of(4);
     let dir = scratch("kafka_instances_alone_repartitioned");
     pipeline_reading(&dir, &four.bootstrap_servers(), "    idle_timeout: 1s\n");
     let state = dir.join("state");
     let state_arg = state.to_str().expect("UTF-8");
     run_briefly(&dir, &["--state-dir", state_arg]);
-    let six = MockCluster::new(1).expect("a mock cluster");
-    for topic in ["orders", "payments"] {
-        six.create_topic(topic, 6, 1).expect("a topic");
-    }
+    let six = topics_of(6);
     pipeline_reading(&dir, &six.bootstrap_servers(), "    idle_timeout: 1s\n");
     // Alone, it reads every partition: it resumes, and says what it means.
     let stderr = run_briefly(&dir, &["--state-dir", state_arg]);

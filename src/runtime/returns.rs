@@ -26,7 +26,7 @@ const WAITING: usize = 16;
 pub(crate) type Returned = Receiver<Vec<Record>>;
 
 /// The way back to each side's source thread, where it has one.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct Ways(Vec<Option<SyncSender<Vec<Record>>>>);
 
 impl Ways {
