@@ -58,7 +58,7 @@ fn usage_errors_exit_2_and_show_usage() {
         assert!(
             run.stderr.contains(
                 "Usage: runner [--quiet] [--workers N] [--state-dir DIR] [--fresh]
-              [--instance I/N] [--metrics-addr ADDR] [--log text|json] <FILE>"
+              [--instance I/N | --join] [--metrics-addr ADDR] [--log text|json] <FILE>"
             ),
             "{args:?}: {}",
             run.stderr

@@ -544,6 +544,148 @@ fn take_over_from_two(scenario: &Scenario) {
     }
 }
 
+/// Starts a process of the pipeline in `dir` that joins its consumer
+/// group (`--join`), logging to `log`.
+fn member(dir: &Path, log: &'static str) -> (Child, &'static str) {
+    let state = dir.join("state");
+    let args = ["--log", "text", "--join", "--state-dir"];
+    let child = spawn(
+        dir,
+        &[&args[..], &[state.to_str().expect("UTF-8")]].concat(),
+        log,
+    );
+    (child, log)
+}
+
+/// The partitions the group last dealt the process logging to `log` in
+/// `dir`, as its directory and files are tagged: `partitions-3-5-of-8`.
+fn dealt(dir: &Path, log: &str) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(log)).ok()?;
+    let line = text.lines().rfind(|line| {
+        line.contains("kafka partitions dealt") || line.contains("kafka partitions taken back")
+    })?;
+    let (_, range) = line.split_once("partitions=partitions ")?;
+    let (first_last, of) = range.trim().split_once(" of ")?;
+    let (first, last) = first_last.split_once('-')?;
+    Some(format!("partitions-{first}-{last}-of-{of}"))
+}
+
+/// Waits until the processes of `running` hold `ranges` between them,
+/// each with a checkpoint of its range.
+fn wait_for_ranges(dir: &Path, running: &Running, ranges: &[&str]) {
+    wait_until(&format!("the group to deal {ranges:?}"), dir, || {
+        let mut held: Vec<String> = (running.0.iter())
+            .filter_map(|(_, log)| dealt(dir, log))
+            .collect();
+        held.sort();
+        held == ranges
+            && (ranges.iter()).all(|range| has_checkpoint(&dir.join("state").join(range)))
+    });
+}
+
+/// Three processes join one consumer group over topics of eight
+/// partitions, which it deals out as 0-2, 3-5 and 6-7; the one holding
+/// 3-5 is killed (SIGKILL) with outcomes written since its checkpoint.
+/// Once the group stops hearing from it, it deals its partitions to the
+/// other two, which take its keys over; then a fourth process joins, and
+/// the group deals the partitions out over three again. Together their
+/// files hold each of the file run's outcomes once: none lost, none twice.
+#[test]
+fn processes_of_a_group_one_killed_and_one_joining_decide_what_one_file_run_does() {
+    killed_and_joining(&Scenario::new("kafka_join"));
+}
+
+/// As above, against a broker process.
+#[test]
+fn against_a_broker_process_processes_of_a_group_one_killed_and_one_joining() {
+    let broker = crate::kafka::Broker::start();
+    for topic in ["orders", "payments"] {
+        broker.create_topic(topic, PARTITIONS);
+    }
+    killed_and_joining(&Scenario::on("kafka_join_tansu", Cluster::Process(broker)));
+}
+
+/// Three processes of `scenario`'s group, one killed, and one joining.
+fn killed_and_joining(scenario: &Scenario) {
+    let (dir, expected) = (&scenario.dir, &scenario.expected);
+    // A process not heard from for 6 s is dealt out.
+    let pipeline = dir.join("pipeline.yaml");
+    let text = std::fs::read_to_string(&pipeline).expect("written");
+    let text = text.replacen(
+        "    group: shared\n",
+        "    group: shared\n    properties: {session.timeout.ms: 6000, heartbeat.interval.ms: 500}\n",
+        1,
+    );
+    std::fs::write(&pipeline, text).expect("written");
+    let thirds = [
+        "partitions-0-2-of-8",
+        "partitions-3-5-of-8",
+        "partitions-6-7-of-8",
+    ];
+
+    scenario.send(0);
+    let mut running = Running(vec![
+        member(dir, "1.log"),
+        member(dir, "2.log"),
+        member(dir, "3.log"),
+    ]);
+    wait_for_ranges(dir, &running, &thirds);
+    // The one holding 3-5 second among them, to be killed.
+    let second = (running.0.iter())
+        .position(|(_, log)| dealt(dir, log).as_deref() == Some(thirds[1]))
+        .expect("one holds 3-5");
+    let holder = running.0.remove(second);
+    running.0.insert(1, holder);
+    scenario.kill_the_second_once_it_writes(&mut running, &format!("all.{}.jsonl", thirds[1]));
+    wait_for_ranges(
+        dir,
+        &running,
+        &["partitions-0-3-of-8", "partitions-4-7-of-8"],
+    );
+
+    scenario.send(2);
+    running.0.push(member(dir, "4.log"));
+    wait_for_ranges(dir, &running, &thirds);
+    scenario.end();
+    // Time for a wrong extra outcome to show.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut logs = String::new();
+    for (child, log) in running.0.drain(..) {
+        let (status, stderr) = stop(child, dir, log);
+        assert_eq!(status, Some(0), "{stderr}");
+        logs.push_str(&stderr);
+    }
+    assert!(
+        logs.contains("took over  its partitions from the checkpoints"),
+        "{logs}"
+    );
+    assert_same(&outcomes(dir), expected);
+    // Processes by number do not take the group's keys over.
+    let state = dir.join("state");
+    let pipeline = dir.join("pipeline.yaml");
+    let (state_text, pipeline_text) = (
+        state.to_str().expect("UTF-8"),
+        pipeline.to_str().expect("UTF-8"),
+    );
+    let listed = inspect("1/1", state_text, pipeline_text);
+    assert_eq!(listed.status, 0, "{}", listed.stderr);
+    assert!(
+        listed.stdout.contains(
+            "processes of a consumer group (--join), which this process would not take over"
+        ),
+        "{}",
+        listed.stdout
+    );
+    for args in [&["--instance", "1/2"][..], &[]] {
+        let args = [args, &["--state-dir", state.to_str().expect("UTF-8")]].concat();
+        let refused = refusal(dir, &args);
+        assert!(
+            refused.contains("processes of a consumer group (--join)"),
+            "{args:?}: {refused}"
+        );
+    }
+}
+
 /// The bill check over topics `orders` and `payments` of `brokers`,
 /// bounded, every outcome to `out.jsonl`.
 fn small_pipeline(dir: &Path, brokers: &str) {
@@ -636,17 +778,43 @@ fn a_source_that_is_not_kafka_cannot_be_shared() {
          sinks:\n  out: {type: stdout}\noutputs:\n  - {outcome: matched, sink: out}\n",
     )
     .expect("written");
-    let run = run_in(&dir, &["--instance", "1/2"]);
+    for (args, how) in [
+        (&["--instance", "1/2"][..], "`--instance 1/2`"),
+        (&["--join"], "`--join`"),
+    ] {
+        let run = run_in(&dir, args);
+        assert_eq!(run.status, 2, "{}", run.stderr);
+        let error = format!(
+            "error[E403]: source `app` does not read Kafka: with {how}, every process would read \
+             all of it"
+        );
+        assert!(run.stderr.contains(&error), "{}", run.stderr);
+        assert!(run.stderr.contains("path: orders.jsonl"), "{}", run.stderr);
+    }
+}
+
+/// A bounded source reads to an end; processes of a group read on while
+/// it deals partitions out: refused, pointed at, before joining.
+#[test]
+fn a_bounded_source_is_not_read_by_a_group() {
+    let dir = scratch("kafka_join_bounded");
+    // No broker is asked anything.
+    small_pipeline(&dir, "127.0.0.1:9");
+    let run = run_in(&dir, &["--join"]);
     assert_eq!(run.status, 2, "{}", run.stderr);
     assert!(
         run.stderr.contains(
-            "error[E403]: source `app` does not read Kafka: with `--instance 1/2`, every \
-             process would read all of it"
+            "error[E403]: kafka source `app` is bounded: with `--join`, processes read on"
         ),
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("path: orders.jsonl"), "{}", run.stderr);
+    assert!(run.stderr.contains("topic: orders"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("joined the consumer group"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

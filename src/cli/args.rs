@@ -63,6 +63,9 @@ pub(crate) struct RunArgs {
     pub(crate) fresh: bool,
     /// Which of the processes sharing the Kafka partitions this is.
     pub(crate) instance: Instance,
+    /// Whether the processes sharing the Kafka partitions are those of a
+    /// consumer group, which deals the partitions out.
+    pub(crate) join: bool,
     /// Where to serve metrics, if anywhere.
     pub(crate) metrics_addr: Option<std::net::SocketAddr>,
     /// Whether, and how, to log what the run does on stderr.
@@ -91,7 +94,7 @@ pub(crate) enum Format {
 
 pub(crate) const USAGE: &str = "\
 Usage: runner [--quiet] [--workers N] [--state-dir DIR] [--fresh]
-              [--instance I/N] [--metrics-addr ADDR] [--log text|json] <FILE>
+              [--instance I/N | --join] [--metrics-addr ADDR] [--log text|json] <FILE>
        runner run [OPTIONS] <FILE>
        runner explain <FILE>
        runner validate [--format human|json|github] [--deny-warnings] <PATH>...
@@ -134,6 +137,13 @@ Options:
                              file sinks written as NAME.I-of-N.EXT; takes
                              its keys over from the checkpoints of another
                              number of processes, stopped [1/1]
+  --join                     share the Kafka topics' partitions with the
+                             processes in the consumer group <group>.members
+                             (the first Kafka source's group), as it deals
+                             them out: processes that join or leave (or
+                             die) move partitions, state and all; own
+                             checkpoints, and file sinks written as
+                             NAME.partitions-F-L-of-P.EXT, per range dealt
   --metrics-addr <ADDR>      serve Prometheus metrics at http://ADDR/metrics
                              and a health check at /health while running;
                              a bare port is on the loopback interface
@@ -273,6 +283,7 @@ struct Options {
     state_dir: Option<String>,
     fresh: bool,
     instance: Option<Instance>,
+    join: bool,
     metrics_addr: Option<std::net::SocketAddr>,
     log: Option<LogFormat>,
     spec: Spec,
@@ -324,6 +335,7 @@ fn options(args: impl IntoIterator<Item = OsString>) -> Result<Options, lexopt::
                     )
                 })?);
             }
+            Long("join") => options.join = true,
             Long("metrics-addr") => {
                 let value = parser.value()?.string()?;
                 options.metrics_addr = Some(metrics_addr(&value).ok_or_else(|| {
@@ -367,6 +379,45 @@ impl Options {
 }
 
 /// Parses the arguments after the program name.
+/// `options`, unless they are given to a command they do not belong to,
+/// or clash.
+fn placed(options: Options) -> Result<Options, lexopt::Error> {
+    let first = options.words.first().map_or("", String::as_str);
+    if first != "validate" && options.deny_warnings {
+        return Err("`--deny-warnings` belongs to `validate`".into());
+    }
+    let running = !matches!(
+        first,
+        "help" | "schema" | "explain" | "validate" | "test" | "gen" | "state"
+    );
+    let inspecting = first == "state";
+    let run_only = options.quiet
+        || options.workers.is_some()
+        || options.fresh
+        || options.join
+        || options.metrics_addr.is_some()
+        || options.log.is_some();
+    if run_only && !running {
+        return Err(
+            "`--quiet`, `--workers`, `--fresh`, `--join`, `--metrics-addr` and `--log` belong \
+             to `run`"
+                .into(),
+        );
+    }
+    if (options.state_dir.is_some() || options.instance.is_some()) && !running && !inspecting {
+        return Err("`--state-dir` and `--instance` belong to `run` and `state inspect`".into());
+    }
+    if options.join && (options.instance.is_some() || options.fresh) {
+        return Err(
+            "`--join` takes no `--instance` (the group deals the partitions) and no `--fresh` \
+             (other processes' checkpoints would stay): to start over, stop every process and \
+             remove the state directory"
+                .into(),
+        );
+    }
+    Ok(options)
+}
+
 pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt::Error> {
     let Options {
         words,
@@ -377,12 +428,13 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         state_dir,
         fresh,
         instance,
+        join,
         metrics_addr,
         log,
         mut spec,
         out,
         generating,
-    } = options(args)?;
+    } = placed(options(args)?)?;
     let mut words = words.into_iter();
     let first = words.next().ok_or("missing the pipeline file")?;
     let validating = first == "validate";
@@ -390,24 +442,6 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         Some(name) => formats(&first, &name, &mut spec)?,
         None => None,
     };
-    if !validating && deny_warnings {
-        return Err("`--deny-warnings` belongs to `validate`".into());
-    }
-    let running = !matches!(
-        first.as_str(),
-        "help" | "schema" | "explain" | "validate" | "test" | "gen" | "state"
-    );
-    let inspecting = first == "state";
-    if (quiet || workers.is_some() || fresh || metrics_addr.is_some() || log.is_some()) && !running
-    {
-        return Err(
-            "`--quiet`, `--workers`, `--fresh`, `--metrics-addr` and `--log` belong to `run`"
-                .into(),
-        );
-    }
-    if (state_dir.is_some() || instance.is_some()) && !running && !inspecting {
-        return Err("`--state-dir` and `--instance` belong to `run` and `state inspect`".into());
-    }
     let instance = instance.unwrap_or_default();
     let workers = workers.unwrap_or(1);
     let run = |path: String| {
@@ -418,6 +452,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             state_dir: state_dir.clone(),
             fresh,
             instance,
+            join,
             metrics_addr,
             log,
         })
@@ -581,7 +616,7 @@ mod tests {
         assert_eq!(
             parse_words(&["validate", "--log", "json", "a"]),
             Err(
-                "`--quiet`, `--workers`, `--fresh`, `--metrics-addr` and `--log` belong to `run`"
+                "`--quiet`, `--workers`, `--fresh`, `--join`, `--metrics-addr` and `--log` belong to `run`"
                     .into()
             )
         );
@@ -624,7 +659,7 @@ mod tests {
         assert_eq!(
             parse_words(&["validate", "-q", "a"]),
             Err(
-                "`--quiet`, `--workers`, `--fresh`, `--metrics-addr` and `--log` belong to `run`"
+                "`--quiet`, `--workers`, `--fresh`, `--join`, `--metrics-addr` and `--log` belong to `run`"
                     .into()
             )
         );
@@ -691,6 +726,34 @@ mod tests {
         assert_eq!(
             parse_words(&["explain", "--instance", "1/2", "a"]),
             Err("`--state-dir` and `--instance` belong to `run` and `state inspect`".into())
+        );
+    }
+
+    #[test]
+    fn joining_a_group_is_a_run_that_takes_no_instance_and_does_not_start_over() {
+        assert_eq!(
+            parse_words(&["--join", "a"]),
+            Ok(Command::Run(RunArgs {
+                path: "a".into(),
+                workers: 1,
+                join: true,
+                ..RunArgs::default()
+            }))
+        );
+        for clash in [
+            &["--join", "--instance", "1/2", "a"][..],
+            &["--join", "--fresh", "a"],
+        ] {
+            let error = parse_words(clash).expect_err("refused");
+            assert!(
+                error.starts_with("`--join` takes no `--instance`"),
+                "{error}"
+            );
+        }
+        let error = parse_words(&["state", "inspect", "--join", "a"]).expect_err("refused");
+        assert!(
+            error.contains("`--join`") && error.contains("belong"),
+            "{error}"
         );
     }
 }

@@ -58,7 +58,15 @@ pub(super) fn inspect(
         eprintln!("warning: {warning}");
     }
     let Some(checkpoint) = checkpoint else {
-        let others = runner::runtime::other_checkpoints(&state_dir(path, dir), instance);
+        let (others, group) = runner::runtime::other_checkpoints(&state_dir(path, dir), instance);
+        if let Some(group) = group {
+            return print(&format!(
+                "no checkpoint in `{}`: the state directory holds checkpoints of {group}, which \
+                 this process would not take over (`state inspect --state-dir` with one of \
+                 theirs lists it)\n",
+                store.dir().display(),
+            ));
+        }
         if !others.is_empty() {
             return print(&format!(
                 "no checkpoint in `{}` yet: started, this process takes its partitions over \
@@ -92,12 +100,6 @@ pub(super) fn inspect(
 }
 
 pub(super) fn run(file: &SourceFile, path: &Path, args: &RunArgs) -> ExitCode {
-    let RunArgs {
-        quiet,
-        workers,
-        fresh,
-        ..
-    } = *args;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let (graph, diagnostics) = runner::check(file);
     if !diagnostics.is_empty() {
@@ -120,19 +122,13 @@ pub(super) fn run(file: &SourceFile, path: &Path, args: &RunArgs) -> ExitCode {
         .iter()
         .any(|route| route.outcome == OutcomeKind::Malformed);
     let state = state_dir(path, args.state_dir.as_deref());
-    let mut options = Options::new()
-        .relative_to(&base)
-        .stop_on(stop_signal())
-        .workers(workers)
-        .instance(args.instance)
-        .checkpoints(&state, fresh);
-    let progress = !quiet && shows_progress(&graph);
+    let progress = !args.quiet && shows_progress(&graph);
     let page = match args.metrics_addr {
         Some(addr) => {
             let pipeline = graph.name.clone().unwrap_or_else(|| stem(path));
             match metrics::serve(addr, &pipeline) {
                 Ok((page, bound)) => {
-                    if !quiet {
+                    if !args.quiet {
                         eprintln!("runner: metrics at http://{bound}/metrics");
                     }
                     Some(page)
@@ -145,52 +141,188 @@ pub(super) fn run(file: &SourceFile, path: &Path, args: &RunArgs) -> ExitCode {
         }
         None => None,
     };
-    if progress || page.is_some() {
-        options = options.progress(move |report| {
-            if progress {
-                draw(report);
-            }
-            if let Some(page) = &page {
-                page.update(report);
-            }
-        });
+    let runs = Runs {
+        args,
+        base,
+        state,
+        progress,
+        page,
+        live,
+        malformed_routed,
+    };
+    if args.join {
+        return joined(&graph, file, &runs);
     }
-    let result = runtime::run_blocking_with(graph, Outputs::stdio(), options);
-    if progress {
-        clear_progress();
-    }
-    if args.state_dir.is_none() {
-        remove_if_empty(&state, args.instance);
-    }
-    match &result {
-        Ok(summary) => tracing::info!(
-            events = summary.sources.iter().map(|s| s.events).sum::<u64>(),
-            elapsed_ms = u64::try_from(summary.elapsed.as_millis()).unwrap_or(u64::MAX),
-            stopped = summary.stopped,
-            checkpoints = summary.checkpoints,
-            "run ended"
-        ),
-        Err(error) => tracing::error!(%error, "run failed"),
-    }
-    match result {
-        Ok(summary) => {
-            for warning in &summary.warnings {
-                eprintln!("warning: {warning}");
-            }
-            if !quiet {
-                let _ = std::io::stderr()
-                    .write_all(render(&summary, malformed_routed, args.instance).as_bytes());
-            }
-            if summary.stopped && !live {
-                ExitCode::from(INTERRUPTED)
-            } else {
-                ExitCode::SUCCESS
-            }
+    let result = runtime::run_blocking_with(
+        graph,
+        Outputs::stdio(),
+        runs.options(args.instance, stop_signal()),
+    );
+    runs.ended(result, args.instance, file)
+        .unwrap_or_else(|code| code)
+}
+
+/// How each run of a pipeline is set up and told about.
+struct Runs<'a> {
+    args: &'a RunArgs,
+    /// The pipeline file's directory.
+    base: PathBuf,
+    /// The pipeline's state directory.
+    state: PathBuf,
+    /// Whether progress is drawn on stderr.
+    progress: bool,
+    page: Option<metrics::Page>,
+    /// Whether a source reads on until stopped.
+    live: bool,
+    malformed_routed: bool,
+}
+
+impl Runs<'_> {
+    /// The options of a run as `instance`, which `stop` stops.
+    fn options(
+        &self,
+        instance: Instance,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> Options {
+        let mut options = Options::new()
+            .relative_to(&self.base)
+            .stop_on(stop)
+            .workers(self.args.workers)
+            .instance(instance)
+            .checkpoints(&self.state, self.args.fresh);
+        let (progress, page) = (self.progress, self.page.clone());
+        if progress || page.is_some() {
+            options = options.progress(move |report| {
+                if progress {
+                    draw(report);
+                }
+                if let Some(page) = &page {
+                    page.update(report);
+                }
+            });
         }
-        // `runner pipeline.yaml | head`: the reader has all it wanted.
-        Err(error) if error.is_broken_pipe() => ExitCode::SUCCESS,
-        Err(error) => failed(&error, file, &Store::new(args.instance.state_dir(&state))),
+        options
     }
+
+    /// Tells how a run as `instance` ended: `Ok` with its exit code when
+    /// the pipeline may run again (it stopped, or read its inputs to their
+    /// end), `Err` with it when the run failed.
+    fn ended(
+        &self,
+        result: Result<Summary, RunError>,
+        instance: Instance,
+        file: &SourceFile,
+    ) -> Result<ExitCode, ExitCode> {
+        if self.progress {
+            clear_progress();
+        }
+        if self.args.state_dir.is_none() {
+            remove_if_empty(&self.state, instance);
+        }
+        match &result {
+            Ok(summary) => tracing::info!(
+                events = summary.sources.iter().map(|s| s.events).sum::<u64>(),
+                elapsed_ms = u64::try_from(summary.elapsed.as_millis()).unwrap_or(u64::MAX),
+                stopped = summary.stopped,
+                checkpoints = summary.checkpoints,
+                "run ended"
+            ),
+            Err(error) => tracing::error!(%error, "run failed"),
+        }
+        match result {
+            Ok(summary) => {
+                for warning in &summary.warnings {
+                    eprintln!("warning: {warning}");
+                }
+                if !self.args.quiet {
+                    let _ = std::io::stderr()
+                        .write_all(render(&summary, self.malformed_routed, instance).as_bytes());
+                }
+                if summary.stopped && !self.live {
+                    Ok(ExitCode::from(INTERRUPTED))
+                } else {
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+            // `runner pipeline.yaml | head`: the reader has all it wanted.
+            Err(error) if error.is_broken_pipe() => Ok(ExitCode::SUCCESS),
+            Err(error) => Err(failed(
+                &error,
+                file,
+                &Store::new(instance.state_dir(&self.state)),
+            )),
+        }
+    }
+}
+
+/// `--join`: runs the pipeline on the partitions its consumer group deals
+/// this process, a run per dealing, until Ctrl-C or SIGTERM; then leaves
+/// the group.
+fn joined(graph: &Graph, file: &SourceFile, runs: &Runs<'_>) -> ExitCode {
+    let membership = match runtime::Membership::join(graph) {
+        Ok(membership) => membership,
+        Err(error) => return failed(&error, file, &Store::new(&runs.state)),
+    };
+    if !runs.args.quiet {
+        eprintln!(
+            "runner: joined the consumer group `{}`: waiting for its partitions",
+            membership.group()
+        );
+    }
+    let stop = stopped_by_signal();
+    loop {
+        let term = match membership.next(&stop) {
+            Ok(Some(term)) => term,
+            Ok(None) => break,
+            Err(error) => return failed(&error, file, &Store::new(&runs.state)),
+        };
+        let mut signalled = stop.clone();
+        let taken_back = membership.taken_back(term);
+        let stop_term = async move {
+            tokio::select! {
+                _ = signalled.wait_for(|stopped| *stopped) => {}
+                () = taken_back => {}
+            }
+        };
+        // Each run takes a graph of its own: compiled again, as it was.
+        let Some(graph) = runner::check(file).0 else {
+            return ExitCode::from(FAILED);
+        };
+        let result = runtime::run_blocking_with(
+            graph,
+            Outputs::stdio(),
+            runs.options(term.instance, stop_term),
+        );
+        // Its last checkpoint is saved: the group may deal its partitions.
+        membership.done();
+        if let Err(code) = runs.ended(result, term.instance, file) {
+            return code;
+        }
+        if *stop.borrow() {
+            break;
+        }
+    }
+    membership.leave();
+    ExitCode::SUCCESS
+}
+
+/// Says `true` on Ctrl-C or SIGTERM, watched on a thread of its own for
+/// the whole process; a second one then ends the process.
+fn stopped_by_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tell, told) = tokio::sync::watch::channel(false);
+    let _ = std::thread::Builder::new()
+        .name("signals".to_string())
+        .spawn(move || {
+            let Ok(watch) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            watch.block_on(stop_signal());
+            let _ = tell.send(true);
+        });
+    told
 }
 
 /// Removes the pipeline's default state directory `state` once no
@@ -414,7 +546,9 @@ pub(super) fn render(summary: &Summary, malformed_routed: bool, instance: Instan
     };
     let mut out = String::new();
     let verb = if summary.stopped { "stopped after" } else { "" };
-    let who = if instance.is_shared() {
+    let who = if instance.count().is_none() {
+        format!("runner: {instance}:")
+    } else if instance.is_shared() {
         format!("runner: instance {instance}:")
     } else {
         "runner:".to_string()

@@ -66,7 +66,7 @@ codes! {
     NotResumable = "E310": "checkpoints turned on for a pipeline that reads standard input, which cannot be read again",
     EvalFailed = "E401": "an expression failed while evaluating a record",
     OpenFailed = "E402": "a file that a source reads or a sink writes cannot be opened",
-    NotShareable = "E403": "a pipeline that processes cannot share (`--instance`): a source that is not Kafka, or topics not partitioned alike",
+    NotShareable = "E403": "a pipeline that processes cannot share (`--instance`, `--join`): a source that is not Kafka (or, with `--join`, bounded), or topics not partitioned alike",
     ZeroWait = "W001": "a side that waits 0s: only counterparts at the very same event time match",
     LagOverWait = "W002": "a watermark lag longer than the source's wait: its timeouts come late",
     OutcomeNowhere = "W003": "an outcome that no output writes anywhere",

@@ -8,16 +8,25 @@
 //! producers must send a key to the same partition of each (the same
 //! partitioner over the match key): then partition `p` of every topic is
 //! read by the same instance, and a key's events on every side meet there.
+//!
+//! With `--join`, a consumer group deals the ranges out instead
+//! ([`Instance::dealt`]): a process is then its range, `partitions 3-5 of
+//! 8`, for as long as the group leaves it that range.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Which of the processes sharing a pipeline's partitions this one is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Instance {
-    /// From 1.
-    number: u32,
-    count: u32,
+pub struct Instance(Share);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Share {
+    /// Instance `number` (from 1) of `count`, as `--instance` says.
+    Numbered { number: u32, count: u32 },
+    /// Partitions `first..end` of the `of` each connected topic has, as
+    /// the processes' consumer group dealt them out (`--join`).
+    Dealt { first: u32, end: u32, of: u32 },
 }
 
 impl Default for Instance {
@@ -28,17 +37,27 @@ impl Default for Instance {
 
 impl Instance {
     /// The only process: every partition.
-    pub const ALONE: Self = Self {
+    pub const ALONE: Self = Self(Share::Numbered {
         number: 1,
         count: 1,
-    };
+    });
 
     /// Instance `number` (from 1) of `count`; `None` unless
     /// `1 <= number <= count`.
     pub fn new(number: u32, count: u32) -> Option<Self> {
         (1..=count)
             .contains(&number)
-            .then_some(Self { number, count })
+            .then_some(Self(Share::Numbered { number, count }))
+    }
+
+    /// The process the consumer group dealt `partitions` of the `of` each
+    /// connected topic has; `None` unless they are some of them.
+    pub fn dealt(partitions: std::ops::Range<u32>, of: u32) -> Option<Self> {
+        (!partitions.is_empty() && partitions.end <= of).then_some(Self(Share::Dealt {
+            first: partitions.start,
+            end: partitions.end,
+            of,
+        }))
     }
 
     /// Reads `2/3`.
@@ -49,23 +68,45 @@ impl Instance {
 
     /// Whether other processes share the partitions.
     pub fn is_shared(self) -> bool {
-        self.count > 1
+        match self.0 {
+            Share::Numbered { count, .. } => count > 1,
+            Share::Dealt { .. } => true,
+        }
     }
 
-    /// How many processes share the partitions.
-    pub fn count(self) -> u32 {
-        self.count
+    /// How many processes share the partitions by number (`--instance`);
+    /// `None` for partitions a consumer group dealt.
+    pub fn count(self) -> Option<u32> {
+        match self.0 {
+            Share::Numbered { count, .. } => Some(count),
+            Share::Dealt { .. } => None,
+        }
+    }
+
+    /// How many partitions each connected topic had when the consumer
+    /// group dealt this instance its own; `None` for one by number.
+    pub fn dealt_of(self) -> Option<u32> {
+        match self.0 {
+            Share::Numbered { .. } => None,
+            Share::Dealt { of, .. } => Some(of),
+        }
     }
 
     /// The positions, among `partitions` partitions in id order, this
     /// instance reads: a contiguous range, empty when there are fewer
     /// partitions than instances and this one comes after them.
     pub fn range(self, partitions: usize) -> std::ops::Range<usize> {
-        let count = self.count as usize;
-        let index = self.number as usize - 1;
-        let (each, extra) = (partitions / count, partitions % count);
-        let start = index * each + index.min(extra);
-        start..start + each + usize::from(index < extra)
+        match self.0 {
+            Share::Numbered { number, count } => {
+                let (count, index) = (count as usize, number as usize - 1);
+                let (each, extra) = (partitions / count, partitions % count);
+                let start = index * each + index.min(extra);
+                start..start + each + usize::from(index < extra)
+            }
+            Share::Dealt { first, end, .. } => {
+                (first as usize).min(partitions)..(end as usize).min(partitions)
+            }
+        }
     }
 
     /// The partitions, of `partitions` numbered from 0 as Kafka numbers
@@ -77,25 +118,37 @@ impl Instance {
         number(range.start)..number(range.end)
     }
 
+    /// What tells this instance's directory and files from the others':
+    /// `2-of-3`, or `partitions-0-2-of-8`; `None` alone.
+    fn tag(self) -> Option<String> {
+        match self.0 {
+            _ if !self.is_shared() => None,
+            Share::Numbered { number, count } => Some(format!("{number}-of-{count}")),
+            Share::Dealt { first, end, of } => {
+                Some(format!("partitions-{first}-{}-of-{of}", end - 1))
+            }
+        }
+    }
+
     /// Where this instance keeps its checkpoints, within a pipeline's
     /// state directory `dir`: `dir` itself when alone, else a directory of
-    /// its own in it.
+    /// its own in it (`instance-2-of-3`, `partitions-0-2-of-8`).
     pub fn state_dir(self, dir: &Path) -> PathBuf {
-        if self.is_shared() {
-            dir.join(format!("instance-{}-of-{}", self.number, self.count))
-        } else {
-            dir.to_path_buf()
+        match (self.0, self.tag()) {
+            (Share::Numbered { .. }, Some(tag)) => dir.join(format!("instance-{tag}")),
+            (Share::Dealt { .. }, Some(tag)) => dir.join(tag),
+            (_, None) => dir.to_path_buf(),
         }
     }
 
     /// The file this instance writes for a file sink at `path`: the path
-    /// itself when alone, else with `.2-of-3` before its extension, so
-    /// that instances on one machine do not write over each other.
+    /// itself when alone, else with `.2-of-3` (or `.partitions-0-2-of-8`)
+    /// before its extension, so that instances on one machine do not write
+    /// over each other.
     pub fn file_path(self, path: &str) -> String {
-        if !self.is_shared() {
+        let Some(tag) = self.tag() else {
             return path.to_string();
-        }
-        let tag = format!("{}-of-{}", self.number, self.count);
+        };
         let name_at = path.rfind(['/', '\\']).map_or(0, |at| at + 1);
         match path[name_at..].rfind('.') {
             // A name that starts with its only dot has no extension.
@@ -110,7 +163,15 @@ impl Instance {
 
 impl fmt::Display for Instance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.number, self.count)
+        match self.0 {
+            Share::Numbered { number, count } => write!(f, "{number}/{count}"),
+            Share::Dealt { first, end, of } if end - first == 1 => {
+                write!(f, "partition {first} of {of}")
+            }
+            Share::Dealt { first, end, of } => {
+                write!(f, "partitions {first}-{} of {of}", end - 1)
+            }
+        }
     }
 }
 
@@ -165,6 +226,23 @@ mod tests {
             second.state_dir(Path::new(".runner/x")),
             Path::new(".runner/x/instance-2-of-3")
         );
+        let dealt = Instance::dealt(3..6, 8).expect("dealt");
+        assert_eq!(
+            dealt.file_path("out/alerts.jsonl"),
+            "out/alerts.partitions-3-5-of-8.jsonl"
+        );
+        assert_eq!(
+            dealt.state_dir(Path::new(".runner/x")),
+            Path::new(".runner/x/partitions-3-5-of-8")
+        );
+        assert_eq!(dealt.to_string(), "partitions 3-5 of 8");
+        assert_eq!(dealt.partitions(8), 3..6);
+        assert!(dealt.is_shared() && dealt.count().is_none());
+        let one = Instance::dealt(7..8, 8).expect("dealt");
+        assert_eq!(one.to_string(), "partition 7 of 8");
+        assert_eq!(one.file_path("a.csv"), "a.partitions-7-7-of-8.csv");
+        assert_eq!(Instance::dealt(3..3, 8), None);
+        assert_eq!(Instance::dealt(6..9, 8), None);
         assert_eq!(Instance::ALONE.file_path("out/a.jsonl"), "out/a.jsonl");
         assert_eq!(
             Instance::ALONE.state_dir(Path::new(".runner/x")),

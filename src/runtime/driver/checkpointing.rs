@@ -52,6 +52,9 @@ pub(super) struct Checkpointing {
     /// How many partitions each connected topic had when the checkpoint
     /// resumed from was taken, by processes sharing them.
     partitions_then: Option<String>,
+    /// Whether checkpoints whose partitions are all held newer elsewhere
+    /// were removed, for a process its consumer group dealt partitions.
+    retired_superseded: bool,
 }
 
 /// A checkpoint being saved on a thread of its own, which hands back the
@@ -185,6 +188,7 @@ pub(super) fn prepare(
             retire: resolved.others,
             took_over: resolved.took_over,
             partitions_then,
+            retired_superseded: false,
         }),
         resume,
     ))
@@ -244,6 +248,18 @@ impl Checkpointing {
     /// before them, not). A failure is only logged; the next checkpoint
     /// tries again.
     fn retire_taken_over(&mut self) {
+        if let Some(of) = self.instance.dealt_of() {
+            // Once this process's first checkpoint holds its partitions,
+            // the checkpoints it took them from may hold none newest.
+            if !self.retired_superseded {
+                let own = self.instance.state_dir(&self.root);
+                match layouts::retire_superseded(&self.root, of, &own) {
+                    Ok(()) => self.retired_superseded = true,
+                    Err(error) => tracing::warn!(%error, "checkpoints taken over from are left"),
+                }
+            }
+            return;
+        }
         let Some(after) = self.retire.iter().filter_map(Layout::newest).max() else {
             return;
         };

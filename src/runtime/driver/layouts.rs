@@ -11,6 +11,13 @@
 //! them, once; what was decided after is decided again by the new owner.
 //! The old checkpoints stay until every process of the new number has
 //! taken over and saved a checkpoint of its own; then they go.
+//!
+//! A process its consumer group dealt a range of partitions (`--join`)
+//! takes each partition from the checkpoint that holds it newest, of
+//! whichever process, alone, by number or dealt ([`resolve_dealt`]): every
+//! take-over saves a checkpoint numbered above those it took from, so the
+//! newest holds a partition's state as its last owner left it. A
+//! checkpoint goes once each of its partitions is held newer elsewhere.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -25,11 +32,15 @@ use crate::runtime::error::RunError;
 /// locks to take over from or retire another number of processes.
 const LAYOUT_LOCK: &str = "layout.lock";
 
+/// How long a process that its consumer group dealt partitions waits for
+/// the processes that held them to let go of their state directories.
+const LET_GO: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The checkpoints of the processes that shared a pipeline's partitions
-/// in one number.
+/// in one number, or as their consumer group dealt them out.
 #[derive(Clone, Debug)]
 pub(super) struct Layout {
-    /// How many processes.
+    /// How many processes; 0 for those of a consumer group (`--join`).
     count: u32,
     /// The state directory of each one that ran (at least one has a
     /// checkpoint).
@@ -44,6 +55,7 @@ impl Layout {
     /// not).
     pub(super) fn others(dir: &Path, instance: Instance) -> Vec<Self> {
         let mut layouts: Vec<Self> = Vec::new();
+        let count = instance.count().unwrap_or(0);
         if instance.is_shared() && Store::new(dir).has_checkpoint() {
             layouts.push(Self {
                 count: 1,
@@ -58,19 +70,20 @@ impl Layout {
             .collect();
         entries.sort();
         for path in entries {
-            let count = path
-                .file_name()
-                .and_then(|name| name.to_str())
-                .and_then(|name| name.strip_prefix("instance-"))
-                .and_then(|rest| rest.split_once("-of-"))
-                .and_then(|(_, count)| count.parse::<u32>().ok());
-            let Some(count) = count.filter(|&count| count != instance.count()) else {
+            let name = path.file_name().and_then(|name| name.to_str());
+            let theirs = match name.and_then(|name| name.strip_prefix("instance-")) {
+                Some(rest) => (rest.split_once("-of-"))
+                    .and_then(|(_, count)| count.parse::<u32>().ok())
+                    .filter(|&count| count > 0),
+                None => name.and_then(dealt).map(|_| 0),
+            };
+            let Some(theirs) = theirs.filter(|&theirs| theirs != count) else {
                 continue;
             };
-            match layouts.iter_mut().find(|layout| layout.count == count) {
+            match layouts.iter_mut().find(|layout| layout.count == theirs) {
                 Some(layout) => layout.dirs.push(path),
                 None => layouts.push(Self {
-                    count,
+                    count: theirs,
                     dirs: vec![path],
                 }),
             }
@@ -84,6 +97,7 @@ impl Layout {
     /// `2 processes`, or `one process`.
     pub(super) fn processes(count: u32) -> String {
         match count {
+            0 => "processes of a consumer group (--join)".to_string(),
             1 => "one process".to_string(),
             count => format!("{count} processes"),
         }
@@ -109,12 +123,16 @@ impl Layout {
 /// The checkpoints of other numbers of processes in the pipeline's state
 /// directory `dir`, which `instance`, with no checkpoint of its own, takes
 /// its partitions over from when it starts (or, of several numbers,
-/// refuses to): where they are, and of how many processes, for people.
-pub fn other_checkpoints(dir: &Path, instance: Instance) -> Vec<String> {
-    Layout::others(dir, instance)
-        .iter()
-        .map(Layout::describe)
-        .collect()
+/// refuses to): where they are, and of how many processes, for people;
+/// and, apart, those of processes of a consumer group (`--join`), which
+/// it refuses to take over from.
+pub fn other_checkpoints(dir: &Path, instance: Instance) -> (Vec<String>, Option<String>) {
+    let (group, numbers): (Vec<Layout>, Vec<Layout>) =
+        (Layout::others(dir, instance).into_iter()).partition(|layout| layout.count == 0);
+    (
+        numbers.iter().map(Layout::describe).collect(),
+        group.first().map(Layout::describe),
+    )
 }
 
 /// What a process found of other numbers of processes.
@@ -148,6 +166,9 @@ pub(super) fn resolve(
     graph: &Graph,
     base: &Path,
 ) -> Result<Resolved, RunError> {
+    if let Some(of) = instance.dealt_of() {
+        return resolve_dealt(dir, instance, of, resume, fingerprint, graph, base);
+    }
     let others = Layout::others(dir, instance);
     let kept = |others| Resolved {
         others,
@@ -156,11 +177,16 @@ pub(super) fn resolve(
     };
     if let Some(own) = resume {
         if let Some(newer) = (others.iter()).find(|layout| layout.newest() > Some(own.sequence)) {
+            let run = if newer.count == 0 {
+                "run with --join as they did"
+            } else {
+                "run as many processes as they were"
+            };
             return Err(RunError::Checkpoint(format!(
                 "the state directory holds checkpoints of {}, newer than this process's own in \
-                 `{}`: they took its partitions over since; run as many processes as they were, \
-                 or run with --fresh to start over (every output is then written anew, and \
-                 Kafka sources start at their `start`)",
+                 `{}`: they took its partitions over since; {run}, or run with --fresh to start \
+                 over (every output is then written anew, and Kafka sources start at their \
+                 `start`)",
                 newer.describe(),
                 instance.state_dir(dir).display()
             )));
@@ -170,14 +196,15 @@ pub(super) fn resolve(
     match &others[..] {
         [] => Ok(kept(others)),
         _ if fresh => Ok(kept(others)),
+        [layout] if layout.count == 0 => Err(RunError::Checkpoint(format!(
+            "the state directory holds checkpoints of {}: their partitions were dealt by their \
+             group, not by number; run with --join as they did, or run with --fresh to start \
+             over (every output is then written anew, and Kafka sources start at their `start`)",
+            layout.describe()
+        ))),
         [layout] => {
-            let files: Vec<(String, String)> = (graph.sinks.iter())
-                .filter_map(|sink| match &sink.kind {
-                    SinkKind::File { path, .. } => Some((sink.name.clone(), path.value.clone())),
-                    _ => None,
-                })
-                .collect();
-            let (checkpoint, warnings) = take_over(layout, dir, fingerprint, base, &files)?;
+            let files = file_sinks(graph);
+            let (checkpoint, warnings) = take_over(layout, dir, fingerprint, base, &files, None)?;
             *resume = Some(checkpoint);
             let took_over = Some(layout.count);
             Ok(Resolved {
@@ -197,6 +224,173 @@ pub(super) fn resolve(
             )))
         }
     }
+}
+
+/// Each file sink of `graph`: its name and path.
+fn file_sinks(graph: &Graph) -> Vec<(String, String)> {
+    (graph.sinks.iter())
+        .filter_map(|sink| match &sink.kind {
+            SinkKind::File { path, .. } => Some((sink.name.clone(), path.value.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The partitions a state directory named `partitions-0-2-of-8` holds,
+/// and of how many: those a consumer group dealt the process that kept it.
+fn dealt(name: &str) -> Option<(std::ops::Range<u32>, u32)> {
+    let rest = name.strip_prefix("partitions-")?;
+    let (range, of) = rest.split_once("-of-")?;
+    let (first, last) = range.split_once('-')?;
+    let (first, last, of): (u32, u32, u32) =
+        (first.parse().ok()?, last.parse().ok()?, of.parse().ok()?);
+    (first <= last && last < of).then_some((first..last + 1, of))
+}
+
+/// A state directory in a pipeline's, with checkpoints: of a process
+/// alone, of one of a number, or of partitions a consumer group dealt.
+#[derive(Debug)]
+struct Holder {
+    dir: PathBuf,
+    /// The partitions its checkpoints hold, of those each topic has now.
+    holds: std::ops::Range<u32>,
+    /// Its newest checkpoint's sequence number.
+    newest: u64,
+}
+
+/// The state directories in the pipeline's state directory `dir` with
+/// checkpoints, and which of the `partitions` each topic has they hold.
+/// One of a consumer group's of another count of partitions holds its
+/// numbers of that count: taking its keys over is refused as for another
+/// count by number.
+fn holders(dir: &Path, partitions: u32) -> Vec<Holder> {
+    let mut found = Vec::new();
+    let mut look = |path: PathBuf, holds: std::ops::Range<u32>| {
+        if let Some(newest) = Store::new(&path).newest() {
+            found.push(Holder {
+                dir: path,
+                holds,
+                newest,
+            });
+        }
+    };
+    look(dir.to_path_buf(), 0..partitions);
+    let mut entries: Vec<_> = (std::fs::read_dir(dir).into_iter().flatten().flatten())
+        .map(|entry| entry.path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+            continue;
+        };
+        let holds = match name.strip_prefix("instance-") {
+            Some(rest) => rest.split_once("-of-").and_then(|(number, count)| {
+                Instance::new(number.parse().ok()?, count.parse().ok()?)
+            }),
+            None => None,
+        }
+        .map(|instance| instance.partitions(partitions as usize))
+        .or_else(|| dealt(name).map(|(holds, _)| holds));
+        if let Some(holds) = holds {
+            look(path, holds);
+        }
+    }
+    found
+}
+
+/// What a process the consumer group dealt `instance`'s partitions (of
+/// `of` each topic has) resumes from: each partition's state where it is
+/// newest, in the pipeline's state directory `dir`. Where that is its own
+/// checkpoint for all of them (or nowhere), it resumes as any process
+/// does; else it takes them over from the directories that hold them
+/// newest, its own among them where it is.
+fn resolve_dealt(
+    dir: &Path,
+    instance: Instance,
+    of: u32,
+    resume: &mut Option<Checkpoint>,
+    fingerprint: &[(String, String)],
+    graph: &Graph,
+    base: &Path,
+) -> Result<Resolved, RunError> {
+    let own = instance.state_dir(dir);
+    let own_newest = resume.as_ref().map(|checkpoint| checkpoint.sequence);
+    let others: Vec<Holder> = (holders(dir, of).into_iter())
+        .filter(|holder| holder.dir != own)
+        .collect();
+    let mut from: Vec<PathBuf> = Vec::new();
+    for partition in instance.partitions(of as usize) {
+        let newest = (others.iter())
+            .filter(|holder| holder.holds.contains(&partition))
+            .max_by_key(|holder| holder.newest);
+        let pick = match newest {
+            Some(holder) if own_newest.is_none_or(|own| holder.newest > own) => &holder.dir,
+            _ if own_newest.is_some() => &own,
+            _ => continue,
+        };
+        if !from.contains(pick) {
+            from.push(pick.clone());
+        }
+    }
+    if from.iter().all(|picked| *picked == own) {
+        return Ok(Resolved {
+            others: Vec::new(),
+            took_over: None,
+            warnings: Vec::new(),
+        });
+    }
+    let layout = Layout {
+        count: 0,
+        dirs: from,
+    };
+    let files = file_sinks(graph);
+    let (checkpoint, warnings) = take_over(&layout, dir, fingerprint, base, &files, Some(&own))?;
+    *resume = Some(checkpoint);
+    Ok(Resolved {
+        others: Vec::new(),
+        took_over: Some(u32::try_from(layout.dirs.len()).unwrap_or(u32::MAX)),
+        warnings,
+    })
+}
+
+/// Removes the checkpoints, in the pipeline's state directory `dir`, that
+/// hold no partition's newest state (of the `partitions` each topic has):
+/// each of theirs is held newer elsewhere, so no process takes it from
+/// them again. A directory still locked is left alone. `own`, this
+/// process's, holds its partitions' newest.
+pub(super) fn retire_superseded(dir: &Path, partitions: u32, own: &Path) -> Result<(), RunError> {
+    let held = hold(dir)?;
+    let found = holders(dir, partitions);
+    for holder in &found {
+        if holder.dir == own {
+            continue;
+        }
+        let superseded = holder.holds.clone().all(|partition| {
+            (found.iter()).any(|other| {
+                other.dir != holder.dir
+                    && other.holds.contains(&partition)
+                    && other.newest > holder.newest
+            })
+        });
+        let store = Store::new(&holder.dir);
+        if !superseded {
+            continue;
+        }
+        let Ok(lock) = store.lock() else {
+            continue;
+        };
+        store
+            .clear()
+            .map_err(|error| RunError::Checkpoint(error.to_string()))?;
+        tracing::info!(
+            dir = %holder.dir.display(),
+            "checkpoints whose partitions are held newer elsewhere removed"
+        );
+        store.release(lock);
+    }
+    let _ = std::fs::remove_file(dir.join(LAYOUT_LOCK));
+    drop(held);
+    Ok(())
 }
 
 /// Holds the pipeline's state directory `dir` for a take-over or a
@@ -227,7 +421,11 @@ fn hold(dir: &Path) -> Result<File, RunError> {
 /// name and path, relative to the pipeline file's directory `base`) have
 /// now, to write on after. The old processes' file sinks are cut back to
 /// their checkpoints. `fingerprint` is this run's, which theirs must fit
-/// but for the instance.
+/// but for the instance. `own`, this process's state directory (which it
+/// holds already), may be among the layout's, for a process that a
+/// consumer group dealt partitions: it waits a while for the others'
+/// processes to let theirs go, as they do once the group takes their
+/// partitions from them.
 ///
 /// # Errors
 ///
@@ -240,6 +438,7 @@ pub(super) fn take_over(
     fingerprint: &[(String, String)],
     base: &Path,
     files: &[(String, String)],
+    own: Option<&Path>,
 ) -> Result<(Checkpoint, Vec<String>), RunError> {
     let _held = hold(dir)?;
     let mut warnings = Vec::new();
@@ -248,15 +447,12 @@ pub(super) fn take_over(
     let mut partitions = None;
     // Held until they are read and their files cut back.
     let mut locks = Vec::new();
+    let patience = std::time::Instant::now() + LET_GO;
     for old in &layout.dirs {
         let store = Store::new(old);
-        locks.push(store.lock().map_err(|error| {
-            RunError::Checkpoint(format!(
-                "cannot take over from {}: {error}; stop every one of them before starting \
-                 processes of another number",
-                layout.describe()
-            ))
-        })?);
+        if Some(old.as_path()) != own {
+            locks.push(lock_old(&store, layout, own.is_some(), patience)?);
+        }
         let (checkpoint, damaged) = store.load().map_err(|error| {
             RunError::Checkpoint(format!(
                 "cannot take over from {}: {error}",
@@ -327,6 +523,38 @@ pub(super) fn take_over(
         (merged.fingerprint).push((PARTITIONS.to_string(), count));
     }
     Ok((merged, warnings))
+}
+
+/// Locks the state directory of `store`, one of `layout`'s, to take over
+/// from it; a process its consumer group dealt partitions (`dealt`) waits
+/// until `patience` for the process that holds it to let go.
+fn lock_old(
+    store: &Store,
+    layout: &Layout,
+    dealt: bool,
+    patience: std::time::Instant,
+) -> Result<crate::checkpoint::Lock, RunError> {
+    let lock = loop {
+        match store.lock() {
+            Err(crate::checkpoint::StoreError::Busy { .. })
+                if dealt && std::time::Instant::now() < patience =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            locked => break locked,
+        }
+    };
+    lock.map_err(|error| {
+        let advice = if dealt {
+            "the process that holds it did not let go of its partitions"
+        } else {
+            "stop every one of them before starting processes of another number"
+        };
+        RunError::Checkpoint(format!(
+            "cannot take over from {}: {error}; {advice}",
+            layout.describe()
+        ))
+    })
 }
 
 /// Cuts an old process's file sink back to its length at its checkpoint:
@@ -417,8 +645,11 @@ fn merge(
 /// Whether every process of `instance`'s number has a checkpoint newer
 /// than `after` in the pipeline's state directory `dir`.
 pub(super) fn complete(dir: &Path, instance: Instance, after: u64) -> bool {
-    (1..=instance.count()).all(|number| {
-        Instance::new(number, instance.count()).is_some_and(|each| {
+    let Some(count) = instance.count() else {
+        return false;
+    };
+    (1..=count).all(|number| {
+        Instance::new(number, count).is_some_and(|each| {
             Store::new(each.state_dir(dir))
                 .newest()
                 .is_some_and(|newest| newest > after)

@@ -163,18 +163,29 @@ impl Opened {
 ///
 /// The first source that does not, located at its path where it has one.
 pub(crate) fn shareable(sources: &[SourceNode], instance: Instance) -> Result<(), RunError> {
-    if !instance.is_shared() {
-        return Ok(());
+    match instance.count() {
+        Some(_) if !instance.is_shared() => Ok(()),
+        Some(_) => only_kafka(sources, &format!("`--instance {instance}`")),
+        None => only_kafka(sources, "`--join`"),
     }
+}
+
+/// Checks that every source reads Kafka, for processes that share the
+/// partitions `how` (`--join`).
+///
+/// # Errors
+///
+/// The first source that does not, located at its path where it has one.
+pub(crate) fn only_kafka(sources: &[SourceNode], how: &str) -> Result<(), RunError> {
     match sources
         .iter()
         .find(|source| !matches!(source.input, Input::Kafka(_)))
     {
         Some(source) => Err(RunError::Shared {
             message: format!(
-                "source `{}` does not read Kafka: with `--instance {instance}`, every process \
-                 would read all of it; instances share Kafka partitions only",
-                source.name
+                "source `{}` does not read Kafka: with {how}, every process would read all of \
+                 it; processes share Kafka partitions only",
+                source.name,
             ),
             span: match &source.input {
                 Input::Files { span, .. } => Some(*span),
@@ -241,6 +252,14 @@ pub(crate) fn co_partitioned(
                  {partitions}: instances share partitions by number, so the connected topics \
                  must be co-partitioned (as many partitions each, a key sent to the same \
                  partition of each)"
+            )));
+        }
+        if let Some(of) = instance.dealt_of()
+            && usize::try_from(of).ok() != Some(count)
+        {
+            return Err(located(format!(
+                "it has {count} partitions, but had {of} when the consumer group dealt this \
+                 process {instance}"
             )));
         }
         if shared && instance.range(count).is_empty() {
