@@ -659,6 +659,10 @@ fn killed_and_joining(scenario: &Scenario) {
         logs.contains("took over  its partitions from the checkpoints"),
         "{logs}"
     );
+    assert!(
+        !logs.contains("no checkpoint in the state directory holds"),
+        "{logs}"
+    );
     assert_same(&outcomes(dir), expected);
     // Processes by number do not take the group's keys over.
     let state = dir.join("state");
@@ -684,6 +688,49 @@ fn killed_and_joining(scenario: &Scenario) {
             "{args:?}: {refused}"
         );
     }
+}
+
+/// A process of a group dealt partitions read before (their group has
+/// offsets committed) that no checkpoint in its state directory holds
+/// says that their keys are not there: processes of one group with state
+/// directories of their own would otherwise lose keys without a word.
+#[test]
+fn a_process_of_a_group_without_the_state_of_partitions_read_before_says_so() {
+    let cluster = topics();
+    let brokers = cluster.bootstrap_servers();
+    let dir = scratch("kafka_join_apart");
+    // The mock cluster deals a group its last member left only once the
+    // session timeout (less a second) has passed.
+    pipeline_reading(
+        &dir,
+        &brokers,
+        "    properties: {session.timeout.ms: 3000, heartbeat.interval.ms: 500}\n",
+    );
+    let order = r#"{"id":"k1","ts":"2026-11-02T12:00:00Z"}"#;
+    produce(&brokers, "orders", "id", &[order]);
+    let (here, elsewhere) = (dir.join("here"), dir.join("elsewhere"));
+    let run = |state: &Path| {
+        run_briefly(
+            &dir,
+            &["--join", "--state-dir", state.to_str().expect("UTF-8")],
+        )
+    };
+    let without = "but no checkpoint in the state directory holds";
+    let first = run(&here);
+    assert!(!first.contains(without), "{first}");
+    // Resumed from its own checkpoint: its keys are there.
+    let again = run(&here);
+    assert!(again.contains("resumed    from checkpoint"), "{again}");
+    assert!(!again.contains(without), "{again}");
+    let apart = run(&elsewhere);
+    assert!(
+        apart.contains(
+            "warning: kafka source `app`: partition 1 of `orders` starts at the offsets \
+             committed in group `g`, but no checkpoint in the state directory holds it: the \
+             keys read from it before are not here"
+        ),
+        "{apart}"
+    );
 }
 
 /// The bill check over topics `orders` and `payments` of `brokers`,

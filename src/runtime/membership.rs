@@ -384,7 +384,6 @@ impl Membership {
             let _ = poller.join();
         }
         if let Some(member) = self.member.take() {
-            member.unsubscribe();
             // Dropping it closes it, which tells the group it left.
             drop(member);
         }

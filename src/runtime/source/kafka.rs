@@ -400,6 +400,9 @@ impl Consumer {
             )
         };
         let mut partitions = Vec::with_capacity(ids.len());
+        // Of a group's process: partitions read before (their group has
+        // offsets) that no checkpoint here holds.
+        let mut unheld = Vec::new();
         for &id in ids {
             let (low, high) = self
                 .client
@@ -418,6 +421,9 @@ impl Consumer {
                     _ => None,
                 }
             });
+            if resumed.is_none() && group.is_some() && self.instance.dealt_of().is_some() {
+                unheld.push(number);
+            }
             let start = resumed.or(group).unwrap_or(match self.config.start {
                 StartAt::Earliest => low,
                 StartAt::Latest => high,
@@ -433,6 +439,25 @@ impl Consumer {
                 messages: 0,
                 next: start,
             });
+        }
+        if !unheld.is_empty() {
+            let listed: Vec<String> = unheld.iter().map(u32::to_string).collect();
+            let source = &self.client.context().source;
+            tracing::warn!(source, topic, partitions = %listed.join(", "), "kafka partitions without state");
+            let (which, them) = match &listed[..] {
+                [one] => (format!("partition {one} of `{topic}` starts"), "it"),
+                many => (
+                    format!("partitions {} of `{topic}` start", many.join(", ")),
+                    "them",
+                ),
+            };
+            eprintln!(
+                "warning: kafka source `{source}`: {which} at the offsets \
+                 committed in group `{}`, but no checkpoint in the state directory holds {them}: \
+                 the keys read from {them} before are not here (the processes of a group must \
+                 share a state directory)",
+                self.config.group.value
+            );
         }
         Ok(partitions)
     }
