@@ -1069,8 +1069,7 @@ fn refusal(dir: &Path, args: &[&str]) -> String {
 
 /// Runs the pipeline in `dir` with `args` until it has started, and a
 /// little more, and stops it as Ctrl-C does, which it must do cleanly;
-/// gives what it wrote to stderr. (Interrupted before it listens for the
-/// signal, a process ends at once, as the system's default has it.)
+/// gives what it wrote to stderr.
 fn run_briefly(dir: &Path, args: &[&str]) -> String {
     let log = dir.join("briefly.log");
     let run = spawn(dir, &[&["--log", "text"][..], args].concat(), "briefly.log");

@@ -156,7 +156,7 @@ pub(super) fn run(file: &SourceFile, path: &Path, args: &RunArgs) -> ExitCode {
     let result = runtime::run_blocking_with(
         graph,
         Outputs::stdio(),
-        runs.options(args.instance, stop_signal()),
+        runs.options(args.instance, when(stopped_by_signal())),
     );
     runs.ended(result, args.instance, file)
         .unwrap_or_else(|code| code)
@@ -276,11 +276,10 @@ fn joined(graph: &Graph, file: &SourceFile, runs: &Runs<'_>) -> ExitCode {
             Ok(None) => break,
             Err(error) => return failed(&error, file, &Store::new(&runs.state)),
         };
-        let mut signalled = stop.clone();
-        let taken_back = membership.taken_back(term);
+        let (signalled, taken_back) = (when(stop.clone()), membership.taken_back(term));
         let stop_term = async move {
             tokio::select! {
-                _ = signalled.wait_for(|stopped| *stopped) => {}
+                () = signalled => {}
                 () = taken_back => {}
             }
         };
@@ -304,25 +303,6 @@ fn joined(graph: &Graph, file: &SourceFile, runs: &Runs<'_>) -> ExitCode {
     }
     membership.leave();
     ExitCode::SUCCESS
-}
-
-/// Says `true` on Ctrl-C or SIGTERM, watched on a thread of its own for
-/// the whole process; a second one then ends the process.
-fn stopped_by_signal() -> tokio::sync::watch::Receiver<bool> {
-    let (tell, told) = tokio::sync::watch::channel(false);
-    let _ = std::thread::Builder::new()
-        .name("signals".to_string())
-        .spawn(move || {
-            let Ok(watch) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            watch.block_on(stop_signal());
-            let _ = tell.send(true);
-        });
-    told
 }
 
 /// Removes the pipeline's default state directory `state` once no
@@ -388,51 +368,95 @@ fn stem(path: &Path) -> String {
     )
 }
 
-/// Completes on Ctrl-C or SIGTERM; a second one then ends the process.
-async fn stop_signal() {
-    signal().await;
-    // Stopping writes out what was read and saves a checkpoint, which may
-    // wait on brokers that are gone: a second signal ends the process at
-    // once. The last checkpoint saved still holds. Watched on a thread of
-    // its own, since the run's may be the one waiting.
+/// Says `true` on Ctrl-C or SIGTERM, heard on a thread of its own from
+/// now on (so a signal that comes while the run starts stops it cleanly
+/// too); a second one then ends the process at once.
+fn stopped_by_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tell, told) = tokio::sync::watch::channel(false);
+    let Ok(watch) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return told;
+    };
+    // Made here, the listeners hear signals from now on.
+    let signals = {
+        let _entered = watch.enter();
+        Signals::listen()
+    };
     let _ = std::thread::Builder::new()
-        .name("second signal".to_string())
-        .spawn(|| {
-            let Ok(watch) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            watch.block_on(signal());
+        .name("signals".to_string())
+        .spawn(move || {
+            let mut signals = signals;
+            watch.block_on(signals.next());
+            let _ = tell.send(true);
+            // Stopping writes out what was read and saves a checkpoint,
+            // which may wait on brokers that are gone: a second signal ends
+            // the process at once. The last checkpoint saved still holds.
+            watch.block_on(signals.next());
             eprintln!(
                 "runner: stopped again: exiting now, without waiting for the last checkpoint \
                  (a run resumes from the one before)"
             );
             std::process::exit(i32::from(INTERRUPTED));
         });
+    told
 }
 
-/// Ctrl-C or SIGTERM.
-async fn signal() {
+/// Completes once `stopped` says so.
+async fn when(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    // Its sender gone, no signal can come any more.
+    if stopped.wait_for(|stopped| *stopped).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Listeners for Ctrl-C and SIGTERM.
+struct Signals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Listens from now on; within a tokio runtime.
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
             }
-            Err(_) => std::future::pending().await,
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        interrupted = tokio::signal::ctrl_c() => {
-            if interrupted.is_err() {
-                std::future::pending::<()>().await;
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// The next Ctrl-C or SIGTERM.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn one(signal: Option<&mut tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(signal) => {
+                        if signal.recv().await.is_none() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = one(self.interrupt.as_mut()) => {}
+                () = one(self.terminate.as_mut()) => {}
             }
         }
-        () = terminate => {}
+        #[cfg(not(unix))]
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
