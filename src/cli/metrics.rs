@@ -31,6 +31,13 @@ impl Page {
         *self.text.lock().unwrap_or_else(PoisonError::into_inner) = text;
     }
 
+    /// Serves the page of a process that runs nothing now: up, but with
+    /// no counts (a `--join` process between two dealings, whose next
+    /// run counts from zero).
+    pub(super) fn between_runs(&self) {
+        *self.text.lock().unwrap_or_else(PoisonError::into_inner) = up(&self.pipeline);
+    }
+
     fn text(&self) -> String {
         self.text
             .lock()

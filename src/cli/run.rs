@@ -294,6 +294,9 @@ fn joined(graph: &Graph, file: &SourceFile, runs: &Runs<'_>) -> ExitCode {
         );
         // Its last checkpoint is saved: the group may deal its partitions.
         membership.done();
+        if let Some(page) = &runs.page {
+            page.between_runs();
+        }
         if let Err(code) = runs.ended(result, term.instance, file) {
             return code;
         }

@@ -388,7 +388,9 @@ pub(super) fn retire_superseded(dir: &Path, partitions: u32, own: &Path) -> Resu
         );
         store.release(lock);
     }
-    let _ = std::fs::remove_file(dir.join(LAYOUT_LOCK));
+    // The layout lock's file stays: processes of a group take over and
+    // retire often, and one removed while another waits on it would let a
+    // third lock a new one at once.
     drop(held);
     Ok(())
 }
