@@ -355,6 +355,24 @@ impl Scenario {
         assert!(!second.wait().expect("ended").success());
     }
 
+    /// Sends the `half`th (0 or 1) half of the `part`th third of the
+    /// events, each file's in its own order.
+    fn send_half(&self, part: usize, half: usize) {
+        for (topic, key, lines) in [
+            ("orders", "order_id", &self.orders),
+            ("payments", "order_ref", &self.payments),
+        ] {
+            let third = third(lines, part);
+            let middle = third.len() / 2;
+            let half = if half == 0 {
+                &third[..middle]
+            } else {
+                &third[middle..]
+            };
+            produce(&self.brokers, topic, key, half);
+        }
+    }
+
     /// Sends rounds of the end of the input until every outcome is
     /// written.
     fn end(&self) {
@@ -588,8 +606,10 @@ fn wait_for_ranges(dir: &Path, running: &Running, ranges: &[&str]) {
 /// 3-5 is killed (SIGKILL) with outcomes written since its checkpoint.
 /// Once the group stops hearing from it, it deals its partitions to the
 /// other two, which take its keys over; then a fourth process joins, and
-/// the group deals the partitions out over three again. Together their
-/// files hold each of the file run's outcomes once: none lost, none twice.
+/// the group deals the partitions out over three again; then one leaves
+/// (Ctrl-C), and the group deals them over the two left. Events come all
+/// along. Together their files hold each of the file run's outcomes once:
+/// none lost, none twice.
 #[test]
 fn processes_of_a_group_one_killed_and_one_joining_decide_what_one_file_run_does() {
     killed_and_joining(&Scenario::new("kafka_join"));
@@ -643,13 +663,24 @@ fn killed_and_joining(scenario: &Scenario) {
         &["partitions-0-3-of-8", "partitions-4-7-of-8"],
     );
 
-    scenario.send(2);
+    scenario.send_half(2, 0);
     running.0.push(member(dir, "4.log"));
     wait_for_ranges(dir, &running, &thirds);
+    // One leaves (Ctrl-C): its last checkpoint saved, the group deals its
+    // partitions to the other two.
+    let (leaving, log) = running.0.remove(0);
+    let (status, stderr) = stop(leaving, dir, log);
+    assert_eq!(status, Some(0), "{stderr}");
+    let mut logs = stderr;
+    wait_for_ranges(
+        dir,
+        &running,
+        &["partitions-0-3-of-8", "partitions-4-7-of-8"],
+    );
+    scenario.send_half(2, 1);
     scenario.end();
     // Time for a wrong extra outcome to show.
     std::thread::sleep(Duration::from_millis(1500));
-    let mut logs = String::new();
     for (child, log) in running.0.drain(..) {
         let (status, stderr) = stop(child, dir, log);
         assert_eq!(status, Some(0), "{stderr}");
