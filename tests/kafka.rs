@@ -508,3 +508,219 @@ fn a_second_interrupt_ends_a_run_that_is_still_stopping() {
         "{stderr}"
     );
 }
+
+/// The transactional id the tests' runs write in.
+const TRANSACTIONAL_ID: &str = "bill-check-test";
+
+/// The bill check writing to the Kafka sink `bus` in transactions, one
+/// per checkpoint, as `TRANSACTIONAL_ID`; `checkpoint` adds to the
+/// section.
+fn transactional(brokers: &str, checkpoint: &str) -> String {
+    pipeline(brokers, "").replace(
+        "    properties: {message.timeout.ms: 10000}\n",
+        &format!(
+            "    properties: {{message.timeout.ms: 10000, transactional.id: {TRANSACTIONAL_ID}}}\n"
+        ),
+    ) + &format!("checkpoint: {{transactions: true{checkpoint}}}\n")
+}
+
+/// The number of the last checkpoint whose transaction the brokers
+/// committed: the offset of the group named by the transactional id.
+fn committed_checkpoint(brokers: &str) -> Option<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", TRANSACTIONAL_ID)
+        .create()
+        .expect("a consumer");
+    let mut list = TopicPartitionList::new();
+    list.add_partition("alerts", 0);
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .expect("answered");
+    match committed.find_partition("alerts", 0)?.offset() {
+        Offset::Offset(number) => Some(number),
+        _ => None,
+    }
+}
+
+/// In transactions, the topic gets every outcome once, as without; the
+/// transaction that ends the run commits a number past its last
+/// checkpoint, which tells a run started again that this one finished.
+#[test]
+fn in_transactions_every_outcome_is_a_record_and_the_end_is_committed() {
+    let broker = Broker::start();
+    broker.create_topic("alerts", PARTITIONS);
+    let brokers = broker.brokers.clone();
+    let (run, dir) = run("kafka_sink_transactions", &transactional(&brokers, ""), &[]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let copy = std::fs::read_to_string(dir.join("copy.jsonl")).expect("written");
+    let mut expected: Vec<&str> = copy.lines().collect();
+    assert_eq!(expected.len(), 6, "{copy}");
+    let mut values: Vec<String> = records(&brokers, expected.len())
+        .into_values()
+        .flatten()
+        .map(|(_, value)| value)
+        .collect();
+    values.sort();
+    expected.sort_unstable();
+    assert_eq!(values, expected);
+    // No checkpoint was taken in so short a run: the end is number 1.
+    assert_eq!(committed_checkpoint(&brokers), Some(1));
+}
+
+/// A run that stopped after saving a checkpoint, before its transaction
+/// committed (as the brokers say here), resumes from the checkpoint
+/// before, whose transaction did: the file sink is cut back to it, and
+/// what came after is decided again, once.
+#[test]
+fn a_run_whose_last_transaction_did_not_commit_resumes_from_the_one_before() {
+    use std::io::Write as _;
+    let broker = Broker::start();
+    broker.create_topic("alerts", PARTITIONS);
+    let brokers = broker.brokers.clone();
+    let text = transactional(&brokers, ", interval: 300ms")
+        .replace(
+            "    path: app.jsonl\n",
+            "    path: app.jsonl\n    follow: true\n    idle_timeout: 1s\n",
+        )
+        .replace(
+            "    path: bank.jsonl\n",
+            "    path: bank.jsonl\n    follow: true\n    idle_timeout: 1s\n",
+        );
+    let dir = scratch("kafka_sink_transaction_resume");
+    std::fs::write(dir.join("pipeline.yaml"), &text).expect("written");
+    let (app, bank): (Vec<&str>, Vec<&str>) = (APP.lines().collect(), BANK.lines().collect());
+    let write = |name: &str, lines: &[&str]| {
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(dir.join(name))
+            .expect("appendable");
+        for line in lines {
+            writeln!(file, "{line}").expect("appended");
+        }
+    };
+    let copy = dir.join("copy.jsonl");
+    let lines = || {
+        std::fs::read_to_string(&copy)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let wait_for = |count: usize| {
+        let start = Instant::now();
+        while lines().len() < count && start.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    write("app.jsonl", &app[..2]);
+    write("bank.jsonl", &bank[..2]);
+    let first = crate::harness::start(&dir, &[]);
+    wait_for(2);
+    // Checkpoints after the first outcomes, then the stop's.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, stderr) = crate::harness::interrupt(first);
+    assert_eq!(code, Some(0), "{stderr}");
+    // Its newest checkpoint, saved as it stopped.
+    let last: i64 = std::fs::read_dir(dir.join(".runner/pipeline"))
+        .expect("a state directory")
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            name.strip_prefix("checkpoint-")?.parse().ok()
+        })
+        .max()
+        .expect("a checkpoint");
+    assert!(last >= 3, "{last}");
+    // As if the run had died between saving its last checkpoint and
+    // committing its transaction: the brokers have the number of the one
+    // before. (Set here by hand: tansu keeps the number a transaction
+    // commits only if the transaction wrote records too, and librdkafka's
+    // mock cluster not at all.)
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", TRANSACTIONAL_ID)
+        .create()
+        .expect("a consumer");
+    let mut before = TopicPartitionList::new();
+    before
+        .add_partition_offset("alerts", 0, Offset::Offset(last - 1))
+        .expect("a partition");
+    consumer
+        .commit(&before, rdkafka::consumer::CommitMode::Sync)
+        .expect("committed");
+    write("app.jsonl", &app[2..]);
+    write("bank.jsonl", &bank[2..]);
+    let second = crate::harness::start(&dir, &[]);
+    // Whatever the second run decides, once it has decided something.
+    wait_for(3);
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, stderr) = crate::harness::interrupt(second);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "warning: the transaction of checkpoint {last} did not commit: resuming from \
+             checkpoint {}",
+            last - 1
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("resumed    from checkpoint {}", last - 1)),
+        "{stderr}"
+    );
+    // Each outcome once in the file, cut back to the checkpoint resumed.
+    let mut written = lines();
+    let count = written.len();
+    written.sort();
+    written.dedup();
+    assert!(count >= 3 && written.len() == count, "{written:#?}");
+}
+
+/// Transactions need checkpoints and Kafka sinks of one cluster: refused,
+/// pointed at, otherwise.
+#[test]
+fn transactions_without_what_they_need_are_refused() {
+    let dir = scratch("kafka_sink_transactions_refused");
+    for (name, text, problem) in [
+        (
+            "off.yaml",
+            transactional("127.0.0.1:9", ", enabled: false"),
+            "transactions are committed with checkpoints, which are off",
+        ),
+        (
+            "no_kafka.yaml",
+            transactional("127.0.0.1:9", "")
+                .replace("    type: kafka\n", "    type: file\n    path: bus.jsonl\n")
+                .replace("    brokers: 127.0.0.1:9\n    topic: alerts\n", "")
+                .replace(
+                    &format!(
+                        "    properties: {{message.timeout.ms: 10000, transactional.id: \
+                         {TRANSACTIONAL_ID}}}\n"
+                    ),
+                    "",
+                ),
+            "transactions are for Kafka sinks, and no sink writes Kafka",
+        ),
+        (
+            "two_clusters.yaml",
+            transactional("127.0.0.1:9", "").replace(
+                "  copy: {type: file, path: copy.jsonl}\n",
+                "  copy: {type: kafka, brokers: 127.0.0.2:9, topic: copies}\n",
+            ),
+            "Kafka sinks written in transactions must be of one cluster",
+        ),
+    ] {
+        std::fs::write(dir.join(name), text).expect("written");
+        let path = dir.join(name);
+        let run = runner(&["validate", path.to_str().expect("UTF-8")]);
+        assert_eq!(run.status, 1, "{name}: {}", run.stderr);
+        assert!(
+            run.stdout.contains(&format!("error[E311]: {problem}"))
+                || run.stderr.contains(&format!("error[E311]: {problem}")),
+            "{name}: {}{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+}

@@ -43,6 +43,11 @@ pub const INSTANCE: &str = "the instance";
 /// follows from the count, and with it the process that owns the key.
 pub const PARTITIONS: &str = "the partitions";
 
+/// The part of a fingerprint that says the run's Kafka sinks wrote in
+/// transactions, as which transactional id: the brokers then hold the
+/// number of the last checkpoint whose records they committed.
+pub const TRANSACTIONS: &str = "the kafka transactions";
+
 /// The parts of a fingerprint that say how the processes that took a
 /// checkpoint were laid out, not what the pipeline is: a checkpoint with
 /// others resumes, or is taken over from, all the same.

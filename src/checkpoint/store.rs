@@ -164,6 +164,24 @@ impl Store {
         })
     }
 
+    /// The checkpoint numbered `sequence`, if the directory holds it.
+    ///
+    /// # Errors
+    ///
+    /// The directory cannot be read, or the checkpoint does not read back.
+    pub fn load_at(&self, sequence: u64) -> Result<Option<Checkpoint>, StoreError> {
+        let files = self.files()?;
+        let Some((_, path)) = files.iter().find(|(number, _)| *number == sequence) else {
+            return Ok(None);
+        };
+        read(path)
+            .map(Some)
+            .map_err(|problem| StoreError::Unusable {
+                dir: self.dir.display().to_string(),
+                reasons: format!("`{}`: {problem}", path.display()),
+            })
+    }
+
     /// Writes `checkpoint` durably, then removes all but it and the one
     /// before it; returns the bytes written.
     ///

@@ -74,6 +74,9 @@ pub struct CheckpointConfig {
     pub enabled: Option<Spanned<bool>>,
     /// How often, in wall-clock time.
     pub interval: Option<Spanned<Duration>>,
+    /// Whether Kafka sinks write each checkpoint's records in a Kafka
+    /// transaction, committed with the checkpoint.
+    pub transactions: Option<Spanned<bool>>,
     /// Where the section is written.
     pub span: Span,
 }

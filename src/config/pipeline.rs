@@ -120,6 +120,9 @@ fn checkpoint(r: &mut Reader<'_>, at: Span, node: &Node) -> Option<CheckpointCon
     let interval = fields
         .optional("interval")
         .and_then(|(_, value)| r.duration(value, "`interval`"));
+    let transactions = fields
+        .optional("transactions")
+        .and_then(|(_, value)| r.boolean(value, "`transactions`"));
     fields.finish(r);
     if let Some(interval) = interval.filter(|i| i.value <= crate::time::Duration::ZERO) {
         r.report(
@@ -134,6 +137,7 @@ fn checkpoint(r: &mut Reader<'_>, at: Span, node: &Node) -> Option<CheckpointCon
     Some(CheckpointConfig {
         enabled,
         interval,
+        transactions,
         span: at,
     })
 }

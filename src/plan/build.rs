@@ -101,6 +101,7 @@ impl Builder<'_> {
             idle_grace: matching.and_then(|m| m.idle_grace).map(|g| g.value),
         };
         let checkpoint = self.checkpoint_interval(&sources);
+        let transactions = self.transactions(checkpoint.is_some());
         Some(Graph {
             name: self.pipeline.name.as_ref().map(|n| n.value.clone()),
             sources,
@@ -108,6 +109,7 @@ impl Builder<'_> {
             routes: routes?,
             sinks,
             checkpoint,
+            transactions,
         })
     }
 

@@ -162,12 +162,17 @@ impl Graph {
             .map(|kind| kind.name())
             .collect();
         row(f, "emits", emits.join(", "))?;
+        let transactions = if self.transactions {
+            "; Kafka sinks' records committed with each, in a transaction"
+        } else {
+            ""
+        };
         match self.checkpoint {
             Some(interval) => row(
                 f,
                 "checkpoint",
                 format_args!(
-                    "every {interval}: positions, watermarks, keyed state, timers, retention, file sink lengths"
+                    "every {interval}: positions, watermarks, keyed state, timers, retention, file sink lengths{transactions}"
                 ),
             ),
             None => row(f, "checkpoint", "none"),

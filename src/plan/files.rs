@@ -185,6 +185,75 @@ impl Builder<'_> {
         enabled.then_some(interval)
     }
 
+    /// Whether Kafka sinks write in a transaction per checkpoint: only with
+    /// checkpoints (`checkpointed`), and Kafka sinks of one cluster, which
+    /// one producer writes for all.
+    pub(super) fn transactions(&mut self, checkpointed: bool) -> bool {
+        let pipeline = self.pipeline;
+        let Some(asked) = (pipeline.checkpoint.as_ref())
+            .and_then(|c| c.transactions)
+            .filter(|t| t.value)
+        else {
+            return false;
+        };
+        let kafka: Vec<&crate::config::KafkaSink> = (pipeline.sinks.items.iter())
+            .filter_map(|sink| match &sink.kind {
+                SinkKind::Kafka(kafka) => Some(kafka),
+                _ => None,
+            })
+            .collect();
+        let problem = if !checkpointed {
+            Some((
+                asked.span,
+                "transactions are committed with checkpoints, which are off".to_string(),
+                "turn checkpoints on with `enabled: true`".to_string(),
+            ))
+        } else if kafka.is_empty() {
+            Some((
+                asked.span,
+                "transactions are for Kafka sinks, and no sink writes Kafka".to_string(),
+                "drop `transactions`".to_string(),
+            ))
+        } else {
+            let first = kafka[0];
+            (kafka.iter().skip(1)).find_map(|other| {
+                if other.brokers.value != first.brokers.value {
+                    return Some((
+                        other.brokers.span,
+                        "Kafka sinks written in transactions must be of one cluster".to_string(),
+                        format!(
+                            "one transaction holds every Kafka sink's records: give each the \
+                             brokers `{}`",
+                            first.brokers.value
+                        ),
+                    ));
+                }
+                let differs = (other.properties.iter()).find(|(name, value)| {
+                    (first.properties.iter())
+                        .any(|(n, v)| n.value == name.value && v.value != value.value)
+                })?;
+                Some((
+                    differs.1.span,
+                    format!(
+                        "Kafka sinks written in transactions share one producer, and this sets \
+                         its `{}` otherwise than the first",
+                        differs.0.value
+                    ),
+                    "give the property one value in every Kafka sink".to_string(),
+                ))
+            })
+        };
+        if let Some((span, message, help)) = problem {
+            self.report(
+                Diagnostic::error(Code::Transactions, message, span)
+                    .label("here")
+                    .help(help),
+            );
+            return false;
+        }
+        true
+    }
+
     /// A CSV sink writes an outcome's fields as columns: an output to one
     /// has no use for a template.
     fn csv_templates(&mut self) {

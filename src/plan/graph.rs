@@ -32,6 +32,8 @@ pub struct Graph {
     pub sinks: Vec<SinkNode>,
     /// How often a run writes a checkpoint; `None` when it writes none.
     pub checkpoint: Option<Duration>,
+    /// Whether Kafka sinks write in a Kafka transaction per checkpoint.
+    pub transactions: bool,
 }
 
 /// A source with its timestamp assigner and key-by.

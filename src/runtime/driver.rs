@@ -229,7 +229,8 @@ pub(crate) async fn drive(
         result = driver.run().await;
     }
     driver.stop_sources();
-    if result.is_ok() && !driver.summary.stopped {
+    let transactional = driver.transactional();
+    if result.is_ok() && !driver.summary.stopped && !transactional {
         // Read to the end: there is nothing to resume.
         result = driver.finish_checkpoints().await;
     }
@@ -250,8 +251,22 @@ pub(crate) async fn drive(
         log.extend(more);
     }
     summary.peak_memory = super::memory().map(|(_, peak)| peak);
+    if let Err(error) = &result {
+        // Sinks waiting for a checkpoint's transaction wait no more.
+        driver.fail_transactions(error);
+    }
     let closed = driver.close().await;
-    if result.is_ok() && closed.is_ok() && !driver.summary.stopped {
+    if transactional {
+        let finished = result.is_ok() && closed.is_ok() && !driver.summary.stopped;
+        let ended = driver.end_transactions(finished);
+        if finished {
+            // Committed to their end: there is nothing to resume.
+            result = ended.and(driver.finish_checkpoints().await);
+        } else if result.is_ok() {
+            result = ended;
+        }
+    }
+    if result.is_ok() && closed.is_ok() && !driver.summary.stopped && !transactional {
         // Every outcome of what was read is written: the groups' offsets
         // move to the end.
         source::GroupOffsets::commit_all(
@@ -379,6 +394,15 @@ fn open_sources(
             )
         })
         .collect()
+}
+
+/// Gives each file sink of `sinks` the file `instance` writes for it.
+fn instance_files(sinks: &mut [crate::plan::SinkNode], instance: Instance) {
+    for sink in sinks {
+        if let SinkKind::File { path, .. } = &mut sink.kind {
+            path.value = instance.file_path(&path.value);
+        }
+    }
 }
 
 /// Starts writing each target, after the headers of its sinks; with
@@ -571,11 +595,7 @@ impl Driver {
         let mut warnings = Vec::new();
         let instance = options.instance;
         source::shareable(&graph.sources, instance)?;
-        for sink in &mut graph.sinks {
-            if let SinkKind::File { path, .. } = &mut sink.kind {
-                path.value = instance.file_path(&path.value);
-            }
-        }
+        instance_files(&mut graph.sinks, instance);
         // A fresh run starts over, also where Kafka groups have offsets.
         let fresh = options
             .checkpoints
@@ -596,7 +616,8 @@ impl Driver {
         checkpointing::partitions(checkpointing.as_mut(), partitions, &mut warnings)?;
         let log = outputs.logs();
         let kept = resume.as_ref().map_or(&[][..], |c| &c.sinks[..]);
-        let (writers, target_of) = outputs.open(&sinks, &options.base, kept)?;
+        let transactions = checkpointing.as_ref().and_then(|c| c.transactions.as_ref());
+        let (writers, target_of) = outputs.open(&sinks, &options.base, kept, transactions)?;
         let (router, headers) = Router::new(&matcher, routes, &sinks, |sink| target_of[sink]);
         let router = Arc::new(router);
         let workers = options.workers;

@@ -12,6 +12,8 @@
 
 mod kafka;
 
+pub(crate) use kafka::Transactions;
+
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -105,6 +107,7 @@ impl Outputs {
         sinks: &[SinkNode],
         base: &Path,
         resume: &[SinkLength],
+        transactions: Option<&std::sync::Arc<Transactions>>,
     ) -> Result<Opened, RunError> {
         match self.targets {
             Targets::Streams(stdout, stderr) => {
@@ -129,7 +132,7 @@ impl Outputs {
                             continue;
                         }
                         SinkKind::Kafka(config) => {
-                            let producer = kafka::Producer::open(&sink.name, config)?;
+                            let producer = kafka::Producer::open(&sink.name, config, transactions)?;
                             targets.push((
                                 format!("{} (kafka topic {})", sink.name, config.topic.value),
                                 Destination::Kafka(producer),

@@ -13,6 +13,7 @@ use crate::plan::Graph;
 use crate::runtime::StateFormat;
 use crate::runtime::engine::{Engine, Kept};
 use crate::runtime::error::RunError;
+use crate::runtime::sink::Transactions;
 use crate::runtime::source::At;
 use crate::runtime::source::GroupOffsets;
 use crate::runtime::{Instance, Resumed};
@@ -55,6 +56,9 @@ pub(super) struct Checkpointing {
     /// Whether checkpoints whose partitions are all held newer elsewhere
     /// were removed, for a process its consumer group dealt partitions.
     retired_superseded: bool,
+    /// The Kafka transactions the Kafka sinks write in, committed with
+    /// each checkpoint.
+    pub(super) transactions: Option<Arc<Transactions>>,
 }
 
 /// A checkpoint being saved on a thread of its own, which hands back the
@@ -114,6 +118,8 @@ pub(super) fn prepare(
             instance.to_string(),
         ));
     }
+    let interval = std::time::Duration::from_millis(interval.millis().unsigned_abs());
+    let transactions = start_transactions(graph, instance, &dir, interval)?;
     let mut resume = if fresh {
         store.clear().map_err(failed)?;
         None
@@ -124,7 +130,12 @@ pub(super) fn prepare(
             ))
         })?;
         warnings.extend(damaged);
-        loaded
+        match (&transactions, loaded) {
+            (Some(transactions), Some(newest)) => {
+                committed(&store, newest, transactions, warnings)?
+            }
+            (_, loaded) => loaded,
+        }
     };
     let resolved = layouts::resolve(
         &dir,
@@ -138,8 +149,11 @@ pub(super) fn prepare(
     warnings.extend(resolved.warnings);
     let mut partitions_then = None;
     if let Some(checkpoint) = &mut resume {
-        // Checkpoints of earlier versions name their number of workers.
-        (checkpoint.fingerprint).retain(|(part, _)| part != crate::checkpoint::WORKERS);
+        // Checkpoints of earlier versions name their number of workers;
+        // the transactions' id is the run's own.
+        (checkpoint.fingerprint).retain(|(part, _)| {
+            part != crate::checkpoint::WORKERS && part != crate::checkpoint::TRANSACTIONS
+        });
         // The topics' partitions are counted once they are open.
         partitions_then = (checkpoint.fingerprint.iter())
             .position(|(part, _)| part == crate::checkpoint::PARTITIONS)
@@ -155,23 +169,18 @@ pub(super) fn prepare(
         )));
     }
     let base = options.base.clone();
-    let resume = resume.map(|mut checkpoint| {
-        for input in &mut checkpoint.inputs {
-            if let Some(file) = &mut input.file {
-                *file = from_pipeline(&base, file);
-            }
-        }
-        for sink in &mut checkpoint.sinks {
-            sink.path = from_pipeline(&base, &sink.path);
-        }
-        checkpoint
-    });
+    let resume = resume.map(|checkpoint| opened_from(checkpoint, &base));
     // Newer than any of other numbers of processes, also after --fresh: a
     // process's own checkpoints are told from older ones of another
     // number by their sequence numbers.
     let newest_other = resolved.others.iter().filter_map(Layout::newest).max();
     let sequence = (resume.as_ref().map_or(0, |c| c.sequence)).max(newest_other.unwrap_or(0)) + 1;
-    let interval = std::time::Duration::from_millis(interval.millis().unsigned_abs());
+    if let Some(transactions) = &transactions {
+        fingerprint.push((
+            crate::checkpoint::TRANSACTIONS.to_string(),
+            transactions.id().to_string(),
+        ));
+    }
     Ok((
         Some(Checkpointing {
             store,
@@ -189,8 +198,150 @@ pub(super) fn prepare(
             took_over: resolved.took_over,
             partitions_then,
             retired_superseded: false,
+            transactions,
         }),
         resume,
+    ))
+}
+
+/// `checkpoint` with the paths it keeps as the run opens them, from the
+/// pipeline file's directory `base`.
+fn opened_from(mut checkpoint: Checkpoint, base: &Path) -> Checkpoint {
+    for input in &mut checkpoint.inputs {
+        if let Some(file) = &mut input.file {
+            *file = from_pipeline(base, file);
+        }
+    }
+    for sink in &mut checkpoint.sinks {
+        sink.path = from_pipeline(base, &sink.path);
+    }
+    checkpoint
+}
+
+/// The Kafka transactions of `graph`'s Kafka sinks, if it writes in them,
+/// committed with checkpoints every `interval`, in the state directory
+/// `dir`.
+///
+/// # Errors
+///
+/// The process is one of several, or the transactions cannot start.
+fn start_transactions(
+    graph: &Graph,
+    instance: Instance,
+    dir: &Path,
+    interval: std::time::Duration,
+) -> Result<Option<Arc<Transactions>>, RunError> {
+    if !graph.transactions {
+        return Ok(None);
+    }
+    if instance.is_shared() {
+        return Err(RunError::Shared {
+            message: format!(
+                "checkpoint `transactions` are for a process alone, not one of several \
+                 ({instance}): run without them, or in one process"
+            ),
+            span: None,
+        });
+    }
+    let id = transactional_id(graph, dir);
+    Transactions::start(&graph.sinks, &id, interval).map(Some)
+}
+
+/// The transactional id of `graph`'s Kafka sinks when their properties
+/// name none: the pipeline's name and its state directory `dir`'s (a
+/// checksum of its full path), so that the same pipeline run from its
+/// state again fences off what ran before, and another does not.
+fn transactional_id(graph: &Graph, dir: &Path) -> String {
+    let full = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let checksum = crate::checkpoint::encoding::crc32(&[full.display().to_string().as_bytes()]);
+    format!(
+        "runner-{}-{checksum:08x}",
+        graph.name.as_deref().unwrap_or("pipeline")
+    )
+}
+
+/// What a run whose Kafka sinks write in transactions resumes from, its
+/// newest checkpoint being `newest`: the checkpoint whose transaction the
+/// brokers committed last. When the run stopped (or died) after saving a
+/// checkpoint and before its transaction committed, that is the one
+/// before: the records of the transaction were aborted, and are decided
+/// again. When none committed, or the run went on to its end after its
+/// last checkpoint, it starts over.
+///
+/// # Errors
+///
+/// The brokers do not answer, or the checkpoint they name is not here.
+fn committed(
+    store: &Store,
+    newest: Checkpoint,
+    transactions: &Transactions,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Checkpoint>, RunError> {
+    let cleared = |store: &Store| {
+        store
+            .clear()
+            .map_err(|error| RunError::Checkpoint(error.to_string()))
+    };
+    let then = (newest.fingerprint.iter())
+        .find(|(part, _)| part == crate::checkpoint::TRANSACTIONS)
+        .map(|(_, id)| id.clone());
+    if let Some(then) = then.as_ref().filter(|then| *then != transactions.id()) {
+        warnings.push(format!(
+            "the transactional id was `{then}` when checkpoint {} was taken, and is `{}` now: \
+             the brokers cannot say whether its transaction committed, so the run resumes \
+             from it",
+            newest.sequence,
+            transactions.id()
+        ));
+        return Ok(Some(newest));
+    }
+    let taken_in_transactions = then.is_some();
+    let marker = transactions.committed().map_err(|error| {
+        RunError::Checkpoint(format!(
+            "kafka transactions as `{}`: {error}",
+            transactions.id()
+        ))
+    })?;
+    match marker {
+        // Taken before transactions were turned on: the brokers have what
+        // it says was written.
+        None if !taken_in_transactions => Ok(Some(newest)),
+        Some(last) if last == newest.sequence => Ok(Some(newest)),
+        Some(last) if last + 1 == newest.sequence => {
+            let before = (store.load_at(last))
+                .map_err(|error| RunError::Checkpoint(error.to_string()))?
+                .ok_or_else(|| missing(store, last))?;
+            warnings.push(format!(
+                "the transaction of checkpoint {} did not commit: resuming from checkpoint \
+                 {last}, whose did (what was decided after it is decided again)",
+                newest.sequence
+            ));
+            Ok(Some(before))
+        }
+        Some(last) if last > newest.sequence => {
+            // The run read its inputs to their end and committed it all.
+            cleared(store)?;
+            Ok(None)
+        }
+        None => {
+            warnings.push(format!(
+                "no transaction of this pipeline committed (as `{}`): starting over",
+                transactions.id()
+            ));
+            cleared(store)?;
+            Ok(None)
+        }
+        Some(last) => Err(missing(store, last)),
+    }
+}
+
+/// The error of a run whose brokers committed checkpoint `sequence` last,
+/// which `store` does not hold.
+fn missing(store: &Store, sequence: u64) -> RunError {
+    RunError::Checkpoint(format!(
+        "the brokers committed the transaction of checkpoint {sequence} last, which `{}` does \
+         not hold: run with --fresh to start over (every output is then written anew)",
+        store.dir().display()
     ))
 }
 
@@ -270,6 +421,68 @@ impl Checkpointing {
             Ok(()) => self.retire.clear(),
             Err(error) => tracing::warn!(%error, "checkpoints taken over from are left"),
         }
+    }
+}
+
+/// What saving a checkpoint on a thread of its own takes.
+struct Save {
+    store: Store,
+    /// The pipeline file's directory, which the sinks' paths are kept
+    /// relative to.
+    base: PathBuf,
+    /// Each sink's answer to the checkpoint's barrier, to sync.
+    barriers: Vec<crate::runtime::sink::Barrier>,
+    /// Each Kafka source's offsets in the checkpoint, to commit.
+    commits: Vec<(GroupOffsets, Vec<(u32, u64)>)>,
+    transactions: Option<Arc<Transactions>>,
+    /// When the checkpoint began.
+    began: Instant,
+}
+
+impl Save {
+    /// Saves `checkpoint` once every sink's files are synced, then commits
+    /// the Kafka sources' offsets it holds, in the Kafka sinks' transaction
+    /// if they write in one (which commits it).
+    fn save(mut self, mut checkpoint: Checkpoint) -> Result<Saved, String> {
+        let saved = self.sync_and_save(&mut checkpoint);
+        let bytes = match (saved, &self.transactions) {
+            (Ok(bytes), _) => bytes,
+            (Err(error), Some(transactions)) => {
+                transactions.fail(error.clone());
+                return Err(error);
+            }
+            (Err(error), None) => return Err(error),
+        };
+        tracing::info!(
+            sequence = checkpoint.sequence,
+            bytes,
+            took_ms = u64::try_from(self.began.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "checkpoint saved"
+        );
+        let commits = (self.commits.iter()).map(|(offsets, partitions)| (offsets, &partitions[..]));
+        match &self.transactions {
+            Some(transactions) => transactions.commit(checkpoint.sequence, commits)?,
+            None => GroupOffsets::commit_all(commits),
+        }
+        Ok(Saved {
+            buffer: checkpoint.matcher,
+            bytes,
+            took: self.began.elapsed(),
+        })
+    }
+
+    /// Syncs every sink's files, keeps their lengths in `checkpoint`, and
+    /// saves it; the bytes written.
+    fn sync_and_save(&mut self, checkpoint: &mut Checkpoint) -> Result<u64, String> {
+        for barrier in std::mem::take(&mut self.barriers) {
+            if let Some(mut sink) = barrier.sync()? {
+                sink.path = to_pipeline(&self.base, &sink.path);
+                checkpoint.sinks.push(sink);
+            }
+        }
+        self.store
+            .save(checkpoint)
+            .map_err(|error| error.to_string())
     }
 }
 
@@ -443,33 +656,17 @@ impl Driver {
                 Some((input.offsets.clone()?, position.partitions.clone()))
             })
             .collect();
+        let saving = Save {
+            store,
+            base,
+            barriers,
+            commits,
+            transactions: checkpointing.transactions.clone(),
+            began,
+        };
         let job = std::thread::Builder::new()
             .name("checkpoint".to_string())
-            .spawn(move || {
-                for barrier in barriers {
-                    if let Some(mut sink) = barrier.sync()? {
-                        sink.path = to_pipeline(&base, &sink.path);
-                        checkpoint.sinks.push(sink);
-                    }
-                }
-                let bytes = store.save(&checkpoint).map_err(|error| error.to_string())?;
-                tracing::info!(
-                    sequence = checkpoint.sequence,
-                    bytes,
-                    took_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
-                    "checkpoint saved"
-                );
-                GroupOffsets::commit_all(
-                    commits
-                        .iter()
-                        .map(|(offsets, partitions)| (offsets, &partitions[..])),
-                );
-                Ok(Saved {
-                    buffer: checkpoint.matcher,
-                    bytes,
-                    took: began.elapsed(),
-                })
-            })
+            .spawn(move || saving.save(checkpoint))
             .map_err(RunError::Start)?;
         checkpointing.sequence += 1;
         checkpointing.next = Instant::now() + checkpointing.interval;
@@ -481,6 +678,56 @@ impl Driver {
         } else {
             checkpointing.in_flight = Some(job);
             Ok(())
+        }
+    }
+
+    /// After a run whose Kafka sinks write in transactions: commits the
+    /// open transaction, holding what was decided since the last
+    /// checkpoint, with the sources' offsets at their ends, if the run read
+    /// its inputs to their end (`finished`), and numbered past the last
+    /// checkpoint, which a run that starts again then knows to start over
+    /// from; else aborts it, and what it held is decided again from the
+    /// last checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// The commit failed.
+    pub(super) fn end_transactions(&mut self, finished: bool) -> Result<(), RunError> {
+        let Some(checkpointing) = &mut self.checkpointing else {
+            return Ok(());
+        };
+        let Some(transactions) = checkpointing.transactions.clone() else {
+            return Ok(());
+        };
+        if let Some(job) = checkpointing.in_flight.take() {
+            self.settle(job)?;
+        }
+        let Some(checkpointing) = &self.checkpointing else {
+            return Ok(());
+        };
+        if !finished {
+            transactions.abort();
+            return Ok(());
+        }
+        let commits = (self.inputs.iter())
+            .filter_map(|input| Some((input.offsets.as_ref()?, &input.buffer.partitions[..])));
+        transactions
+            .commit(checkpointing.sequence, commits)
+            .map_err(RunError::Save)
+    }
+
+    /// Whether the run's Kafka sinks write in transactions.
+    pub(super) fn transactional(&self) -> bool {
+        (self.checkpointing.as_ref()).is_some_and(|c| c.transactions.is_some())
+    }
+
+    /// Stops the transactions of a run that failed: sinks waiting for a
+    /// commit give up.
+    pub(super) fn fail_transactions(&self, why: &RunError) {
+        if let Some(transactions) =
+            (self.checkpointing.as_ref()).and_then(|c| c.transactions.as_ref())
+        {
+            transactions.fail(why.to_string());
         }
     }
 

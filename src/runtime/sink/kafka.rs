@@ -3,24 +3,33 @@
 //! brokers as the producer's `acks` asks) before a checkpoint's barrier is
 //! answered and before the run ends; a record that cannot be delivered
 //! stops the run with the broker's reason.
+//!
+//! With checkpoint `transactions`, one transactional producer writes for
+//! every Kafka sink ([`Transactions`]): a sink that answered a checkpoint's
+//! barrier waits until that checkpoint's transaction committed before it
+//! writes on, into the next.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
 use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Message, QUEUE, SinkThread, Written};
-use crate::config::KafkaSink;
+use crate::config::{KafkaSink, SinkKind, Spanned};
+use crate::plan::SinkNode;
 use crate::runtime::error::RunError;
 use crate::runtime::returns::{Returns, Ways};
 use crate::runtime::router::Router;
+use crate::runtime::source::GroupOffsets;
 
 /// The most a producer queues for the brokers, in KiB, unless the sink's
 /// properties say otherwise: 16 MiB.
@@ -68,6 +77,9 @@ pub(crate) struct Producer {
     sink: String,
     topic: String,
     client: ThreadedProducer<Deliveries>,
+    /// The run's transactions, when its Kafka sinks write in them (one
+    /// producer for all of them).
+    transactions: Option<Arc<Transactions>>,
 }
 
 impl Producer {
@@ -77,36 +89,32 @@ impl Producer {
     /// # Errors
     ///
     /// A client property librdkafka does not take, located at it.
-    pub(crate) fn open(sink: &str, config: &KafkaSink) -> Result<Self, RunError> {
-        let mut client = ClientConfig::new();
-        client.set("bootstrap.servers", &config.brokers.value);
-        // librdkafka queues up to 1 GiB for slow brokers before it pushes
-        // back; the run's memory is bounded by what is pending instead
-        // (the properties may say otherwise).
-        client.set("queue.buffering.max.kbytes", QUEUE_KBYTES.to_string());
-        // A batch sent again after a lost answer is not written twice, and
-        // records stay in order within a partition.
-        client.set("enable.idempotence", "true");
-        for (name, value) in &config.properties {
-            client.set(&name.value, &value.value);
-        }
-        let producer = client
-            .create_with_context(Deliveries {
-                sink: sink.to_string(),
-                ..Deliveries::default()
-            })
-            .map_err(|error| {
-                RunError::kafka_client(
-                    &error,
-                    &config.topic.value,
-                    &config.brokers,
-                    &config.properties,
-                )
-            })?;
+    pub(crate) fn open(
+        sink: &str,
+        config: &KafkaSink,
+        transactions: Option<&Arc<Transactions>>,
+    ) -> Result<Self, RunError> {
+        let client = match transactions {
+            Some(transactions) => transactions.client.clone(),
+            None => producer_config(config, config.properties.iter(), ClientConfig::new())
+                .create_with_context(Deliveries {
+                    sink: sink.to_string(),
+                    ..Deliveries::default()
+                })
+                .map_err(|error| {
+                    RunError::kafka_client(
+                        &error,
+                        &config.topic.value,
+                        &config.brokers,
+                        &config.properties,
+                    )
+                })?,
+        };
         Ok(Self {
             sink: sink.to_string(),
             topic: config.topic.value.clone(),
-            client: producer,
+            client,
+            transactions: transactions.cloned(),
         })
     }
 
@@ -160,6 +168,265 @@ impl Producer {
     }
 }
 
+/// A producer's configuration for the sink `config`: `client` with its
+/// brokers and the run's settings, then `properties`.
+fn producer_config<'a>(
+    config: &KafkaSink,
+    properties: impl Iterator<Item = &'a (Spanned<String>, Spanned<String>)>,
+    mut client: ClientConfig,
+) -> ClientConfig {
+    client.set("bootstrap.servers", &config.brokers.value);
+    // librdkafka queues up to 1 GiB for slow brokers before it pushes
+    // back; the run's memory is bounded by what is pending instead (the
+    // properties may say otherwise).
+    client.set("queue.buffering.max.kbytes", QUEUE_KBYTES.to_string());
+    // A batch sent again after a lost answer is not written twice, and
+    // records stay in order within a partition.
+    client.set("enable.idempotence", "true");
+    for (name, value) in properties {
+        client.set(&name.value, &value.value);
+    }
+    client
+}
+
+/// How long a transaction's steps wait for the brokers.
+const TRANSACTION_WAIT: Duration = Duration::from_secs(60);
+
+/// The Kafka transactions of a run whose Kafka sinks write in them: one
+/// producer for every Kafka sink, and a transaction per checkpoint. The
+/// records decided up to a checkpoint are committed once it is saved,
+/// with the Kafka sources' offsets it holds and its number, which a run
+/// that resumes reads back to know which checkpoint the brokers hold the
+/// outcomes of: the records of a transaction that did not commit are
+/// aborted, and decided again from the checkpoint before.
+///
+/// The number is kept as the offset of the group named by the
+/// transactional id on partition 0 of the first Kafka sink's topic: a
+/// group that reads nothing, committed in each transaction.
+pub(crate) struct Transactions {
+    client: ThreadedProducer<Deliveries>,
+    id: String,
+    topic: String,
+    /// A member of the group whose offset is the number.
+    marker: BaseConsumer,
+    epochs: Mutex<Epochs>,
+    changed: Condvar,
+}
+
+/// How many transactions committed in this run, or why they stopped.
+#[derive(Default)]
+struct Epochs {
+    committed: u64,
+    failed: Option<String>,
+}
+
+impl Transactions {
+    /// Starts the transactions of `sinks`' Kafka sinks as `id`, unless the
+    /// first Kafka sink's properties name a `transactional.id`: a producer
+    /// of that id that ran before is fenced off, and its open transaction
+    /// aborted.
+    ///
+    /// # Errors
+    ///
+    /// A client property librdkafka does not take, or brokers that do not
+    /// answer.
+    pub(crate) fn start(
+        sinks: &[SinkNode],
+        id: &str,
+        interval: Duration,
+    ) -> Result<Arc<Self>, RunError> {
+        let kafka: Vec<(&str, &KafkaSink)> = (sinks.iter())
+            .filter_map(|sink| match &sink.kind {
+                SinkKind::Kafka(kafka) => Some((sink.name.as_str(), kafka)),
+                _ => None,
+            })
+            .collect();
+        let Some(&(name, first)) = kafka.first() else {
+            return Err(RunError::Checkpoint(
+                "transactions are for Kafka sinks, and no sink writes Kafka".to_string(),
+            ));
+        };
+        let id = (first.properties.iter())
+            .find(|(name, _)| name.value == "transactional.id")
+            .map_or_else(|| id.to_string(), |(_, value)| value.value.clone());
+        let opened = |error: KafkaError| {
+            RunError::kafka_client(
+                &error,
+                &first.topic.value,
+                &first.brokers,
+                &first.properties,
+            )
+        };
+        let mut config = ClientConfig::new();
+        // A transaction is open from one checkpoint to the next (and while
+        // it is saved): the brokers abort one open longer, 60s by default.
+        let timeout = (interval * 3).max(Duration::from_secs(60));
+        config.set("transaction.timeout.ms", timeout.as_millis().to_string());
+        let mut config = producer_config(
+            first,
+            kafka.iter().flat_map(|(_, k)| k.properties.iter()),
+            config,
+        );
+        let client: ThreadedProducer<Deliveries> = config
+            .set("transactional.id", &id)
+            .create_with_context(Deliveries {
+                sink: name.to_string(),
+                ..Deliveries::default()
+            })
+            .map_err(opened)?;
+        let mut marker = ClientConfig::new();
+        marker
+            .set("bootstrap.servers", &first.brokers.value)
+            .set("group.id", &id)
+            .set("enable.auto.commit", "false");
+        for (name, value) in &first.properties {
+            if CONSUMER_TOO
+                .iter()
+                .any(|prefix| name.value.starts_with(prefix))
+            {
+                marker.set(&name.value, &value.value);
+            }
+        }
+        let marker: BaseConsumer = marker.create().map_err(opened)?;
+        let failed = |error: KafkaError| {
+            RunError::Checkpoint(format!(
+                "kafka transactions as `{id}` cannot start: {error}"
+            ))
+        };
+        client.init_transactions(TRANSACTION_WAIT).map_err(failed)?;
+        client.begin_transaction().map_err(failed)?;
+        tracing::info!(id = %id, "kafka transactions started");
+        Ok(Arc::new(Self {
+            client,
+            id,
+            topic: first.topic.value.clone(),
+            marker,
+            epochs: Mutex::default(),
+            changed: Condvar::new(),
+        }))
+    }
+
+    /// The transactional id.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The number of the last checkpoint whose transaction committed, as
+    /// the brokers keep it; `None` before the first.
+    ///
+    /// # Errors
+    ///
+    /// The brokers do not answer.
+    pub(crate) fn committed(&self) -> Result<Option<u64>, String> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&self.topic, 0);
+        let committed = (self.marker.committed_offsets(list, TRANSACTION_WAIT))
+            .map_err(|error| format!("cannot read the group `{}`: {error}", self.id))?;
+        Ok(
+            match committed.find_partition(&self.topic, 0).map(|p| p.offset()) {
+                Some(Offset::Offset(sequence)) => u64::try_from(sequence).ok(),
+                _ => None,
+            },
+        )
+    }
+
+    /// Commits the transaction of the checkpoint numbered `sequence`, saved
+    /// now, with the Kafka sources' offsets it holds (`offsets`: each
+    /// source's, for its group), and begins the next; lets the sinks go on.
+    ///
+    /// # Errors
+    ///
+    /// The brokers refuse or do not answer: the run stops, and resumes
+    /// from the checkpoint before.
+    pub(crate) fn commit<'a>(
+        &self,
+        sequence: u64,
+        offsets: impl IntoIterator<Item = (&'a GroupOffsets, &'a [(u32, u64)])>,
+    ) -> Result<(), String> {
+        let committed = self.commit_now(sequence, offsets);
+        match &committed {
+            Ok(()) => {
+                tracing::info!(id = %self.id, sequence, "kafka transaction committed");
+                self.epochs().committed += 1;
+            }
+            Err(error) => self.fail(error.clone()),
+        }
+        self.changed.notify_all();
+        committed
+    }
+
+    fn commit_now<'a>(
+        &self,
+        sequence: u64,
+        offsets: impl IntoIterator<Item = (&'a GroupOffsets, &'a [(u32, u64)])>,
+    ) -> Result<(), String> {
+        let failed = |error: KafkaError| format!("kafka transaction as `{}`: {error}", self.id);
+        for (group, partitions) in offsets {
+            if let Some((list, metadata)) = group.for_transaction(partitions)? {
+                (self.client)
+                    .send_offsets_to_transaction(&list, &metadata, TRANSACTION_WAIT)
+                    .map_err(failed)?;
+            }
+        }
+        let mut list = TopicPartitionList::new();
+        let number = Offset::Offset(i64::try_from(sequence).unwrap_or(i64::MAX));
+        (list.add_partition_offset(&self.topic, 0, number)).map_err(failed)?;
+        let metadata = (self.marker.group_metadata())
+            .ok_or_else(|| format!("the group `{}` has no metadata", self.id))?;
+        (self.client)
+            .send_offsets_to_transaction(&list, &metadata, TRANSACTION_WAIT)
+            .map_err(failed)?;
+        self.client
+            .commit_transaction(TRANSACTION_WAIT)
+            .map_err(failed)?;
+        self.client.begin_transaction().map_err(failed)
+    }
+
+    /// Waits until `epoch` transactions committed in this run: a sink that
+    /// answered its `epoch`th checkpoint's barrier writes on once that
+    /// checkpoint's transaction committed, into the next.
+    ///
+    /// # Errors
+    ///
+    /// The transactions stopped: why.
+    pub(crate) fn wait(&self, epoch: u64) -> Result<(), String> {
+        let mut epochs = self.epochs();
+        loop {
+            if let Some(failed) = &epochs.failed {
+                return Err(failed.clone());
+            }
+            if epochs.committed >= epoch {
+                return Ok(());
+            }
+            epochs = (self.changed.wait(epochs)).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Stops the transactions (the run failed, or a checkpoint was not
+    /// saved): sinks waiting go no further.
+    pub(crate) fn fail(&self, why: String) {
+        self.epochs().failed.get_or_insert(why);
+        self.changed.notify_all();
+    }
+
+    /// Aborts the open transaction: its records are decided again by a run
+    /// that resumes from the last checkpoint.
+    pub(crate) fn abort(&self) {
+        self.fail("the run stopped".to_string());
+        if let Err(error) = self.client.abort_transaction(TRANSACTION_WAIT) {
+            tracing::warn!(id = %self.id, %error, "kafka transaction not aborted");
+        }
+    }
+
+    fn epochs(&self) -> std::sync::MutexGuard<'_, Epochs> {
+        self.epochs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The client properties the group that keeps a transaction's checkpoint
+/// number takes from the first Kafka sink's: how to reach the brokers.
+const CONSUMER_TOO: [&str; 5] = ["security.", "ssl.", "sasl.", "socket.", "client."];
+
 /// Starts the thread that renders outcomes by `router` into records of
 /// `producer`'s topic; `name` names the target in errors.
 ///
@@ -184,6 +451,7 @@ pub(super) fn spawn(
             };
             let (mut key, mut value) = (String::new(), Vec::new());
             let mut returns = Returns::new(ways);
+            let mut barriers = 0;
             let mut produce = || -> Result<(), RunError> {
                 while let Some(message) = receiver.blocking_recv() {
                     let mut batch = match message {
@@ -197,6 +465,11 @@ pub(super) fn spawn(
                             }));
                             if stop {
                                 return Ok(());
+                            }
+                            if let Some(transactions) = &producer.transactions {
+                                // What comes next is of the next transaction.
+                                barriers += 1;
+                                transactions.wait(barriers).map_err(failed)?;
                             }
                             continue;
                         }

@@ -234,6 +234,27 @@ impl GroupOffsets {
         });
     }
 
+    /// `partitions` as the offsets to commit for the source's group in a
+    /// producer's transaction, with the group's metadata; `None` for none.
+    pub(crate) fn for_transaction(
+        &self,
+        partitions: &[(u32, u64)],
+    ) -> Result<Option<(TopicPartitionList, rdkafka::consumer::ConsumerGroupMetadata)>, String>
+    {
+        if partitions.is_empty() {
+            return Ok(None);
+        }
+        let mut list = TopicPartitionList::new();
+        for &(partition, offset) in partitions {
+            let offset = Offset::Offset(i64::try_from(offset).unwrap_or(i64::MAX));
+            list.add_partition_offset(&self.topic, partition_id(partition), offset)
+                .map_err(|error| error.to_string())?;
+        }
+        let metadata = (self.client.group_metadata())
+            .ok_or_else(|| format!("the group `{}` has no metadata", self.group))?;
+        Ok(Some((list, metadata)))
+    }
+
     /// Commits `partitions`, waiting for the answer however long it takes.
     fn commit_waiting(&self, partitions: &[(u32, u64)]) -> Result<(), String> {
         let mut list = TopicPartitionList::new();
