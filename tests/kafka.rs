@@ -87,6 +87,32 @@ fn run(name: &str, pipeline: &str, args: &[&str]) -> (Run, std::path::PathBuf) {
     (runner(&all), dir)
 }
 
+/// `pipeline` with its two sources' files followed, idle after a second.
+fn followed(pipeline: &str) -> String {
+    pipeline
+        .replace(
+            "    path: app.jsonl\n",
+            "    path: app.jsonl\n    follow: true\n    idle_timeout: 1s\n",
+        )
+        .replace(
+            "    path: bank.jsonl\n",
+            "    path: bank.jsonl\n    follow: true\n    idle_timeout: 1s\n",
+        )
+}
+
+/// Appends `lines` to the file at `path`, made if missing.
+fn append(path: &std::path::Path, lines: &[&str]) {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .expect("appendable");
+    for line in lines {
+        writeln!(file, "{line}").expect("appended");
+    }
+}
+
 /// A mock cluster with the topic `alerts`.
 fn cluster() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
     let cluster = MockCluster::new(1).expect("a mock cluster");
@@ -387,32 +413,14 @@ fn a_property_librdkafka_does_not_take_is_pointed_at() {
 #[cfg(unix)]
 #[test]
 fn a_stopped_run_resumes_without_sending_a_record_twice() {
-    use std::io::Write as _;
     let cluster = cluster();
     let brokers = cluster.bootstrap_servers();
-    let text = pipeline(&brokers, "")
-        .replace(
-            "    path: app.jsonl\n",
-            "    path: app.jsonl\n    follow: true\n    idle_timeout: 1s\n",
-        )
-        .replace(
-            "    path: bank.jsonl\n",
-            "    path: bank.jsonl\n    follow: true\n    idle_timeout: 1s\n",
-        )
-        .replace("sinks:", "checkpoint: {interval: 1s}\nsinks:");
+    let text =
+        followed(&pipeline(&brokers, "")).replace("sinks:", "checkpoint: {interval: 1s}\nsinks:");
     let dir = scratch("kafka_sink_resume");
     std::fs::write(dir.join("pipeline.yaml"), &text).expect("written");
     let (app, bank): (Vec<&str>, Vec<&str>) = (APP.lines().collect(), BANK.lines().collect());
-    let write = |name: &str, lines: &[&str]| {
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(dir.join(name))
-            .expect("appendable");
-        for line in lines {
-            writeln!(file, "{line}").expect("appended");
-        }
-    };
+    let write = |name: &str, lines: &[&str]| append(&dir.join(name), lines);
     let stop = |child: std::process::Child| {
         let (code, stderr) = crate::harness::interrupt(child);
         assert_eq!(code, Some(0), "{stderr}");
@@ -574,32 +582,14 @@ fn in_transactions_every_outcome_is_a_record_and_the_end_is_committed() {
 /// what came after is decided again, once.
 #[test]
 fn a_run_whose_last_transaction_did_not_commit_resumes_from_the_one_before() {
-    use std::io::Write as _;
     let broker = Broker::start();
     broker.create_topic("alerts", PARTITIONS);
     let brokers = broker.brokers.clone();
-    let text = transactional(&brokers, ", interval: 300ms")
-        .replace(
-            "    path: app.jsonl\n",
-            "    path: app.jsonl\n    follow: true\n    idle_timeout: 1s\n",
-        )
-        .replace(
-            "    path: bank.jsonl\n",
-            "    path: bank.jsonl\n    follow: true\n    idle_timeout: 1s\n",
-        );
+    let text = followed(&transactional(&brokers, ", interval: 300ms"));
     let dir = scratch("kafka_sink_transaction_resume");
     std::fs::write(dir.join("pipeline.yaml"), &text).expect("written");
     let (app, bank): (Vec<&str>, Vec<&str>) = (APP.lines().collect(), BANK.lines().collect());
-    let write = |name: &str, lines: &[&str]| {
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(dir.join(name))
-            .expect("appendable");
-        for line in lines {
-            writeln!(file, "{line}").expect("appended");
-        }
-    };
+    let write = |name: &str, lines: &[&str]| append(&dir.join(name), lines);
     let copy = dir.join("copy.jsonl");
     let lines = || {
         std::fs::read_to_string(&copy)
