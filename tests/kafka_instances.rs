@@ -764,6 +764,21 @@ fn a_process_of_a_group_without_the_state_of_partitions_read_before_says_so() {
     );
 }
 
+/// A process of a group that reads a topic the brokers do not know stops,
+/// saying so, rather than waiting for partitions that never come.
+#[test]
+fn a_process_of_a_group_reading_a_topic_that_is_not_there_stops() {
+    let cluster = MockCluster::new(1).expect("a mock cluster");
+    cluster.create_topic("orders", 2, 1).expect("a topic");
+    let dir = scratch("kafka_join_no_topic");
+    pipeline_reading(&dir, &cluster.bootstrap_servers(), "");
+    let refused = refusal(&dir, &["--join"]);
+    assert!(
+        refused.contains("error: consumer group `g.members`:") && refused.contains("payments"),
+        "{refused}"
+    );
+}
+
 /// The bill check over topics `orders` and `payments` of `brokers`,
 /// bounded, every outcome to `out.jsonl`.
 fn small_pipeline(dir: &Path, brokers: &str) {

@@ -81,8 +81,13 @@ impl ClientContext for Dealer {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(%error, reason, "kafka group member");
         if !self.warned.swap(true, Ordering::Relaxed) {
+            let trying = if super::source::fatal(&error) {
+                ""
+            } else {
+                " (the member keeps trying)"
+            };
             eprintln!(
-                "warning: consumer group `{}`: {error}: {reason} (the member keeps trying)",
+                "warning: consumer group `{}`: {error}: {reason}{trying}",
                 self.group
             );
         }
@@ -243,14 +248,25 @@ impl Membership {
             })?;
         let member = Arc::new(member);
         let consumer = member.clone();
-        let leaving = shared.clone();
+        let (leaving, named) = (shared.clone(), group.clone());
         let poller = std::thread::Builder::new()
             .name("group member".to_string())
             .spawn(move || {
                 while !leaving.deal().leaving {
                     // Messages of partitions not yet paused are dropped.
-                    if let Some(Err(error)) = consumer.poll(POLL) {
-                        tracing::warn!(%error, "kafka group member");
+                    let Some(Err(error)) = consumer.poll(POLL) else {
+                        continue;
+                    };
+                    tracing::warn!(%error, "kafka group member");
+                    if super::source::fatal(&error) {
+                        // The run on the partitions stops, and the process
+                        // with the reason.
+                        let mut deal = leaving.deal();
+                        deal.failed = Some(format!("consumer group `{named}`: {error}"));
+                        deal.revocations += 1;
+                        leaving.revoked.send_replace(deal.revocations);
+                        leaving.changed.notify_all();
+                        break;
                     }
                 }
             })

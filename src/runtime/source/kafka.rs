@@ -836,7 +836,7 @@ fn publish(partitions: &[Partition], read: &Mutex<Vec<(u32, u64, u64)>>) {
 
 /// Whether a consumer error ends the run: the topic or the group is gone
 /// or refused, rather than a broker being away for a while.
-fn fatal(error: &KafkaError) -> bool {
+pub(crate) fn fatal(error: &KafkaError) -> bool {
     use RDKafkaErrorCode as Code;
     matches!(
         error.rdkafka_error_code(),

@@ -31,7 +31,7 @@ use crate::expr::{Env, EvalError, Record, Value};
 use crate::plan::{Bound, InlineRecord, Input, Side, SourceNode};
 use crate::runtime::Instance;
 use crate::time::EventTime;
-pub(crate) use kafka::GroupOffsets;
+pub(crate) use kafka::{GroupOffsets, fatal};
 pub(crate) use lines::Head;
 use lines::{Lines, MAX_LINE, Origin, Start, Step};
 
