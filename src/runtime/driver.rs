@@ -260,8 +260,12 @@ pub(crate) async fn drive(
         let finished = result.is_ok() && closed.is_ok() && !driver.summary.stopped;
         let ended = driver.end_transactions(finished);
         if finished {
-            // Committed to their end: there is nothing to resume.
-            result = ended.and(driver.finish_checkpoints().await);
+            // Committed to their end: there is nothing to resume. (A
+            // commit that failed keeps them, to resume from.)
+            result = match ended {
+                Ok(()) => driver.finish_checkpoints().await,
+                Err(error) => Err(error),
+            };
         } else if result.is_ok() {
             result = ended;
         }

@@ -295,7 +295,11 @@ fn committed(
         ));
         return Ok(Some(newest));
     }
-    let taken_in_transactions = then.is_some();
+    if then.is_none() {
+        // Taken before transactions were turned on: the brokers have what
+        // it says was written.
+        return Ok(Some(newest));
+    }
     let marker = transactions.committed().map_err(|error| {
         RunError::Checkpoint(format!(
             "kafka transactions as `{}`: {error}",
@@ -303,9 +307,6 @@ fn committed(
         ))
     })?;
     match marker {
-        // Taken before transactions were turned on: the brokers have what
-        // it says was written.
-        None if !taken_in_transactions => Ok(Some(newest)),
         Some(last) if last == newest.sequence => Ok(Some(newest)),
         Some(last) if last + 1 == newest.sequence => {
             let before = (store.load_at(last))
@@ -320,6 +321,12 @@ fn committed(
         }
         Some(last) if last > newest.sequence => {
             // The run read its inputs to their end and committed it all.
+            warnings.push(format!(
+                "the brokers committed a transaction after checkpoint {} (as `{}`): the run \
+                 read its inputs to their end; starting over",
+                newest.sequence,
+                transactions.id()
+            ));
             cleared(store)?;
             Ok(None)
         }
