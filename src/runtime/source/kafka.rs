@@ -34,6 +34,7 @@ use super::{Assign, At, BATCH, Batch, Chunk, Item, Place};
 use crate::codec::Decoder;
 use crate::config::{KafkaSource, StartAt};
 use crate::runtime::error::RunError;
+use crate::runtime::returns::{self, Returned};
 use crate::runtime::{Instance, PartitionProgress};
 use crate::time::EventTime;
 
@@ -116,6 +117,8 @@ pub(crate) struct Consumer {
     fresh: bool,
     /// Which of the processes sharing the partitions this is.
     instance: Instance,
+    /// The bytes of message values read, for progress.
+    bytes_read: Arc<AtomicU64>,
 }
 
 /// A Kafka source's offsets in its consumer group, as the driver sees
@@ -345,7 +348,13 @@ impl Consumer {
             resume,
             fresh,
             instance,
+            bytes_read: Arc::default(),
         })
+    }
+
+    /// Counts the bytes of message values it reads in `bytes`.
+    pub(super) fn count_bytes_in(&mut self, bytes: Arc<AtomicU64>) {
+        self.bytes_read = bytes;
     }
 
     /// This source's offsets in its group: what was read, and commits.
@@ -544,7 +553,7 @@ pub(super) fn read(
     idle_timeout: Option<Duration>,
     events: &mpsc::Sender<Batch>,
     stop: &AtomicBool,
-    bytes_read: &AtomicU64,
+    returned: Option<&Returned>,
 ) {
     let topic = consumer.config.topic.value.as_str();
     let failed = |message: String| {
@@ -566,7 +575,7 @@ pub(super) fn read(
         assign,
         decoder: &mut decoder,
         names: &names,
-        bytes_read,
+        bytes_read: &consumer.bytes_read,
     };
     let mut merge = match Merge::split(consumer, &partitions) {
         Ok(merge) => merge,
@@ -592,8 +601,10 @@ pub(super) fn read(
             return failed(message);
         }
         let Some((index, item)) = merge.take(&mut partitions) else {
-            // Nothing at hand: what waits goes to the driver, and the
-            // client serves its callbacks while messages come.
+            // Nothing at hand: what waits goes to the driver, records
+            // written out are freed, and the client serves its callbacks
+            // while messages come.
+            returns::free(returned);
             if !batch.send(&partitions, idle_timeout, now, events) {
                 return;
             }
@@ -618,8 +629,11 @@ pub(super) fn read(
         }
         let due = batch.items.len() == BATCH
             || batch.started.is_some_and(|started| now >= started + FLUSH);
-        if due && !batch.send(&partitions, idle_timeout, now, events) {
-            return;
+        if due {
+            returns::free(returned);
+            if !batch.send(&partitions, idle_timeout, now, events) {
+                return;
+            }
         }
     }
     batch.send(&partitions, idle_timeout, Instant::now(), events);

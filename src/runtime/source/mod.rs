@@ -119,10 +119,10 @@ pub(crate) type Feed = mpsc::Receiver<String>;
 
 impl Opened {
     /// Whether its records go back to its thread to be freed
-    /// ([`returns`](crate::runtime::returns)): a file's thread, which
-    /// reads until the input ends.
+    /// ([`returns`](crate::runtime::returns)): a file's or a Kafka
+    /// topic's thread, which reads until the input ends.
     pub(crate) fn takes_back(&self) -> bool {
-        matches!(self.input, Opening::Lines(..))
+        matches!(self.input, Opening::Lines(..) | Opening::Kafka(..))
     }
 
     /// The source's name.
@@ -513,7 +513,8 @@ impl Opened {
                 let decoder = Decoder::new(&format, assign.layout.clone());
                 tokio::spawn(fed(assign, feed, decoder, events));
             }
-            Opening::Kafka(consumer, format) => {
+            Opening::Kafka(mut consumer, format) => {
+                consumer.count_bytes_in(read);
                 let decoder = Decoder::new(&format, assign.layout.clone());
                 let name = format!("source {}", assign.name);
                 let failed = events.clone();
@@ -525,7 +526,7 @@ impl Opened {
                         idle_timeout,
                         &events,
                         &stop,
-                        &read,
+                        returned.as_ref(),
                     );
                 };
                 if let Err(error) = std::thread::Builder::new().name(name).spawn(reader) {
