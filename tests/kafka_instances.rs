@@ -779,6 +779,68 @@ fn a_process_of_a_group_reading_a_topic_that_is_not_there_stops() {
     );
 }
 
+/// Processes by number write their Kafka sinks in transactions of their
+/// own (the transactional id with their number after it); one of another
+/// number does not take their keys over with transactions.
+#[test]
+fn processes_by_number_write_in_transactions_of_their_own() {
+    let broker = crate::kafka::Broker::start();
+    for topic in ["orders", "payments"] {
+        broker.create_topic(topic, PARTITIONS);
+    }
+    broker.create_topic("alerts", 1);
+    let dir = scratch("kafka_instances_transactions");
+    pipeline_reading(&dir, &broker.brokers, "");
+    let path = dir.join("pipeline.yaml");
+    let text = std::fs::read_to_string(&path).expect("written").replace(
+        "sinks:\n",
+        &format!(
+            "checkpoint: {{interval: 300ms, transactions: true}}\nsinks:\n  alerts: {{type: \
+             kafka, brokers: {}, topic: alerts, properties: {{transactional.id: tx}}}}\n",
+            broker.brokers
+        ),
+    ) + "  - {outcome: matched, sink: alerts}\n";
+    std::fs::write(&path, text).expect("written");
+    let lines: Vec<String> = (0..16)
+        .map(|n| format!(r#"{{"id":"k{n}","ts":"2026-11-02T12:00:00Z"}}"#))
+        .collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    produce(&broker.brokers, "orders", "id", &lines);
+    produce(&broker.brokers, "payments", "id", &lines);
+    let state = dir.join("state");
+    let state_arg = state.to_str().expect("UTF-8");
+    for which in ["1/2", "2/2"] {
+        let stderr = run_briefly(&dir, &["--instance", which, "--state-dir", state_arg]);
+        assert!(stderr.contains("kafka transaction committed"), "{stderr}");
+    }
+    // Each with its own number, which the brokers keep for each.
+    let marker = |group: &str| {
+        let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &broker.brokers)
+            .set("group.id", group)
+            .create()
+            .expect("a consumer");
+        let mut list = rdkafka::TopicPartitionList::new();
+        list.add_partition("alerts", 0);
+        rdkafka::consumer::Consumer::committed_offsets(&consumer, list, Duration::from_secs(10))
+            .expect("answered")
+            .find_partition("alerts", 0)
+            .map(|partition| partition.offset())
+    };
+    for group in ["tx-1-of-2", "tx-2-of-2"] {
+        assert!(
+            matches!(marker(group), Some(rdkafka::Offset::Offset(n)) if n > 0),
+            "{group}"
+        );
+    }
+    assert!(!matches!(marker("tx"), Some(rdkafka::Offset::Offset(_))));
+    let refused = refusal(&dir, &["--instance", "1/3", "--state-dir", state_arg]);
+    assert!(
+        refused.contains("with checkpoint `transactions`, it does not yet"),
+        "{refused}"
+    );
+}
+
 /// The bill check over topics `orders` and `payments` of `brokers`,
 /// bounded, every outcome to `out.jsonl`.
 fn small_pipeline(dir: &Path, brokers: &str) {

@@ -120,7 +120,7 @@ impl Instance {
 
     /// What tells this instance's directory and files from the others':
     /// `2-of-3`, or `partitions-0-2-of-8`; `None` alone.
-    fn tag(self) -> Option<String> {
+    pub fn tag(self) -> Option<String> {
         match self.0 {
             _ if !self.is_shared() => None,
             Share::Numbered { number, count } => Some(format!("{number}-of-{count}")),

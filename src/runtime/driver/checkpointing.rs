@@ -124,18 +124,7 @@ pub(super) fn prepare(
         store.clear().map_err(failed)?;
         None
     } else {
-        let (loaded, damaged) = store.load().map_err(|error| {
-            RunError::Checkpoint(format!(
-                "{error}; run with --fresh to start over (every output is then written anew)"
-            ))
-        })?;
-        warnings.extend(damaged);
-        match (&transactions, loaded) {
-            (Some(transactions), Some(newest)) => {
-                committed(&store, newest, transactions, warnings)?
-            }
-            (_, loaded) => loaded,
-        }
+        own(&store, &dir, instance, transactions.as_deref(), warnings)?
     };
     let resolved = layouts::resolve(
         &dir,
@@ -234,17 +223,63 @@ fn start_transactions(
     if !graph.transactions {
         return Ok(None);
     }
-    if instance.is_shared() {
+    if instance.count().is_none() {
         return Err(RunError::Shared {
-            message: format!(
-                "checkpoint `transactions` are for a process alone, not one of several \
-                 ({instance}): run without them, or in one process"
-            ),
+            message: "checkpoint `transactions` are not for processes of a consumer group \
+                      (--join) yet: run without them, or with --instance"
+                .to_string(),
             span: None,
         });
     }
     let id = transactional_id(graph, dir);
-    Transactions::start(&graph.sinks, &id, interval).map(Some)
+    let tag = instance.tag();
+    Transactions::start(&graph.sinks, &id, tag.as_deref(), interval).map(Some)
+}
+
+/// The process's own checkpoint in `store` to resume from, if any: its
+/// newest, or with `transactions` the one whose transaction the brokers
+/// committed. Warnings about damaged checkpoints go to `warnings`.
+///
+/// # Errors
+///
+/// No checkpoint reads back; with transactions, one the brokers name is
+/// missing, or none is there and other numbers of processes' would be
+/// taken over.
+fn own(
+    store: &Store,
+    dir: &Path,
+    instance: Instance,
+    transactions: Option<&Transactions>,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Checkpoint>, RunError> {
+    let (loaded, damaged) = store.load().map_err(|error| {
+        RunError::Checkpoint(format!(
+            "{error}; run with --fresh to start over (every output is then written anew)"
+        ))
+    })?;
+    warnings.extend(damaged);
+    match (transactions, loaded) {
+        (Some(transactions), Some(newest)) => committed(store, newest, transactions, warnings),
+        (Some(_), None) => not_taken_over(dir, instance).map(|()| None),
+        (None, loaded) => Ok(loaded),
+    }
+}
+
+/// Refuses, for a process whose Kafka sinks write in transactions, to
+/// take its partitions over from the checkpoints of another number of
+/// processes in the pipeline's state directory `dir`: which of theirs the
+/// brokers committed is not asked yet.
+fn not_taken_over(dir: &Path, instance: Instance) -> Result<(), RunError> {
+    let (numbers, group) = layouts::other_checkpoints(dir, instance);
+    match numbers.into_iter().chain(group).next() {
+        None => Ok(()),
+        Some(others) => Err(RunError::Checkpoint(format!(
+            "this process has no checkpoint of its own, and would take its partitions over \
+             from the checkpoints of {others}; with checkpoint `transactions`, it does not \
+             yet (which of their checkpoints the brokers committed is not asked): run as many \
+             processes as they were, or run with --fresh to start over"
+        ))),
+    }
 }
 
 /// The transactional id of `graph`'s Kafka sinks when their properties

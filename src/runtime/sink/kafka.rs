@@ -222,9 +222,10 @@ struct Epochs {
 
 impl Transactions {
     /// Starts the transactions of `sinks`' Kafka sinks as `id`, unless the
-    /// first Kafka sink's properties name a `transactional.id`: a producer
-    /// of that id that ran before is fenced off, and its open transaction
-    /// aborted.
+    /// first Kafka sink's properties name a `transactional.id`, and then
+    /// with `-tag` after it (one of several processes: each has its own):
+    /// a producer of that id that ran before is fenced off, and its open
+    /// transaction aborted.
     ///
     /// # Errors
     ///
@@ -233,6 +234,7 @@ impl Transactions {
     pub(crate) fn start(
         sinks: &[SinkNode],
         id: &str,
+        tag: Option<&str>,
         interval: Duration,
     ) -> Result<Arc<Self>, RunError> {
         let kafka: Vec<(&str, &KafkaSink)> = (sinks.iter())
@@ -248,7 +250,11 @@ impl Transactions {
         };
         let id = (first.properties.iter())
             .find(|(name, _)| name.value == "transactional.id")
-            .map_or_else(|| id.to_string(), |(_, value)| value.value.clone());
+            .map_or(id, |(_, value)| value.value.as_str());
+        let id = match tag {
+            Some(tag) => format!("{id}-{tag}"),
+            None => id.to_string(),
+        };
         let opened = |error: KafkaError| {
             RunError::kafka_client(
                 &error,
