@@ -779,6 +779,35 @@ fn a_process_of_a_group_reading_a_topic_that_is_not_there_stops() {
     );
 }
 
+/// Transactions are not for processes of a group yet: refused before
+/// joining.
+#[test]
+fn a_group_does_not_write_in_transactions_yet() {
+    let dir = scratch("kafka_join_transactions");
+    // No broker is asked anything.
+    pipeline_reading(&dir, "127.0.0.1:9", "");
+    let path = dir.join("pipeline.yaml");
+    let text = std::fs::read_to_string(&path).expect("written").replace(
+        "sinks:\n",
+        "checkpoint: {transactions: true}\nsinks:\n  alerts: {type: kafka, brokers: \
+         127.0.0.1:9, topic: alerts}\n",
+    ) + "  - {outcome: matched, sink: alerts}\n";
+    std::fs::write(&path, text).expect("written");
+    let run = run_in(&dir, &["--join"]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("error: checkpoint `transactions` are not for processes of a consumer group"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("joined the consumer group"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// Processes by number write their Kafka sinks in transactions of their
 /// own (the transactional id with their number after it); one of another
 /// number does not take their keys over with transactions.
