@@ -179,40 +179,8 @@ impl Membership {
     /// A source does not read Kafka, or is bounded; the Kafka sinks write
     /// in transactions; the member cannot be made.
     pub fn join(graph: &Graph) -> Result<Self, RunError> {
-        super::source::only_kafka(&graph.sources, "`--join`")?;
-        if graph.transactions {
-            return Err(RunError::Shared {
-                message: "checkpoint `transactions` are not for processes of a consumer group \
-                          (--join) yet: run without them, or with --instance"
-                    .to_string(),
-                span: None,
-            });
-        }
-        let mut kafka: Vec<&KafkaSource> = Vec::new();
-        for source in &graph.sources {
-            let Input::Kafka(config) = &source.input else {
-                continue;
-            };
-            if config.bounded {
-                return Err(RunError::Shared {
-                    message: format!(
-                        "kafka source `{}` is bounded: with `--join`, processes read on while \
-                         their group deals the partitions out; replay without `--join`",
-                        source.name
-                    ),
-                    span: Some(config.topic.span),
-                });
-            }
-            kafka.push(config);
-        }
-        let Some(first) = kafka.first() else {
-            return Err(RunError::Shared {
-                message: "the pipeline reads no Kafka topic: with `--join`, processes share \
-                          Kafka partitions only"
-                    .to_string(),
-                span: None,
-            });
-        };
+        let kafka = shareable(graph)?;
+        let first = kafka[0];
         let group = format!("{}.members", first.group.value);
         let mut config = ClientConfig::new();
         config
@@ -418,6 +386,51 @@ impl Drop for Membership {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `graph`'s Kafka sources, the first at least, which processes of a
+/// group may share.
+///
+/// # Errors
+///
+/// A source does not read Kafka, or is bounded; the Kafka sinks write in
+/// transactions.
+fn shareable(graph: &Graph) -> Result<Vec<&KafkaSource>, RunError> {
+    super::source::only_kafka(&graph.sources, "`--join`")?;
+    if graph.transactions {
+        return Err(RunError::Shared {
+            message: "checkpoint `transactions` are not for processes of a consumer group \
+                      (--join) yet: run without them, or with --instance"
+                .to_string(),
+            span: None,
+        });
+    }
+    let mut kafka: Vec<&KafkaSource> = Vec::new();
+    for source in &graph.sources {
+        let Input::Kafka(config) = &source.input else {
+            continue;
+        };
+        if config.bounded {
+            return Err(RunError::Shared {
+                message: format!(
+                    "kafka source `{}` is bounded: with `--join`, processes read on while \
+                     their group deals the partitions out; replay without `--join`",
+                    source.name
+                ),
+                span: Some(config.topic.span),
+            });
+        }
+        kafka.push(config);
+    }
+    if kafka.is_empty() {
+        return Err(RunError::Shared {
+            message: "the pipeline reads no Kafka topic: with `--join`, processes share Kafka \
+                      partitions only"
+                .to_string(),
+            span: None,
+        });
+    }
+    Ok(kafka)
 }
 
 /// The range of partitions every topic in `topics` was dealt.
