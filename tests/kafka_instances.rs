@@ -779,6 +779,74 @@ fn a_process_of_a_group_reading_a_topic_that_is_not_there_stops() {
     );
 }
 
+/// A process of a group takes each partition from the checkpoint that
+/// holds it newest, and from each checkpoint only those. Here its own
+/// range 0-7's checkpoint holds every key pending, and a newer one of
+/// range 4-7 (whose 0-3 counterpart is gone, as if its process had died
+/// before saving) holds the keys of 4-7 matched: once it took over, only
+/// the keys of 0-3 are pending; the older keys of 4-7 are not taken.
+#[test]
+fn a_process_of_a_group_takes_from_each_checkpoint_only_what_it_holds_newest() {
+    let cluster = topics();
+    let brokers = cluster.bootstrap_servers();
+    let dir = scratch("kafka_join_picks");
+    // A group its last member left deals again after this, less a second;
+    // a silent topic lets the other's events through after a second.
+    pipeline_reading(
+        &dir,
+        &brokers,
+        "    idle_timeout: 1s\n    properties: {session.timeout.ms: 3000, heartbeat.interval.ms: \
+         500}\n",
+    );
+    let keys: Vec<String> = (0..16).map(|n| format!("k{n}")).collect();
+    let send = |topic: &str, second: u32| {
+        let lines: Vec<String> = (keys.iter())
+            .map(|key| format!(r#"{{"id":"{key}","ts":"2026-11-02T12:00:0{second}Z"}}"#))
+            .collect();
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        produce(&brokers, topic, "id", &lines);
+    };
+    let state = dir.join("state");
+    let state_arg = state.to_str().expect("UTF-8");
+    let args = ["--join", "--state-dir", state_arg];
+    let all = state.join("partitions-0-7-of-8");
+    let copy = |from: &Path, to: &Path| {
+        let _ = std::fs::remove_dir_all(to);
+        std::fs::create_dir_all(to).expect("a directory");
+        for entry in std::fs::read_dir(from).expect("a directory").flatten() {
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with("checkpoint-") {
+                std::fs::copy(entry.path(), to.join(name)).expect("copied");
+            }
+        }
+    };
+    // Every order pending, in the checkpoint of one process's range 0-7.
+    send("orders", 0);
+    run_briefly(&dir, &args);
+    copy(&all, &dir.join("pending"));
+    // Every order matched by two processes, holding 0-3 and 4-7.
+    send("payments", 1);
+    let mut running = Running(vec![member(&dir, "1.log"), member(&dir, "2.log")]);
+    let halves = ["partitions-0-3-of-8", "partitions-4-7-of-8"];
+    wait_for_ranges(&dir, &running, &halves);
+    wait_until("every match", &dir, || {
+        matched_keys(&dir).len() == keys.len()
+    });
+    for (child, log) in running.0.drain(..) {
+        let (status, stderr) = stop(child, &dir, log);
+        assert_eq!(status, Some(0), "{stderr}");
+    }
+    std::fs::remove_dir_all(state.join(halves[0])).expect("removed");
+    copy(&dir.join("pending"), &all);
+    let stderr = run_briefly(&dir, &args);
+    let pending = (keys.iter()).filter(|key| partition_of(key) < 4).count();
+    assert!(
+        stderr.contains("took over  its partitions from the checkpoints of 2 processes")
+            && stderr.contains(&format!(": {pending} keys pending")),
+        "{pending} keys of partitions 0-3: {stderr}"
+    );
+}
+
 /// Transactions are not for processes of a group yet: refused before
 /// joining.
 #[test]

@@ -71,6 +71,10 @@ pub(crate) struct Kept {
     /// whose keys it takes (every one, `0..u32::MAX`, for a process
     /// alone).
     pub(crate) owned: Option<Range<u32>>,
+    /// Of states taken each for some partitions: those of each state, in
+    /// order, whose keys it takes (a state's keys of others are older than
+    /// another state's).
+    pub(crate) picked: Option<Vec<Vec<u32>>>,
 }
 
 /// What reading back a checkpoint's states found.
@@ -158,11 +162,15 @@ fn load(matcher: &mut Matcher, kept: &Kept, only: Only) -> Result<(), String> {
         Only::Keys(index, count) => {
             let mut scratch = Vec::new();
             let mut unplaced = 0_usize;
-            for state in &kept.states {
+            for (at, state) in kept.states.iter().enumerate() {
+                let picked = kept.picked.as_ref().and_then(|picked| picked.get(at));
                 let mut keep = |key: &Key, partition: Option<u32>| {
                     let owned = match (&kept.owned, partition) {
                         (None, _) => true,
-                        (Some(owned), Some(partition)) => owned.contains(&partition),
+                        (Some(owned), Some(partition)) => {
+                            owned.contains(&partition)
+                                && picked.is_none_or(|picked| picked.contains(&partition))
+                        }
                         (Some(_), None) => {
                             unplaced += 1;
                             false

@@ -56,6 +56,9 @@ pub(super) struct Checkpointing {
     /// Whether checkpoints whose partitions are all held newer elsewhere
     /// were removed, for a process its consumer group dealt partitions.
     retired_superseded: bool,
+    /// Of a take-over by partition: the partitions to take from each
+    /// state of the checkpoint resumed from.
+    picked: Option<Vec<Vec<u32>>>,
     /// The Kafka transactions the Kafka sinks write in, committed with
     /// each checkpoint.
     pub(super) transactions: Option<Arc<Transactions>>,
@@ -187,6 +190,7 @@ pub(super) fn prepare(
             took_over: resolved.took_over,
             partitions_then,
             retired_superseded: false,
+            picked: resolved.picked,
             transactions,
         }),
         resume,
@@ -599,10 +603,12 @@ impl Driver {
         } else {
             checkpoint.workers
         };
+        let picked = (self.checkpointing.as_mut()).and_then(|c| c.picked.take());
         let kept = Kept {
             states,
             format: StateFormat::of_version(checkpoint.version),
             owned,
+            picked,
         };
         let loaded = self.engine.load(kept).map_err(damaged)?;
         self.summary.resumed_from = Some(Resumed {

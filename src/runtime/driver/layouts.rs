@@ -142,6 +142,11 @@ pub(super) struct Resolved {
     pub(super) others: Vec<Layout>,
     /// How many processes this one took over from.
     pub(super) took_over: Option<u32>,
+    /// Of a take-over that took each partition from the checkpoint that
+    /// holds it newest: the partitions taken from each state of the
+    /// checkpoint put together, in order (its keys of others are older
+    /// than another's).
+    pub(super) picked: Option<Picked>,
     /// About damaged checkpoints.
     pub(super) warnings: Vec<String>,
 }
@@ -173,6 +178,7 @@ pub(super) fn resolve(
     let kept = |others| Resolved {
         others,
         took_over: None,
+        picked: None,
         warnings: Vec::new(),
     };
     if let Some(own) = resume {
@@ -204,12 +210,14 @@ pub(super) fn resolve(
         ))),
         [layout] => {
             let files = file_sinks(graph);
-            let (checkpoint, warnings) = take_over(layout, dir, fingerprint, base, &files, None)?;
+            let (checkpoint, warnings, _) =
+                take_over(layout, dir, fingerprint, base, &files, &Taking::default())?;
             *resume = Some(checkpoint);
             let took_over = Some(layout.count);
             Ok(Resolved {
                 others,
                 took_over,
+                picked: None,
                 warnings,
             })
         }
@@ -318,7 +326,9 @@ fn resolve_dealt(
     let others: Vec<Holder> = (holders(dir, of).into_iter())
         .filter(|holder| holder.dir != own)
         .collect();
+    // Each directory taken from, and the partitions taken from it.
     let mut from: Vec<PathBuf> = Vec::new();
+    let mut picks: Vec<Vec<u32>> = Vec::new();
     for partition in instance.partitions(of as usize) {
         let newest = (others.iter())
             .filter(|holder| holder.holds.contains(&partition))
@@ -328,14 +338,18 @@ fn resolve_dealt(
             _ if own_newest.is_some() => &own,
             _ => continue,
         };
-        if !from.contains(pick) {
+        if let Some(at) = from.iter().position(|dir| dir == pick) {
+            picks[at].push(partition);
+        } else {
             from.push(pick.clone());
+            picks.push(vec![partition]);
         }
     }
     if from.iter().all(|picked| *picked == own) {
         return Ok(Resolved {
             others: Vec::new(),
             took_over: None,
+            picked: None,
             warnings: Vec::new(),
         });
     }
@@ -344,11 +358,17 @@ fn resolve_dealt(
         dirs: from,
     };
     let files = file_sinks(graph);
-    let (checkpoint, warnings) = take_over(&layout, dir, fingerprint, base, &files, Some(&own))?;
+    let taking = Taking {
+        own: Some(&own),
+        picks: Some(&picks),
+    };
+    let (checkpoint, warnings, picked) =
+        take_over(&layout, dir, fingerprint, base, &files, &taking)?;
     *resume = Some(checkpoint);
     Ok(Resolved {
         others: Vec::new(),
         took_over: Some(u32::try_from(layout.dirs.len()).unwrap_or(u32::MAX)),
+        picked,
         warnings,
     })
 }
@@ -423,11 +443,13 @@ fn hold(dir: &Path) -> Result<File, RunError> {
 /// name and path, relative to the pipeline file's directory `base`) have
 /// now, to write on after. The old processes' file sinks are cut back to
 /// their checkpoints. `fingerprint` is this run's, which theirs must fit
-/// but for the instance. `own`, this process's state directory (which it
-/// holds already), may be among the layout's, for a process that a
-/// consumer group dealt partitions: it waits a while for the others'
-/// processes to let theirs go, as they do once the group takes their
-/// partitions from them.
+/// but for the instance. With `taking.own`, this process's state
+/// directory (which it holds already) may be among the layout's, for a
+/// process that a consumer group dealt partitions: it waits a while for
+/// the others' processes to let theirs go, as they do once the group takes
+/// their partitions from them; with `taking.picks`, it takes from each
+/// directory only the partitions picked from it, and says which of each
+/// state of the checkpoint put together.
 ///
 /// # Errors
 ///
@@ -440,17 +462,20 @@ pub(super) fn take_over(
     fingerprint: &[(String, String)],
     base: &Path,
     files: &[(String, String)],
-    own: Option<&Path>,
-) -> Result<(Checkpoint, Vec<String>), RunError> {
+    taking: &Taking<'_>,
+) -> Result<(Checkpoint, Vec<String>, Option<Picked>), RunError> {
+    let own = taking.own;
     let _held = hold(dir)?;
     let mut warnings = Vec::new();
     let mut taken: Vec<Checkpoint> = Vec::new();
+    // The partitions taken from each state of the checkpoints taken.
+    let mut picked: Vec<Vec<u32>> = Vec::new();
     // How many partitions each topic had, as their checkpoints say.
     let mut partitions = None;
     // Held until they are read and their files cut back.
     let mut locks = Vec::new();
     let patience = std::time::Instant::now() + LET_GO;
-    for old in &layout.dirs {
+    for (at, old) in layout.dirs.iter().enumerate() {
         let store = Store::new(old);
         if Some(old.as_path()) != own {
             locks.push(lock_old(&store, layout, own.is_some(), patience)?);
@@ -506,6 +531,16 @@ pub(super) fn take_over(
         for sink in &checkpoint.sinks {
             cut_back(base, sink)?;
         }
+        if let Some(picks) = taking.picks {
+            // Only what it holds newest: its offsets of the others are
+            // older than another's, and so are its keys of them.
+            let mine = &picks[at];
+            for input in &mut checkpoint.inputs {
+                (input.partitions).retain(|(partition, _)| mine.contains(partition));
+            }
+            let states = checkpoint.workers.len().max(1);
+            picked.extend(std::iter::repeat_n(mine.clone(), states));
+        }
         taken.push(checkpoint);
     }
     drop(locks);
@@ -524,7 +559,21 @@ pub(super) fn take_over(
     if let Some(count) = partitions {
         (merged.fingerprint).push((PARTITIONS.to_string(), count));
     }
-    Ok((merged, warnings))
+    Ok((merged, warnings, taking.picks.map(|_| picked)))
+}
+
+/// The partitions taken from each state of a checkpoint put together.
+pub(super) type Picked = Vec<Vec<u32>>;
+
+/// How a take-over takes: `own`, this process's state directory (which it
+/// holds already), may be among the layout's; `picks`, one per directory
+/// of the layout, are the partitions to take from each, where each is
+/// taken from the directory that holds it newest (every partition the
+/// checkpoints hold otherwise).
+#[derive(Default)]
+pub(super) struct Taking<'a> {
+    pub(super) own: Option<&'a Path>,
+    pub(super) picks: Option<&'a [Vec<u32>]>,
 }
 
 /// Locks the state directory of `store`, one of `layout`'s, to take over
