@@ -1,7 +1,9 @@
-//! Several `runner` processes sharing Kafka topics' partitions
-//! (`--instance I/N`), through the binary, against librdkafka's mock
-//! cluster: what they decide together, one of them killed and started
-//! again, is what one process decides reading the same events from files.
+//! Several `runner` processes sharing Kafka topics' partitions, by number
+//! (`--instance I/N`) or as their consumer group deals them (`--join`),
+//! through the binary, against librdkafka's mock cluster and tansu: what
+//! they decide together, one of them killed and started again, others
+//! joining or leaving, is what one process decides reading the same events
+//! from files.
 
 use std::path::Path;
 use std::process::Child;
