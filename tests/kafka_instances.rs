@@ -849,6 +849,21 @@ fn a_process_of_a_group_takes_from_each_checkpoint_only_what_it_holds_newest() {
     );
 }
 
+/// Adds to the pipeline in `dir` the Kafka sink `alerts` on `brokers`
+/// (with `extra` in its mapping), written in transactions (with
+/// `checkpoint` in that section), which gets the matches too.
+fn add_transactional_sink(dir: &Path, brokers: &str, checkpoint: &str, extra: &str) {
+    let path = dir.join("pipeline.yaml");
+    let text = std::fs::read_to_string(&path).expect("written").replace(
+        "sinks:\n",
+        &format!(
+            "checkpoint: {{{checkpoint}transactions: true}}\nsinks:\n  alerts: {{type: kafka, \
+             brokers: {brokers}, topic: alerts{extra}}}\n"
+        ),
+    ) + "  - {outcome: matched, sink: alerts}\n";
+    std::fs::write(&path, text).expect("written");
+}
+
 /// Transactions are not for processes of a group yet: refused before
 /// joining.
 #[test]
@@ -856,13 +871,7 @@ fn a_group_does_not_write_in_transactions_yet() {
     let dir = scratch("kafka_join_transactions");
     // No broker is asked anything.
     pipeline_reading(&dir, "127.0.0.1:9", "");
-    let path = dir.join("pipeline.yaml");
-    let text = std::fs::read_to_string(&path).expect("written").replace(
-        "sinks:\n",
-        "checkpoint: {transactions: true}\nsinks:\n  alerts: {type: kafka, brokers: \
-         127.0.0.1:9, topic: alerts}\n",
-    ) + "  - {outcome: matched, sink: alerts}\n";
-    std::fs::write(&path, text).expect("written");
+    add_transactional_sink(&dir, "127.0.0.1:9", "", "");
     let run = run_in(&dir, &["--join"]);
     assert_eq!(run.status, 2, "{}", run.stderr);
     assert!(
@@ -890,16 +899,12 @@ fn processes_by_number_write_in_transactions_of_their_own() {
     broker.create_topic("alerts", 1);
     let dir = scratch("kafka_instances_transactions");
     pipeline_reading(&dir, &broker.brokers, "");
-    let path = dir.join("pipeline.yaml");
-    let text = std::fs::read_to_string(&path).expect("written").replace(
-        "sinks:\n",
-        &format!(
-            "checkpoint: {{interval: 300ms, transactions: true}}\nsinks:\n  alerts: {{type: \
-             kafka, brokers: {}, topic: alerts, properties: {{transactional.id: tx}}}}\n",
-            broker.brokers
-        ),
-    ) + "  - {outcome: matched, sink: alerts}\n";
-    std::fs::write(&path, text).expect("written");
+    add_transactional_sink(
+        &dir,
+        &broker.brokers,
+        "interval: 300ms, ",
+        ", properties: {transactional.id: tx}",
+    );
     let lines: Vec<String> = (0..16)
         .map(|n| format!(r#"{{"id":"k{n}","ts":"2026-11-02T12:00:00Z"}}"#))
         .collect();

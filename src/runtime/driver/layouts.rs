@@ -392,31 +392,39 @@ pub(super) fn retire_superseded(dir: &Path, partitions: u32, own: &Path) -> Resu
                     && other.newest > holder.newest
             })
         });
-        let store = Store::new(&holder.dir);
-        if !superseded {
-            continue;
+        if superseded && clear_if_free(&holder.dir)? {
+            tracing::info!(
+                dir = %holder.dir.display(),
+                "checkpoints whose partitions are held newer elsewhere removed"
+            );
         }
-        let Ok(lock) = store.lock() else {
-            continue;
-        };
-        store
-            .clear()
-            .map_err(|error| RunError::Checkpoint(error.to_string()))?;
-        tracing::info!(
-            dir = %holder.dir.display(),
-            "checkpoints whose partitions are held newer elsewhere removed"
-        );
-        store.release(lock);
     }
-    // The layout lock's file stays: processes of a group take over and
-    // retire often, and one removed while another waits on it would let a
-    // third lock a new one at once.
     drop(held);
     Ok(())
 }
 
+/// Removes the checkpoints in the state directory `dir` unless a process
+/// holds it (one started again since); whether there were any. Its lock
+/// file goes, and the directory with it if that leaves it empty.
+fn clear_if_free(dir: &Path) -> Result<bool, RunError> {
+    let store = Store::new(dir);
+    let Ok(lock) = store.lock() else {
+        return Ok(false);
+    };
+    let had = store.has_checkpoint();
+    if had {
+        store
+            .clear()
+            .map_err(|error| RunError::Checkpoint(error.to_string()))?;
+    }
+    store.release(lock);
+    Ok(had)
+}
+
 /// Holds the pipeline's state directory `dir` for a take-over or a
-/// retirement: processes that start at once take over one at a time.
+/// retirement: processes that start at once take over one at a time. The
+/// lock's file stays once made: one removed while another process waits
+/// on it would let a third lock a new one at once.
 fn hold(dir: &Path) -> Result<File, RunError> {
     let failed = |error: std::io::Error| {
         RunError::Checkpoint(format!(
@@ -718,21 +726,9 @@ pub(super) fn retire(dir: &Path, layouts: &[Layout]) -> Result<(), RunError> {
         let mut removed = 0;
         for old in &layout.dirs {
             // Another process of this number may have been first.
-            if !old.exists() {
-                continue;
-            }
-            let store = Store::new(old);
-            let Ok(lock) = store.lock() else {
-                continue;
-            };
-            if store.has_checkpoint() {
-                store
-                    .clear()
-                    .map_err(|error| RunError::Checkpoint(error.to_string()))?;
+            if old.exists() && clear_if_free(old)? {
                 removed += 1;
             }
-            // Its lock file goes, and the directory with it if empty.
-            store.release(lock);
         }
         if removed > 0 {
             tracing::info!(
@@ -741,7 +737,6 @@ pub(super) fn retire(dir: &Path, layouts: &[Layout]) -> Result<(), RunError> {
             );
         }
     }
-    let _ = std::fs::remove_file(dir.join(LAYOUT_LOCK));
     drop(held);
     Ok(())
 }
