@@ -1215,20 +1215,21 @@ fn stopped_with_orders_pending(
             .map(|number| Instance::new(number, count).expect("an instance"))
             .collect(),
     };
-    let runs: Vec<Child> = (instances.iter())
+    let runs: Vec<(Child, String)> = (instances.iter())
         .map(|instance| {
             let which = instance.to_string();
-            let mut args = vec!["--state-dir", state_arg];
+            let log = format!("{}.log", instance.tag().unwrap_or_else(|| "alone".into()));
+            let mut args = [&METERED[..], &["--state-dir", state_arg]].concat();
             if instance.is_shared() {
                 args.extend(["--instance", &which]);
             }
-            start(&dir, &args)
+            (spawn(&dir, &args, &log), log)
         })
         .collect();
-    // Time to read every order (they are stopped, not waited for).
-    std::thread::sleep(Duration::from_secs(3));
-    for run in runs {
-        let (status, stderr) = interrupt(run);
+    // Every order read (they are stopped, not waited for).
+    for (run, log) in runs {
+        read_to_end(&dir, &log);
+        let (status, stderr) = stop(run, &dir, &log);
         assert_eq!(status, Some(0), "{stderr}");
     }
     for instance in instances {
@@ -1279,20 +1280,52 @@ fn refusal(dir: &Path, args: &[&str]) -> String {
     stderr
 }
 
-/// Runs the pipeline in `dir` with `args` until it has started, and a
-/// little more, and stops it as Ctrl-C does, which it must do cleanly;
-/// gives what it wrote to stderr.
+/// Runs the pipeline in `dir` with `args` until it has read its Kafka
+/// sources' partitions to their ends, and a little more, and stops it as
+/// Ctrl-C does, which it must do cleanly; gives what it wrote to stderr.
 fn run_briefly(dir: &Path, args: &[&str]) -> String {
     let log = dir.join("briefly.log");
-    let run = spawn(dir, &[&["--log", "text"][..], args].concat(), "briefly.log");
-    wait_until("the run to start", dir, || {
-        std::fs::read_to_string(&log).is_ok_and(|text| text.contains("run started"))
-    });
+    let run = spawn(dir, &[&METERED[..], args].concat(), "briefly.log");
+    read_to_end(dir, "briefly.log");
     std::thread::sleep(Duration::from_millis(300));
     let (status, _) = interrupt(run);
     let stderr = std::fs::read_to_string(&log).expect("its log");
     assert_eq!(status, Some(0), "{stderr}");
     stderr
+}
+
+/// Logging as text and serving metrics on a port the system chooses.
+const METERED: [&str; 4] = ["--log", "text", "--metrics-addr", "127.0.0.1:0"];
+
+/// Waits until the run started with [`METERED`] and logging to `log` in
+/// `dir` has read its Kafka sources' partitions to their ends, as its
+/// metrics tell once the client's statistics (every second) gave the
+/// ends: a fixed wait would stop a slow start before it read.
+fn read_to_end(dir: &Path, log: &str) {
+    let log = dir.join(log);
+    let mut addr = None;
+    wait_until("the run to serve its metrics", dir, || {
+        addr = std::fs::read_to_string(&log).ok().and_then(|text| {
+            let line = (text.lines()).find_map(|l| l.strip_prefix("runner: metrics at http://"))?;
+            Some(line.strip_suffix("/metrics")?.to_string())
+        });
+        addr.is_some()
+    });
+    let addr = addr.expect("waited for");
+    wait_until("the run to read every partition to its end", dir, || {
+        let page = crate::sources::http(&addr, "GET /metrics HTTP/1.1\r\nHost: runner\r\n\r\n");
+        let samples = |name: &str| -> Vec<String> {
+            let prefix = format!("{name}{{");
+            (page.lines())
+                .filter(|line| line.starts_with(&prefix))
+                .map(|line| line.rsplit(' ').next().unwrap_or_default().to_string())
+                .collect()
+        };
+        let lags = samples("runner_kafka_consumer_lag");
+        !lags.is_empty()
+            && lags.len() == samples("runner_kafka_messages_total").len()
+            && lags.iter().all(|lag| lag == "0")
+    });
 }
 
 /// The keys of the matches in every `out*.jsonl` in `dir`, sorted.
