@@ -13,7 +13,7 @@ use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer};
 
-use crate::harness::{interrupt, run_in, runner, scratch, start};
+use crate::harness::{interrupt, run_in, runner, scratch};
 use runner::runtime::Instance;
 
 const PARTITIONS: i32 = 8;
@@ -1473,10 +1473,7 @@ fn processes_sharing_topics_whose_partitions_changed_in_number_are_refused() {
     pipeline_reading(&dir, &four.bootstrap_servers(), "    idle_timeout: 1s\n");
     let state = dir.join("state");
     let state_arg = state.to_str().expect("UTF-8");
-    let run = start(&dir, &["--instance", "1/2", "--state-dir", state_arg]);
-    std::thread::sleep(Duration::from_millis(500));
-    let (status, stderr) = interrupt(run);
-    assert_eq!(status, Some(0), "{stderr}");
+    run_briefly(&dir, &["--instance", "1/2", "--state-dir", state_arg]);
     // The same topics, with six partitions each now.
     let six = topics_of(6);
     // Bounded: a run that is not refused ends.
