@@ -624,9 +624,7 @@ fn a_run_whose_last_transaction_did_not_commit_resumes_from_the_one_before() {
     assert!(last >= 3, "{last}");
     // As if the run had died between saving its last checkpoint and
     // committing its transaction: the brokers have the number of the one
-    // before. (Set here by hand: tansu keeps the number a transaction
-    // commits only if the transaction wrote records too, and librdkafka's
-    // mock cluster not at all.)
+    // before (set here by hand).
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("group.id", TRANSACTIONAL_ID)

@@ -864,32 +864,157 @@ fn add_transactional_sink(dir: &Path, brokers: &str, checkpoint: &str, extra: &s
     std::fs::write(&path, text).expect("written");
 }
 
-/// Transactions are not for processes of a group yet: refused before
-/// joining.
+/// As the processes of a group above, against a broker process, writing
+/// the matches to a Kafka sink too, in transactions: a process that takes
+/// partitions over fences off the transactional id of each process that
+/// held them, whose open transaction is aborted, and takes them from the
+/// checkpoints whose transactions committed. The files hold each outcome
+/// once, as before; the brokers keep each range's checkpoint number.
+/// (tansu does not hide aborted records from `read_committed` readers, so
+/// the Kafka sink's topic is not compared.)
 #[test]
-fn a_group_does_not_write_in_transactions_yet() {
-    let dir = scratch("kafka_join_transactions");
-    // No broker is asked anything.
-    pipeline_reading(&dir, "127.0.0.1:9", "");
-    add_transactional_sink(&dir, "127.0.0.1:9", "", "");
-    let run = run_in(&dir, &["--join"]);
-    assert_eq!(run.status, 2, "{}", run.stderr);
+fn against_a_broker_process_processes_of_a_group_write_in_transactions() {
+    let broker = crate::kafka::Broker::start();
+    for topic in ["orders", "payments"] {
+        broker.create_topic(topic, PARTITIONS);
+    }
+    broker.create_topic("alerts", 1);
+    let scenario = Scenario::on("kafka_join_transactions", Cluster::Process(broker));
+    let pipeline = scenario.dir.join("pipeline.yaml");
+    let text = std::fs::read_to_string(&pipeline).expect("written");
+    let text = (text.replace(
+        "checkpoint:\n  interval: 1s\n",
+        "checkpoint:\n  interval: 1s\n  transactions: true\n",
+    ))
+    .replacen(
+        "outputs:\n",
+        "outputs:\n  - {outcome: matched, sink: published}\n",
+        1,
+    )
+    .replacen(
+        "sinks:\n",
+        &format!(
+            "sinks:\n  published: {{type: kafka, brokers: {}, topic: alerts, properties: \
+             {{transactional.id: tx}}}}\n",
+            scenario.brokers
+        ),
+        1,
+    );
+    std::fs::write(&pipeline, text).expect("written");
+    killed_and_joining(&scenario);
+    let logs: String = ["1.log", "2.log", "3.log", "4.log"]
+        .iter()
+        .map(|log| std::fs::read_to_string(scenario.dir.join(log)).unwrap_or_default())
+        .collect();
     assert!(
-        run.stderr
-            .contains("error: checkpoint `transactions` are not for processes of a consumer group"),
-        "{}",
-        run.stderr
+        logs.contains("kafka transactions of another process fenced off id=tx-partitions-3-5-of-8"),
+        "{logs}"
+    );
+    assert!(logs.contains("kafka transaction committed"), "{logs}");
+}
+
+/// A checkpoint saved whose transaction did not commit (its process died
+/// between the two) is dropped by the processes that take its partitions
+/// over, once they fenced its transactional id off: they take them from
+/// the checkpoint before, whose transaction committed.
+#[test]
+fn a_checkpoint_whose_transaction_did_not_commit_is_not_taken_over() {
+    let cluster = topics();
+    cluster.create_topic("alerts", 1, 1).expect("a topic");
+    let brokers = cluster.bootstrap_servers();
+    let dir = scratch("kafka_join_uncommitted");
+    // A group its last member left deals again after this, less a second.
+    pipeline_reading(
+        &dir,
+        &brokers,
+        "    idle_timeout: 1s\n    properties: {session.timeout.ms: 3000, heartbeat.interval.ms: \
+         500}\n",
+    );
+    add_transactional_sink(
+        &dir,
+        &brokers,
+        "interval: 300ms, ",
+        ", properties: {transactional.id: tx}",
+    );
+    let orders: Vec<String> = (0..16)
+        .map(|n| format!(r#"{{"id":"k{n}","ts":"2026-11-02T12:00:00Z"}}"#))
+        .collect();
+    produce(
+        &brokers,
+        "orders",
+        "id",
+        &orders.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let state = dir.join("state");
+    let all = state.join("partitions-0-7-of-8");
+    // One process, dealt every partition, leaves checkpoints of its orders
+    // pending; its last, as if it had died before committing it.
+    run_briefly(
+        &dir,
+        &["--join", "--state-dir", state.to_str().expect("UTF-8")],
+    );
+    let numbers: Vec<i64> = (std::fs::read_dir(&all).expect("its checkpoints").flatten())
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            name.strip_prefix("checkpoint-")?.parse().ok()
+        })
+        .collect();
+    let last = numbers.iter().copied().max().expect("a checkpoint");
+    assert!(numbers.contains(&(last - 1)), "{numbers:?}");
+    let marker: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "tx-partitions-0-7-of-8")
+        .create()
+        .expect("a consumer");
+    let mut before = rdkafka::TopicPartitionList::new();
+    (before.add_partition_offset("alerts", 0, rdkafka::Offset::Offset(last - 1)))
+        .expect("a partition");
+    rdkafka::consumer::Consumer::commit(&marker, &before, rdkafka::consumer::CommitMode::Sync)
+        .expect("committed");
+    // Two processes take the partitions over, 0-3 and 4-7.
+    let mut running = Running(vec![member(&dir, "1.log"), member(&dir, "2.log")]);
+    wait_for_ranges(
+        &dir,
+        &running,
+        &["partitions-0-3-of-8", "partitions-4-7-of-8"],
+    );
+    let mut logs = String::new();
+    for (child, log) in running.0.drain(..) {
+        let (status, stderr) = stop(child, &dir, log);
+        assert_eq!(status, Some(0), "{stderr}");
+        logs.push_str(&stderr);
+    }
+    assert!(
+        logs.contains("kafka transactions of another process fenced off id=tx-partitions-0-7-of-8"),
+        "{logs}"
     );
     assert!(
-        !run.stderr.contains("joined the consumer group"),
-        "{}",
-        run.stderr
+        logs.contains(&format!(
+            "warning: checkpoint {last} in `{}` was saved, but its transaction as \
+             `tx-partitions-0-7-of-8` did not commit (the brokers committed that of checkpoint \
+             {} last): dropped",
+            all.display(),
+            last - 1
+        )),
+        "{logs}"
     );
+    // Each took its half of the orders pending from the one before.
+    assert_eq!(
+        logs.matches(&format!("the checkpoint of one process ({}): ", last - 1))
+            .count(),
+        2,
+        "{logs}"
+    );
+    let pending: usize = (logs.lines())
+        .filter_map(|line| line.split_once(&format!("({}): ", last - 1)))
+        .filter_map(|(_, rest)| rest.split_once(' ')?.0.parse::<usize>().ok())
+        .sum();
+    assert_eq!(pending, 16, "{logs}");
 }
 
 /// Processes by number write their Kafka sinks in transactions of their
 /// own (the transactional id with their number after it); one of another
-/// number does not take their keys over with transactions.
+/// number takes their keys over once it fenced their ids off.
 #[test]
 fn processes_by_number_write_in_transactions_of_their_own() {
     let broker = crate::kafka::Broker::start();
@@ -938,11 +1063,16 @@ fn processes_by_number_write_in_transactions_of_their_own() {
         );
     }
     assert!(!matches!(marker("tx"), Some(rdkafka::Offset::Offset(_))));
-    let refused = refusal(&dir, &["--instance", "1/3", "--state-dir", state_arg]);
+    // One of three takes over from the two, fencing their ids off first,
+    // and writes in transactions of its own.
+    let stderr = run_briefly(&dir, &["--instance", "1/3", "--state-dir", state_arg]);
     assert!(
-        refused.contains("with checkpoint `transactions`, it does not yet"),
-        "{refused}"
+        stderr.contains("took over  its partitions from the checkpoints of 2 processes")
+            && stderr.contains("kafka transactions of another process fenced off id=tx-1-of-2")
+            && stderr.contains("kafka transactions of another process fenced off id=tx-2-of-2"),
+        "{stderr}"
     );
+    assert!(matches!(marker("tx-1-of-3"), Some(rdkafka::Offset::Offset(n)) if n > 0));
 }
 
 /// The bill check over topics `orders` and `payments` of `brokers`,
@@ -1227,8 +1357,8 @@ fn stopped_with_orders_pending(
         })
         .collect();
     // Every order read (they are stopped, not waited for).
-    for (run, log) in runs {
-        read_to_end(&dir, &log);
+    for (mut run, log) in runs {
+        read_to_end(&dir, &log, &mut run);
         let (status, stderr) = stop(run, &dir, &log);
         assert_eq!(status, Some(0), "{stderr}");
     }
@@ -1285,8 +1415,8 @@ fn refusal(dir: &Path, args: &[&str]) -> String {
 /// Ctrl-C does, which it must do cleanly; gives what it wrote to stderr.
 fn run_briefly(dir: &Path, args: &[&str]) -> String {
     let log = dir.join("briefly.log");
-    let run = spawn(dir, &[&METERED[..], args].concat(), "briefly.log");
-    read_to_end(dir, "briefly.log");
+    let mut run = spawn(dir, &[&METERED[..], args].concat(), "briefly.log");
+    read_to_end(dir, "briefly.log", &mut run);
     std::thread::sleep(Duration::from_millis(300));
     let (status, _) = interrupt(run);
     let stderr = std::fs::read_to_string(&log).expect("its log");
@@ -1301,10 +1431,19 @@ const METERED: [&str; 4] = ["--log", "text", "--metrics-addr", "127.0.0.1:0"];
 /// `dir` has read its Kafka sources' partitions to their ends, as its
 /// metrics tell once the client's statistics (every second) gave the
 /// ends: a fixed wait would stop a slow start before it read.
-fn read_to_end(dir: &Path, log: &str) {
+fn read_to_end(dir: &Path, log: &str, run: &mut Child) {
     let log = dir.join(log);
+    let mut ended = || {
+        if let Some(status) = run.try_wait().expect("waited") {
+            panic!(
+                "the run ended ({status}) before reading to the end:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+    };
     let mut addr = None;
     wait_until("the run to serve its metrics", dir, || {
+        ended();
         addr = std::fs::read_to_string(&log).ok().and_then(|text| {
             let line = (text.lines()).find_map(|l| l.strip_prefix("runner: metrics at http://"))?;
             Some(line.strip_suffix("/metrics")?.to_string())
@@ -1313,6 +1452,7 @@ fn read_to_end(dir: &Path, log: &str) {
     });
     let addr = addr.expect("waited for");
     wait_until("the run to read every partition to its end", dir, || {
+        ended();
         let page = crate::sources::http(&addr, "GET /metrics HTTP/1.1\r\nHost: runner\r\n\r\n");
         let samples = |name: &str| -> Vec<String> {
             let prefix = format!("{name}{{");

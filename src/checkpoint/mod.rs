@@ -49,9 +49,10 @@ pub const PARTITIONS: &str = "the partitions";
 pub const TRANSACTIONS: &str = "the kafka transactions";
 
 /// The parts of a fingerprint that say how the processes that took a
-/// checkpoint were laid out, not what the pipeline is: a checkpoint with
-/// others resumes, or is taken over from, all the same.
-pub const LAYOUT_PARTS: [&str; 3] = [INSTANCE, WORKERS, PARTITIONS];
+/// checkpoint were laid out (and, with transactions, which id each wrote
+/// as), not what the pipeline is: a checkpoint with others resumes, or is
+/// taken over from, all the same.
+pub const LAYOUT_PARTS: [&str; 4] = [INSTANCE, WORKERS, PARTITIONS, TRANSACTIONS];
 
 /// The format version written; a checkpoint of another version is not
 /// read, except versions 2, which lacks the offsets of Kafka partitions,

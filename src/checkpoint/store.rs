@@ -223,6 +223,27 @@ impl Store {
         Ok((header.len() + head.len() + matcher.len()) as u64)
     }
 
+    /// Removes the checkpoints numbered after `sequence` (every one, for
+    /// `None`): those whose Kafka transactions did not commit. Gives their
+    /// numbers.
+    ///
+    /// # Errors
+    ///
+    /// A checkpoint cannot be removed, or the directory read or synced.
+    pub fn discard_after(&self, sequence: Option<u64>) -> Result<Vec<u64>, StoreError> {
+        let mut discarded = Vec::new();
+        for (number, path) in self.files()? {
+            if sequence.is_none_or(|kept| number > kept) {
+                fs::remove_file(&path).map_err(Self::io("remove", &path))?;
+                discarded.push(number);
+            }
+        }
+        if !discarded.is_empty() {
+            sync_dir(&self.dir).map_err(Self::io("sync", &self.dir))?;
+        }
+        Ok(discarded)
+    }
+
     /// Takes the state directory for this run, creating it.
     ///
     /// # Errors
@@ -331,6 +352,21 @@ mod tests {
         assert_eq!(store.load().unwrap().0.map(|c| c.sequence), Some(4));
         store.clear().unwrap();
         assert!(!store.dir().exists());
+    }
+
+    #[test]
+    fn checkpoints_after_the_one_committed_are_discarded() {
+        let store = Store::new(scratch("discard"));
+        let mut checkpoint = sample();
+        for sequence in [7, 8] {
+            checkpoint.sequence = sequence;
+            store.save(&checkpoint).unwrap();
+        }
+        assert_eq!(store.discard_after(Some(8)).unwrap(), Vec::<u64>::new());
+        assert_eq!(store.discard_after(Some(7)).unwrap(), vec![8]);
+        assert_eq!(store.load().unwrap().0.map(|c| c.sequence), Some(7));
+        assert_eq!(store.discard_after(None).unwrap(), vec![7]);
+        assert_eq!(store.newest(), None);
     }
 
     #[test]

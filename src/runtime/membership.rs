@@ -176,8 +176,8 @@ impl Membership {
     ///
     /// # Errors
     ///
-    /// A source does not read Kafka, or is bounded; the Kafka sinks write
-    /// in transactions; the member cannot be made.
+    /// A source does not read Kafka, or is bounded; the member cannot be
+    /// made.
     pub fn join(graph: &Graph) -> Result<Self, RunError> {
         let kafka = shareable(graph)?;
         let first = kafka[0];
@@ -393,18 +393,9 @@ impl Drop for Membership {
 ///
 /// # Errors
 ///
-/// A source does not read Kafka, or is bounded; the Kafka sinks write in
-/// transactions.
+/// A source does not read Kafka, or is bounded.
 fn shareable(graph: &Graph) -> Result<Vec<&KafkaSource>, RunError> {
     super::source::only_kafka(&graph.sources, "`--join`")?;
-    if graph.transactions {
-        return Err(RunError::Shared {
-            message: "checkpoint `transactions` are not for processes of a consumer group \
-                      (--join) yet: run without them, or with --instance"
-                .to_string(),
-            span: None,
-        });
-    }
     let mut kafka: Vec<&KafkaSource> = Vec::new();
     for source in &graph.sources {
         let Input::Kafka(config) = &source.input else {

@@ -127,17 +127,18 @@ pub(super) fn prepare(
         store.clear().map_err(failed)?;
         None
     } else {
-        own(&store, &dir, instance, transactions.as_deref(), warnings)?
+        own(&store, instance, transactions.as_deref(), warnings)?
     };
-    let resolved = layouts::resolve(
-        &dir,
-        instance,
-        &mut resume,
-        fresh,
-        &fingerprint,
+    let settling = |store: &Store| settle(store, graph, interval);
+    let pipeline = layouts::Pipeline {
         graph,
-        &options.base,
-    )?;
+        base: &options.base,
+        fingerprint: &fingerprint,
+        settle: transactions
+            .is_some()
+            .then_some(&settling as layouts::Settle<'_>),
+    };
+    let resolved = layouts::resolve(&dir, instance, &mut resume, fresh, &pipeline)?;
     warnings.extend(resolved.warnings);
     let mut partitions_then = None;
     if let Some(checkpoint) = &mut resume {
@@ -217,7 +218,7 @@ fn opened_from(mut checkpoint: Checkpoint, base: &Path) -> Checkpoint {
 ///
 /// # Errors
 ///
-/// The process is one of several, or the transactions cannot start.
+/// The transactions cannot start.
 fn start_transactions(
     graph: &Graph,
     instance: Instance,
@@ -226,14 +227,6 @@ fn start_transactions(
 ) -> Result<Option<Arc<Transactions>>, RunError> {
     if !graph.transactions {
         return Ok(None);
-    }
-    if instance.count().is_none() {
-        return Err(RunError::Shared {
-            message: "checkpoint `transactions` are not for processes of a consumer group \
-                      (--join) yet: run without them, or with --instance"
-                .to_string(),
-            span: None,
-        });
     }
     let id = transactional_id(graph, dir);
     let tag = instance.tag();
@@ -247,43 +240,130 @@ fn start_transactions(
 /// # Errors
 ///
 /// No checkpoint reads back; with transactions, one the brokers name is
-/// missing, or none is there and other numbers of processes' would be
-/// taken over.
+/// missing.
 fn own(
     store: &Store,
-    dir: &Path,
     instance: Instance,
     transactions: Option<&Transactions>,
     warnings: &mut Vec<String>,
 ) -> Result<Option<Checkpoint>, RunError> {
-    let (loaded, damaged) = store.load().map_err(|error| {
-        RunError::Checkpoint(format!(
-            "{error}; run with --fresh to start over (every output is then written anew)"
-        ))
-    })?;
+    let (loaded, damaged) = load(store)?;
     warnings.extend(damaged);
     match (transactions, loaded) {
+        (Some(transactions), Some(newest)) if instance.dealt_of().is_some() => {
+            // Its partitions may be taken from elsewhere: only what
+            // committed stays.
+            if let Some(id) = id_then(&newest, transactions, warnings) {
+                let marker = transactions.committed().map_err(|error| {
+                    RunError::Checkpoint(format!("kafka transactions as `{id}`: {error}"))
+                })?;
+                warnings.extend(keep_committed(store, &id, marker)?);
+                let (loaded, damaged) = load(store)?;
+                warnings.extend(damaged);
+                return Ok(loaded);
+            }
+            Ok(Some(newest))
+        }
         (Some(transactions), Some(newest)) => committed(store, newest, transactions, warnings),
-        (Some(_), None) => not_taken_over(dir, instance).map(|()| None),
-        (None, loaded) => Ok(loaded),
+        (_, loaded) => Ok(loaded),
     }
 }
 
-/// Refuses, for a process whose Kafka sinks write in transactions, to
-/// take its partitions over from the checkpoints of another number of
-/// processes in the pipeline's state directory `dir`: which of theirs the
-/// brokers committed is not asked yet.
-fn not_taken_over(dir: &Path, instance: Instance) -> Result<(), RunError> {
-    let (numbers, group) = layouts::other_checkpoints(dir, instance);
-    match numbers.into_iter().chain(group).next() {
-        None => Ok(()),
-        Some(others) => Err(RunError::Checkpoint(format!(
-            "this process has no checkpoint of its own, and would take its partitions over \
-             from the checkpoints of {others}; with checkpoint `transactions`, it does not \
-             yet (which of their checkpoints the brokers committed is not asked): run as many \
-             processes as they were, or run with --fresh to start over"
-        ))),
+/// The newest checkpoint in `store` that reads back, and warnings about
+/// newer ones that do not.
+///
+/// # Errors
+///
+/// None reads back.
+fn load(store: &Store) -> Result<(Option<Checkpoint>, Vec<String>), RunError> {
+    store.load().map_err(|error| {
+        RunError::Checkpoint(format!(
+            "{error}; run with --fresh to start over (every output is then written anew)"
+        ))
+    })
+}
+
+/// The transactional id `newest` was taken with, when it is that of
+/// `transactions`, the brokers then knowing whether its transaction
+/// committed; `None` for a checkpoint taken before transactions were on,
+/// or under another id (a warning says so: the run resumes from it).
+fn id_then(
+    newest: &Checkpoint,
+    transactions: &Transactions,
+    warnings: &mut Vec<String>,
+) -> Option<String> {
+    let then = transactional_id_of(newest)?;
+    if then != transactions.id() {
+        warnings.push(format!(
+            "the transactional id was `{then}` when checkpoint {} was taken, and is `{}` now: \
+             the brokers cannot say whether its transaction committed, so the run resumes \
+             from it",
+            newest.sequence,
+            transactions.id()
+        ));
+        return None;
     }
+    Some(then)
+}
+
+/// The transactional id `checkpoint` was taken with, if its run wrote in
+/// transactions.
+fn transactional_id_of(checkpoint: &Checkpoint) -> Option<String> {
+    (checkpoint.fingerprint.iter())
+        .find(|(part, _)| part == crate::checkpoint::TRANSACTIONS)
+        .map(|(_, id)| id.clone())
+}
+
+/// Drops the checkpoints in `store` (held) numbered after `marker`, the
+/// last checkpoint whose transaction the brokers committed as `id`: their
+/// transactions did not commit (they are aborted once the id is fenced
+/// off), so the outcomes they count as written are not. Gives a warning
+/// saying which went.
+///
+/// # Errors
+///
+/// A checkpoint cannot be removed.
+fn keep_committed(store: &Store, id: &str, marker: Option<u64>) -> Result<Vec<String>, RunError> {
+    let discarded =
+        (store.discard_after(marker)).map_err(|error| RunError::Checkpoint(error.to_string()))?;
+    if discarded.is_empty() {
+        return Ok(Vec::new());
+    }
+    let numbers: Vec<String> = discarded.iter().map(u64::to_string).collect();
+    let committed = marker.map_or_else(
+        || "none".to_string(),
+        |marker| format!("that of checkpoint {marker} last"),
+    );
+    Ok(vec![format!(
+        "checkpoint {} in `{}` was saved, but its transaction as `{id}` did not commit (the \
+         brokers committed {committed}): dropped; its partitions are taken from the checkpoint \
+         that holds them newest of those committed, and what was decided after is decided again",
+        numbers.join(", "),
+        store.dir().display()
+    )])
+}
+
+/// Settles the checkpoints in `store` (held) of another process whose
+/// Kafka sinks wrote in transactions, to take partitions over from them:
+/// fences its transactional id off (aborting its open transaction), and
+/// drops its checkpoints whose transactions did not commit. Gives
+/// warnings saying which went.
+///
+/// # Errors
+///
+/// Its checkpoint does not read back, or the brokers do not answer.
+fn settle(
+    store: &Store,
+    graph: &Graph,
+    interval: std::time::Duration,
+) -> Result<Vec<String>, RunError> {
+    let (newest, mut warnings) = load(store)?;
+    let Some(id) = newest.as_ref().and_then(transactional_id_of) else {
+        return Ok(warnings);
+    };
+    let marker = Transactions::fence(&graph.sinks, &id, interval)?;
+    warnings.extend(keep_committed(store, &id, marker)?);
+    Ok(warnings)
 }
 
 /// The transactional id of `graph`'s Kafka sinks when their properties
@@ -321,22 +401,9 @@ fn committed(
             .clear()
             .map_err(|error| RunError::Checkpoint(error.to_string()))
     };
-    let then = (newest.fingerprint.iter())
-        .find(|(part, _)| part == crate::checkpoint::TRANSACTIONS)
-        .map(|(_, id)| id.clone());
-    if let Some(then) = then.as_ref().filter(|then| *then != transactions.id()) {
-        warnings.push(format!(
-            "the transactional id was `{then}` when checkpoint {} was taken, and is `{}` now: \
-             the brokers cannot say whether its transaction committed, so the run resumes \
-             from it",
-            newest.sequence,
-            transactions.id()
-        ));
-        return Ok(Some(newest));
-    }
-    if then.is_none() {
-        // Taken before transactions were turned on: the brokers have what
-        // it says was written.
+    if id_then(&newest, transactions, warnings).is_none() {
+        // Taken before transactions were turned on (the brokers have what
+        // it says was written), or under another id.
         return Ok(Some(newest));
     }
     let marker = transactions.committed().map_err(|error| {
@@ -445,12 +512,16 @@ impl Checkpointing {
     /// before them, not). A failure is only logged; the next checkpoint
     /// tries again.
     fn retire_taken_over(&mut self) {
+        let root = self.root.clone();
+        let transactions = self.transactions.clone();
+        let committed = |dir: &Path| committed_newest(transactions.as_deref(), &root, dir);
         if let Some(of) = self.instance.dealt_of() {
-            // Once this process's first checkpoint holds its partitions,
-            // the checkpoints it took them from may hold none newest.
-            if !self.retired_superseded {
-                let own = self.instance.state_dir(&self.root);
-                match layouts::retire_superseded(&self.root, of, &own) {
+            // Once this process's first checkpoint holds its partitions
+            // (committed, where the run writes in transactions), the
+            // checkpoints it took them from may hold none newest.
+            let own = self.instance.state_dir(&self.root);
+            if !self.retired_superseded && committed(&own) {
+                match layouts::retire_superseded(&self.root, of, &own, &committed) {
                     Ok(()) => self.retired_superseded = true,
                     Err(error) => tracing::warn!(%error, "checkpoints taken over from are left"),
                 }
@@ -460,12 +531,38 @@ impl Checkpointing {
         let Some(after) = self.retire.iter().filter_map(Layout::newest).max() else {
             return;
         };
-        if !layouts::complete(&self.root, self.instance, after) {
+        if !layouts::complete(&self.root, self.instance, after, &committed) {
             return;
         }
         match layouts::retire(&self.root, &self.retire) {
             Ok(()) => self.retire.clear(),
             Err(error) => tracing::warn!(%error, "checkpoints taken over from are left"),
+        }
+    }
+}
+
+/// Whether the newest checkpoint in the state directory `dir` (within the
+/// pipeline's, `root`) is one the brokers hold the outcomes of, where the
+/// run's Kafka sinks write in `transactions`: its transaction committed,
+/// as the brokers keep the number under its process's transactional id
+/// (asked, not fenced: it may be running). Without transactions, every
+/// checkpoint is.
+fn committed_newest(transactions: Option<&Transactions>, root: &Path, dir: &Path) -> bool {
+    let Some(transactions) = transactions else {
+        return true;
+    };
+    let Some(newest) = Store::new(dir).newest() else {
+        return false;
+    };
+    let tag = (dir != root)
+        .then(|| dir.file_name().and_then(|name| name.to_str()))
+        .flatten()
+        .map(|name| name.strip_prefix("instance-").unwrap_or(name));
+    match transactions.committed_of(tag) {
+        Ok(marker) => marker.is_some_and(|marker| marker >= newest),
+        Err(error) => {
+            tracing::warn!(%error, dir = %dir.display(), "kafka transactions not asked");
+            false
         }
     }
 }

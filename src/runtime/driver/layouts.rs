@@ -167,12 +167,10 @@ pub(super) fn resolve(
     instance: Instance,
     resume: &mut Option<Checkpoint>,
     fresh: bool,
-    fingerprint: &[(String, String)],
-    graph: &Graph,
-    base: &Path,
+    pipeline: &Pipeline<'_>,
 ) -> Result<Resolved, RunError> {
     if let Some(of) = instance.dealt_of() {
-        return resolve_dealt(dir, instance, of, resume, fingerprint, graph, base);
+        return resolve_dealt(dir, instance, of, resume, pipeline);
     }
     let others = Layout::others(dir, instance);
     let kept = |others| Resolved {
@@ -209,9 +207,19 @@ pub(super) fn resolve(
             layout.describe()
         ))),
         [layout] => {
-            let files = file_sinks(graph);
-            let (checkpoint, warnings, _) =
-                take_over(layout, dir, fingerprint, base, &files, &Taking::default())?;
+            let files = file_sinks(pipeline.graph);
+            let taking = Taking {
+                settle: pipeline.settle,
+                ..Taking::default()
+            };
+            let (checkpoint, warnings, _) = take_over(
+                layout,
+                dir,
+                pipeline.fingerprint,
+                pipeline.base,
+                &files,
+                &taking,
+            )?;
             *resume = Some(checkpoint);
             let took_over = Some(layout.count);
             Ok(Resolved {
@@ -233,6 +241,23 @@ pub(super) fn resolve(
         }
     }
 }
+
+/// What a take-over needs of the pipeline: the graph, its file's
+/// directory `base` (which paths in checkpoints are relative to), the
+/// run's fingerprint, and, for a run whose Kafka sinks write in
+/// transactions, how to settle another process's checkpoints.
+pub(super) struct Pipeline<'a> {
+    pub(super) graph: &'a Graph,
+    pub(super) base: &'a Path,
+    pub(super) fingerprint: &'a [(String, String)],
+    pub(super) settle: Option<Settle<'a>>,
+}
+
+/// Fences off the process that kept the checkpoints of a state directory
+/// (its store, held) from writing in its Kafka transactions, and drops
+/// those of its checkpoints whose transactions did not commit; gives
+/// warnings saying which.
+pub(super) type Settle<'a> = &'a dyn Fn(&Store) -> Result<Vec<String>, RunError>;
 
 /// Each file sink of `graph`: its name and path.
 fn file_sinks(graph: &Graph) -> Vec<(String, String)> {
@@ -317,19 +342,43 @@ fn resolve_dealt(
     instance: Instance,
     of: u32,
     resume: &mut Option<Checkpoint>,
-    fingerprint: &[(String, String)],
-    graph: &Graph,
-    base: &Path,
+    pipeline: &Pipeline<'_>,
 ) -> Result<Resolved, RunError> {
     let own = instance.state_dir(dir);
     let own_newest = resume.as_ref().map(|checkpoint| checkpoint.sequence);
-    let others: Vec<Holder> = (holders(dir, of).into_iter())
+    let mine = instance.partitions(of as usize);
+    let mut warnings = Vec::new();
+    let mut others: Vec<Holder> = (holders(dir, of).into_iter())
         .filter(|holder| holder.dir != own)
         .collect();
+    if let Some(settle) = pipeline.settle {
+        // Their newest, once those whose transactions did not commit are
+        // dropped, is what the brokers hold the outcomes of.
+        let patience = std::time::Instant::now() + LET_GO;
+        let _held = hold(dir)?;
+        for holder in &others {
+            if mine
+                .clone()
+                .any(|partition| holder.holds.contains(&partition))
+            {
+                let layout = Layout {
+                    count: 0,
+                    dirs: vec![holder.dir.clone()],
+                };
+                let store = Store::new(&holder.dir);
+                let lock = lock_old(&store, &layout, true, patience)?;
+                warnings.extend(settle(&store)?);
+                drop(lock);
+            }
+        }
+        others = (holders(dir, of).into_iter())
+            .filter(|holder| holder.dir != own)
+            .collect();
+    }
     // Each directory taken from, and the partitions taken from it.
     let mut from: Vec<PathBuf> = Vec::new();
     let mut picks: Vec<Vec<u32>> = Vec::new();
-    for partition in instance.partitions(of as usize) {
+    for partition in mine {
         let newest = (others.iter())
             .filter(|holder| holder.holds.contains(&partition))
             .max_by_key(|holder| holder.newest);
@@ -350,20 +399,28 @@ fn resolve_dealt(
             others: Vec::new(),
             took_over: None,
             picked: None,
-            warnings: Vec::new(),
+            warnings,
         });
     }
     let layout = Layout {
         count: 0,
         dirs: from,
     };
-    let files = file_sinks(graph);
+    let files = file_sinks(pipeline.graph);
     let taking = Taking {
         own: Some(&own),
         picks: Some(&picks),
+        settle: None,
     };
-    let (checkpoint, warnings, picked) =
-        take_over(&layout, dir, fingerprint, base, &files, &taking)?;
+    let (checkpoint, taken, picked) = take_over(
+        &layout,
+        dir,
+        pipeline.fingerprint,
+        pipeline.base,
+        &files,
+        &taking,
+    )?;
+    warnings.extend(taken);
     *resume = Some(checkpoint);
     Ok(Resolved {
         others: Vec::new(),
@@ -377,17 +434,26 @@ fn resolve_dealt(
 /// hold no partition's newest state (of the `partitions` each topic has):
 /// each of theirs is held newer elsewhere, so no process takes it from
 /// them again. A directory still locked is left alone. `own`, this
-/// process's, holds its partitions' newest.
-pub(super) fn retire_superseded(dir: &Path, partitions: u32, own: &Path) -> Result<(), RunError> {
+/// process's, holds its partitions' newest. Only a directory whose newest
+/// checkpoint is `committed` (its Kafka transaction, where the run writes
+/// in them) holds a partition newer than another.
+pub(super) fn retire_superseded(
+    dir: &Path,
+    partitions: u32,
+    own: &Path,
+    committed: &dyn Fn(&Path) -> bool,
+) -> Result<(), RunError> {
     let held = hold(dir)?;
     let found = holders(dir, partitions);
+    let counted: Vec<bool> = found.iter().map(|holder| committed(&holder.dir)).collect();
     for holder in &found {
         if holder.dir == own {
             continue;
         }
         let superseded = holder.holds.clone().all(|partition| {
-            (found.iter()).any(|other| {
-                other.dir != holder.dir
+            (found.iter().zip(&counted)).any(|(other, &counts)| {
+                counts
+                    && other.dir != holder.dir
                     && other.holds.contains(&partition)
                     && other.newest > holder.newest
             })
@@ -487,6 +553,9 @@ pub(super) fn take_over(
         let store = Store::new(old);
         if Some(old.as_path()) != own {
             locks.push(lock_old(&store, layout, own.is_some(), patience)?);
+            if let Some(settle) = taking.settle {
+                warnings.extend(settle(&store)?);
+            }
         }
         let (checkpoint, damaged) = store.load().map_err(|error| {
             RunError::Checkpoint(format!(
@@ -577,11 +646,13 @@ pub(super) type Picked = Vec<Vec<u32>>;
 /// holds already), may be among the layout's; `picks`, one per directory
 /// of the layout, are the partitions to take from each, where each is
 /// taken from the directory that holds it newest (every partition the
-/// checkpoints hold otherwise).
+/// checkpoints hold otherwise); `settle` settles each other directory
+/// once it is held, before it is read.
 #[derive(Default)]
 pub(super) struct Taking<'a> {
     pub(super) own: Option<&'a Path>,
     pub(super) picks: Option<&'a [Vec<u32>]>,
+    pub(super) settle: Option<Settle<'a>>,
 }
 
 /// Locks the state directory of `store`, one of `layout`'s, to take over
@@ -702,16 +773,24 @@ fn merge(
 }
 
 /// Whether every process of `instance`'s number has a checkpoint newer
-/// than `after` in the pipeline's state directory `dir`.
-pub(super) fn complete(dir: &Path, instance: Instance, after: u64) -> bool {
+/// than `after` in the pipeline's state directory `dir`, and `committed`
+/// (its Kafka transaction, where the run writes in them).
+pub(super) fn complete(
+    dir: &Path,
+    instance: Instance,
+    after: u64,
+    committed: &dyn Fn(&Path) -> bool,
+) -> bool {
     let Some(count) = instance.count() else {
         return false;
     };
     (1..=count).all(|number| {
         Instance::new(number, count).is_some_and(|each| {
-            Store::new(each.state_dir(dir))
+            let dir = each.state_dir(dir);
+            Store::new(&dir)
                 .newest()
                 .is_some_and(|newest| newest > after)
+                && committed(&dir)
         })
     })
 }

@@ -192,6 +192,11 @@ fn producer_config<'a>(
 /// How long a transaction's steps wait for the brokers.
 const TRANSACTION_WAIT: Duration = Duration::from_secs(60);
 
+/// How long a run waits for the brokers to say how far another process's
+/// transactions committed, which it asks between checkpoints: not long,
+/// the run waits meanwhile (and asks again at its next checkpoint).
+const ASKED_WAIT: Duration = Duration::from_secs(5);
+
 /// The Kafka transactions of a run whose Kafka sinks write in them: one
 /// producer for every Kafka sink, and a transaction per checkpoint. The
 /// records decided up to a checkpoint are committed once it is saved,
@@ -206,7 +211,10 @@ const TRANSACTION_WAIT: Duration = Duration::from_secs(60);
 pub(crate) struct Transactions {
     client: ThreadedProducer<Deliveries>,
     id: String,
-    topic: String,
+    /// The id without the process's tag.
+    base: String,
+    /// The first Kafka sink, whose brokers keep the number on its topic.
+    sink: KafkaSink,
     /// A member of the group whose offset is the number.
     marker: BaseConsumer,
     epochs: Mutex<Epochs>,
@@ -237,24 +245,52 @@ impl Transactions {
         tag: Option<&str>,
         interval: Duration,
     ) -> Result<Arc<Self>, RunError> {
-        let kafka: Vec<(&str, &KafkaSink)> = (sinks.iter())
-            .filter_map(|sink| match &sink.kind {
-                SinkKind::Kafka(kafka) => Some((sink.name.as_str(), kafka)),
-                _ => None,
-            })
-            .collect();
-        let Some(&(name, first)) = kafka.first() else {
-            return Err(RunError::Checkpoint(
-                "transactions are for Kafka sinks, and no sink writes Kafka".to_string(),
-            ));
-        };
-        let id = (first.properties.iter())
+        let kafka = kafka_sinks(sinks)?;
+        let id = (kafka[0].1.properties.iter())
             .find(|(name, _)| name.value == "transactional.id")
             .map_or(id, |(_, value)| value.value.as_str());
+        let base = id.to_string();
         let id = match tag {
             Some(tag) => format!("{id}-{tag}"),
-            None => id.to_string(),
+            None => base.clone(),
         };
+        let mut started = Self::open(&kafka, id, interval)?;
+        started.base = base;
+        (started.client.begin_transaction()).map_err(|error| started.not_started(&error))?;
+        tracing::info!(id = %started.id, "kafka transactions started");
+        Ok(Arc::new(started))
+    }
+
+    /// Fences off the producer of the transactional `id` (that of another
+    /// process, whose checkpoints this one takes partitions over from):
+    /// its open transaction is aborted, and one it was committing settles.
+    /// Gives the number of the last checkpoint whose transaction committed
+    /// as `id`.
+    ///
+    /// # Errors
+    ///
+    /// A client property librdkafka does not take, or brokers that do not
+    /// answer.
+    pub(crate) fn fence(
+        sinks: &[SinkNode],
+        id: &str,
+        interval: Duration,
+    ) -> Result<Option<u64>, RunError> {
+        let fenced = Self::open(&kafka_sinks(sinks)?, id.to_string(), interval)?;
+        tracing::info!(id = %id, "kafka transactions of another process fenced off");
+        (fenced.committed())
+            .map_err(|error| RunError::Checkpoint(format!("kafka transactions as `{id}`: {error}")))
+    }
+
+    /// A producer of the transactional `id` for the Kafka sinks `kafka`
+    /// (each's name and node; one at least), its transactions initialised,
+    /// which fences off an earlier producer of that id.
+    fn open(
+        kafka: &[(&str, &KafkaSink)],
+        id: String,
+        interval: Duration,
+    ) -> Result<Self, RunError> {
+        let (name, first) = kafka[0];
         let opened = |error: KafkaError| {
             RunError::kafka_client(
                 &error,
@@ -280,36 +316,42 @@ impl Transactions {
                 ..Deliveries::default()
             })
             .map_err(opened)?;
-        let mut marker = ClientConfig::new();
-        marker
-            .set("bootstrap.servers", &first.brokers.value)
-            .set("group.id", &id)
-            .set("enable.auto.commit", "false");
-        for (name, value) in &first.properties {
-            if CONSUMER_TOO
-                .iter()
-                .any(|prefix| name.value.starts_with(prefix))
-            {
-                marker.set(&name.value, &value.value);
-            }
-        }
-        let marker: BaseConsumer = marker.create().map_err(opened)?;
-        let failed = |error: KafkaError| {
-            RunError::Checkpoint(format!(
-                "kafka transactions as `{id}` cannot start: {error}"
-            ))
-        };
-        client.init_transactions(TRANSACTION_WAIT).map_err(failed)?;
-        client.begin_transaction().map_err(failed)?;
-        tracing::info!(id = %id, "kafka transactions started");
-        Ok(Arc::new(Self {
+        let marker = marker_of(first, &id).map_err(opened)?;
+        let opened = Self {
             client,
+            base: id.clone(),
             id,
-            topic: first.topic.value.clone(),
+            sink: first.clone(),
             marker,
             epochs: Mutex::default(),
             changed: Condvar::new(),
-        }))
+        };
+        (opened.client.init_transactions(TRANSACTION_WAIT))
+            .map_err(|error| opened.not_started(&error))?;
+        Ok(opened)
+    }
+
+    /// The number of the last checkpoint whose transaction committed as
+    /// the transactional id of the process tagged `tag` (`None`: alone),
+    /// which may be running: read, not fenced.
+    ///
+    /// # Errors
+    ///
+    /// The brokers do not answer.
+    pub(crate) fn committed_of(&self, tag: Option<&str>) -> Result<Option<u64>, String> {
+        let id = match tag {
+            Some(tag) => format!("{}-{tag}", self.base),
+            None => self.base.clone(),
+        };
+        let marker = marker_of(&self.sink, &id).map_err(|error| error.to_string())?;
+        read_marker(&marker, &self.sink.topic.value, &id, ASKED_WAIT)
+    }
+
+    fn not_started(&self, error: &KafkaError) -> RunError {
+        RunError::Checkpoint(format!(
+            "kafka transactions as `{}` cannot start: {error}",
+            self.id
+        ))
     }
 
     /// The transactional id.
@@ -324,15 +366,11 @@ impl Transactions {
     ///
     /// The brokers do not answer.
     pub(crate) fn committed(&self) -> Result<Option<u64>, String> {
-        let mut list = TopicPartitionList::new();
-        list.add_partition(&self.topic, 0);
-        let committed = (self.marker.committed_offsets(list, TRANSACTION_WAIT))
-            .map_err(|error| format!("cannot read the group `{}`: {error}", self.id))?;
-        Ok(
-            match committed.find_partition(&self.topic, 0).map(|p| p.offset()) {
-                Some(Offset::Offset(sequence)) => u64::try_from(sequence).ok(),
-                _ => None,
-            },
+        read_marker(
+            &self.marker,
+            &self.sink.topic.value,
+            &self.id,
+            TRANSACTION_WAIT,
         )
     }
 
@@ -376,7 +414,7 @@ impl Transactions {
         }
         let mut list = TopicPartitionList::new();
         let number = Offset::Offset(i64::try_from(sequence).unwrap_or(i64::MAX));
-        (list.add_partition_offset(&self.topic, 0, number)).map_err(failed)?;
+        (list.add_partition_offset(&self.sink.topic.value, 0, number)).map_err(failed)?;
         let metadata = (self.marker.group_metadata())
             .ok_or_else(|| format!("the group `{}` has no metadata", self.id))?;
         (self.client)
@@ -385,6 +423,16 @@ impl Transactions {
         self.client
             .commit_transaction(TRANSACTION_WAIT)
             .map_err(failed)?;
+        // Committed: the number again, outside a transaction, for brokers
+        // that keep a transaction's offsets only when it has records, or
+        // not at all (tansu, librdkafka's mock cluster). Kafka has it
+        // already, so a failure here loses nothing there.
+        if let Err(error) = self
+            .marker
+            .commit(&list, rdkafka::consumer::CommitMode::Sync)
+        {
+            tracing::warn!(id = %self.id, %error, "checkpoint number not committed again");
+        }
         self.client.begin_transaction().map_err(failed)
     }
 
@@ -427,6 +475,68 @@ impl Transactions {
     fn epochs(&self) -> std::sync::MutexGuard<'_, Epochs> {
         self.epochs.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// A client of the group `id`, whose offset on partition 0 of the Kafka
+/// sink `first`'s topic is the number of the last checkpoint whose
+/// transaction committed as `id`; with the sink's properties for reaching
+/// the brokers.
+fn marker_of(first: &KafkaSink, id: &str) -> Result<BaseConsumer, KafkaError> {
+    let mut marker = ClientConfig::new();
+    marker
+        .set("bootstrap.servers", &first.brokers.value)
+        .set("group.id", id)
+        .set("enable.auto.commit", "false");
+    for (name, value) in &first.properties {
+        if CONSUMER_TOO
+            .iter()
+            .any(|prefix| name.value.starts_with(prefix))
+        {
+            marker.set(&name.value, &value.value);
+        }
+    }
+    marker.create()
+}
+
+/// The number `marker`, a client of the group `id`, reads on partition 0
+/// of `topic` (waiting up to `wait`): the last checkpoint whose
+/// transaction committed as `id`.
+fn read_marker(
+    marker: &BaseConsumer,
+    topic: &str,
+    id: &str,
+    wait: Duration,
+) -> Result<Option<u64>, String> {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, 0);
+    let committed = (marker.committed_offsets(list, wait))
+        .map_err(|error| format!("cannot read the group `{id}`: {error}"))?;
+    Ok(
+        match committed.find_partition(topic, 0).map(|p| p.offset()) {
+            Some(Offset::Offset(sequence)) => u64::try_from(sequence).ok(),
+            _ => None,
+        },
+    )
+}
+
+/// The Kafka sinks of `sinks`, each's name and node: one at least.
+///
+/// # Errors
+///
+/// There is none.
+fn kafka_sinks(sinks: &[SinkNode]) -> Result<Vec<(&str, &KafkaSink)>, RunError> {
+    let kafka: Vec<(&str, &KafkaSink)> = (sinks.iter())
+        .filter_map(|sink| match &sink.kind {
+            SinkKind::Kafka(kafka) => Some((sink.name.as_str(), kafka)),
+            _ => None,
+        })
+        .collect();
+    if kafka.is_empty() {
+        return Err(RunError::Checkpoint(
+            "transactions are for Kafka sinks, and no sink writes Kafka".to_string(),
+        ));
+    }
+    Ok(kafka)
 }
 
 /// The client properties the group that keeps a transaction's checkpoint
