@@ -207,19 +207,11 @@ pub(super) fn resolve(
             layout.describe()
         ))),
         [layout] => {
-            let files = file_sinks(pipeline.graph);
             let taking = Taking {
                 settle: pipeline.settle,
                 ..Taking::default()
             };
-            let (checkpoint, warnings, _) = take_over(
-                layout,
-                dir,
-                pipeline.fingerprint,
-                pipeline.base,
-                &files,
-                &taking,
-            )?;
+            let (checkpoint, warnings, _) = take_over(layout, dir, pipeline, &taking)?;
             *resume = Some(checkpoint);
             let took_over = Some(layout.count);
             Ok(Resolved {
@@ -406,20 +398,12 @@ fn resolve_dealt(
         count: 0,
         dirs: from,
     };
-    let files = file_sinks(pipeline.graph);
     let taking = Taking {
         own: Some(&own),
         picks: Some(&picks),
         settle: None,
     };
-    let (checkpoint, taken, picked) = take_over(
-        &layout,
-        dir,
-        pipeline.fingerprint,
-        pipeline.base,
-        &files,
-        &taking,
-    )?;
+    let (checkpoint, taken, picked) = take_over(&layout, dir, pipeline, &taking)?;
     warnings.extend(taken);
     *resume = Some(checkpoint);
     Ok(Resolved {
@@ -513,11 +497,10 @@ fn hold(dir: &Path) -> Result<File, RunError> {
 /// pipeline's state directory `dir`: one checkpoint holding every old
 /// process's states and partitions' offsets (the run keeps of them what is
 /// its own, once it knows its partitions), the least of their watermarks,
-/// and the lengths the file sinks of this process (`files`: each sink's
-/// name and path, relative to the pipeline file's directory `base`) have
-/// now, to write on after. The old processes' file sinks are cut back to
-/// their checkpoints. `fingerprint` is this run's, which theirs must fit
-/// but for the instance. With `taking.own`, this process's state
+/// and the lengths the file sinks of this process have now, to write on
+/// after. The old processes' file sinks are cut back to their
+/// checkpoints. `pipeline.fingerprint` is this run's, which theirs must
+/// fit but for the instance. With `taking.own`, this process's state
 /// directory (which it holds already) may be among the layout's, for a
 /// process that a consumer group dealt partitions: it waits a while for
 /// the others' processes to let theirs go, as they do once the group takes
@@ -533,11 +516,11 @@ fn hold(dir: &Path) -> Result<File, RunError> {
 pub(super) fn take_over(
     layout: &Layout,
     dir: &Path,
-    fingerprint: &[(String, String)],
-    base: &Path,
-    files: &[(String, String)],
+    pipeline: &Pipeline<'_>,
     taking: &Taking<'_>,
 ) -> Result<(Checkpoint, Vec<String>, Option<Picked>), RunError> {
+    let (fingerprint, base) = (pipeline.fingerprint, pipeline.base);
+    let files = file_sinks(pipeline.graph);
     let own = taking.own;
     let _held = hold(dir)?;
     let mut warnings = Vec::new();
