@@ -582,11 +582,54 @@ fn in_transactions_every_outcome_is_a_record_and_the_end_is_committed() {
 /// what came after is decided again, once.
 #[test]
 fn a_run_whose_last_transaction_did_not_commit_resumes_from_the_one_before() {
+    resumes_from_the_one_before(
+        "kafka_sink_transaction_resume",
+        |last| last - 1,
+        |last| {
+            format!(
+                "warning: the transaction of checkpoint {last} did not commit: resuming from \
+             checkpoint {}",
+                last - 1
+            )
+        },
+    );
+}
+
+/// Where the brokers name a checkpoint older than both the state
+/// directory keeps (or none: Kafka forgets a group's offsets a week after
+/// its last commit), the one before the newest committed all the same,
+/// since the newest was saved after it: the run resumes from it.
+#[test]
+fn a_run_whose_brokers_name_an_older_checkpoint_resumes_from_the_one_before_its_newest() {
+    resumes_from_the_one_before(
+        "kafka_sink_transaction_older",
+        |_| 1,
+        |last| {
+            format!(
+                "warning: the brokers committed the transaction of checkpoint 1 last (as \
+             `{TRANSACTIONAL_ID}`), which the state directory no longer holds; checkpoint {} \
+             committed, since checkpoint {last} was saved after it",
+                last - 1
+            )
+        },
+    );
+}
+
+/// A run of a transactional pipeline in scratch directory `name` stops
+/// after its checkpoint `last` (3 at least); the brokers are then told
+/// `marker(last)` committed last; a run started again warns
+/// `warning(last)` and resumes from checkpoint `last - 1`, each outcome
+/// once in its file.
+fn resumes_from_the_one_before(
+    name: &str,
+    marker: impl Fn(i64) -> i64,
+    warning: impl Fn(i64) -> String,
+) {
     let broker = Broker::start();
     broker.create_topic("alerts", PARTITIONS);
     let brokers = broker.brokers.clone();
     let text = followed(&transactional(&brokers, ", interval: 300ms"));
-    let dir = scratch("kafka_sink_transaction_resume");
+    let dir = scratch(name);
     std::fs::write(dir.join("pipeline.yaml"), &text).expect("written");
     let (app, bank): (Vec<&str>, Vec<&str>) = (APP.lines().collect(), BANK.lines().collect());
     let write = |name: &str, lines: &[&str]| append(&dir.join(name), lines);
@@ -632,7 +675,7 @@ fn a_run_whose_last_transaction_did_not_commit_resumes_from_the_one_before() {
         .expect("a consumer");
     let mut before = TopicPartitionList::new();
     before
-        .add_partition_offset("alerts", 0, Offset::Offset(last - 1))
+        .add_partition_offset("alerts", 0, Offset::Offset(marker(last)))
         .expect("a partition");
     consumer
         .commit(&before, rdkafka::consumer::CommitMode::Sync)
@@ -645,14 +688,7 @@ fn a_run_whose_last_transaction_did_not_commit_resumes_from_the_one_before() {
     std::thread::sleep(Duration::from_millis(500));
     let (code, stderr) = crate::harness::interrupt(second);
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "warning: the transaction of checkpoint {last} did not commit: resuming from \
-             checkpoint {}",
-            last - 1
-        )),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&warning(last)), "{stderr}");
     assert!(
         stderr.contains(&format!("resumed    from checkpoint {}", last - 1)),
         "{stderr}"

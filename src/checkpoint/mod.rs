@@ -297,10 +297,10 @@ impl Checkpoint {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    pub(super) fn sample() -> Checkpoint {
+    pub(crate) fn sample() -> Checkpoint {
         Checkpoint {
             version: VERSION,
             sequence: 7,

@@ -93,6 +93,20 @@ impl Store {
         self.files().ok()?.first().map(|(sequence, _)| *sequence)
     }
 
+    /// The sequence numbers of the checkpoints in the directory, newest
+    /// first (not read).
+    ///
+    /// # Errors
+    ///
+    /// The directory cannot be read.
+    pub fn sequences(&self) -> Result<Vec<u64>, StoreError> {
+        Ok(self
+            .files()?
+            .into_iter()
+            .map(|(sequence, _)| sequence)
+            .collect())
+    }
+
     /// The checkpoint files, newest first, with their sequence numbers.
     fn files(&self) -> Result<Vec<(u64, PathBuf)>, StoreError> {
         self.named(|name| name.strip_prefix("checkpoint-"))

@@ -324,23 +324,41 @@ fn transactional_id_of(checkpoint: &Checkpoint) -> Option<String> {
 ///
 /// A checkpoint cannot be removed.
 fn keep_committed(store: &Store, id: &str, marker: Option<u64>) -> Result<Vec<String>, RunError> {
-    let discarded =
-        (store.discard_after(marker)).map_err(|error| RunError::Checkpoint(error.to_string()))?;
-    if discarded.is_empty() {
-        return Ok(Vec::new());
+    let failed = |error: crate::checkpoint::StoreError| RunError::Checkpoint(error.to_string());
+    let held = store.sequences().map_err(failed)?;
+    let mut warnings = Vec::new();
+    let keep = match (marker, &held[..]) {
+        (Some(marker), [newest, ..]) if marker >= *newest || held.contains(&marker) => Some(marker),
+        // Saved after the one before it committed (or by a run that
+        // resumed from it): the one before committed.
+        (_, [newest, before, ..]) if before + 1 == *newest => {
+            warnings.push(format!(
+                "{}; checkpoint {before} in `{}` committed, since checkpoint {newest} was saved \
+                 after it",
+                not_held(marker, id),
+                store.dir().display()
+            ));
+            Some(*before)
+        }
+        _ => marker,
+    };
+    let discarded = store.discard_after(keep).map_err(failed)?;
+    if !discarded.is_empty() {
+        let numbers: Vec<String> = discarded.iter().map(u64::to_string).collect();
+        let committed = keep.map_or_else(
+            || "none".to_string(),
+            |keep| format!("that of checkpoint {keep} last"),
+        );
+        warnings.push(format!(
+            "checkpoint {} in `{}` was saved, but its transaction as `{id}` did not commit (the \
+             brokers committed {committed}): dropped; its partitions are taken from the \
+             checkpoint that holds them newest of those committed, and what was decided after \
+             is decided again",
+            numbers.join(", "),
+            store.dir().display()
+        ));
     }
-    let numbers: Vec<String> = discarded.iter().map(u64::to_string).collect();
-    let committed = marker.map_or_else(
-        || "none".to_string(),
-        |marker| format!("that of checkpoint {marker} last"),
-    );
-    Ok(vec![format!(
-        "checkpoint {} in `{}` was saved, but its transaction as `{id}` did not commit (the \
-         brokers committed {committed}): dropped; its partitions are taken from the checkpoint \
-         that holds them newest of those committed, and what was decided after is decided again",
-        numbers.join(", "),
-        store.dir().display()
-    )])
+    Ok(warnings)
 }
 
 /// Settles the checkpoints in `store` (held) of another process whose
@@ -436,15 +454,52 @@ fn committed(
             cleared(store)?;
             Ok(None)
         }
-        None => {
-            warnings.push(format!(
-                "no transaction of this pipeline committed (as `{}`): starting over",
-                transactions.id()
-            ));
-            cleared(store)?;
-            Ok(None)
+        _ => {
+            // Saved after the one before it committed (or by a run that
+            // resumed from it): the one before committed.
+            let before = (newest.sequence.checked_sub(1))
+                .map(|before| store.load_at(before))
+                .transpose()
+                .map_err(|error| RunError::Checkpoint(error.to_string()))?
+                .flatten();
+            if let Some(before) = before {
+                warnings.push(format!(
+                    "{}; checkpoint {} committed, since checkpoint {} was saved after it: \
+                     resuming from it (what was decided after it is decided again)",
+                    not_held(marker, transactions.id()),
+                    before.sequence,
+                    newest.sequence
+                ));
+                return Ok(Some(before));
+            }
+            match marker {
+                None => {
+                    warnings.push(format!(
+                        "no transaction of this pipeline committed (as `{}`): starting over",
+                        transactions.id()
+                    ));
+                    cleared(store)?;
+                    Ok(None)
+                }
+                Some(last) => Err(missing(store, last)),
+            }
         }
-        Some(last) => Err(missing(store, last)),
+    }
+}
+
+/// What the brokers say of the transactional `id` whose number, `marker`,
+/// names no checkpoint a state directory holds.
+fn not_held(marker: Option<u64>, id: &str) -> String {
+    match marker {
+        Some(marker) => format!(
+            "the brokers committed the transaction of checkpoint {marker} last (as `{id}`), \
+             which the state directory no longer holds"
+        ),
+        None => format!(
+            "the brokers hold no number of a committed transaction as `{id}` (Kafka forgets a \
+             group's offsets `offsets.retention.minutes` after their last commit, a week by \
+             default)"
+        ),
     }
 }
 
@@ -986,5 +1041,57 @@ impl Driver {
             checkpointing.store.release(lock);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store in a scratch directory named for `name`, holding
+    /// checkpoints numbered `numbers`.
+    fn holding(name: &str, numbers: &[u64]) -> Store {
+        let dir =
+            std::env::temp_dir().join(format!("runner-committed-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::new(dir);
+        let mut checkpoint = crate::checkpoint::tests::sample();
+        for &number in numbers {
+            checkpoint.sequence = number;
+            store.save(&checkpoint).unwrap();
+        }
+        store
+    }
+
+    #[test]
+    fn the_checkpoint_the_brokers_name_stays_and_those_after_it_go() {
+        let store = holding("named", &[4, 5]);
+        let warnings = keep_committed(&store, "tx", Some(4)).unwrap();
+        assert_eq!(store.sequences().unwrap(), vec![4]);
+        assert!(warnings[0].starts_with("checkpoint 5 in"), "{warnings:?}");
+        assert!(keep_committed(&store, "tx", Some(4)).unwrap().is_empty());
+        // A number past the newest: every checkpoint committed.
+        assert!(keep_committed(&store, "tx", Some(9)).unwrap().is_empty());
+        assert_eq!(store.sequences().unwrap(), vec![4]);
+    }
+
+    #[test]
+    fn without_the_number_the_one_before_a_saved_checkpoint_counts_as_committed() {
+        // Forgotten by the brokers (offsets expire), or older than both.
+        for marker in [None, Some(2)] {
+            let store = holding("forgotten", &[4, 5]);
+            let warnings = keep_committed(&store, "tx", marker).unwrap();
+            assert_eq!(store.sequences().unwrap(), vec![4], "{marker:?}");
+            assert!(
+                warnings[0].contains("checkpoint 4 in") && warnings[0].contains("committed"),
+                "{warnings:?}"
+            );
+        }
+        // Alone, or not following one another, nothing says they did.
+        for numbers in [&[5][..], &[3, 5]] {
+            let store = holding("alone", numbers);
+            keep_committed(&store, "tx", None).unwrap();
+            assert_eq!(store.sequences().unwrap(), Vec::<u64>::new(), "{numbers:?}");
+        }
     }
 }
