@@ -314,11 +314,14 @@ fn transactional_id_of(checkpoint: &Checkpoint) -> Option<String> {
         .map(|(_, id)| id.clone())
 }
 
-/// Drops the checkpoints in `store` (held) numbered after `marker`, the
-/// last checkpoint whose transaction the brokers committed as `id`: their
-/// transactions did not commit (they are aborted once the id is fenced
-/// off), so the outcomes they count as written are not. Gives a warning
-/// saying which went.
+/// Drops the checkpoints in `store` (held) whose transactions did not
+/// commit (they are aborted once the id is fenced off), so the outcomes
+/// they count as written are not: those numbered after `marker`, the last
+/// checkpoint whose transaction the brokers committed as `id`. Where
+/// `marker` names neither checkpoint the store keeps (or is `None`: the
+/// brokers forgot it), the older of two that follow one another committed
+/// all the same, the newer having been saved after it. Gives warnings
+/// saying which went, and why.
 ///
 /// # Errors
 ///
