@@ -187,6 +187,27 @@ impl Drop for Broker {
     }
 }
 
+/// The path of tansu's binary, which the project's script `tests/tansu`
+/// installs once: the tests that start a broker at once ask it once,
+/// rather than each installing into the same directory.
+fn tansu() -> &'static str {
+    static TANSU: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TANSU.get_or_init(|| {
+        let install = std::process::Command::new(crate::harness::root().join("tests/tansu"))
+            .output()
+            .expect("tests/tansu runs");
+        assert!(
+            install.status.success(),
+            "tests/tansu could not install the broker: {}",
+            String::from_utf8_lossy(&install.stderr)
+        );
+        String::from_utf8(install.stdout)
+            .expect("a path")
+            .trim()
+            .to_string()
+    })
+}
+
 impl Broker {
     /// Starts tansu, which the project's script `tests/tansu` installs from
     /// `PyPI` (Apache Kafka cannot be installed from the registries this
@@ -199,16 +220,7 @@ impl Broker {
     /// `127.0.0.1:advertised` (a proxy in front of it), where given.
     pub(crate) fn start_advertising(advertised: Option<u16>) -> Self {
         use std::process::{Command, Stdio};
-        let install = Command::new(crate::harness::root().join("tests/tansu"))
-            .output()
-            .expect("tests/tansu runs");
-        assert!(
-            install.status.success(),
-            "tests/tansu could not install the broker: {}",
-            String::from_utf8_lossy(&install.stderr)
-        );
-        let tansu = String::from_utf8(install.stdout).expect("a path");
-        let tansu = tansu.trim().to_string();
+        let tansu = tansu();
         // A port nothing listens on now.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
@@ -216,7 +228,7 @@ impl Broker {
             .port();
         let url = format!("tcp://127.0.0.1:{port}");
         let advertised = format!("tcp://127.0.0.1:{}", advertised.unwrap_or(port));
-        let process = Command::new(&tansu)
+        let process = Command::new(tansu)
             .args([
                 "broker",
                 "--listener-url",
@@ -231,7 +243,7 @@ impl Broker {
             .expect("the broker starts");
         let broker = Self {
             process,
-            tansu,
+            tansu: tansu.to_string(),
             url,
             brokers: format!("127.0.0.1:{port}"),
         };
