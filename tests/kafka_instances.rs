@@ -1063,13 +1063,45 @@ fn processes_by_number_write_in_transactions_of_their_own() {
         );
     }
     assert!(!matches!(marker("tx"), Some(rdkafka::Offset::Offset(_))));
+    // As if the first had died between saving its last checkpoint and
+    // committing its transaction: the brokers have the one before.
+    let first = state.join("instance-1-of-2");
+    let numbers: Vec<i64> = (std::fs::read_dir(&first)
+        .expect("its checkpoints")
+        .flatten())
+    .filter_map(|entry| {
+        let name = entry.file_name().into_string().ok()?;
+        name.strip_prefix("checkpoint-")?.parse().ok()
+    })
+    .collect();
+    let last = numbers.iter().copied().max().expect("a checkpoint");
+    assert!(numbers.contains(&(last - 1)), "{numbers:?}");
+    let committer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.brokers)
+        .set("group.id", "tx-1-of-2")
+        .create()
+        .expect("a consumer");
+    let mut before = rdkafka::TopicPartitionList::new();
+    (before.add_partition_offset("alerts", 0, rdkafka::Offset::Offset(last - 1)))
+        .expect("a partition");
+    rdkafka::consumer::Consumer::commit(&committer, &before, rdkafka::consumer::CommitMode::Sync)
+        .expect("committed");
     // One of three takes over from the two, fencing their ids off first,
-    // and writes in transactions of its own.
+    // taking the first's checkpoint that committed, and writes in
+    // transactions of its own.
     let stderr = run_briefly(&dir, &["--instance", "1/3", "--state-dir", state_arg]);
     assert!(
         stderr.contains("took over  its partitions from the checkpoints of 2 processes")
             && stderr.contains("kafka transactions of another process fenced off id=tx-1-of-2")
             && stderr.contains("kafka transactions of another process fenced off id=tx-2-of-2"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "warning: checkpoint {last} in `{}` was saved, but its transaction as `tx-1-of-2` \
+             did not commit",
+            first.display()
+        )),
         "{stderr}"
     );
     assert!(matches!(marker("tx-1-of-3"), Some(rdkafka::Offset::Offset(n)) if n > 0));
