@@ -1105,6 +1105,15 @@ fn processes_by_number_write_in_transactions_of_their_own() {
         "{stderr}"
     );
     assert!(matches!(marker("tx-1-of-3"), Some(rdkafka::Offset::Offset(n)) if n > 0));
+    let pipeline = dir.join("pipeline.yaml");
+    let listing = inspect("1/3", state_arg, pipeline.to_str().expect("UTF-8"));
+    assert!(
+        listing
+            .stdout
+            .contains("Kafka sinks written as `tx-1-of-3`"),
+        "{}",
+        listing.stdout
+    );
 }
 
 /// The bill check over topics `orders` and `payments` of `brokers`,

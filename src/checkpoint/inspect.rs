@@ -55,6 +55,17 @@ pub fn inspect(checkpoint: &Checkpoint) -> Result<String, String> {
             format!("{}, {} bytes", sink.path, sink.length),
         ));
     }
+    if let Some((_, id)) =
+        (checkpoint.fingerprint.iter()).find(|(part, _)| part == super::TRANSACTIONS)
+    {
+        rows.push((
+            "transactions".to_string(),
+            format!(
+                "Kafka sinks written as `{id}`; the offset of the group `{id}` is the last \
+                 checkpoint whose transaction committed"
+            ),
+        ));
+    }
     let plural = |n: usize, word: &str| {
         if n == 1 {
             format!("1 {word}")
