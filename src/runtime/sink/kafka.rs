@@ -217,6 +217,9 @@ pub(crate) struct Transactions {
     sink: KafkaSink,
     /// A member of the group whose offset is the number.
     marker: BaseConsumer,
+    /// Clients of the groups of other processes' ids, to ask their
+    /// numbers.
+    asked: Mutex<Vec<(String, BaseConsumer)>>,
     epochs: Mutex<Epochs>,
     changed: Condvar,
 }
@@ -323,6 +326,7 @@ impl Transactions {
             id,
             sink: first.clone(),
             marker,
+            asked: Mutex::default(),
             epochs: Mutex::default(),
             changed: Condvar::new(),
         };
@@ -343,8 +347,20 @@ impl Transactions {
             Some(tag) => format!("{}-{tag}", self.base),
             None => self.base.clone(),
         };
-        let marker = marker_of(&self.sink, &id).map_err(|error| error.to_string())?;
-        read_marker(&marker, &self.sink.topic.value, &id, ASKED_WAIT)
+        if id == self.id {
+            return read_marker(&self.marker, &self.sink.topic.value, &id, ASKED_WAIT);
+        }
+        // A client per id asked, kept: a run asks at each checkpoint until
+        // the checkpoints it took over from go.
+        let mut asked = self.asked.lock().unwrap_or_else(PoisonError::into_inner);
+        if !asked.iter().any(|(known, _)| *known == id) {
+            let marker = marker_of(&self.sink, &id).map_err(|error| error.to_string())?;
+            asked.push((id.clone(), marker));
+        }
+        let (_, marker) = (asked.iter())
+            .find(|(known, _)| *known == id)
+            .ok_or_else(|| format!("no client of the group `{id}`"))?;
+        read_marker(marker, &self.sink.topic.value, &id, ASKED_WAIT)
     }
 
     fn not_started(&self, error: &KafkaError) -> RunError {
