@@ -697,7 +697,8 @@ fn killed_and_joining(scenario: &Scenario) {
         "{logs}"
     );
     assert_same(&outcomes(dir), expected);
-    // Processes by number do not take the group's keys over.
+    // A process alone takes the group's partitions over, each from the
+    // checkpoint holding it newest: it decides nothing again.
     let state = dir.join("state");
     let pipeline = dir.join("pipeline.yaml");
     let (state_text, pipeline_text) = (
@@ -707,20 +708,18 @@ fn killed_and_joining(scenario: &Scenario) {
     let listed = inspect("1/1", state_text, pipeline_text);
     assert_eq!(listed.status, 0, "{}", listed.stderr);
     assert!(
-        listed.stdout.contains(
-            "processes of a consumer group (--join), which this process would not take over"
-        ),
+        listed
+            .stdout
+            .contains("processes of a consumer group (--join)"),
         "{}",
         listed.stdout
     );
-    for args in [&["--instance", "1/2"][..], &[]] {
-        let args = [args, &["--state-dir", state.to_str().expect("UTF-8")]].concat();
-        let refused = refusal(dir, &args);
-        assert!(
-            refused.contains("processes of a consumer group (--join)"),
-            "{args:?}: {refused}"
-        );
-    }
+    let stderr = run_briefly(dir, &["--state-dir", state_text]);
+    assert!(
+        stderr.contains("took over  its partitions from the checkpoints of 2 processes"),
+        "{stderr}"
+    );
+    assert_same(&outcomes(dir), expected);
 }
 
 /// A process of a group dealt partitions read before (their group has
@@ -1310,16 +1309,19 @@ fn another_number_of_processes_takes_over_and_an_older_one_is_refused() {
         "{stderr}"
     );
     assert!(has_checkpoint(&state.join("instance-1-of-3")), "{stderr}");
-    // The others of three have not: the two's checkpoints stay, and with
-    // two numbers' checkpoints a process alone does not guess which.
+    // The others of three have not: the two's checkpoints stay, and a
+    // process alone would take each partition from the checkpoint that
+    // holds it newest, of either number.
     assert!(has_checkpoint(&state.join("instance-1-of-2")));
-    let alone = refusal(&dir, &["--state-dir", state_arg]);
+    let pipeline_arg = dir.join("pipeline.yaml");
+    let listing = inspect("1/1", state_arg, pipeline_arg.to_str().expect("UTF-8"));
     assert!(
-        alone.contains(
-            "the state directory holds checkpoints of several other numbers of processes"
+        listing.stdout.contains(
+            "started, this process takes each of its partitions over from the checkpoint that \
+             holds it newest"
         ),
         "{}",
-        alone
+        listing.stdout
     );
     // The first of two, started again, would read partitions one of three
     // owns now: refused.
@@ -1345,6 +1347,13 @@ fn another_number_of_processes_takes_over_and_an_older_one_is_refused() {
     assert!(
         superseded.contains("of 2 processes, newer than this process's own"),
         "{superseded}"
+    );
+    // A process alone takes partitions 0-1 from the first of two, started
+    // over, newer than the first of three, and 2-3 from the second of two.
+    let stderr = run_briefly(&dir, &["--state-dir", state_arg]);
+    assert!(
+        stderr.contains("took over  its partitions from the checkpoints of 2 processes"),
+        "{stderr}"
     );
 }
 

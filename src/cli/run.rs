@@ -58,22 +58,26 @@ pub(super) fn inspect(
         eprintln!("warning: {warning}");
     }
     let Some(checkpoint) = checkpoint else {
-        let (others, group) = runner::runtime::other_checkpoints(&state_dir(path, dir), instance);
-        if let Some(group) = group {
-            return print(&format!(
-                "no checkpoint in `{}`: the state directory holds checkpoints of {group}, which \
-                 this process would not take over (`state inspect --state-dir` with one of \
-                 theirs lists it)\n",
-                store.dir().display(),
-            ));
-        }
-        if !others.is_empty() {
-            return print(&format!(
-                "no checkpoint in `{}` yet: started, this process takes its partitions over \
-                 from the checkpoints of {} (`state inspect` with their `--instance` lists them)\n",
-                store.dir().display(),
-                others.join("; ")
-            ));
+        let others = runner::runtime::other_checkpoints(&state_dir(path, dir), instance);
+        match &others[..] {
+            [] => {}
+            [one] => {
+                return print(&format!(
+                    "no checkpoint in `{}` yet: started, this process takes its partitions over \
+                     from the checkpoints of {one} (`state inspect` with their `--instance` or \
+                     `--state-dir` lists them)\n",
+                    store.dir().display(),
+                ));
+            }
+            several => {
+                return print(&format!(
+                    "no checkpoint in `{}` yet: started, this process takes each of its \
+                     partitions over from the checkpoint that holds it newest, of {} \
+                     (`state inspect` with their `--instance` or `--state-dir` lists them)\n",
+                    store.dir().display(),
+                    several.join("; ")
+                ));
+            }
         }
         return print(&format!(
             "no checkpoint in `{}`: the pipeline has not run, or ran to its end\n",

@@ -12,12 +12,20 @@
 //! The old checkpoints stay until every process of the new number has
 //! taken over and saved a checkpoint of its own; then they go.
 //!
-//! A process its consumer group dealt a range of partitions (`--join`)
-//! takes each partition from the checkpoint that holds it newest, of
-//! whichever process, alone, by number or dealt ([`resolve_dealt`]): every
-//! take-over saves a checkpoint numbered above those it took from, so the
-//! newest holds a partition's state as its last owner left it. A
-//! checkpoint goes once each of its partitions is held newer elsewhere.
+//! A process its consumer group dealt a range of partitions (`--join`),
+//! and one by number that finds the checkpoints of several other numbers
+//! or of a group, takes each partition from the checkpoint that holds it
+//! newest, of whichever process, alone, by number or dealt
+//! ([`resolve_picked`]): every take-over saves a checkpoint numbered above
+//! those it took from, so the newest holds a partition's state as its last
+//! owner left it. A group's checkpoint goes once each of its partitions is
+//! held newer elsewhere; those a process by number took over from, once
+//! every process of its number has a checkpoint of its own.
+//!
+//! Where the Kafka sinks write in transactions, a process settles each
+//! checkpoint directory before it takes from it: it fences off the
+//! transactional id of the process that kept it and drops its
+//! checkpoints whose transactions did not commit.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -120,19 +128,14 @@ impl Layout {
     }
 }
 
-/// The checkpoints of other numbers of processes in the pipeline's state
-/// directory `dir`, which `instance`, with no checkpoint of its own, takes
-/// its partitions over from when it starts (or, of several numbers,
-/// refuses to): where they are, and of how many processes, for people;
-/// and, apart, those of processes of a consumer group (`--join`), which
-/// it refuses to take over from.
-pub fn other_checkpoints(dir: &Path, instance: Instance) -> (Vec<String>, Option<String>) {
-    let (group, numbers): (Vec<Layout>, Vec<Layout>) =
-        (Layout::others(dir, instance).into_iter()).partition(|layout| layout.count == 0);
-    (
-        numbers.iter().map(Layout::describe).collect(),
-        group.first().map(Layout::describe),
-    )
+/// The checkpoints of other numbers of processes (or of a consumer
+/// group's) in the pipeline's state directory `dir`, which `instance`,
+/// with no checkpoint of its own, takes its partitions over from when it
+/// starts: where they are, and of how many processes, for people.
+pub fn other_checkpoints(dir: &Path, instance: Instance) -> Vec<String> {
+    (Layout::others(dir, instance).iter())
+        .map(Layout::describe)
+        .collect()
 }
 
 /// What a process found of other numbers of processes.
@@ -154,14 +157,15 @@ pub(super) struct Resolved {
 /// What `instance` does about the checkpoints of other numbers of
 /// processes in the pipeline's state directory `dir`, given its own to
 /// resume from, if any, unless `fresh`: with none of its own, it takes
-/// over from those of one other number (`resume` becomes what they hold);
-/// with its own, it refuses newer ones, which took its partitions over
-/// since.
+/// over from those of one other number (`resume` becomes what they hold),
+/// or, of several numbers or a group's, takes each partition from the
+/// checkpoint holding it newest; with its own, it refuses newer ones,
+/// which took its partitions over since.
 ///
 /// # Errors
 ///
-/// Newer checkpoints of another number, checkpoints of several other
-/// numbers, or a take-over that fails.
+/// Newer checkpoints of another number, checkpoints that do not agree on
+/// the partitions' count, or a take-over that fails.
 pub(super) fn resolve(
     dir: &Path,
     instance: Instance,
@@ -200,13 +204,7 @@ pub(super) fn resolve(
     match &others[..] {
         [] => Ok(kept(others)),
         _ if fresh => Ok(kept(others)),
-        [layout] if layout.count == 0 => Err(RunError::Checkpoint(format!(
-            "the state directory holds checkpoints of {}: their partitions were dealt by their \
-             group, not by number; run with --join as they did, or run with --fresh to start \
-             over (every output is then written anew, and Kafka sources start at their `start`)",
-            layout.describe()
-        ))),
-        [layout] => {
+        [layout] if layout.count != 0 => {
             let taking = Taking {
                 settle: pipeline.settle,
                 ..Taking::default()
@@ -221,16 +219,54 @@ pub(super) fn resolve(
                 warnings,
             })
         }
-        several => {
-            let described: Vec<String> = several.iter().map(Layout::describe).collect();
-            Err(RunError::Checkpoint(format!(
-                "the state directory holds checkpoints of several other numbers of processes \
-                 ({}): which to take over from is not clear; remove those no longer wanted, or \
-                 run with --fresh to start over (every output is then written anew, and Kafka \
-                 sources start at their `start`)",
-                described.join("; ")
-            )))
+        // Of several numbers, or of a group: each partition from the
+        // checkpoint that holds it newest.
+        _ => {
+            let of = partition_count(&others)?;
+            resolve_picked(dir, instance, of, resume, pipeline, Some(others))
         }
+    }
+}
+
+/// How many partitions each connected topic had when the checkpoints of
+/// `layouts` were taken, as their directories' names (of a group's) or
+/// their checkpoints say.
+///
+/// # Errors
+///
+/// They say different counts, or none does (taken by a version that did
+/// not say).
+fn partition_count(layouts: &[Layout]) -> Result<u32, RunError> {
+    let mut counts: Vec<u32> = Vec::new();
+    for dir in layouts.iter().flat_map(|layout| &layout.dirs) {
+        let named = (dir.file_name().and_then(|name| name.to_str())).and_then(dealt);
+        let count = match named {
+            Some((_, of)) => Some(of),
+            None => match Store::new(dir).load() {
+                Ok((Some(checkpoint), _)) => (checkpoint.fingerprint.iter())
+                    .find(|(part, _)| part == PARTITIONS)
+                    .and_then(|(_, count)| count.parse().ok()),
+                _ => None,
+            },
+        };
+        counts.extend(count.filter(|count| !counts.contains(count)));
+    }
+    let described: Vec<String> = layouts.iter().map(Layout::describe).collect();
+    match counts[..] {
+        [count] => Ok(count),
+        [] => Err(RunError::Checkpoint(format!(
+            "the state directory holds checkpoints of several other numbers of processes ({}), \
+             which do not say how many partitions each topic had: which to take over from is \
+             not clear; remove those no longer wanted, or run with --fresh to start over (every \
+             output is then written anew, and Kafka sources start at their `start`)",
+            described.join("; ")
+        ))),
+        [one, other, ..] => Err(RunError::Checkpoint(format!(
+            "cannot take over from {}: their checkpoints were taken with {one} and {other} \
+             partitions per topic; run with --fresh to start over (every output is then written \
+             anew, and Kafka sources start at their `start`)",
+            described.join("; ")
+        ))),
     }
 }
 
@@ -325,10 +361,7 @@ fn holders(dir: &Path, partitions: u32) -> Vec<Holder> {
 
 /// What a process the consumer group dealt `instance`'s partitions (of
 /// `of` each topic has) resumes from: each partition's state where it is
-/// newest, in the pipeline's state directory `dir`. Where that is its own
-/// checkpoint for all of them (or nowhere), it resumes as any process
-/// does; else it takes them over from the directories that hold them
-/// newest, its own among them where it is.
+/// newest ([`resolve_picked`]).
 fn resolve_dealt(
     dir: &Path,
     instance: Instance,
@@ -336,6 +369,28 @@ fn resolve_dealt(
     resume: &mut Option<Checkpoint>,
     pipeline: &Pipeline<'_>,
 ) -> Result<Resolved, RunError> {
+    resolve_picked(dir, instance, of, resume, pipeline, None)
+}
+
+/// What `instance` resumes from, of the `of` partitions each topic has:
+/// each partition's state where it is newest, in the pipeline's state
+/// directory `dir`. Where that is its own checkpoint for all of them (or
+/// nowhere), it resumes as any process does; else it takes them over from
+/// the directories that hold them newest, its own among them where it is.
+/// A process its group dealt partitions (`by_number` is `None`) waits for
+/// the processes that held them to let go; one by number, with no
+/// checkpoint of its own, finds them stopped or refuses, and removes the
+/// checkpoints of the layouts `by_number` once every process of its
+/// number has one of its own.
+fn resolve_picked(
+    dir: &Path,
+    instance: Instance,
+    of: u32,
+    resume: &mut Option<Checkpoint>,
+    pipeline: &Pipeline<'_>,
+    by_number: Option<Vec<Layout>>,
+) -> Result<Resolved, RunError> {
+    let dealt = by_number.is_none();
     let own = instance.state_dir(dir);
     let own_newest = resume.as_ref().map(|checkpoint| checkpoint.sequence);
     let mine = instance.partitions(of as usize);
@@ -353,12 +408,15 @@ fn resolve_dealt(
                 .clone()
                 .any(|partition| holder.holds.contains(&partition))
             {
-                let layout = Layout {
-                    count: 0,
-                    dirs: vec![holder.dir.clone()],
-                };
+                let layout = (by_number.iter().flatten())
+                    .find(|layout| layout.dirs.contains(&holder.dir))
+                    .cloned()
+                    .unwrap_or_else(|| Layout {
+                        count: 0,
+                        dirs: vec![holder.dir.clone()],
+                    });
                 let store = Store::new(&holder.dir);
-                let lock = lock_old(&store, &layout, true, patience)?;
+                let lock = lock_old(&store, &layout, dealt, patience)?;
                 warnings.extend(settle(&store)?);
                 drop(lock);
             }
@@ -386,29 +444,43 @@ fn resolve_dealt(
             picks.push(vec![partition]);
         }
     }
+    let retire = by_number.unwrap_or_default();
+    // Processes by number take over from stopped processes only: those
+    // not taken from are held while the others are (which the take-over
+    // holds).
+    let mut stopped = Vec::new();
+    for layout in &retire {
+        for old in layout.dirs.iter().filter(|old| !from.contains(old)) {
+            let patience = std::time::Instant::now();
+            stopped.push(lock_old(&Store::new(old), layout, false, patience)?);
+        }
+    }
     if from.iter().all(|picked| *picked == own) {
         return Ok(Resolved {
-            others: Vec::new(),
+            others: retire,
             took_over: None,
             picked: None,
             warnings,
         });
     }
+    let taken_from = u32::try_from(from.len()).unwrap_or(u32::MAX);
     let layout = Layout {
-        count: 0,
+        // For messages: a group's, or as many processes as directories.
+        count: if dealt { 0 } else { taken_from },
         dirs: from,
     };
     let taking = Taking {
-        own: Some(&own),
+        own: dealt.then_some(own.as_path()),
         picks: Some(&picks),
         settle: None,
     };
     let (checkpoint, taken, picked) = take_over(&layout, dir, pipeline, &taking)?;
+    drop(stopped);
     warnings.extend(taken);
     *resume = Some(checkpoint);
     Ok(Resolved {
-        others: Vec::new(),
-        took_over: Some(u32::try_from(layout.dirs.len()).unwrap_or(u32::MAX)),
+        others: retire,
+        took_over: Some(taken_from),
         picked,
         warnings,
     })
