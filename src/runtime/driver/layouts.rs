@@ -445,16 +445,6 @@ fn resolve_picked(
         }
     }
     let retire = by_number.unwrap_or_default();
-    // Processes by number take over from stopped processes only: those
-    // not taken from are held while the others are (which the take-over
-    // holds).
-    let mut stopped = Vec::new();
-    for layout in &retire {
-        for old in layout.dirs.iter().filter(|old| !from.contains(old)) {
-            let patience = std::time::Instant::now();
-            stopped.push(lock_old(&Store::new(old), layout, false, patience)?);
-        }
-    }
     if from.iter().all(|picked| *picked == own) {
         return Ok(Resolved {
             others: retire,
@@ -469,13 +459,18 @@ fn resolve_picked(
         count: if dealt { 0 } else { taken_from },
         dirs: from,
     };
+    // Processes by number take over from stopped processes only.
+    let also: Vec<(&Layout, &Path)> = (retire.iter())
+        .flat_map(|old| old.dirs.iter().map(move |path| (old, path.as_path())))
+        .filter(|(_, path)| !layout.dirs.iter().any(|taken| taken == path))
+        .collect();
     let taking = Taking {
         own: dealt.then_some(own.as_path()),
         picks: Some(&picks),
         settle: None,
+        also: &also,
     };
     let (checkpoint, taken, picked) = take_over(&layout, dir, pipeline, &taking)?;
-    drop(stopped);
     warnings.extend(taken);
     *resume = Some(checkpoint);
     Ok(Resolved {
@@ -604,6 +599,9 @@ pub(super) fn take_over(
     // Held until they are read and their files cut back.
     let mut locks = Vec::new();
     let patience = std::time::Instant::now() + LET_GO;
+    for &(old, path) in taking.also {
+        locks.push(lock_old(&Store::new(path), old, false, patience)?);
+    }
     for (at, old) in layout.dirs.iter().enumerate() {
         let store = Store::new(old);
         if Some(old.as_path()) != own {
@@ -708,6 +706,10 @@ pub(super) struct Taking<'a> {
     pub(super) own: Option<&'a Path>,
     pub(super) picks: Option<&'a [Vec<u32>]>,
     pub(super) settle: Option<Settle<'a>>,
+    /// State directories of processes taken over from that hold none of
+    /// the partitions taken (each with its layout, for messages): held
+    /// all the same while the others are read, since none may still run.
+    pub(super) also: &'a [(&'a Layout, &'a Path)],
 }
 
 /// Locks the state directory of `store`, one of `layout`'s, to take over
