@@ -544,6 +544,33 @@ fn transactional(brokers: &str, checkpoint: &str) -> String {
     ) + &format!("checkpoint: {{transactions: true{checkpoint}}}\n")
 }
 
+/// The sequence numbers of the checkpoints in the state directory `dir`.
+pub(crate) fn checkpoint_numbers(dir: &std::path::Path) -> Vec<i64> {
+    (std::fs::read_dir(dir).expect("a state directory").flatten())
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            name.strip_prefix("checkpoint-")?.parse().ok()
+        })
+        .collect()
+}
+
+/// Tells the brokers at `brokers` that the transactions of the id `id`
+/// committed checkpoint `number` last: the offset of the group named by
+/// the id on partition 0 of `alerts`.
+pub(crate) fn commit_number(brokers: &str, id: &str, number: i64) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", id)
+        .create()
+        .expect("a consumer");
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset("alerts", 0, Offset::Offset(number))
+        .expect("a partition");
+    consumer
+        .commit(&list, rdkafka::consumer::CommitMode::Sync)
+        .expect("committed");
+}
+
 /// The number of the last checkpoint whose transaction the brokers
 /// committed: the offset of the group named by the transactional id.
 fn committed_checkpoint(brokers: &str) -> Option<i64> {
@@ -668,30 +695,13 @@ fn resumes_from_the_one_before(
     let (code, stderr) = crate::harness::interrupt(first);
     assert_eq!(code, Some(0), "{stderr}");
     // Its newest checkpoint, saved as it stopped.
-    let last: i64 = std::fs::read_dir(dir.join(".runner/pipeline"))
-        .expect("a state directory")
-        .filter_map(|entry| {
-            let name = entry.ok()?.file_name().into_string().ok()?;
-            name.strip_prefix("checkpoint-")?.parse().ok()
-        })
-        .max()
-        .expect("a checkpoint");
+    let numbers = checkpoint_numbers(&dir.join(".runner/pipeline"));
+    let last = numbers.iter().copied().max().expect("a checkpoint");
     assert!(last >= 3, "{last}");
     // As if the run had died between saving its last checkpoint and
     // committing its transaction: the brokers have the number of the one
     // before (set here by hand).
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", TRANSACTIONAL_ID)
-        .create()
-        .expect("a consumer");
-    let mut before = TopicPartitionList::new();
-    before
-        .add_partition_offset("alerts", 0, Offset::Offset(marker(last)))
-        .expect("a partition");
-    consumer
-        .commit(&before, rdkafka::consumer::CommitMode::Sync)
-        .expect("committed");
+    commit_number(&brokers, TRANSACTIONAL_ID, marker(last));
     write("app.jsonl", &app[2..]);
     write("bank.jsonl", &bank[2..]);
     let second = crate::harness::start(&dir, &[]);

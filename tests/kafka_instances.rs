@@ -952,24 +952,10 @@ fn a_checkpoint_whose_transaction_did_not_commit_is_not_taken_over() {
         &dir,
         &["--join", "--state-dir", state.to_str().expect("UTF-8")],
     );
-    let numbers: Vec<i64> = (std::fs::read_dir(&all).expect("its checkpoints").flatten())
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            name.strip_prefix("checkpoint-")?.parse().ok()
-        })
-        .collect();
+    let numbers = crate::kafka::checkpoint_numbers(&all);
     let last = numbers.iter().copied().max().expect("a checkpoint");
     assert!(numbers.contains(&(last - 1)), "{numbers:?}");
-    let marker: rdkafka::consumer::BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", "tx-partitions-0-7-of-8")
-        .create()
-        .expect("a consumer");
-    let mut before = rdkafka::TopicPartitionList::new();
-    (before.add_partition_offset("alerts", 0, rdkafka::Offset::Offset(last - 1)))
-        .expect("a partition");
-    rdkafka::consumer::Consumer::commit(&marker, &before, rdkafka::consumer::CommitMode::Sync)
-        .expect("committed");
+    crate::kafka::commit_number(&brokers, "tx-partitions-0-7-of-8", last - 1);
     // Two processes take the partitions over, 0-3 and 4-7.
     let mut running = Running(vec![member(&dir, "1.log"), member(&dir, "2.log")]);
     wait_for_ranges(
@@ -1065,26 +1051,10 @@ fn processes_by_number_write_in_transactions_of_their_own() {
     // As if the first had died between saving its last checkpoint and
     // committing its transaction: the brokers have the one before.
     let first = state.join("instance-1-of-2");
-    let numbers: Vec<i64> = (std::fs::read_dir(&first)
-        .expect("its checkpoints")
-        .flatten())
-    .filter_map(|entry| {
-        let name = entry.file_name().into_string().ok()?;
-        name.strip_prefix("checkpoint-")?.parse().ok()
-    })
-    .collect();
+    let numbers = crate::kafka::checkpoint_numbers(&first);
     let last = numbers.iter().copied().max().expect("a checkpoint");
     assert!(numbers.contains(&(last - 1)), "{numbers:?}");
-    let committer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.brokers)
-        .set("group.id", "tx-1-of-2")
-        .create()
-        .expect("a consumer");
-    let mut before = rdkafka::TopicPartitionList::new();
-    (before.add_partition_offset("alerts", 0, rdkafka::Offset::Offset(last - 1)))
-        .expect("a partition");
-    rdkafka::consumer::Consumer::commit(&committer, &before, rdkafka::consumer::CommitMode::Sync)
-        .expect("committed");
+    crate::kafka::commit_number(&broker.brokers, "tx-1-of-2", last - 1);
     // One of three takes over from the two, fencing their ids off first,
     // taking the first's checkpoint that committed, and writes in
     // transactions of its own.

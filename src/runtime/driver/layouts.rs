@@ -174,7 +174,7 @@ pub(super) fn resolve(
     pipeline: &Pipeline<'_>,
 ) -> Result<Resolved, RunError> {
     if let Some(of) = instance.dealt_of() {
-        return resolve_dealt(dir, instance, of, resume, pipeline);
+        return resolve_picked(dir, instance, of, resume, pipeline, None);
     }
     let others = Layout::others(dir, instance);
     let kept = |others| Resolved {
@@ -357,19 +357,6 @@ fn holders(dir: &Path, partitions: u32) -> Vec<Holder> {
         }
     }
     found
-}
-
-/// What a process the consumer group dealt `instance`'s partitions (of
-/// `of` each topic has) resumes from: each partition's state where it is
-/// newest ([`resolve_picked`]).
-fn resolve_dealt(
-    dir: &Path,
-    instance: Instance,
-    of: u32,
-    resume: &mut Option<Checkpoint>,
-    pipeline: &Pipeline<'_>,
-) -> Result<Resolved, RunError> {
-    resolve_picked(dir, instance, of, resume, pipeline, None)
 }
 
 /// What `instance` resumes from, of the `of` partitions each topic has:
