@@ -141,6 +141,17 @@ impl Instance {
         }
     }
 
+    /// The tag of the instance whose state directory is `dir`, within a
+    /// pipeline's state directory `root` ([`state_dir`](Self::state_dir)
+    /// read backwards): `None` for `root` itself, a process alone's.
+    pub fn tag_of_state_dir<'a>(root: &Path, dir: &'a Path) -> Option<&'a str> {
+        if dir == root {
+            return None;
+        }
+        let name = dir.file_name()?.to_str()?;
+        Some(name.strip_prefix("instance-").unwrap_or(name))
+    }
+
     /// The file this instance writes for a file sink at `path`: the path
     /// itself when alone, else with `.2-of-3` (or `.partitions-0-2-of-8`)
     /// before its extension, so that instances on one machine do not write
@@ -178,6 +189,22 @@ impl fmt::Display for Instance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_directory_gives_back_its_instance_tag() {
+        let root = Path::new("state");
+        for instance in [
+            Instance::ALONE,
+            Instance::new(2, 3).unwrap(),
+            Instance::dealt(3..6, 8).unwrap(),
+        ] {
+            let dir = instance.state_dir(root);
+            assert_eq!(
+                Instance::tag_of_state_dir(root, &dir).map(str::to_string),
+                instance.tag()
+            );
+        }
+    }
 
     #[test]
     fn parses_a_number_of_a_count() {

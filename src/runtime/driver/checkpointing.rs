@@ -612,11 +612,7 @@ fn committed_newest(transactions: Option<&Transactions>, root: &Path, dir: &Path
     let Some(newest) = Store::new(dir).newest() else {
         return false;
     };
-    let tag = (dir != root)
-        .then(|| dir.file_name().and_then(|name| name.to_str()))
-        .flatten()
-        .map(|name| name.strip_prefix("instance-").unwrap_or(name));
-    match transactions.committed_of(tag) {
+    match transactions.committed_of(Instance::tag_of_state_dir(root, dir)) {
         Ok(marker) => marker.is_some_and(|marker| marker >= newest),
         Err(error) => {
             tracing::warn!(%error, dir = %dir.display(), "kafka transactions not asked");

@@ -252,13 +252,7 @@ impl Transactions {
         let id = (kafka[0].1.properties.iter())
             .find(|(name, _)| name.value == "transactional.id")
             .map_or(id, |(_, value)| value.value.as_str());
-        let base = id.to_string();
-        let id = match tag {
-            Some(tag) => format!("{id}-{tag}"),
-            None => base.clone(),
-        };
-        let mut started = Self::open(&kafka, id, interval)?;
-        started.base = base;
+        let started = Self::open(&kafka, id, tag, interval)?;
         (started.client.begin_transaction()).map_err(|error| started.not_started(&error))?;
         tracing::info!(id = %started.id, "kafka transactions started");
         Ok(Arc::new(started))
@@ -279,21 +273,24 @@ impl Transactions {
         id: &str,
         interval: Duration,
     ) -> Result<Option<u64>, RunError> {
-        let fenced = Self::open(&kafka_sinks(sinks)?, id.to_string(), interval)?;
+        let fenced = Self::open(&kafka_sinks(sinks)?, id, None, interval)?;
         tracing::info!(id = %id, "kafka transactions of another process fenced off");
         (fenced.committed())
             .map_err(|error| RunError::Checkpoint(format!("kafka transactions as `{id}`: {error}")))
     }
 
-    /// A producer of the transactional `id` for the Kafka sinks `kafka`
-    /// (each's name and node; one at least), its transactions initialised,
-    /// which fences off an earlier producer of that id.
+    /// A producer of the transactional id `base`, with `-tag` after it
+    /// where given, for the Kafka sinks `kafka` (each's name and node; one
+    /// at least), its transactions initialised, which fences off an
+    /// earlier producer of that id.
     fn open(
         kafka: &[(&str, &KafkaSink)],
-        id: String,
+        base: &str,
+        tag: Option<&str>,
         interval: Duration,
     ) -> Result<Self, RunError> {
         let (name, first) = kafka[0];
+        let id = tagged(base, tag);
         let opened = |error: KafkaError| {
             RunError::kafka_client(
                 &error,
@@ -322,7 +319,7 @@ impl Transactions {
         let marker = marker_of(first, &id).map_err(opened)?;
         let opened = Self {
             client,
-            base: id.clone(),
+            base: base.to_string(),
             id,
             sink: first.clone(),
             marker,
@@ -343,10 +340,7 @@ impl Transactions {
     ///
     /// The brokers do not answer.
     pub(crate) fn committed_of(&self, tag: Option<&str>) -> Result<Option<u64>, String> {
-        let id = match tag {
-            Some(tag) => format!("{}-{tag}", self.base),
-            None => self.base.clone(),
-        };
+        let id = tagged(&self.base, tag);
         if id == self.id {
             return read_marker(&self.marker, &self.sink.topic.value, &id, ASKED_WAIT);
         }
@@ -490,6 +484,15 @@ impl Transactions {
 
     fn epochs(&self) -> std::sync::MutexGuard<'_, Epochs> {
         self.epochs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The transactional id `base` of the process tagged `tag`: with the tag
+/// after it, for one of several processes (`None`: alone).
+fn tagged(base: &str, tag: Option<&str>) -> String {
+    match tag {
+        Some(tag) => format!("{base}-{tag}"),
+        None => base.to_string(),
     }
 }
 
