@@ -20,7 +20,7 @@ const PARTITIONS: i32 = 8;
 
 /// The partition of `key` in every topic: the same function for each, so
 /// the topics are co-partitioned (FNV-1a).
-fn partition_of(key: &str) -> i32 {
+pub(crate) fn partition_of(key: &str) -> i32 {
     let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     });
@@ -37,7 +37,7 @@ fn field<'a>(line: &'a str, field: &str) -> &'a str {
 
 /// Sends each of `lines` to `topic`, to the partition of its key
 /// (`FLUSH-p-round` to partition `p`).
-fn produce(brokers: &str, topic: &str, key_field: &str, lines: &[&str]) {
+pub(crate) fn produce(brokers: &str, topic: &str, key_field: &str, lines: &[&str]) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
@@ -190,7 +190,7 @@ fn instance_of(dir: &Path, number: u32, count: u32, log: &str) -> Child {
 }
 
 /// Starts the pipeline in `dir` with `args`, its stderr in `log` in `dir`.
-fn spawn(dir: &Path, args: &[&str], log: &str) -> Child {
+pub(crate) fn spawn(dir: &Path, args: &[&str], log: &str) -> Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
         .args(args)
         .arg(dir.join("pipeline.yaml"))
@@ -202,7 +202,7 @@ fn spawn(dir: &Path, args: &[&str], log: &str) -> Child {
 
 /// Instances, each with its log, killed if still there when dropped: a
 /// failing test leaves none running (live, they would run on).
-struct Running(Vec<(Child, &'static str)>);
+pub(crate) struct Running(pub(crate) Vec<(Child, &'static str)>);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -215,7 +215,7 @@ impl Drop for Running {
 
 /// Stops an instance as Ctrl-C does; gives its exit code and what it
 /// wrote to `log`.
-fn stop(child: Child, dir: &Path, log: &str) -> (Option<i32>, String) {
+pub(crate) fn stop(child: Child, dir: &Path, log: &str) -> (Option<i32>, String) {
     let (status, _) = interrupt(child);
     (
         status,
@@ -225,7 +225,7 @@ fn stop(child: Child, dir: &Path, log: &str) -> (Option<i32>, String) {
 
 /// Waits until `check` holds, for at most a minute; then tells what the
 /// instances in `dir` logged.
-fn wait_until(what: &str, dir: &Path, mut check: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, dir: &Path, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !check() {
         if Instant::now() > deadline {
@@ -245,7 +245,7 @@ fn wait_until(what: &str, dir: &Path, mut check: impl FnMut() -> bool) {
     }
 }
 
-fn has_checkpoint(state: &Path) -> bool {
+pub(crate) fn has_checkpoint(state: &Path) -> bool {
     std::fs::read_dir(state).into_iter().flatten().any(|entry| {
         entry.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))
     })
@@ -257,7 +257,7 @@ fn size(path: &Path) -> u64 {
 
 /// A mock cluster with topics `orders` and `payments` of eight
 /// partitions each.
-fn topics() -> MockCluster<'static, DefaultProducerContext> {
+pub(crate) fn topics() -> MockCluster<'static, DefaultProducerContext> {
     topics_of(PARTITIONS)
 }
 
@@ -579,7 +579,7 @@ fn member(dir: &Path, log: &'static str) -> (Child, &'static str) {
 
 /// The partitions the group last dealt the process logging to `log` in
 /// `dir`, as its directory and files are tagged: `partitions-3-5-of-8`.
-fn dealt(dir: &Path, log: &str) -> Option<String> {
+pub(crate) fn dealt(dir: &Path, log: &str) -> Option<String> {
     let text = std::fs::read_to_string(dir.join(log)).ok()?;
     let line = text.lines().rfind(|line| {
         line.contains("kafka partitions dealt") || line.contains("kafka partitions taken back")
@@ -851,7 +851,7 @@ fn a_process_of_a_group_takes_from_each_checkpoint_only_what_it_holds_newest() {
 /// Adds to the pipeline in `dir` the Kafka sink `alerts` on `brokers`
 /// (with `extra` in its mapping), written in transactions (with
 /// `checkpoint` in that section), which gets the matches too.
-fn add_transactional_sink(dir: &Path, brokers: &str, checkpoint: &str, extra: &str) {
+pub(crate) fn add_transactional_sink(dir: &Path, brokers: &str, checkpoint: &str, extra: &str) {
     let path = dir.join("pipeline.yaml");
     let text = std::fs::read_to_string(&path).expect("written").replace(
         "sinks:\n",
@@ -1093,7 +1093,7 @@ fn small_pipeline(dir: &Path, brokers: &str) {
 
 /// The bill check over topics `orders` and `payments` of `brokers`, each
 /// source with `extra`, every outcome to `out.jsonl`.
-fn pipeline_reading(dir: &Path, brokers: &str, extra: &str) {
+pub(crate) fn pipeline_reading(dir: &Path, brokers: &str, extra: &str) {
     let source = |name: &str, topic: &str, fields: &str| {
         format!(
             "  {name}:\n    type: kafka\n    brokers: {brokers}\n    topic: {topic}\n    \
@@ -1407,7 +1407,7 @@ fn inspect(which: &str, state: &str, pipeline: &str) -> crate::harness::Run {
 /// Runs the pipeline in `dir` with `args`, which must refuse to start
 /// (exit 2); gives what it wrote to stderr. One that runs instead is
 /// stopped after a minute, failing the test rather than hanging it.
-fn refusal(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn refusal(dir: &Path, args: &[&str]) -> String {
     let log = dir.join("refused.log");
     let mut run = spawn(dir, args, "refused.log");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -1433,7 +1433,7 @@ fn refusal(dir: &Path, args: &[&str]) -> String {
 /// Runs the pipeline in `dir` with `args` until it has read its Kafka
 /// sources' partitions to their ends, and a little more, and stops it as
 /// Ctrl-C does, which it must do cleanly; gives what it wrote to stderr.
-fn run_briefly(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn run_briefly(dir: &Path, args: &[&str]) -> String {
     let log = dir.join("briefly.log");
     let mut run = spawn(dir, &[&METERED[..], args].concat(), "briefly.log");
     read_to_end(dir, "briefly.log", &mut run);
@@ -1451,7 +1451,7 @@ const METERED: [&str; 4] = ["--log", "text", "--metrics-addr", "127.0.0.1:0"];
 /// `dir` has read its Kafka sources' partitions to their ends, as its
 /// metrics tell once the client's statistics (every second) gave the
 /// ends: a fixed wait would stop a slow start before it read.
-fn read_to_end(dir: &Path, log: &str, run: &mut Child) {
+pub(crate) fn read_to_end(dir: &Path, log: &str, run: &mut Child) {
     let log = dir.join(log);
     let mut ended = || {
         if let Some(status) = run.try_wait().expect("waited") {
@@ -1489,7 +1489,7 @@ fn read_to_end(dir: &Path, log: &str, run: &mut Child) {
 }
 
 /// The keys of the matches in every `out*.jsonl` in `dir`, sorted.
-fn matched_keys(dir: &Path) -> Vec<String> {
+pub(crate) fn matched_keys(dir: &Path) -> Vec<String> {
     let mut keys: Vec<String> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -1507,7 +1507,7 @@ fn matched_keys(dir: &Path) -> Vec<String> {
 }
 
 /// Every key `k0` to `k15`, sorted as text.
-fn every_key() -> Vec<String> {
+pub(crate) fn every_key() -> Vec<String> {
     let mut keys: Vec<String> = (0..16).map(|n| format!("k{n}")).collect();
     keys.sort();
     keys

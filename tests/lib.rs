@@ -10,6 +10,7 @@ mod harness;
 mod kafka;
 mod kafka_instances;
 mod kafka_source;
+mod kafka_state;
 mod kafka_tls;
 mod live;
 mod locations;

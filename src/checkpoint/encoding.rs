@@ -56,6 +56,12 @@ impl Encoder {
         self.varint(value as u64);
     }
 
+    /// Appends `bytes` as they are, without their length: what another
+    /// encoder wrote, copied.
+    pub(crate) fn raw(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+    }
+
     pub(crate) fn bytes(&mut self, bytes: &[u8]) {
         self.usize(bytes.len());
         self.bytes.extend_from_slice(bytes);
@@ -133,6 +139,11 @@ impl<'a> Decoder<'a> {
             at: 0,
             values: Vec::new(),
         }
+    }
+
+    /// How many bytes were read.
+    pub(crate) fn position(&self) -> usize {
+        self.at
     }
 
     /// Whether everything was read.

@@ -24,6 +24,7 @@ mod store;
 pub use encoding::DecodeError;
 pub use inspect::inspect;
 pub use store::{Lock, Store, StoreError};
+pub(crate) use store::{from_bytes, to_bytes};
 
 use encoding::{Decoder, Encoder};
 

@@ -205,11 +205,7 @@ impl Store {
     pub fn save(&self, checkpoint: &Checkpoint) -> Result<u64, StoreError> {
         fs::create_dir_all(&self.dir).map_err(Self::io("create", &self.dir))?;
         let (head, matcher) = checkpoint.encode();
-        let mut header = Vec::with_capacity(HEADER);
-        header.extend_from_slice(MAGIC);
-        header.extend_from_slice(&VERSION.to_le_bytes());
-        header.extend_from_slice(&((head.len() + matcher.len()) as u64).to_le_bytes());
-        header.extend_from_slice(&crc32(&[&head, matcher]).to_le_bytes());
+        let header = header(&head, matcher);
         let name = format!("checkpoint-{:020}", checkpoint.sequence);
         let temporary = self.dir.join(format!(".{name}.tmp"));
         let path = self.dir.join(&name);
@@ -306,8 +302,37 @@ impl Store {
 }
 
 /// Reads and checks one checkpoint file.
+/// The header of a checkpoint whose body is `head` then `matcher`: magic,
+/// format version, the body's length and its CRC-32.
+fn header(head: &[u8], matcher: &[u8]) -> Vec<u8> {
+    let mut header = Vec::with_capacity(HEADER);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&VERSION.to_le_bytes());
+    header.extend_from_slice(&((head.len() + matcher.len()) as u64).to_le_bytes());
+    header.extend_from_slice(&crc32(&[head, matcher]).to_le_bytes());
+    header
+}
+
+/// `checkpoint` as its file holds it, header and all.
+pub(crate) fn to_bytes(checkpoint: &Checkpoint) -> Vec<u8> {
+    let (head, matcher) = checkpoint.encode();
+    let mut bytes = header(&head, matcher);
+    bytes.extend_from_slice(&head);
+    bytes.extend_from_slice(matcher);
+    bytes
+}
+
 fn read(path: &Path) -> Result<Checkpoint, String> {
     let bytes = fs::read(path).map_err(|error| error.to_string())?;
+    from_bytes(&bytes)
+}
+
+/// The checkpoint a file's `bytes` hold, checked whole.
+///
+/// # Errors
+///
+/// They are not a checkpoint, of a version this runner reads, whole.
+pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Checkpoint, String> {
     if bytes.len() < HEADER || &bytes[..8] != MAGIC {
         return Err("it is not a checkpoint".to_string());
     }

@@ -537,6 +537,13 @@ fn resumed_line(resumed: &runner::runtime::Resumed) -> String {
             resumed.sequence
         ),
     };
+    let from = match resumed.from_topic {
+        0 => from,
+        partitions => format!(
+            "{from}, {} of them from the state topic",
+            count(partitions as u64, "partition")
+        ),
+    };
     format!(
         "  {from}: {} pending, {} remembered, read in {:.2}s\n",
         count(resumed.pending as u64, "key"),

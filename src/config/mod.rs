@@ -77,6 +77,10 @@ pub struct CheckpointConfig {
     /// Whether Kafka sinks write each checkpoint's records in a Kafka
     /// transaction, committed with the checkpoint.
     pub transactions: Option<Spanned<bool>>,
+    /// The compacted Kafka topic that each checkpoint's transaction also
+    /// writes every partition's state to, for processes without a shared
+    /// state directory to take partitions over from.
+    pub state_topic: Option<Spanned<String>>,
     /// Where the section is written.
     pub span: Span,
 }

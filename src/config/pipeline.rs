@@ -123,6 +123,9 @@ fn checkpoint(r: &mut Reader<'_>, at: Span, node: &Node) -> Option<CheckpointCon
     let transactions = fields
         .optional("transactions")
         .and_then(|(_, value)| r.boolean(value, "`transactions`"));
+    let state_topic = fields
+        .optional("state_topic")
+        .and_then(|(_, value)| r.string(value, "`state_topic`"));
     fields.finish(r);
     if let Some(interval) = interval.filter(|i| i.value <= crate::time::Duration::ZERO) {
         r.report(
@@ -138,6 +141,7 @@ fn checkpoint(r: &mut Reader<'_>, at: Span, node: &Node) -> Option<CheckpointCon
         enabled,
         interval,
         transactions,
+        state_topic,
         span: at,
     })
 }

@@ -102,6 +102,7 @@ impl Builder<'_> {
         };
         let checkpoint = self.checkpoint_interval(&sources);
         let transactions = self.transactions(checkpoint.is_some());
+        let state_topic = self.state_topic(transactions);
         Some(Graph {
             name: self.pipeline.name.as_ref().map(|n| n.value.clone()),
             sources,
@@ -110,6 +111,7 @@ impl Builder<'_> {
             sinks,
             checkpoint,
             transactions,
+            state_topic,
         })
     }
 

@@ -162,10 +162,15 @@ impl Graph {
             .map(|kind| kind.name())
             .collect();
         row(f, "emits", emits.join(", "))?;
-        let transactions = if self.transactions {
-            "; Kafka sinks' records committed with each, in a transaction"
-        } else {
-            ""
+        let transactions = match (self.transactions, &self.state_topic) {
+            (true, Some(topic)) => format!(
+                "; Kafka sinks' records and each partition's state (to `{topic}`) committed \
+                 with each, in a transaction"
+            ),
+            (true, None) => {
+                "; Kafka sinks' records committed with each, in a transaction".to_string()
+            }
+            (false, _) => String::new(),
         };
         match self.checkpoint {
             Some(interval) => row(

@@ -254,6 +254,49 @@ impl Builder<'_> {
         true
     }
 
+    /// The compacted Kafka topic each checkpoint's transaction writes every
+    /// partition's state to, if the pipeline names one: only where the
+    /// Kafka sinks write in `transactions`, and every source reads Kafka
+    /// (a key's state goes with its partition).
+    pub(super) fn state_topic(&mut self, transactions: bool) -> Option<String> {
+        let pipeline = self.pipeline;
+        let topic = (pipeline.checkpoint.as_ref()).and_then(|c| c.state_topic.as_ref())?;
+        let not_kafka = (pipeline.sources.items.iter())
+            .find(|source| !matches!(source.kind, crate::config::SourceKind::Kafka(_)));
+        let problem = if topic.value.trim().is_empty() {
+            Some((
+                "a state topic needs a name".to_string(),
+                "name the compacted topic the state is kept in".to_string(),
+            ))
+        } else if !transactions {
+            Some((
+                "the state topic is written in the Kafka sinks' transactions, which are off"
+                    .to_string(),
+                "add `transactions: true`, with a Kafka sink".to_string(),
+            ))
+        } else {
+            not_kafka.map(|source| {
+                (
+                    format!(
+                        "state kept in a Kafka topic is kept by partition, and source `{}` does \
+                         not read Kafka",
+                        source.name.value
+                    ),
+                    "read every source from Kafka, or drop `state_topic`".to_string(),
+                )
+            })
+        };
+        if let Some((message, help)) = problem {
+            self.report(
+                Diagnostic::error(Code::Transactions, message, topic.span)
+                    .label("here")
+                    .help(help),
+            );
+            return None;
+        }
+        Some(topic.value.clone())
+    }
+
     /// A CSV sink writes an outcome's fields as columns: an output to one
     /// has no use for a template.
     fn csv_templates(&mut self) {

@@ -34,6 +34,9 @@ pub struct Graph {
     pub checkpoint: Option<Duration>,
     /// Whether Kafka sinks write in a Kafka transaction per checkpoint.
     pub transactions: bool,
+    /// The compacted Kafka topic each checkpoint's transaction also writes
+    /// every partition's state to.
+    pub state_topic: Option<String>,
 }
 
 /// A source with its timestamp assigner and key-by.

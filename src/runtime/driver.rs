@@ -216,6 +216,9 @@ pub(crate) async fn drive(
         resumed_from = driver.summary.resumed_from.as_ref().map(|r| r.sequence),
         pending = driver.summary.resumed_from.as_ref().map(|r| r.pending),
         took_over_from = driver.summary.resumed_from.as_ref().and_then(|r| r.of),
+        from_state_topic = (driver.summary.resumed_from.as_ref())
+            .map(|r| r.from_topic)
+            .filter(|&partitions| partitions > 0),
         "run started"
     );
     let mut result = if driver.took_over() {

@@ -62,6 +62,7 @@ use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
 mod state;
 
+pub(crate) use state::Divided;
 pub use state::{PendingGroup, StateFormat};
 
 use super::event::{Event, Key};
@@ -1389,6 +1390,91 @@ mod tests {
             parts.push(part);
         }
         assert_divides(&parts, &whole);
+    }
+
+    #[test]
+    fn a_state_split_by_partition_reads_back_as_the_whole_divided() {
+        let mut whole = three();
+        let mut out = Vec::new();
+        for n in 0..60_i64 {
+            let key = format!("k{}", n % 8);
+            let mut event = event(usize::try_from(n % 3).unwrap_or(0), &key, n * 450);
+            event.partition = Some(partition_of(&Value::from(key.as_str())));
+            whole.on_event(event, &mut out);
+            if n == 40 {
+                whole.on_watermark(
+                    Watermark::bounded(EventTime::from_millis(n * 450), Duration::ZERO),
+                    &mut out,
+                );
+            }
+        }
+        let state = whole.state();
+        let (none, divided) = whole.split_by_partition(&state).expect("divided");
+        assert_eq!(divided.keys().copied().collect::<Vec<_>>(), [0, 1, 2, 3]);
+        let mut parts = Vec::new();
+        for (partition, part) in divided {
+            let mut read = three();
+            read.restore_state(&part.state()).expect("read");
+            for group in read.pending_groups() {
+                assert_eq!(group.partition, Some(partition), "{group:?}");
+            }
+            // The same as reading the whole keeping the partition's keys.
+            let mut kept = three();
+            kept.load_keeping(
+                &mut Decoder::new(&state),
+                StateFormat::CURRENT,
+                &mut |_, of| of == Some(partition),
+            )
+            .expect("read");
+            assert_eq!(read.pending_groups(), kept.pending_groups());
+            assert_eq!(read.remembered_keys(), kept.remembered_keys());
+            parts.push(read);
+        }
+        assert_divides(&parts, &whole);
+        // A partition without keys: a state with none, which reads back.
+        let mut empty = three();
+        empty.restore_state(&none.state()).expect("read");
+        assert_eq!((empty.pending(), empty.remembered_keys()), (0, 0));
+        // Two shares of one partition (two workers' keys) make one state.
+        let mut halves = Vec::new();
+        for half in [0..4, 4..8] {
+            let mut part = three();
+            part.load_keeping(
+                &mut Decoder::new(&state),
+                StateFormat::CURRENT,
+                &mut |key, _| {
+                    let digit = key.value().to_string().bytes().last().unwrap_or(b'0');
+                    half.contains(&(digit - b'0'))
+                },
+            )
+            .expect("read");
+            halves.push(part.state());
+        }
+        let shares: Vec<_> = (halves.iter())
+            .map(|half| whole.split_by_partition(half).expect("divided").1)
+            .collect();
+        let mut joined = shares.into_iter().fold(
+            std::collections::BTreeMap::<u32, crate::runtime::matcher::Divided>::new(),
+            |mut joined, share| {
+                for (partition, part) in share {
+                    match joined.get_mut(&partition) {
+                        Some(into) => into.absorb(&part),
+                        None => {
+                            joined.insert(partition, part);
+                        }
+                    }
+                }
+                joined
+            },
+        );
+        let mut again = Vec::new();
+        for part in joined.values_mut() {
+            let mut read = three();
+            read.restore_state(&part.state()).expect("read");
+            again.push(read);
+        }
+        assert_divides(&again, &whole);
+        assert!(whole.split_by_partition(&state[..state.len() - 1]).is_err());
     }
 
     #[test]

@@ -106,6 +106,8 @@ pub struct Resumed {
     /// another number of processes: how many (the newest of their
     /// checkpoints is `sequence`).
     pub of: Option<u32>,
+    /// How many of its partitions it took from the state topic.
+    pub from_topic: usize,
     /// How long the run took to read it and be ready to go on.
     pub took: std::time::Duration,
 }

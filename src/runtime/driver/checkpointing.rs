@@ -13,7 +13,7 @@ use crate::plan::Graph;
 use crate::runtime::StateFormat;
 use crate::runtime::engine::{Engine, Kept};
 use crate::runtime::error::RunError;
-use crate::runtime::sink::Transactions;
+use crate::runtime::sink::{StateTopic, Transactions};
 use crate::runtime::source::At;
 use crate::runtime::source::GroupOffsets;
 use crate::runtime::{Instance, Resumed};
@@ -62,6 +62,11 @@ pub(super) struct Checkpointing {
     /// The Kafka transactions the Kafka sinks write in, committed with
     /// each checkpoint.
     pub(super) transactions: Option<Arc<Transactions>>,
+    /// The state topic each checkpoint's transaction writes every
+    /// partition's state to.
+    state: Option<Arc<StateTopic>>,
+    /// How many partitions the run took from the state topic.
+    from_topic: usize,
 }
 
 /// A checkpoint being saved on a thread of its own, which hands back the
@@ -105,12 +110,7 @@ pub(super) fn prepare(
     let instance = options.instance;
     let store = Store::new(instance.state_dir(&dir));
     let failed = |error: crate::checkpoint::StoreError| RunError::Checkpoint(error.to_string());
-    let lock = store.lock().map_err(|error| match error {
-        crate::checkpoint::StoreError::Io { .. } => {
-            RunError::Checkpoint(format!("the state directory for checkpoints: {error}"))
-        }
-        busy => failed(busy),
-    })?;
+    let lock = lock(&store)?;
     // Any number of workers resumes a checkpoint: each takes the keys that
     // hash to it.
     let mut fingerprint = graph.fingerprint();
@@ -130,6 +130,8 @@ pub(super) fn prepare(
         own(&store, instance, transactions.as_deref(), warnings)?
     };
     let settling = |store: &Store| settle(store, graph, interval);
+    let state = state_topic(graph);
+    let fence = |tag: Option<&str>| fence(graph, transactions.as_deref(), tag, interval);
     let pipeline = layouts::Pipeline {
         graph,
         base: &options.base,
@@ -137,6 +139,13 @@ pub(super) fn prepare(
         settle: transactions
             .is_some()
             .then_some(&settling as layouts::Settle<'_>),
+        topic: (state.as_deref())
+            .zip(transactions.as_deref())
+            .map(|(state, transactions)| layouts::Topic {
+                state,
+                transactions,
+                fence: &fence,
+            }),
     };
     let resolved = layouts::resolve(&dir, instance, &mut resume, fresh, &pipeline)?;
     warnings.extend(resolved.warnings);
@@ -166,7 +175,9 @@ pub(super) fn prepare(
     // Newer than any of other numbers of processes, also after --fresh: a
     // process's own checkpoints are told from older ones of another
     // number by their sequence numbers.
-    let newest_other = resolved.others.iter().filter_map(Layout::newest).max();
+    let newest_other = (resolved.others.iter().filter_map(Layout::newest))
+        .chain(resolved.topic_newest)
+        .max();
     let sequence = (resume.as_ref().map_or(0, |c| c.sequence)).max(newest_other.unwrap_or(0)) + 1;
     if let Some(transactions) = &transactions {
         fingerprint.push((
@@ -189,13 +200,56 @@ pub(super) fn prepare(
             instance,
             retire: resolved.others,
             took_over: resolved.took_over,
+            from_topic: resolved.from_topic,
             partitions_then,
             retired_superseded: false,
             picked: resolved.picked,
             transactions,
+            state,
         }),
         resume,
     ))
+}
+
+/// Holds the run's state directory, that of `store`.
+///
+/// # Errors
+///
+/// Another run holds it, or it cannot be made.
+fn lock(store: &Store) -> Result<Lock, RunError> {
+    store.lock().map_err(|error| match error {
+        crate::checkpoint::StoreError::Io { .. } => {
+            RunError::Checkpoint(format!("the state directory for checkpoints: {error}"))
+        }
+        busy => RunError::Checkpoint(busy.to_string()),
+    })
+}
+
+/// The state topic of `graph`, if it keeps one.
+fn state_topic(graph: &Graph) -> Option<Arc<StateTopic>> {
+    let topic = graph.state_topic.as_ref()?;
+    let waits = graph.matcher.sides.iter().map(|side| side.wait);
+    let splitter = crate::runtime::Matcher::new(waits, Vec::new(), graph.matcher.retention);
+    Some(Arc::new(StateTopic::new(topic, splitter)))
+}
+
+/// Fences off the transactional id of the process tagged `tag`, of the
+/// run's `transactions`, as it writes `graph`'s Kafka sinks: its open
+/// transaction is aborted, one it was committing settles.
+///
+/// # Errors
+///
+/// The brokers do not answer.
+fn fence(
+    graph: &Graph,
+    transactions: Option<&Transactions>,
+    tag: Option<&str>,
+    interval: std::time::Duration,
+) -> Result<(), RunError> {
+    let Some(transactions) = transactions else {
+        return Ok(());
+    };
+    Transactions::fence(&graph.sinks, &transactions.id_of(tag), interval).map(|_| ())
 }
 
 /// `checkpoint` with the paths it keeps as the run opens them, from the
@@ -390,14 +444,19 @@ fn settle(
 /// The transactional id of `graph`'s Kafka sinks when their properties
 /// name none: the pipeline's name and its state directory `dir`'s (a
 /// checksum of its full path), so that the same pipeline run from its
-/// state again fences off what ran before, and another does not.
+/// state again fences off what ran before, and another does not. With a
+/// state topic, the topic's name instead of the directory's: processes
+/// on other machines, each with a state directory of its own, take
+/// partitions over from one another through it, and fence one another
+/// off.
 fn transactional_id(graph: &Graph, dir: &Path) -> String {
+    let name = graph.name.as_deref().unwrap_or("pipeline");
+    if let Some(topic) = &graph.state_topic {
+        return format!("runner-{name}-{topic}");
+    }
     let full = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let checksum = crate::checkpoint::encoding::crc32(&[full.display().to_string().as_bytes()]);
-    format!(
-        "runner-{}-{checksum:08x}",
-        graph.name.as_deref().unwrap_or("pipeline")
-    )
+    format!("runner-{name}-{checksum:08x}")
 }
 
 /// What a run whose Kafka sinks write in transactions resumes from, its
@@ -632,6 +691,8 @@ struct Save {
     /// Each Kafka source's offsets in the checkpoint, to commit.
     commits: Vec<(GroupOffsets, Vec<(u32, u64)>)>,
     transactions: Option<Arc<Transactions>>,
+    /// The state topic, and the process's tag its snapshots carry.
+    state: Option<(Arc<StateTopic>, Option<String>)>,
     /// When the checkpoint began.
     began: Instant,
 }
@@ -658,7 +719,19 @@ impl Save {
         );
         let commits = (self.commits.iter()).map(|(offsets, partitions)| (offsets, &partitions[..]));
         match &self.transactions {
-            Some(transactions) => transactions.commit(checkpoint.sequence, commits)?,
+            Some(transactions) => {
+                if let Some((state, tag)) = &self.state {
+                    let written = state.write(transactions, &checkpoint, tag.as_deref());
+                    if let Err(error) = &written {
+                        transactions.fail(error.clone());
+                    }
+                    tracing::debug!(
+                        bytes = written?,
+                        "partitions' state sent to the state topic"
+                    );
+                }
+                transactions.commit(checkpoint.sequence, commits)?;
+            }
             None => GroupOffsets::commit_all(commits),
         }
         Ok(Saved {
@@ -767,6 +840,7 @@ impl Driver {
             pending: loaded.waiting,
             remembered: loaded.remembered,
             of: self.checkpointing.as_ref().and_then(|c| c.took_over),
+            from_topic: self.checkpointing.as_ref().map_or(0, |c| c.from_topic),
             took: std::time::Duration::ZERO,
         });
         // Read, a state's bytes are the buffer to encode the next into.
@@ -861,6 +935,7 @@ impl Driver {
             barriers,
             commits,
             transactions: checkpointing.transactions.clone(),
+            state: (checkpointing.state.clone()).map(|state| (state, checkpointing.instance.tag())),
             began,
         };
         let job = std::thread::Builder::new()
@@ -907,6 +982,13 @@ impl Driver {
         if !finished {
             transactions.abort();
             return Ok(());
+        }
+        // Read to its end, the run has nothing to resume: nor has a run
+        // that would take its partitions from the state topic.
+        if let Some(state) = &checkpointing.state {
+            let tag = checkpointing.instance.tag();
+            (state.delete(&transactions, checkpointing.sequence, tag.as_deref()))
+                .map_err(RunError::Save)?;
         }
         let commits = (self.inputs.iter())
             .filter_map(|input| Some((input.offsets.as_ref()?, &input.buffer.partitions[..])));

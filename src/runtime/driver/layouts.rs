@@ -27,6 +27,7 @@
 //! transactional id of the process that kept it and drops its
 //! checkpoints whose transactions did not commit.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
@@ -35,6 +36,7 @@ use crate::config::SinkKind;
 use crate::plan::Graph;
 use crate::runtime::Instance;
 use crate::runtime::error::RunError;
+use crate::runtime::sink::{Snapshot, StateTopic, Transactions};
 
 /// The file, in a pipeline's state directory, that one process at a time
 /// locks to take over from or retire another number of processes.
@@ -139,6 +141,7 @@ pub fn other_checkpoints(dir: &Path, instance: Instance) -> Vec<String> {
 }
 
 /// What a process found of other numbers of processes.
+#[derive(Default)]
 pub(super) struct Resolved {
     /// Their checkpoints, to remove once every process of this number has
     /// taken over.
@@ -150,6 +153,11 @@ pub(super) struct Resolved {
     /// checkpoint put together, in order (its keys of others are older
     /// than another's).
     pub(super) picked: Option<Picked>,
+    /// How many partitions it took from the state topic.
+    pub(super) from_topic: usize,
+    /// The number of the newest snapshot on the state topic, of any
+    /// partition: the run numbers its checkpoints after it.
+    pub(super) topic_newest: Option<u64>,
     /// About damaged checkpoints.
     pub(super) warnings: Vec<String>,
 }
@@ -173,15 +181,49 @@ pub(super) fn resolve(
     fresh: bool,
     pipeline: &Pipeline<'_>,
 ) -> Result<Resolved, RunError> {
+    let mut warnings = Vec::new();
+    let found = match &pipeline.topic {
+        Some(topic) => Some(read_topic(topic, dir, instance, !fresh, &mut warnings)?),
+        None => None,
+    };
+    let topic_newest = found.as_ref().and_then(|found| found.newest);
+    // Started over, the run takes nothing from the topic, but numbers its
+    // checkpoints after those there still.
+    let found = found.filter(|_| !fresh);
+    let mut resolved = resolve_found(dir, instance, resume, fresh, pipeline, found)?;
+    resolved.warnings.splice(0..0, warnings);
+    resolved.topic_newest = topic_newest;
+    Ok(resolved)
+}
+
+/// What [`resolve`] does, given the snapshots `found` on the state topic.
+fn resolve_found(
+    dir: &Path,
+    instance: Instance,
+    resume: &mut Option<Checkpoint>,
+    fresh: bool,
+    pipeline: &Pipeline<'_>,
+    found: Option<Found>,
+) -> Result<Resolved, RunError> {
     if let Some(of) = instance.dealt_of() {
-        return resolve_picked(dir, instance, of, resume, pipeline, None);
+        return resolve_picked(dir, instance, of, resume, pipeline, None, found);
     }
     let others = Layout::others(dir, instance);
+    // Snapshots on the state topic newer than any checkpoint here: each
+    // partition is taken from where it is newest.
+    if let Some(found) = found.filter(|found| {
+        let here = (others.iter().filter_map(Layout::newest))
+            .chain(resume.as_ref().map(|own| own.sequence))
+            .max();
+        found.newest_held() > here
+    }) {
+        let of = found.of;
+        let others = Some(others);
+        return resolve_picked(dir, instance, of, resume, pipeline, others, Some(found));
+    }
     let kept = |others| Resolved {
         others,
-        took_over: None,
-        picked: None,
-        warnings: Vec::new(),
+        ..Resolved::default()
     };
     if let Some(own) = resume {
         if let Some(newer) = (others.iter()).find(|layout| layout.newest() > Some(own.sequence)) {
@@ -209,21 +251,21 @@ pub(super) fn resolve(
                 settle: pipeline.settle,
                 ..Taking::default()
             };
-            let (checkpoint, warnings, _) = take_over(layout, dir, pipeline, &taking)?;
+            let (checkpoint, warnings, _) = take_over(layout, dir, pipeline, taking)?;
             *resume = Some(checkpoint);
             let took_over = Some(layout.count);
             Ok(Resolved {
                 others,
                 took_over,
-                picked: None,
                 warnings,
+                ..Resolved::default()
             })
         }
         // Of several numbers, or of a group: each partition from the
         // checkpoint that holds it newest.
         _ => {
             let of = partition_count(&others)?;
-            resolve_picked(dir, instance, of, resume, pipeline, Some(others))
+            resolve_picked(dir, instance, of, resume, pipeline, Some(others), None)
         }
     }
 }
@@ -279,6 +321,108 @@ pub(super) struct Pipeline<'a> {
     pub(super) base: &'a Path,
     pub(super) fingerprint: &'a [(String, String)],
     pub(super) settle: Option<Settle<'a>>,
+    /// The state topic, where the pipeline keeps one.
+    pub(super) topic: Option<Topic<'a>>,
+}
+
+/// A pipeline's state topic, read through the run's Kafka transactions,
+/// and how to fence off another process's transactional id (by its tag)
+/// before its snapshots are taken.
+pub(super) struct Topic<'a> {
+    pub(super) state: &'a StateTopic,
+    pub(super) transactions: &'a Transactions,
+    pub(super) fence: &'a dyn Fn(Option<&str>) -> Result<(), RunError>,
+}
+
+/// Of the snapshots on the state topic, those of the partitions a process
+/// reads, and of how many partitions each topic had when they were taken.
+pub(super) struct Found {
+    of: u32,
+    snapshots: BTreeMap<u32, Snapshot>,
+    /// The highest number on the topic, of any partition's snapshot or
+    /// its deletion.
+    newest: Option<u64>,
+}
+
+impl Found {
+    /// The number of the newest snapshot of the partitions it holds.
+    fn newest_held(&self) -> Option<u64> {
+        (self.snapshots.values())
+            .map(|snapshot| snapshot.checkpoint.sequence)
+            .max()
+    }
+}
+
+/// The newest committed snapshot on the state topic of each partition
+/// `instance` reads: the topic is read once, the transactional ids of the
+/// other processes that wrote them fenced off (their open transactions
+/// are aborted, those being committed settle), and read again.
+///
+/// # Errors
+///
+/// The topic cannot be read, a snapshot does not read back, or the
+/// snapshots say different counts of partitions.
+fn read_topic(
+    topic: &Topic<'_>,
+    dir: &Path,
+    instance: Instance,
+    taking: bool,
+    warnings: &mut Vec<String>,
+) -> Result<Found, RunError> {
+    let read = |warnings: &mut Vec<String>| {
+        (topic.state.read(topic.transactions, warnings)).map_err(RunError::Checkpoint)
+    };
+    let mut snapshots = read(warnings)?;
+    let mut counts: Vec<&str> = Vec::new();
+    for snapshot in snapshots.values() {
+        let count = (snapshot.checkpoint.fingerprint.iter())
+            .find(|(part, _)| part == PARTITIONS)
+            .map(|(_, count)| count.as_str());
+        counts.extend(count.filter(|count| !counts.contains(count)));
+    }
+    let of = match (instance.dealt_of(), &counts[..]) {
+        (Some(of), _) => of,
+        (None, []) => 0,
+        (None, [count]) => count.parse().unwrap_or(0),
+        (None, [one, other, ..]) => {
+            return Err(RunError::Checkpoint(format!(
+                "the state topic `{}` holds snapshots taken with {one} and {other} partitions \
+                 per topic: which to take is not clear; run with --fresh to start over (every \
+                 output is then written anew, and Kafka sources start at their `start`)",
+                topic.state.topic()
+            )));
+        }
+    };
+    let mine = instance.partitions(of as usize);
+    let own = instance.tag();
+    // A snapshot no newer than a checkpoint here is not taken: its writer
+    // need not be fenced off.
+    let here = holders(dir, of);
+    let mut fenced = Vec::new();
+    for partition in mine.clone() {
+        let newest_here = (here.iter())
+            .filter(|holder| holder.holds.contains(&partition))
+            .map(|holder| holder.newest)
+            .max();
+        if let Some(snapshot) = snapshots.get(&partition).filter(|_| taking)
+            && Some(snapshot.checkpoint.sequence) > newest_here
+            && snapshot.tag != own
+            && !fenced.contains(&snapshot.tag)
+        {
+            (topic.fence)(snapshot.tag.as_deref())?;
+            fenced.push(snapshot.tag.clone());
+        }
+    }
+    if !fenced.is_empty() {
+        snapshots = read(&mut Vec::new())?;
+    }
+    let newest = topic.state.highest();
+    snapshots.retain(|partition, _| mine.contains(partition));
+    Ok(Found {
+        of,
+        snapshots,
+        newest,
+    })
 }
 
 /// Fences off the process that kept the checkpoints of a state directory
@@ -376,6 +520,7 @@ fn resolve_picked(
     resume: &mut Option<Checkpoint>,
     pipeline: &Pipeline<'_>,
     by_number: Option<Vec<Layout>>,
+    found: Option<Found>,
 ) -> Result<Resolved, RunError> {
     let dealt = by_number.is_none();
     let own = instance.state_dir(dir);
@@ -412,13 +557,22 @@ fn resolve_picked(
             .filter(|holder| holder.dir != own)
             .collect();
     }
-    // Each directory taken from, and the partitions taken from it.
+    // Each directory taken from, and the partitions taken from it; and
+    // the snapshots taken from the state topic.
     let mut from: Vec<PathBuf> = Vec::new();
     let mut picks: Vec<Vec<u32>> = Vec::new();
+    let mut snapshots = found.map(|found| found.snapshots).unwrap_or_default();
     for partition in mine {
         let newest = (others.iter())
             .filter(|holder| holder.holds.contains(&partition))
             .max_by_key(|holder| holder.newest);
+        let here = newest.map(|holder| holder.newest).max(own_newest);
+        // A directory's checkpoint before the topic's as new: it says how
+        // far its file sinks are to be cut back.
+        if (snapshots.get(&partition)).is_some_and(|topic| Some(topic.checkpoint.sequence) > here) {
+            continue;
+        }
+        snapshots.remove(&partition);
         let pick = match newest {
             Some(holder) if own_newest.is_none_or(|own| holder.newest > own) => &holder.dir,
             _ if own_newest.is_some() => &own,
@@ -432,15 +586,15 @@ fn resolve_picked(
         }
     }
     let retire = by_number.unwrap_or_default();
-    if from.iter().all(|picked| *picked == own) {
+    if from.iter().all(|picked| *picked == own) && snapshots.is_empty() {
         return Ok(Resolved {
             others: retire,
-            took_over: None,
-            picked: None,
             warnings,
+            ..Resolved::default()
         });
     }
-    let taken_from = u32::try_from(from.len()).unwrap_or(u32::MAX);
+    let writers: std::collections::BTreeSet<_> = snapshots.values().map(|s| &s.tag).collect();
+    let taken_from = u32::try_from(from.len() + writers.len()).unwrap_or(u32::MAX);
     let layout = Layout {
         // For messages: a group's, or as many processes as directories.
         count: if dealt { 0 } else { taken_from },
@@ -451,18 +605,23 @@ fn resolve_picked(
         .flat_map(|old| old.dirs.iter().map(move |path| (old, path.as_path())))
         .filter(|(_, path)| !layout.dirs.iter().any(|taken| taken == path))
         .collect();
+    let from_topic = snapshots.len();
     let taking = Taking {
-        own: dealt.then_some(own.as_path()),
+        own: Some(own.as_path()),
+        waits: dealt,
         picks: Some(&picks),
         settle: None,
         also: &also,
+        snapshots: snapshots.into_values().collect(),
     };
-    let (checkpoint, taken, picked) = take_over(&layout, dir, pipeline, &taking)?;
+    let (checkpoint, taken, picked) = take_over(&layout, dir, pipeline, taking)?;
     warnings.extend(taken);
     *resume = Some(checkpoint);
     Ok(Resolved {
         others: retire,
         took_over: Some(taken_from),
+        from_topic,
+        topic_newest: None,
         picked,
         warnings,
     })
@@ -571,7 +730,7 @@ pub(super) fn take_over(
     layout: &Layout,
     dir: &Path,
     pipeline: &Pipeline<'_>,
-    taking: &Taking<'_>,
+    taking: Taking<'_>,
 ) -> Result<(Checkpoint, Vec<String>, Option<Picked>), RunError> {
     let (fingerprint, base) = (pipeline.fingerprint, pipeline.base);
     let files = file_sinks(pipeline.graph);
@@ -592,7 +751,7 @@ pub(super) fn take_over(
     for (at, old) in layout.dirs.iter().enumerate() {
         let store = Store::new(old);
         if Some(old.as_path()) != own {
-            locks.push(lock_old(&store, layout, own.is_some(), patience)?);
+            locks.push(lock_old(&store, layout, taking.waits, patience)?);
             if let Some(settle) = taking.settle {
                 warnings.extend(settle(&store)?);
             }
@@ -606,12 +765,6 @@ pub(super) fn take_over(
         warnings.extend(damaged);
         let Some(mut checkpoint) = checkpoint else {
             continue;
-        };
-        let unshared = |parts: &[(String, String)]| -> Vec<(String, String)> {
-            (parts.iter())
-                .filter(|(part, _)| !LAYOUT_PARTS.contains(&part.as_str()))
-                .cloned()
-                .collect()
         };
         let count = (checkpoint.fingerprint.iter())
             .find(|(part, _)| part == PARTITIONS)
@@ -661,6 +814,10 @@ pub(super) fn take_over(
         taken.push(checkpoint);
     }
     drop(locks);
+    for snapshot in taking.snapshots {
+        picked.push(vec![snapshot.partition]);
+        taken.push(from_topic(snapshot, fingerprint, &mut partitions)?);
+    }
     let own = files
         .iter()
         .filter_map(|(name, path)| {
@@ -679,6 +836,54 @@ pub(super) fn take_over(
     Ok((merged, warnings, taking.picks.map(|_| picked)))
 }
 
+/// The parts of a fingerprint that say what the pipeline is, not how
+/// processes were laid out.
+fn unshared(parts: &[(String, String)]) -> Vec<(String, String)> {
+    (parts.iter())
+        .filter(|(part, _)| !LAYOUT_PARTS.contains(&part.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// The checkpoint of a partition's `snapshot` from the state topic, which
+/// must fit the pipeline of `fingerprint` but for the layout, and say the
+/// count of `partitions` the checkpoints taken with it say (it is kept
+/// there, if they say none).
+///
+/// # Errors
+///
+/// It does not fit, or says another count.
+fn from_topic(
+    snapshot: Snapshot,
+    fingerprint: &[(String, String)],
+    partitions: &mut Option<String>,
+) -> Result<Checkpoint, RunError> {
+    let mut checkpoint = snapshot.checkpoint;
+    let count = (checkpoint.fingerprint.iter())
+        .find(|(part, _)| part == PARTITIONS)
+        .map(|(_, count)| count.clone());
+    match (&*partitions, count) {
+        (Some(one), Some(other)) if *one != other => {
+            return Err(RunError::Checkpoint(format!(
+                "cannot take partition {} over from the state topic: its snapshot was taken \
+                 with {other} partitions per topic, the checkpoints taken with it with {one}",
+                snapshot.partition
+            )));
+        }
+        (_, count) => *partitions = partitions.take().or(count),
+    }
+    checkpoint.fingerprint = unshared(&checkpoint.fingerprint);
+    if let Some(why) = checkpoint.mismatch(&unshared(fingerprint)) {
+        return Err(RunError::Checkpoint(format!(
+            "cannot take partition {} over from the state topic: the pipeline changed since its \
+             snapshot was taken ({why}); run with --fresh to start over (every output is then \
+             written anew, and Kafka sources start at their `start`)",
+            snapshot.partition
+        )));
+    }
+    Ok(checkpoint)
+}
+
 /// The partitions taken from each state of a checkpoint put together.
 pub(super) type Picked = Vec<Vec<u32>>;
 
@@ -691,12 +896,18 @@ pub(super) type Picked = Vec<Vec<u32>>;
 #[derive(Default)]
 pub(super) struct Taking<'a> {
     pub(super) own: Option<&'a Path>,
+    /// Whether to wait a while for the processes holding the directories
+    /// to let go of them (as a consumer group takes their partitions).
+    pub(super) waits: bool,
     pub(super) picks: Option<&'a [Vec<u32>]>,
     pub(super) settle: Option<Settle<'a>>,
     /// State directories of processes taken over from that hold none of
     /// the partitions taken (each with its layout, for messages): held
     /// all the same while the others are read, since none may still run.
     pub(super) also: &'a [(&'a Layout, &'a Path)],
+    /// Partitions' snapshots from the state topic, taken after the
+    /// directories' checkpoints (they hold no file sinks to cut back).
+    pub(super) snapshots: Vec<Snapshot>,
 }
 
 /// Locks the state directory of `store`, one of `layout`'s, to take over

@@ -237,18 +237,7 @@ impl Matcher {
         let mut others = None;
         for _ in 0..keys {
             let key = Key::new(input.value()?);
-            let partition = match format {
-                StateFormat::Unpartitioned => None,
-                StateFormat::Partitioned => match input.varint()? {
-                    0 => None,
-                    from_1 => Some(
-                        u32::try_from(from_1 - 1)
-                            .ok()
-                            .filter(|&p| p != NONE)
-                            .ok_or_else(|| DecodeError("a partition out of range".to_string()))?,
-                    ),
-                },
-            };
+            let partition = partition(input, format)?;
             let target = if keep.as_mut().is_none_or(|keep| keep(&key, partition)) {
                 &mut *self
             } else {
@@ -265,6 +254,59 @@ impl Matcher {
         let peak = if filtering { 0 } else { peak };
         self.peak_waiting = self.peak_waiting.max(peak).max(self.waiting);
         Ok(())
+    }
+
+    /// Divides a state [`save`](Self::save) wrote (for a matcher with this
+    /// one's sides) by the partition each key came from: for each
+    /// partition with keys, its keys alone, and with them what the state
+    /// says of its ids and watermark (given alone too, with no keys, for
+    /// the partitions that have none). Keys from no partition are left
+    /// out. Each state's keys are copied as they are encoded; they are
+    /// read (into a matcher thrown away now and then) only to find where
+    /// each ends.
+    ///
+    /// # Errors
+    ///
+    /// Data that is damaged or was written for other sides.
+    pub(crate) fn split_by_partition(
+        &self,
+        state: &[u8],
+    ) -> Result<(Divided, std::collections::BTreeMap<u32, Divided>), DecodeError> {
+        let mut input = Decoder::new(state);
+        let next_id = id(&mut input)?;
+        let watermark = input.int()?;
+        let _peak = input.varint()?;
+        let keys = input.count(3)?;
+        let mut divided = std::collections::BTreeMap::<u32, Divided>::new();
+        let mut scratch = self.empty_like();
+        for _ in 0..keys {
+            let start = input.position();
+            let key = Key::new(input.value()?);
+            let partition = partition(&mut input, StateFormat::CURRENT)?;
+            if scratch.entries.len() >= 4096 {
+                scratch = self.empty_like();
+            }
+            scratch.load_entry(key, partition, &mut input)?;
+            if let Some(partition) = partition {
+                let into = divided.entry(partition).or_default();
+                into.keys += 1;
+                into.entries
+                    .extend_from_slice(&state[start..input.position()]);
+            }
+        }
+        if !input.done() {
+            return Err(DecodeError("it goes on after its end".to_string()));
+        }
+        for into in divided.values_mut() {
+            into.next_id = next_id;
+            into.watermark = watermark;
+        }
+        let none = Divided {
+            next_id,
+            watermark,
+            ..Divided::default()
+        };
+        Ok((none, divided))
     }
 
     /// Reads the groups and memory of `key`.
@@ -481,6 +523,59 @@ impl Matcher {
 
 /// An id as a checkpoint keeps it: a varint, of which the low 32 bits are
 /// the id (earlier versions kept 64).
+/// The keys of one partition, of a state divided by partition
+/// ([`Matcher::split_by_partition`]): their entries as encoded, and what
+/// the state they came from says of the ids and the watermark.
+#[derive(Debug, Default)]
+pub(crate) struct Divided {
+    pub(crate) next_id: u32,
+    pub(crate) watermark: i64,
+    pub(crate) keys: usize,
+    pub(crate) entries: Vec<u8>,
+}
+
+impl Divided {
+    /// Adds the keys of `other`, another state's share of the same
+    /// partition (another worker's: its keys are others).
+    pub(crate) fn absorb(&mut self, other: &Self) {
+        // The id ahead of the other, as ids wrap.
+        if other.next_id.wrapping_sub(self.next_id) < 1 << 31 {
+            self.next_id = other.next_id;
+        }
+        self.watermark = self.watermark.min(other.watermark);
+        self.keys += other.keys;
+        self.entries.extend_from_slice(&other.entries);
+    }
+
+    /// The state these keys make, as [`Matcher::save`] writes one.
+    pub(crate) fn state(&self) -> Vec<u8> {
+        let mut out = Encoder::new();
+        out.varint(u64::from(self.next_id));
+        out.int(self.watermark);
+        out.usize(0);
+        out.usize(self.keys);
+        out.raw(&self.entries);
+        out.into_bytes()
+    }
+}
+
+/// The partition a key came from, as a state in `format` has it after the
+/// key: from 1, 0 where none is known.
+fn partition(input: &mut Decoder<'_>, format: StateFormat) -> Result<Option<u32>, DecodeError> {
+    Ok(match format {
+        StateFormat::Unpartitioned => None,
+        StateFormat::Partitioned => match input.varint()? {
+            0 => None,
+            from_1 => Some(
+                u32::try_from(from_1 - 1)
+                    .ok()
+                    .filter(|&p| p != NONE)
+                    .ok_or_else(|| DecodeError("a partition out of range".to_string()))?,
+            ),
+        },
+    })
+}
+
 fn id(input: &mut Decoder<'_>) -> Result<u32, DecodeError> {
     Ok(u32::try_from(input.varint()? & u64::from(u32::MAX)).unwrap_or(0))
 }

@@ -9,6 +9,10 @@
 //! barrier waits until that checkpoint's transaction committed before it
 //! writes on, into the next.
 
+mod state;
+
+pub(crate) use state::{Snapshot, StateTopic};
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
@@ -362,6 +366,11 @@ impl Transactions {
             "kafka transactions as `{}` cannot start: {error}",
             self.id
         ))
+    }
+
+    /// The transactional id of the process tagged `tag` (`None`: alone).
+    pub(crate) fn id_of(&self, tag: Option<&str>) -> String {
+        tagged(&self.base, tag)
     }
 
     /// The transactional id.

@@ -1,0 +1,566 @@
+//! The state topic: every partition's state, written in each checkpoint's
+//! Kafka transaction, so that a process that takes a partition over (or
+//! starts on a state directory of its own) restores it from the brokers
+//! rather than from another process's checkpoint files.
+//!
+//! A checkpoint's snapshot of partition `p` is a checkpoint of its own,
+//! framed as a checkpoint file is: the sources' offsets of `p` alone, the
+//! watermarks, and the keys whose first event came from `p`, with no file
+//! sinks (those are the writing process's, on its machine). Its records
+//! are keyed `<pipeline id>/<p>/<chunk>` (the pipeline id being the
+//! transactional id without the process's tag), so a compacted topic
+//! keeps each partition's newest snapshot and nothing older; each holds
+//! at most [`CHUNK`] bytes of it, after a header: the format, the
+//! checkpoint's number, the partition, the chunk's place and how many
+//! there are, and the writing process's tag. Chunks a newer snapshot no
+//! longer has are deleted with tombstones.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message as _;
+use rdkafka::producer::BaseRecord;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{CONSUMER_TOO, Transactions};
+use crate::checkpoint::{Checkpoint, from_bytes, to_bytes};
+use crate::runtime::matcher::{Divided, Matcher};
+
+/// The first bytes of every record's value.
+const MAGIC: &[u8; 8] = b"RUNNERST";
+
+/// The format of the records' header.
+const FORMAT: u32 = 1;
+
+/// The most bytes of a snapshot in one record: brokers refuse records of
+/// more than 1 MB unless told otherwise.
+pub(crate) const CHUNK: usize = 512 * 1024;
+
+/// How long reading the topic waits for the brokers without hearing from
+/// them before it gives up.
+const READ_WAIT: Duration = Duration::from_secs(30);
+
+/// A run's state topic.
+pub(crate) struct StateTopic {
+    topic: String,
+    /// An empty matcher of the pipeline's sides, to divide states by
+    /// partition.
+    splitter: Matcher,
+    /// How many chunks each partition's last snapshot written or found
+    /// had (those a newer one does not have are deleted), and the
+    /// partitions this run wrote.
+    chunks: Mutex<Chunks>,
+}
+
+/// What a run knows of the chunks on the topic.
+#[derive(Default)]
+struct Chunks {
+    /// How many each partition's last snapshot written or found had.
+    counts: HashMap<u32, u32>,
+    /// The partitions whose snapshots this run wrote.
+    written: BTreeSet<u32>,
+    /// The highest number of a record found, deleted snapshots' too.
+    highest: Option<u64>,
+}
+
+/// A partition's newest snapshot on the topic whose transaction
+/// committed.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub(crate) partition: u32,
+    /// The tag of the process that wrote it (`None`: alone).
+    pub(crate) tag: Option<String>,
+    pub(crate) checkpoint: Checkpoint,
+}
+
+/// The chunks of one snapshot found so far, or that a partition's
+/// snapshots were deleted (its process read its inputs to their end).
+struct Pieces {
+    tag: Option<String>,
+    chunks: Vec<Option<Vec<u8>>>,
+    deleted: bool,
+}
+
+/// One record's header, read.
+struct Header<'a> {
+    sequence: u64,
+    partition: u32,
+    chunk: u32,
+    chunks: u32,
+    tag: Option<String>,
+    data: &'a [u8],
+}
+
+impl StateTopic {
+    /// The state topic `topic` of a pipeline whose matcher `splitter` is
+    /// an empty one of (of its sides and rules).
+    pub(crate) fn new(topic: &str, splitter: Matcher) -> Self {
+        Self {
+            topic: topic.to_string(),
+            splitter,
+            chunks: Mutex::default(),
+        }
+    }
+
+    /// The topic's name.
+    pub(crate) fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Sends, in the open transaction of `transactions`, the snapshot of
+    /// every partition `checkpoint` holds offsets of, as the process
+    /// tagged `tag` took it. Committing the transaction delivers them.
+    ///
+    /// # Errors
+    ///
+    /// The checkpoint's states do not read back, or a record cannot be
+    /// sent.
+    pub(crate) fn write(
+        &self,
+        transactions: &Transactions,
+        checkpoint: &Checkpoint,
+        tag: Option<&str>,
+    ) -> Result<usize, String> {
+        let states: Vec<&[u8]> = if checkpoint.workers.is_empty() {
+            vec![&checkpoint.matcher]
+        } else {
+            checkpoint.workers.iter().map(Vec::as_slice).collect()
+        };
+        // What the states say of ids and the watermark, for partitions
+        // without keys.
+        let mut none: Option<Divided> = None;
+        let mut divided: BTreeMap<u32, Divided> = BTreeMap::new();
+        for state in states {
+            let (header, parts) = (self.splitter.split_by_partition(state))
+                .map_err(|error| format!("the state cannot be divided by partition: {error}"))?;
+            match &mut none {
+                Some(none) => none.absorb(&header),
+                None => none = Some(header),
+            }
+            for (partition, part) in parts {
+                match divided.entry(partition) {
+                    std::collections::btree_map::Entry::Occupied(mut into) => {
+                        into.get_mut().absorb(&part);
+                    }
+                    std::collections::btree_map::Entry::Vacant(into) => {
+                        into.insert(part);
+                    }
+                }
+            }
+        }
+        let none = none.unwrap_or_default();
+        let partitions: BTreeSet<u32> = (checkpoint.inputs.iter())
+            .flat_map(|input| input.partitions.iter().map(|&(partition, _)| partition))
+            .collect();
+        let mut chunks = self.chunks.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut bytes = 0;
+        for partition in partitions {
+            let state = divided.get(&partition).unwrap_or(&none).state();
+            let snapshot = of_partition(checkpoint, partition, state);
+            let encoded = to_bytes(&snapshot);
+            let pieces: Vec<&[u8]> = encoded.chunks(CHUNK).collect();
+            let count = u32::try_from(pieces.len()).map_err(|_| "a state too large".to_string())?;
+            for (chunk, data) in (0..).zip(&pieces) {
+                let mut value = header(checkpoint.sequence, partition, chunk, count, tag);
+                value.extend_from_slice(data);
+                let key = Self::key(transactions, partition, chunk);
+                transactions.send_state(&self.topic, &key, Some(&value))?;
+            }
+            let before = chunks.counts.insert(partition, count).unwrap_or(0);
+            chunks.written.insert(partition);
+            for chunk in count..before {
+                let key = Self::key(transactions, partition, chunk);
+                transactions.send_state(&self.topic, &key, None)?;
+            }
+            bytes += encoded.len();
+        }
+        Ok(bytes)
+    }
+
+    /// The highest number of a record the last [`read`](Self::read) found,
+    /// of a snapshot or of a partition's snapshots deleted: a run numbers
+    /// its checkpoints after it, so that its snapshots are the newest.
+    pub(crate) fn highest(&self) -> Option<u64> {
+        (self.chunks.lock().unwrap_or_else(PoisonError::into_inner)).highest
+    }
+
+    /// Deletes, in the open transaction of `transactions`, the snapshots
+    /// of the partitions this run wrote, as the process tagged `tag`
+    /// committing the number `sequence`: a run that read its inputs to
+    /// their end leaves nothing to resume. Each partition's first chunk
+    /// becomes a record saying so, with no snapshot (a reader passes over
+    /// the older ones it still finds), and its other chunks are deleted.
+    ///
+    /// # Errors
+    ///
+    /// A record cannot be sent.
+    pub(crate) fn delete(
+        &self,
+        transactions: &Transactions,
+        sequence: u64,
+        tag: Option<&str>,
+    ) -> Result<(), String> {
+        let mut chunks = self.chunks.lock().unwrap_or_else(PoisonError::into_inner);
+        let Chunks {
+            counts, written, ..
+        } = &mut *chunks;
+        for partition in std::mem::take(written) {
+            let deleted = header(sequence, partition, 0, 0, tag);
+            let key = Self::key(transactions, partition, 0);
+            transactions.send_state(&self.topic, &key, Some(&deleted))?;
+            for chunk in 1..counts.remove(&partition).unwrap_or(0) {
+                let key = Self::key(transactions, partition, chunk);
+                transactions.send_state(&self.topic, &key, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The key of `chunk` of partition `partition`'s snapshot.
+    fn key(transactions: &Transactions, partition: u32, chunk: u32) -> String {
+        format!("{}/{partition}/{chunk}", transactions.base)
+    }
+
+    /// Reads the whole topic, as a `read_committed` reader of the brokers
+    /// of `transactions` sees it, and gives each partition's newest
+    /// snapshot of this pipeline whose transaction committed: whose number
+    /// is not past the last the brokers hold for its process's id (brokers
+    /// that show aborted records to `read_committed` readers are not
+    /// trusted to hide them). Warnings go to `warnings`.
+    ///
+    /// # Errors
+    ///
+    /// The topic does not exist, the brokers do not answer, or a snapshot
+    /// that committed does not read back.
+    pub(crate) fn read(
+        &self,
+        transactions: &Transactions,
+        warnings: &mut Vec<String>,
+    ) -> Result<BTreeMap<u32, Snapshot>, String> {
+        let found = self.fetch(transactions, warnings)?;
+        let mut committed: HashMap<Option<String>, Option<u64>> = HashMap::new();
+        let mut newest = BTreeMap::new();
+        let mut chunks = self.chunks.lock().unwrap_or_else(PoisonError::into_inner);
+        chunks.highest = (found.values().flat_map(BTreeMap::keys).copied()).max();
+        for (partition, snapshots) in found {
+            let most = (snapshots.values())
+                .map(|pieces| u32::try_from(pieces.chunks.len()).unwrap_or(u32::MAX))
+                .max()
+                .unwrap_or(0);
+            let known = chunks.counts.entry(partition).or_default();
+            *known = (*known).max(most);
+            for (sequence, pieces) in snapshots.into_iter().rev() {
+                if !committed.contains_key(&pieces.tag) {
+                    let number = transactions.committed_of(pieces.tag.as_deref())?;
+                    committed.insert(pieces.tag.clone(), number);
+                }
+                let number = committed.get(&pieces.tag).copied().flatten();
+                if number.is_some_and(|number| number < sequence) {
+                    continue;
+                }
+                if pieces.deleted {
+                    break;
+                }
+                let Some(whole) = whole(&pieces.chunks) else {
+                    if number.is_none() {
+                        // Unknown whether it committed: passed over.
+                        continue;
+                    }
+                    let missing = (pieces.chunks.iter())
+                        .filter(|chunk| chunk.is_none())
+                        .count();
+                    return Err(format!(
+                        "the snapshot of partition {partition} numbered {sequence} on the state \
+                         topic `{}` committed, but {missing} of its {} records are gone: the \
+                         topic must be compacted (cleanup.policy=compact), not deleted by \
+                         retention; run with --fresh to start over",
+                        self.topic,
+                        pieces.chunks.len()
+                    ));
+                };
+                let checkpoint = from_bytes(&whole).map_err(|problem| {
+                    format!(
+                        "the snapshot of partition {partition} numbered {sequence} on the state \
+                         topic `{}` cannot be read: {problem}",
+                        self.topic
+                    )
+                })?;
+                newest.insert(
+                    partition,
+                    Snapshot {
+                        partition,
+                        tag: pieces.tag,
+                        checkpoint,
+                    },
+                );
+                break;
+            }
+        }
+        tracing::info!(
+            topic = %self.topic,
+            partitions = ?newest.keys().collect::<Vec<_>>(),
+            "state topic read"
+        );
+        Ok(newest)
+    }
+
+    /// Every snapshot of this pipeline on the topic, by partition and
+    /// number.
+    fn fetch(
+        &self,
+        transactions: &Transactions,
+        warnings: &mut Vec<String>,
+    ) -> Result<BTreeMap<u32, BTreeMap<u64, Pieces>>, String> {
+        let failed = |error: KafkaError| format!("the state topic `{}`: {error}", self.topic);
+        let reader = reader_of(transactions).map_err(failed)?;
+        let metadata = (reader.fetch_metadata(Some(&self.topic), READ_WAIT)).map_err(failed)?;
+        let partitions: Vec<i32> = (metadata.topics().iter())
+            .filter(|topic| topic.name() == self.topic && topic.error().is_none())
+            .flat_map(|topic| {
+                topic
+                    .partitions()
+                    .iter()
+                    .map(rdkafka::metadata::MetadataPartition::id)
+            })
+            .collect();
+        if partitions.is_empty() {
+            return Err(format!(
+                "the state topic `{}` does not exist: create it, compacted \
+                 (cleanup.policy=compact), on the Kafka sinks' cluster",
+                self.topic
+            ));
+        }
+        let mut list = TopicPartitionList::new();
+        let mut open = BTreeSet::new();
+        for &partition in &partitions {
+            let (low, high) =
+                (reader.fetch_watermarks(&self.topic, partition, READ_WAIT)).map_err(failed)?;
+            if high > low {
+                (list.add_partition_offset(&self.topic, partition, Offset::Beginning))
+                    .map_err(failed)?;
+                open.insert(partition);
+            }
+        }
+        let mut found: BTreeMap<u32, BTreeMap<u64, Pieces>> = BTreeMap::new();
+        if open.is_empty() {
+            return Ok(found);
+        }
+        reader.assign(&list).map_err(failed)?;
+        let prefix = format!("{}/", transactions.base);
+        let mut foreign = 0_usize;
+        let mut heard = Instant::now();
+        while !open.is_empty() {
+            let Some(message) = reader.poll(Duration::from_millis(100)) else {
+                if heard.elapsed() > READ_WAIT {
+                    return Err(format!(
+                        "the state topic `{}`: nothing read in {}s, with partitions {open:?} \
+                         not read to their end",
+                        self.topic,
+                        READ_WAIT.as_secs()
+                    ));
+                }
+                continue;
+            };
+            heard = Instant::now();
+            let message = match message {
+                Ok(message) => message,
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    open.remove(&partition);
+                    continue;
+                }
+                Err(error) => return Err(failed(error)),
+            };
+            let mine = (message.key()).is_some_and(|key| key.starts_with(prefix.as_bytes()));
+            let Some(value) = message.payload().filter(|_| mine) else {
+                // Another pipeline's, or a chunk deleted.
+                continue;
+            };
+            let Some(header) = read_header(value) else {
+                foreign += 1;
+                continue;
+            };
+            let pieces = (found.entry(header.partition).or_default())
+                .entry(header.sequence)
+                .or_insert_with(|| Pieces {
+                    tag: header.tag.clone(),
+                    chunks: Vec::new(),
+                    deleted: false,
+                });
+            let count = usize::try_from(header.chunks).unwrap_or(usize::MAX);
+            let at = usize::try_from(header.chunk).unwrap_or(usize::MAX);
+            if count == 0 && at == 0 {
+                // The partition's snapshots deleted.
+                pieces.deleted = true;
+                continue;
+            }
+            if at >= count || (!pieces.chunks.is_empty() && pieces.chunks.len() != count) {
+                foreign += 1;
+                continue;
+            }
+            pieces.chunks.resize(count, None);
+            pieces.chunks[at] = Some(header.data.to_vec());
+        }
+        if foreign > 0 {
+            warnings.push(format!(
+                "{foreign} record{} on the state topic `{}` under this pipeline's keys are not \
+                 snapshots of this runner's: passed over",
+                if foreign == 1 { "" } else { "s" },
+                self.topic
+            ));
+        }
+        Ok(found)
+    }
+}
+
+/// Partition `partition`'s snapshot of `checkpoint`, holding `state`.
+fn of_partition(checkpoint: &Checkpoint, partition: u32, state: Vec<u8>) -> Checkpoint {
+    let inputs = (checkpoint.inputs.iter())
+        .map(|input| {
+            let mut input = input.clone();
+            input.partitions.retain(|&(p, _)| p == partition);
+            input
+        })
+        .collect();
+    Checkpoint {
+        version: checkpoint.version,
+        sequence: checkpoint.sequence,
+        taken_at: checkpoint.taken_at,
+        fingerprint: checkpoint.fingerprint.clone(),
+        inputs,
+        watermark: checkpoint.watermark,
+        sinks: Vec::new(),
+        matcher: state,
+        workers: Vec::new(),
+    }
+}
+
+/// A record's header, before its chunk of a snapshot.
+fn header(sequence: u64, partition: u32, chunk: u32, chunks: u32, tag: Option<&str>) -> Vec<u8> {
+    let tag = tag.unwrap_or_default().as_bytes();
+    let mut value = Vec::with_capacity(MAGIC.len() + 26 + tag.len() + CHUNK);
+    value.extend_from_slice(MAGIC);
+    value.extend_from_slice(&FORMAT.to_le_bytes());
+    value.extend_from_slice(&sequence.to_le_bytes());
+    value.extend_from_slice(&partition.to_le_bytes());
+    value.extend_from_slice(&chunk.to_le_bytes());
+    value.extend_from_slice(&chunks.to_le_bytes());
+    value.extend_from_slice(&u16::try_from(tag.len()).unwrap_or(0).to_le_bytes());
+    value.extend_from_slice(tag);
+    value
+}
+
+/// What [`header`] wrote before `value`'s chunk; `None` for a value that
+/// is not a record of this format.
+fn read_header(value: &[u8]) -> Option<Header<'_>> {
+    let rest = value.strip_prefix(MAGIC)?;
+    let (format, rest) = rest.split_at_checked(4)?;
+    if u32::from_le_bytes(format.try_into().ok()?) != FORMAT {
+        return None;
+    }
+    let (sequence, rest) = rest.split_at_checked(8)?;
+    let (partition, rest) = rest.split_at_checked(4)?;
+    let (chunk, rest) = rest.split_at_checked(4)?;
+    let (chunks, rest) = rest.split_at_checked(4)?;
+    let (length, rest) = rest.split_at_checked(2)?;
+    let length = usize::from(u16::from_le_bytes(length.try_into().ok()?));
+    let (tag, data) = rest.split_at_checked(length)?;
+    let tag = std::str::from_utf8(tag).ok()?;
+    Some(Header {
+        sequence: u64::from_le_bytes(sequence.try_into().ok()?),
+        partition: u32::from_le_bytes(partition.try_into().ok()?),
+        chunk: u32::from_le_bytes(chunk.try_into().ok()?),
+        chunks: u32::from_le_bytes(chunks.try_into().ok()?),
+        tag: (!tag.is_empty()).then(|| tag.to_string()),
+        data,
+    })
+}
+
+/// A snapshot's bytes, when every chunk of it was found.
+fn whole(chunks: &[Option<Vec<u8>>]) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    for chunk in chunks {
+        bytes.extend_from_slice(chunk.as_ref()?);
+    }
+    (!chunks.is_empty()).then_some(bytes)
+}
+
+/// A reader of the topic, on the brokers of `transactions`, that sees only
+/// what committed and says when it reaches each partition's end.
+fn reader_of(transactions: &Transactions) -> Result<BaseConsumer, KafkaError> {
+    let sink = &transactions.sink;
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &sink.brokers.value)
+        .set("group.id", format!("{}.state", transactions.base))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true");
+    for (name, value) in &sink.properties {
+        if CONSUMER_TOO
+            .iter()
+            .any(|prefix| name.value.starts_with(prefix))
+        {
+            config.set(&name.value, &value.value);
+        }
+    }
+    config.create()
+}
+
+impl Transactions {
+    /// Sends a record of the state topic `topic` in the open transaction,
+    /// waiting while librdkafka's queue is full; `None` deletes the key.
+    fn send_state(&self, topic: &str, key: &str, value: Option<&[u8]>) -> Result<(), String> {
+        let mut record = BaseRecord::<str, [u8]>::to(topic).key(key);
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        loop {
+            match self.client.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), again)) => {
+                    record = again;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err((error, _)) => {
+                    return Err(format!("the state topic `{topic}`: {error}"));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_reads_back_and_other_values_do_not() {
+        let mut value = header(7, 3, 1, 4, Some("2-of-3"));
+        value.extend_from_slice(b"data");
+        let read = read_header(&value).unwrap();
+        assert_eq!(
+            (read.sequence, read.partition, read.chunk, read.chunks),
+            (7, 3, 1, 4)
+        );
+        assert_eq!(read.tag.as_deref(), Some("2-of-3"));
+        assert_eq!(read.data, b"data");
+        let alone = header(1, 0, 0, 1, None);
+        assert_eq!(read_header(&alone).unwrap().tag, None);
+        assert!(read_header(b"{\"json\": true}").is_none());
+        assert!(read_header(&value[..20]).is_none());
+    }
+
+    #[test]
+    fn a_snapshot_is_whole_only_with_every_chunk() {
+        assert_eq!(
+            whole(&[Some(b"ab".to_vec()), Some(b"c".to_vec())]),
+            Some(b"abc".to_vec())
+        );
+        assert_eq!(whole(&[Some(b"ab".to_vec()), None]), None);
+        assert_eq!(whole(&[]), None);
+    }
+}

@@ -1,0 +1,312 @@
+//! The state topic (`checkpoint: {state_topic: ...}`), through the binary
+//! against librdkafka's mock cluster: processes that share no state
+//! directory take partitions over from one another through it.
+
+use std::path::Path;
+use std::process::Child;
+
+use crate::harness::{runner, scratch};
+use crate::kafka_instances::{
+    Running, add_transactional_sink, dealt, every_key, matched_keys, partition_of,
+    pipeline_reading, produce, read_to_end, refusal, run_briefly, spawn, stop, topics, wait_until,
+};
+
+/// A pipeline over the mock cluster `brokers` in `dir` whose checkpoints
+/// (every 300 ms) keep every partition's state in the topic `state` too,
+/// with its sources' `extra`.
+fn with_state_topic(dir: &Path, brokers: &str, extra: &str) {
+    pipeline_reading(dir, brokers, extra);
+    add_transactional_sink(
+        dir,
+        brokers,
+        "interval: 300ms, state_topic: state, ",
+        ", properties: {transactional.id: tx}",
+    );
+}
+
+/// 16 events of `topic`, keys `k0` to `k15`, at `second`.
+fn send(brokers: &str, topic: &str, second: u32) {
+    let lines: Vec<String> = (0..16)
+        .map(|n| format!(r#"{{"id":"k{n}","ts":"2026-11-02T12:00:0{second}Z"}}"#))
+        .collect();
+    produce(
+        brokers,
+        topic,
+        "id",
+        &lines.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+}
+
+/// A process alone on a state directory no process used before (another
+/// machine's) takes every partition's offsets and pending keys from the
+/// state topic, and matches them.
+#[test]
+fn a_process_on_a_new_state_directory_takes_its_partitions_from_the_state_topic() {
+    let cluster = topics();
+    cluster.create_topic("alerts", 1, 1).expect("a topic");
+    cluster.create_topic("state", 3, 1).expect("a topic");
+    let brokers = cluster.bootstrap_servers();
+    let dir = scratch("kafka_state_topic_alone");
+    with_state_topic(&dir, &brokers, "");
+    send(&brokers, "orders", 0);
+    let first = dir.join("first");
+    run_briefly(&dir, &["--state-dir", first.to_str().expect("UTF-8")]);
+    assert!(matched_keys(&dir).is_empty());
+    send(&brokers, "payments", 1);
+    let second = dir.join("second");
+    let stderr = run_briefly(&dir, &["--state-dir", second.to_str().expect("UTF-8")]);
+    assert!(
+        stderr.contains("8 partitions of them from the state topic: 16 keys pending"),
+        "{stderr}"
+    );
+    assert_eq!(matched_keys(&dir), every_key(), "{stderr}");
+    // The first directory's checkpoint is older than the topic's now: a
+    // run on it takes the partitions from the topic, and matches nothing
+    // again.
+    let stderr = run_briefly(&dir, &["--state-dir", first.to_str().expect("UTF-8")]);
+    assert!(
+        stderr.contains("of them from the state topic: 0 keys pending"),
+        "{stderr}"
+    );
+    assert_eq!(matched_keys(&dir), every_key(), "{stderr}");
+}
+
+/// Starts a process of the group in `dir` on a state directory of its own,
+/// `state`, logging to `log`; with metrics, to tell when it read to the
+/// end.
+fn member_on(dir: &Path, state: &str, log: &'static str) -> (Child, &'static str) {
+    let state = dir.join(state);
+    let args = [
+        "--log",
+        "text",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--join",
+        "--state-dir",
+        state.to_str().expect("UTF-8"),
+    ];
+    (spawn(dir, &args, log), log)
+}
+
+/// Two processes of a group, each on a state directory of its own: the
+/// one that joins second takes the keys pending in the partitions the
+/// group deals it from the state topic, the other keeps its own; the
+/// payments that come next match every order once.
+#[test]
+fn processes_of_a_group_on_state_directories_of_their_own_move_partitions_through_the_topic() {
+    let cluster = topics();
+    cluster.create_topic("alerts", 1, 1).expect("a topic");
+    cluster.create_topic("state", 3, 1).expect("a topic");
+    let brokers = cluster.bootstrap_servers();
+    let dir = scratch("kafka_state_topic_group");
+    with_state_topic(
+        &dir,
+        &brokers,
+        "    idle_timeout: 1s\n    properties: {session.timeout.ms: 3000, heartbeat.interval.ms: \
+         500}\n",
+    );
+    send(&brokers, "orders", 0);
+    let mut running = Running(vec![member_on(&dir, "state-a", "a.log")]);
+    wait_until("the group to deal every partition", &dir, || {
+        dealt(&dir, "a.log").as_deref() == Some("partitions-0-7-of-8")
+    });
+    read_to_end(&dir, "a.log", &mut running.0[0].0);
+    running.0.push(member_on(&dir, "state-b", "b.log"));
+    wait_until("the group to deal the partitions over two", &dir, || {
+        let mut held: Vec<String> = ["a.log", "b.log"]
+            .iter()
+            .filter_map(|log| dealt(&dir, log))
+            .collect();
+        held.sort();
+        held == ["partitions-0-3-of-8", "partitions-4-7-of-8"]
+            && std::fs::read_to_string(dir.join("b.log"))
+                .is_ok_and(|log| log.contains("from_state_topic=4"))
+    });
+    let range = dealt(&dir, "b.log").expect("dealt");
+    send(&brokers, "payments", 1);
+    wait_until("every match", &dir, || {
+        matched_keys(&dir).len() >= every_key().len()
+    });
+    let mut logs = String::new();
+    for (child, log) in running.0.drain(..) {
+        let (status, stderr) = stop(child, &dir, log);
+        assert_eq!(status, Some(0), "{stderr}");
+        logs.push_str(&stderr);
+    }
+    assert_eq!(matched_keys(&dir), every_key(), "{logs}");
+    let b = std::fs::read_to_string(dir.join("b.log")).expect("its log");
+    let first = if range == "partitions-0-3-of-8" { 0 } else { 4 };
+    let pending = (0..16)
+        .filter(|n| (first..first + 4).contains(&partition_of(&format!("k{n}"))))
+        .count();
+    assert!(
+        b.contains(&format!(
+            "4 partitions of them from the state topic: {pending} keys pending"
+        )),
+        "{pending} keys of {range}: {b}"
+    );
+}
+
+/// A state topic needs transactions, and sources that all read Kafka:
+/// refused, pointed at, otherwise.
+#[test]
+fn a_state_topic_without_what_it_needs_is_refused() {
+    let dir = scratch("kafka_state_topic_refused");
+    pipeline_reading(&dir, "127.0.0.1:9", "");
+    let path = dir.join("pipeline.yaml");
+    let text = std::fs::read_to_string(&path).expect("written");
+    for (name, text, problem) in [
+        (
+            "untransacted.yaml",
+            text.replace("sinks:\n", "checkpoint: {state_topic: state}\nsinks:\n"),
+            "the state topic is written in the Kafka sinks' transactions, which are off",
+        ),
+        (
+            "file.yaml",
+            text.replacen(
+                "    type: kafka\n    brokers: 127.0.0.1:9\n    topic: orders\n    group: g\n",
+                "    type: file\n    path: orders.jsonl\n",
+                1,
+            )
+            .replace(
+                "sinks:\n",
+                "checkpoint: {transactions: true, state_topic: state}\nsinks:\n  alerts: {type: \
+                 kafka, brokers: 127.0.0.1:9, topic: alerts}\n",
+            ),
+            "state kept in a Kafka topic is kept by partition, and source `app` does not read \
+             Kafka",
+        ),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("written");
+        let run = runner(&["validate", path.to_str().expect("UTF-8")]);
+        assert_eq!(run.status, 1, "{name}: {}", run.stderr);
+        let said = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            said.contains(&format!("error[E311]: {problem}")) && said.contains("state_topic"),
+            "{name}: {said}"
+        );
+    }
+}
+
+/// Orders of 1,000-byte ids in the mock cluster's topics, with a pipeline
+/// keeping its state in the topic `state` of `partitions` partitions, a
+/// checkpoint every 2 seconds; gives the directory.
+fn large_state(
+    cluster: &rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    name: &str,
+    orders: usize,
+    partitions: i32,
+) -> std::path::PathBuf {
+    cluster.create_topic("alerts", 1, 1).expect("a topic");
+    cluster
+        .create_topic("state", partitions, 1)
+        .expect("a topic");
+    let brokers = cluster.bootstrap_servers();
+    let dir = scratch(name);
+    // The orders wait for no payments, the other source idle.
+    pipeline_reading(&dir, &brokers, "    idle_timeout: 1s\n");
+    add_transactional_sink(
+        &dir,
+        &brokers,
+        "interval: 2s, state_topic: state, ",
+        ", properties: {transactional.id: tx}",
+    );
+    let padding = "x".repeat(1_000);
+    let lines: Vec<String> = (0..orders)
+        .map(|n| format!(r#"{{"id":"{padding}{n}","ts":"2026-11-02T12:00:00Z"}}"#))
+        .collect();
+    produce(
+        &brokers,
+        "orders",
+        "id",
+        &lines.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let first = dir.join("first");
+    run_briefly(&dir, &["--state-dir", first.to_str().expect("UTF-8")]);
+    dir
+}
+
+/// A partition's state larger than a record may be is written in chunks,
+/// and read back whole: 3,000 orders pending, about 750 kB per partition
+/// (over 8 partitions of the state topic: librdkafka's mock cluster keeps
+/// about 5 MB per partition).
+#[test]
+fn a_partition_state_larger_than_a_record_is_taken_whole() {
+    let cluster = topics();
+    let dir = large_state(&cluster, "kafka_state_topic_chunks", 3_000, 8);
+    let second = dir.join("second");
+    let stderr = run_briefly(&dir, &["--state-dir", second.to_str().expect("UTF-8")]);
+    assert!(
+        stderr.contains("8 partitions of them from the state topic: 3000 keys pending"),
+        "{stderr}"
+    );
+}
+
+/// A snapshot that committed but whose records are gone (a topic deleted
+/// by retention rather than compacted; here librdkafka's mock cluster,
+/// which keeps about 5 MB per partition, drops the oldest of 12 MB) is
+/// not passed over, which would lose its keys: the run refuses to start.
+#[test]
+fn a_snapshot_whose_records_are_gone_is_refused() {
+    let cluster = topics();
+    let dir = large_state(&cluster, "kafka_state_topic_gone", 6_000, 1);
+    let second = dir.join("second");
+    let stderr = refusal(&dir, &["--state-dir", second.to_str().expect("UTF-8")]);
+    assert!(
+        stderr.contains("committed, but") && stderr.contains("records are gone"),
+        "{stderr}"
+    );
+}
+
+/// A run that reads its bounded sources to their end has nothing to
+/// resume, and deletes its partitions' snapshots with its last
+/// transaction: a run on another state directory takes nothing from the
+/// topic, and numbers its checkpoints after the deletion, so that a run
+/// after it takes its snapshots.
+#[test]
+fn a_run_read_to_its_end_leaves_no_snapshot_to_take() {
+    let cluster = topics();
+    cluster.create_topic("alerts", 1, 1).expect("a topic");
+    cluster.create_topic("state", 3, 1).expect("a topic");
+    let brokers = cluster.bootstrap_servers();
+    let dir = scratch("kafka_state_topic_ended");
+    with_state_topic(&dir, &brokers, "");
+    let path = dir.join("pipeline.yaml");
+    let unbounded = std::fs::read_to_string(&path).expect("written");
+    let bounded = unbounded.replace(
+        "    format: jsonl\n",
+        "    format: jsonl\n    bounded: true\n",
+    );
+    let state = |name: &str| dir.join(name).to_str().expect("UTF-8").to_string();
+    send(&brokers, "orders", 0);
+    // Snapshots of the orders pending; then read to the end, from them.
+    run_briefly(&dir, &["--state-dir", &state("first")]);
+    let numbers = crate::kafka::checkpoint_numbers(&dir.join("first"));
+    let last = numbers.iter().copied().max().expect("a checkpoint");
+    std::fs::write(&path, &bounded).expect("written");
+    let run = crate::harness::run_in(&dir, &["--state-dir", &state("first")]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("timed_out 16"), "{}", run.stderr);
+    // Nothing to take.
+    std::fs::write(&path, &unbounded).expect("written");
+    send(&brokers, "orders", 1);
+    let stderr = run_briefly(&dir, &["--state-dir", &state("second")]);
+    assert!(
+        stderr.contains("state topic read topic=state partitions=[]")
+            && !stderr.contains("from the state topic"),
+        "{stderr}"
+    );
+    // Numbered after the last run's (a checkpoint at its start, and its
+    // end's transaction, which deleted the snapshots).
+    let first_saved: i64 = (stderr.split("checkpoint saved sequence=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("a checkpoint saved");
+    assert_eq!(first_saved, last + 3, "{stderr}");
+    // The orders pending there are taken from the topic.
+    let stderr = run_briefly(&dir, &["--state-dir", &state("third")]);
+    assert!(
+        stderr.contains("8 partitions of them from the state topic: 16 keys pending"),
+        "{stderr}"
+    );
+}
