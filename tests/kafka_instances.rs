@@ -376,14 +376,18 @@ impl Scenario {
     }
 
     /// Sends rounds of the end of the input until every outcome is
-    /// written.
+    /// written (some may be twice, for processes that decide again what
+    /// a killed one decided after its last checkpoint).
     fn end(&self) {
         let mut round = 0;
+        let expected: std::collections::HashSet<&String> = self.expected.iter().collect();
         wait_until("every outcome", &self.dir, || {
             end_round(&self.brokers, round);
             round += 1;
             std::thread::sleep(Duration::from_millis(200));
-            outcomes(&self.dir).len() >= self.expected.len()
+            let written = outcomes(&self.dir);
+            written.len() >= self.expected.len()
+                && (written.iter().collect::<std::collections::HashSet<_>>()).is_superset(&expected)
         });
     }
 
@@ -567,7 +571,14 @@ fn take_over_from_two(scenario: &Scenario) {
 /// Starts a process of the pipeline in `dir` that joins its consumer
 /// group (`--join`), logging to `log`.
 fn member(dir: &Path, log: &'static str) -> (Child, &'static str) {
-    let state = dir.join("state");
+    member_in(dir, "state", log)
+}
+
+/// Starts a process of the pipeline in `dir` that joins its consumer
+/// group (`--join`) on the state directory `state` in `dir`, logging to
+/// `log`.
+fn member_in(dir: &Path, state: &str, log: &'static str) -> (Child, &'static str) {
+    let state = dir.join(state);
     let args = ["--log", "text", "--join", "--state-dir"];
     let child = spawn(
         dir,
@@ -591,15 +602,22 @@ pub(crate) fn dealt(dir: &Path, log: &str) -> Option<String> {
 }
 
 /// Waits until the processes of `running` hold `ranges` between them,
-/// each with a checkpoint of its range.
+/// each with a checkpoint of its range (in a state directory `state...`
+/// in `dir`).
 fn wait_for_ranges(dir: &Path, running: &Running, ranges: &[&str]) {
     wait_until(&format!("the group to deal {ranges:?}"), dir, || {
         let mut held: Vec<String> = (running.0.iter())
             .filter_map(|(_, log)| dealt(dir, log))
             .collect();
         held.sort();
+        let states: Vec<std::path::PathBuf> = (std::fs::read_dir(dir).into_iter().flatten())
+            .flatten()
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with("state"))
+            .map(|entry| entry.path())
+            .collect();
         held == ranges
-            && (ranges.iter()).all(|range| has_checkpoint(&dir.join("state").join(range)))
+            && (ranges.iter())
+                .all(|range| (states.iter()).any(|state| has_checkpoint(&state.join(range))))
     });
 }
 
@@ -630,64 +648,7 @@ fn against_a_broker_process_processes_of_a_group_one_killed_and_one_joining() {
 /// Three processes of `scenario`'s group, one killed, and one joining.
 fn killed_and_joining(scenario: &Scenario) {
     let (dir, expected) = (&scenario.dir, &scenario.expected);
-    // A process not heard from for 6 s is dealt out.
-    let pipeline = dir.join("pipeline.yaml");
-    let text = std::fs::read_to_string(&pipeline).expect("written");
-    let text = text.replacen(
-        "    group: shared\n",
-        "    group: shared\n    properties: {session.timeout.ms: 6000, heartbeat.interval.ms: 500}\n",
-        1,
-    );
-    std::fs::write(&pipeline, text).expect("written");
-    let thirds = [
-        "partitions-0-2-of-8",
-        "partitions-3-5-of-8",
-        "partitions-6-7-of-8",
-    ];
-
-    scenario.send(0);
-    let mut running = Running(vec![
-        member(dir, "1.log"),
-        member(dir, "2.log"),
-        member(dir, "3.log"),
-    ]);
-    wait_for_ranges(dir, &running, &thirds);
-    // The one holding 3-5 second among them, to be killed.
-    let second = (running.0.iter())
-        .position(|(_, log)| dealt(dir, log).as_deref() == Some(thirds[1]))
-        .expect("one holds 3-5");
-    let holder = running.0.remove(second);
-    running.0.insert(1, holder);
-    scenario.kill_the_second_once_it_writes(&mut running, &format!("all.{}.jsonl", thirds[1]));
-    wait_for_ranges(
-        dir,
-        &running,
-        &["partitions-0-3-of-8", "partitions-4-7-of-8"],
-    );
-
-    scenario.send_half(2, 0);
-    running.0.push(member(dir, "4.log"));
-    wait_for_ranges(dir, &running, &thirds);
-    // One leaves (Ctrl-C): its last checkpoint saved, the group deals its
-    // partitions to the other two.
-    let (leaving, log) = running.0.remove(0);
-    let (status, stderr) = stop(leaving, dir, log);
-    assert_eq!(status, Some(0), "{stderr}");
-    let mut logs = stderr;
-    wait_for_ranges(
-        dir,
-        &running,
-        &["partitions-0-3-of-8", "partitions-4-7-of-8"],
-    );
-    scenario.send_half(2, 1);
-    scenario.end();
-    // Time for a wrong extra outcome to show.
-    std::thread::sleep(Duration::from_millis(1500));
-    for (child, log) in running.0.drain(..) {
-        let (status, stderr) = stop(child, dir, log);
-        assert_eq!(status, Some(0), "{stderr}");
-        logs.push_str(&stderr);
-    }
+    let logs = killed_and_joining_on(scenario, |_| "state");
     assert!(
         logs.contains("took over  its partitions from the checkpoints"),
         "{logs}"
@@ -720,6 +681,155 @@ fn killed_and_joining(scenario: &Scenario) {
         "{stderr}"
     );
     assert_same(&outcomes(dir), expected);
+}
+
+/// As the processes of a group above, against a broker process, but each
+/// process on a state directory of its own (as on machines of their own),
+/// the pipeline keeping its state in a state topic: the processes that
+/// take partitions over, the killed one's among them, take their keys
+/// from the topic. Nothing is lost: every outcome of the file run is in
+/// the files; what the killed process decided after its last checkpoint
+/// is decided again by the new owner, in its own file (file sinks are
+/// cut back only within a state directory), so some are there twice, and
+/// only those. Then a process alone, on a new state directory, takes
+/// every partition from the topic and decides nothing again.
+#[test]
+fn against_a_broker_process_processes_of_a_group_apart_move_partitions_through_a_state_topic() {
+    let broker = crate::kafka::Broker::start();
+    for topic in ["orders", "payments"] {
+        broker.create_topic(topic, PARTITIONS);
+    }
+    broker.create_topic("alerts", 1);
+    broker.create_topic("state", 4);
+    let scenario = Scenario::on("kafka_join_apart_topic", Cluster::Process(broker));
+    let dir = &scenario.dir;
+    let pipeline = dir.join("pipeline.yaml");
+    let text = std::fs::read_to_string(&pipeline).expect("written");
+    let text = (text.replace(
+        "checkpoint:\n  interval: 1s\n",
+        "checkpoint:\n  interval: 1s\n  transactions: true\n  state_topic: state\n",
+    ))
+    .replacen(
+        "outputs:\n",
+        "outputs:\n  - {outcome: matched, sink: published}\n",
+        1,
+    )
+    .replacen(
+        "sinks:\n",
+        &format!(
+            "sinks:\n  published: {{type: kafka, brokers: {}, topic: alerts, properties: \
+             {{transactional.id: tx}}}}\n",
+            scenario.brokers
+        ),
+        1,
+    );
+    std::fs::write(&pipeline, text).expect("written");
+    let logs = killed_and_joining_on(&scenario, |n| {
+        ["state-1", "state-2", "state-3", "state-4"][n - 1]
+    });
+    assert!(logs.contains("of them from the state topic"), "{logs}");
+    assert!(
+        !logs.contains("no checkpoint in the state directory holds"),
+        "{logs}"
+    );
+    let written = outcomes(dir);
+    let missing: Vec<_> = (scenario.expected.iter())
+        .filter(|line| !written.contains(line))
+        .take(3)
+        .collect();
+    let foreign: Vec<_> = (written.iter())
+        .filter(|line| !scenario.expected.contains(line))
+        .take(3)
+        .collect();
+    assert!(
+        missing.is_empty() && foreign.is_empty(),
+        "missing {missing:#?}\nnot the file run's {foreign:#?}"
+    );
+    let mut counts = std::collections::HashMap::new();
+    for line in &written {
+        *counts.entry(line).or_insert(0) += 1;
+    }
+    for line in &scenario.expected {
+        *counts.entry(line).or_insert(0) -= 1;
+    }
+    let fewer: Vec<_> = (counts.iter())
+        .filter(|(_, count)| **count < 0)
+        .take(3)
+        .collect();
+    assert!(fewer.is_empty(), "fewer than the file run: {fewer:#?}");
+    let state = dir.join("state-alone");
+    let stderr = run_briefly(dir, &["--state-dir", state.to_str().expect("UTF-8")]);
+    assert!(
+        stderr.contains("8 partitions of them from the state topic"),
+        "{stderr}"
+    );
+    assert_eq!(outcomes(dir), written, "the process alone decided again");
+}
+
+/// Three processes of `scenario`'s group, one killed, and one joining,
+/// the `n`th process to start on the state directory `state_of(n)`; what
+/// they logged.
+fn killed_and_joining_on(scenario: &Scenario, state_of: fn(usize) -> &'static str) -> String {
+    let dir = &scenario.dir;
+    // A process not heard from for 6 s is dealt out.
+    let pipeline = dir.join("pipeline.yaml");
+    let text = std::fs::read_to_string(&pipeline).expect("written");
+    let text = text.replacen(
+        "    group: shared\n",
+        "    group: shared\n    properties: {session.timeout.ms: 6000, heartbeat.interval.ms: 500}\n",
+        1,
+    );
+    std::fs::write(&pipeline, text).expect("written");
+    let thirds = [
+        "partitions-0-2-of-8",
+        "partitions-3-5-of-8",
+        "partitions-6-7-of-8",
+    ];
+
+    scenario.send(0);
+    let mut running = Running(vec![
+        member_in(dir, state_of(1), "1.log"),
+        member_in(dir, state_of(2), "2.log"),
+        member_in(dir, state_of(3), "3.log"),
+    ]);
+    wait_for_ranges(dir, &running, &thirds);
+    // The one holding 3-5 second among them, to be killed.
+    let second = (running.0.iter())
+        .position(|(_, log)| dealt(dir, log).as_deref() == Some(thirds[1]))
+        .expect("one holds 3-5");
+    let holder = running.0.remove(second);
+    running.0.insert(1, holder);
+    scenario.kill_the_second_once_it_writes(&mut running, &format!("all.{}.jsonl", thirds[1]));
+    wait_for_ranges(
+        dir,
+        &running,
+        &["partitions-0-3-of-8", "partitions-4-7-of-8"],
+    );
+
+    scenario.send_half(2, 0);
+    running.0.push(member_in(dir, state_of(4), "4.log"));
+    wait_for_ranges(dir, &running, &thirds);
+    // One leaves (Ctrl-C): its last checkpoint saved, the group deals its
+    // partitions to the other two.
+    let (leaving, log) = running.0.remove(0);
+    let (status, stderr) = stop(leaving, dir, log);
+    assert_eq!(status, Some(0), "{stderr}");
+    let mut logs = stderr;
+    wait_for_ranges(
+        dir,
+        &running,
+        &["partitions-0-3-of-8", "partitions-4-7-of-8"],
+    );
+    scenario.send_half(2, 1);
+    scenario.end();
+    // Time for a wrong extra outcome to show.
+    std::thread::sleep(Duration::from_millis(1500));
+    for (child, log) in running.0.drain(..) {
+        let (status, stderr) = stop(child, dir, log);
+        assert_eq!(status, Some(0), "{stderr}");
+        logs.push_str(&stderr);
+    }
+    logs
 }
 
 /// A process of a group dealt partitions read before (their group has

@@ -39,7 +39,8 @@ fn send(brokers: &str, topic: &str, second: u32) {
 
 /// A process alone on a state directory no process used before (another
 /// machine's) takes every partition's offsets and pending keys from the
-/// state topic, and matches them.
+/// state topic, and matches them; the topic having fewer partitions than
+/// the sources' topics is worth a warning.
 #[test]
 fn a_process_on_a_new_state_directory_takes_its_partitions_from_the_state_topic() {
     let cluster = topics();
@@ -57,6 +58,14 @@ fn a_process_on_a_new_state_directory_takes_its_partitions_from_the_state_topic(
     let stderr = run_briefly(&dir, &["--state-dir", second.to_str().expect("UTF-8")]);
     assert!(
         stderr.contains("8 partitions of them from the state topic: 16 keys pending"),
+        "{stderr}"
+    );
+    // Snapshots of partitions 0, 3 and 6 share the topic's partition 0.
+    assert!(
+        stderr.contains(
+            "warning: the state topic `state` has 3 partitions, fewer than the 8 of each \
+             source's topic"
+        ),
         "{stderr}"
     );
     assert_eq!(matched_keys(&dir), every_key(), "{stderr}");
@@ -96,7 +105,7 @@ fn member_on(dir: &Path, state: &str, log: &'static str) -> (Child, &'static str
 fn processes_of_a_group_on_state_directories_of_their_own_move_partitions_through_the_topic() {
     let cluster = topics();
     cluster.create_topic("alerts", 1, 1).expect("a topic");
-    cluster.create_topic("state", 3, 1).expect("a topic");
+    cluster.create_topic("state", 8, 1).expect("a topic");
     let brokers = cluster.bootstrap_servers();
     let dir = scratch("kafka_state_topic_group");
     with_state_topic(
@@ -268,7 +277,7 @@ fn a_snapshot_whose_records_are_gone_is_refused() {
 fn a_run_read_to_its_end_leaves_no_snapshot_to_take() {
     let cluster = topics();
     cluster.create_topic("alerts", 1, 1).expect("a topic");
-    cluster.create_topic("state", 3, 1).expect("a topic");
+    cluster.create_topic("state", 8, 1).expect("a topic");
     let brokers = cluster.bootstrap_servers();
     let dir = scratch("kafka_state_topic_ended");
     with_state_topic(&dir, &brokers, "");

@@ -36,7 +36,7 @@ use crate::config::SinkKind;
 use crate::plan::Graph;
 use crate::runtime::Instance;
 use crate::runtime::error::RunError;
-use crate::runtime::sink::{Snapshot, StateTopic, Transactions};
+use crate::runtime::sink::{Settling, Snapshot, StateTopic, Transactions};
 
 /// The file, in a pipeline's state directory, that one process at a time
 /// locks to take over from or retire another number of processes.
@@ -369,10 +369,11 @@ fn read_topic(
     taking: bool,
     warnings: &mut Vec<String>,
 ) -> Result<Found, RunError> {
-    let read = |warnings: &mut Vec<String>| {
-        (topic.state.read(topic.transactions, warnings)).map_err(RunError::Checkpoint)
+    let read = |only: Option<&Settling<'_>>, warnings: &mut Vec<String>| {
+        (topic.state.read(topic.transactions, only, warnings)).map_err(RunError::Checkpoint)
     };
-    let mut snapshots = read(warnings)?;
+    let mut snapshots = read(None, warnings)?;
+    let newest = topic.state.highest();
     let mut counts: Vec<&str> = Vec::new();
     for snapshot in snapshots.values() {
         let count = (snapshot.checkpoint.fingerprint.iter())
@@ -393,6 +394,14 @@ fn read_topic(
             )));
         }
     };
+    if let Some(count) = topic.state.partitions().filter(|&count| count < of) {
+        warnings.push(format!(
+            "the state topic `{}` has {count} partitions, fewer than the {of} of each source's \
+             topic: the snapshots of several partitions share one, and a process reading them \
+             waits for every transaction open on it; give it {of}",
+            topic.state.topic()
+        ));
+    }
     let mine = instance.partitions(of as usize);
     let own = instance.tag();
     // A snapshot no newer than a checkpoint here is not taken: its writer
@@ -413,10 +422,17 @@ fn read_topic(
             fenced.push(snapshot.tag.clone());
         }
     }
-    if !fenced.is_empty() {
-        snapshots = read(&mut Vec::new())?;
+    if taking && !mine.is_empty() {
+        // Again, their writers fenced off, once their transactions settled:
+        // the first read ends before the first transaction open.
+        let fence = |tag: Option<&str>| (topic.fence)(tag).map_err(|error| error.to_string());
+        let settling = Settling {
+            partitions: &mine.clone().collect(),
+            own: own.as_deref(),
+            fence: &fence,
+        };
+        snapshots = read(Some(&settling), &mut Vec::new())?;
     }
-    let newest = topic.state.highest();
     snapshots.retain(|partition, _| mine.contains(partition));
     Ok(Found {
         of,

@@ -11,7 +11,7 @@
 
 mod state;
 
-pub(crate) use state::{Snapshot, StateTopic};
+pub(crate) use state::{Settling, Snapshot, StateTopic};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};

@@ -23,7 +23,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
-use rdkafka::producer::BaseRecord;
+use rdkafka::producer::{BaseRecord, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{CONSUMER_TOO, Transactions};
@@ -65,6 +65,8 @@ struct Chunks {
     written: BTreeSet<u32>,
     /// The highest number of a record found, deleted snapshots' too.
     highest: Option<u64>,
+    /// How many partitions the topic has.
+    partitions: Option<u32>,
 }
 
 /// A partition's newest snapshot on the topic whose transaction
@@ -76,6 +78,21 @@ pub(crate) struct Snapshot {
     pub(crate) tag: Option<String>,
     pub(crate) checkpoint: Checkpoint,
 }
+
+/// Which partitions' snapshots to read once the transactions open on them
+/// settled, and how: the reading process's tag, and how to fence off the
+/// transactional id of another process (by its tag) whose transaction
+/// stays open, having died while it wrote its snapshots.
+pub(crate) struct Settling<'a> {
+    pub(crate) partitions: &'a BTreeSet<u32>,
+    pub(crate) own: Option<&'a str>,
+    pub(crate) fence: &'a dyn Fn(Option<&str>) -> Result<(), String>,
+}
+
+/// How long a transaction may stay open on a partition of the topic being
+/// read before its writer is taken for gone and fenced off: a live one
+/// writes its snapshots just before it commits.
+const SETTLE_GRACE: Duration = Duration::from_secs(2);
 
 /// The chunks of one snapshot found so far, or that a partition's
 /// snapshots were deleted (its process read its inputs to their end).
@@ -157,24 +174,33 @@ impl StateTopic {
             .flat_map(|input| input.partitions.iter().map(|&(partition, _)| partition))
             .collect();
         let mut chunks = self.chunks.lock().unwrap_or_else(PoisonError::into_inner);
+        if chunks.partitions.is_none() {
+            let metadata = (transactions.client.client())
+                .fetch_metadata(Some(&self.topic), READ_WAIT)
+                .map_err(|error| format!("the state topic `{}`: {error}", self.topic))?;
+            chunks.partitions = Some(partition_count(&metadata, &self.topic)?);
+        }
+        let count = chunks.partitions.unwrap_or(1);
+        let place = |partition: u32| i32::try_from(partition % count).unwrap_or(0);
         let mut bytes = 0;
         for partition in partitions {
             let state = divided.get(&partition).unwrap_or(&none).state();
             let snapshot = of_partition(checkpoint, partition, state);
             let encoded = to_bytes(&snapshot);
             let pieces: Vec<&[u8]> = encoded.chunks(CHUNK).collect();
-            let count = u32::try_from(pieces.len()).map_err(|_| "a state too large".to_string())?;
+            let pieces_count =
+                u32::try_from(pieces.len()).map_err(|_| "a state too large".to_string())?;
             for (chunk, data) in (0..).zip(&pieces) {
-                let mut value = header(checkpoint.sequence, partition, chunk, count, tag);
+                let mut value = header(checkpoint.sequence, partition, chunk, pieces_count, tag);
                 value.extend_from_slice(data);
                 let key = Self::key(transactions, partition, chunk);
-                transactions.send_state(&self.topic, &key, Some(&value))?;
+                transactions.send_state(&self.topic, place(partition), &key, Some(&value))?;
             }
-            let before = chunks.counts.insert(partition, count).unwrap_or(0);
+            let before = chunks.counts.insert(partition, pieces_count).unwrap_or(0);
             chunks.written.insert(partition);
-            for chunk in count..before {
+            for chunk in pieces_count..before {
                 let key = Self::key(transactions, partition, chunk);
-                transactions.send_state(&self.topic, &key, None)?;
+                transactions.send_state(&self.topic, place(partition), &key, None)?;
             }
             bytes += encoded.len();
         }
@@ -186,6 +212,11 @@ impl StateTopic {
     /// its checkpoints after it, so that its snapshots are the newest.
     pub(crate) fn highest(&self) -> Option<u64> {
         (self.chunks.lock().unwrap_or_else(PoisonError::into_inner)).highest
+    }
+
+    /// How many partitions the topic has, once read.
+    pub(crate) fn partitions(&self) -> Option<u32> {
+        (self.chunks.lock().unwrap_or_else(PoisonError::into_inner)).partitions
     }
 
     /// Deletes, in the open transaction of `transactions`, the snapshots
@@ -206,15 +237,20 @@ impl StateTopic {
     ) -> Result<(), String> {
         let mut chunks = self.chunks.lock().unwrap_or_else(PoisonError::into_inner);
         let Chunks {
-            counts, written, ..
+            counts,
+            written,
+            partitions,
+            ..
         } = &mut *chunks;
+        let count = partitions.unwrap_or(1);
         for partition in std::mem::take(written) {
+            let place = i32::try_from(partition % count).unwrap_or(0);
             let deleted = header(sequence, partition, 0, 0, tag);
             let key = Self::key(transactions, partition, 0);
-            transactions.send_state(&self.topic, &key, Some(&deleted))?;
+            transactions.send_state(&self.topic, place, &key, Some(&deleted))?;
             for chunk in 1..counts.remove(&partition).unwrap_or(0) {
                 let key = Self::key(transactions, partition, chunk);
-                transactions.send_state(&self.topic, &key, None)?;
+                transactions.send_state(&self.topic, place, &key, None)?;
             }
         }
         Ok(())
@@ -225,8 +261,10 @@ impl StateTopic {
         format!("{}/{partition}/{chunk}", transactions.base)
     }
 
-    /// Reads the whole topic, as a `read_committed` reader of the brokers
-    /// of `transactions` sees it, and gives each partition's newest
+    /// Reads the topic, as a `read_committed` reader of the brokers of
+    /// `transactions` sees it (its partitions holding the snapshots of
+    /// `only` the partitions given, or all), and gives each partition's
+    /// newest
     /// snapshot of this pipeline whose transaction committed: whose number
     /// is not past the last the brokers hold for its process's id (brokers
     /// that show aborted records to `read_committed` readers are not
@@ -239,9 +277,10 @@ impl StateTopic {
     pub(crate) fn read(
         &self,
         transactions: &Transactions,
+        only: Option<&Settling<'_>>,
         warnings: &mut Vec<String>,
     ) -> Result<BTreeMap<u32, Snapshot>, String> {
-        let found = self.fetch(transactions, warnings)?;
+        let found = self.fetch(transactions, only, warnings)?;
         let mut committed: HashMap<Option<String>, Option<u64>> = HashMap::new();
         let mut newest = BTreeMap::new();
         let mut chunks = self.chunks.lock().unwrap_or_else(PoisonError::into_inner);
@@ -308,37 +347,128 @@ impl StateTopic {
         Ok(newest)
     }
 
-    /// Every snapshot of this pipeline on the topic, by partition and
-    /// number.
+    /// The offsets of partition `partition` of the topic once no
+    /// transaction is open on it: `reader`'s (`read_committed`) end then
+    /// is the end of every record written, so it misses none that
+    /// committed, a transaction open before it included (one that its
+    /// writer, fenced off, aborted, or another committing, settles). Waits
+    /// for them up to [`READ_WAIT`].
+    ///
+    /// # Errors
+    ///
+    /// The brokers do not answer, or a transaction stays open.
+    fn settled(
+        &self,
+        transactions: &Transactions,
+        reader: &BaseConsumer,
+        partition: i32,
+        settling: &Settling<'_>,
+    ) -> Result<(i64, i64), String> {
+        let failed = |error: KafkaError| format!("the state topic `{}`: {error}", self.topic);
+        let all = reader_of(transactions, "read_uncommitted").map_err(failed)?;
+        let began = Instant::now();
+        let deadline = began + READ_WAIT;
+        let mut fenced = false;
+        loop {
+            let (low, stable) =
+                (reader.fetch_watermarks(&self.topic, partition, READ_WAIT)).map_err(failed)?;
+            let (_, written) =
+                (all.fetch_watermarks(&self.topic, partition, READ_WAIT)).map_err(failed)?;
+            if stable >= written {
+                return Ok((low, stable));
+            }
+            if !fenced && began.elapsed() > SETTLE_GRACE {
+                // Open too long: its writers died writing snapshots of the
+                // partitions read (a live one commits at once).
+                for tag in self.writers(&all, partition, stable, settling.partitions)? {
+                    if tag.as_deref() != settling.own {
+                        (settling.fence)(tag.as_deref())?;
+                    }
+                }
+                fenced = true;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the state topic `{}`: partition {partition} has had a transaction open for \
+                     {}s (offsets {stable} to {written}), whose snapshots may be newer than \
+                     those before it; a process writing them that is gone is fenced off once \
+                     a process takes its partitions, or its transaction times out",
+                    self.topic,
+                    READ_WAIT.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The tags of the processes that wrote snapshots of `partitions` to
+    /// partition `partition` of the topic from offset `from` on, as `all`
+    /// (a `read_uncommitted` reader) sees them.
+    ///
+    /// # Errors
+    ///
+    /// The brokers do not answer.
+    fn writers(
+        &self,
+        all: &BaseConsumer,
+        partition: i32,
+        from: i64,
+        partitions: &BTreeSet<u32>,
+    ) -> Result<BTreeSet<Option<String>>, String> {
+        let failed = |error: KafkaError| format!("the state topic `{}`: {error}", self.topic);
+        let mut list = TopicPartitionList::new();
+        (list.add_partition_offset(&self.topic, partition, Offset::Offset(from)))
+            .map_err(failed)?;
+        all.assign(&list).map_err(failed)?;
+        let mut tags = BTreeSet::new();
+        let deadline = Instant::now() + READ_WAIT;
+        while Instant::now() < deadline {
+            match all.poll(Duration::from_millis(100)) {
+                Some(Ok(message)) => {
+                    let header = message.payload().and_then(read_header);
+                    if let Some(header) = header.filter(|h| partitions.contains(&h.partition)) {
+                        tags.insert(header.tag);
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(error)) => return Err(failed(error)),
+                None => {}
+            }
+        }
+        Ok(tags)
+    }
+
+    /// Every snapshot of this pipeline on the topic (`only` those of the
+    /// partitions given, once the transactions open on them settled), by
+    /// partition and number.
     fn fetch(
         &self,
         transactions: &Transactions,
+        only: Option<&Settling<'_>>,
         warnings: &mut Vec<String>,
     ) -> Result<BTreeMap<u32, BTreeMap<u64, Pieces>>, String> {
         let failed = |error: KafkaError| format!("the state topic `{}`: {error}", self.topic);
-        let reader = reader_of(transactions).map_err(failed)?;
+        let reader = reader_of(transactions, "read_committed").map_err(failed)?;
         let metadata = (reader.fetch_metadata(Some(&self.topic), READ_WAIT)).map_err(failed)?;
-        let partitions: Vec<i32> = (metadata.topics().iter())
-            .filter(|topic| topic.name() == self.topic && topic.error().is_none())
-            .flat_map(|topic| {
-                topic
-                    .partitions()
-                    .iter()
-                    .map(rdkafka::metadata::MetadataPartition::id)
-            })
-            .collect();
-        if partitions.is_empty() {
-            return Err(format!(
-                "the state topic `{}` does not exist: create it, compacted \
-                 (cleanup.policy=compact), on the Kafka sinks' cluster",
-                self.topic
-            ));
-        }
+        let count = partition_count(&metadata, &self.topic)?;
+        (self.chunks.lock().unwrap_or_else(PoisonError::into_inner)).partitions = Some(count);
+        let partitions: BTreeSet<u32> = match only {
+            Some(only) => (only.partitions.iter())
+                .map(|partition| partition % count)
+                .collect(),
+            None => (0..count).collect(),
+        };
         let mut list = TopicPartitionList::new();
         let mut open = BTreeSet::new();
-        for &partition in &partitions {
-            let (low, high) =
-                (reader.fetch_watermarks(&self.topic, partition, READ_WAIT)).map_err(failed)?;
+        for partition in partitions {
+            let partition = i32::try_from(partition).unwrap_or(0);
+            let (low, high) = if let Some(settling) = only {
+                // Every transaction that wrote to it settled: what the
+                // snapshots of these partitions' writers committed.
+                self.settled(transactions, &reader, partition, settling)?
+            } else {
+                (reader.fetch_watermarks(&self.topic, partition, READ_WAIT)).map_err(failed)?
+            };
             if high > low {
                 (list.add_partition_offset(&self.topic, partition, Offset::Beginning))
                     .map_err(failed)?;
@@ -416,6 +546,25 @@ impl StateTopic {
     }
 }
 
+/// How many partitions `topic` has, as `metadata` says.
+///
+/// # Errors
+///
+/// It does not exist.
+fn partition_count(metadata: &rdkafka::metadata::Metadata, topic: &str) -> Result<u32, String> {
+    let count = (metadata.topics().iter())
+        .filter(|found| found.name() == topic && found.error().is_none())
+        .map(|found| found.partitions().len())
+        .sum::<usize>();
+    match u32::try_from(count) {
+        Ok(count) if count > 0 => Ok(count),
+        _ => Err(format!(
+            "the state topic `{topic}` does not exist: create it, compacted \
+             (cleanup.policy=compact), on the Kafka sinks' cluster"
+        )),
+    }
+}
+
 /// Partition `partition`'s snapshot of `checkpoint`, holding `state`.
 fn of_partition(checkpoint: &Checkpoint, partition: u32, state: Vec<u8>) -> Checkpoint {
     let inputs = (checkpoint.inputs.iter())
@@ -488,16 +637,18 @@ fn whole(chunks: &[Option<Vec<u8>>]) -> Option<Vec<u8>> {
     (!chunks.is_empty()).then_some(bytes)
 }
 
-/// A reader of the topic, on the brokers of `transactions`, that sees only
-/// what committed and says when it reaches each partition's end.
-fn reader_of(transactions: &Transactions) -> Result<BaseConsumer, KafkaError> {
+/// A reader of the topic, on the brokers of `transactions`, at
+/// `isolation` (`read_committed` sees only what committed, and its end is
+/// before the first open transaction's records), that says when it
+/// reaches each partition's end.
+fn reader_of(transactions: &Transactions, isolation: &str) -> Result<BaseConsumer, KafkaError> {
     let sink = &transactions.sink;
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &sink.brokers.value)
         .set("group.id", format!("{}.state", transactions.base))
         .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
+        .set("isolation.level", isolation)
         .set("enable.partition.eof", "true");
     for (name, value) in &sink.properties {
         if CONSUMER_TOO
@@ -511,10 +662,19 @@ fn reader_of(transactions: &Transactions) -> Result<BaseConsumer, KafkaError> {
 }
 
 impl Transactions {
-    /// Sends a record of the state topic `topic` in the open transaction,
-    /// waiting while librdkafka's queue is full; `None` deletes the key.
-    fn send_state(&self, topic: &str, key: &str, value: Option<&[u8]>) -> Result<(), String> {
-        let mut record = BaseRecord::<str, [u8]>::to(topic).key(key);
+    /// Sends a record of the state topic `topic`, to `partition`, in the
+    /// open transaction, waiting while librdkafka's queue is full; `None`
+    /// deletes the key.
+    fn send_state(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &str,
+        value: Option<&[u8]>,
+    ) -> Result<(), String> {
+        let mut record = BaseRecord::<str, [u8]>::to(topic)
+            .key(key)
+            .partition(partition);
         if let Some(value) = value {
             record = record.payload(value);
         }
