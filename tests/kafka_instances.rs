@@ -357,6 +357,33 @@ impl Scenario {
         assert!(!second.wait().expect("ended").success());
     }
 
+    /// Has the pipeline write the matches to the Kafka sink `published`
+    /// (topic `alerts`, transactional id `tx`) too, in transactions, with
+    /// `extra` lines in its `checkpoint` section.
+    fn publish_in_transactions(&self, extra: &str) {
+        let pipeline = self.dir.join("pipeline.yaml");
+        let text = std::fs::read_to_string(&pipeline).expect("written");
+        let text = (text.replace(
+            "checkpoint:\n  interval: 1s\n",
+            &format!("checkpoint:\n  interval: 1s\n  transactions: true\n{extra}"),
+        ))
+        .replacen(
+            "outputs:\n",
+            "outputs:\n  - {outcome: matched, sink: published}\n",
+            1,
+        )
+        .replacen(
+            "sinks:\n",
+            &format!(
+                "sinks:\n  published: {{type: kafka, brokers: {}, topic: alerts, properties: \
+                 {{transactional.id: tx}}}}\n",
+                self.brokers
+            ),
+            1,
+        );
+        std::fs::write(&pipeline, text).expect("written");
+    }
+
     /// Sends the `half`th (0 or 1) half of the `part`th third of the
     /// events, each file's in its own order.
     fn send_half(&self, part: usize, half: usize) {
@@ -703,27 +730,7 @@ fn against_a_broker_process_processes_of_a_group_apart_move_partitions_through_a
     broker.create_topic("state", 4);
     let scenario = Scenario::on("kafka_join_apart_topic", Cluster::Process(broker));
     let dir = &scenario.dir;
-    let pipeline = dir.join("pipeline.yaml");
-    let text = std::fs::read_to_string(&pipeline).expect("written");
-    let text = (text.replace(
-        "checkpoint:\n  interval: 1s\n",
-        "checkpoint:\n  interval: 1s\n  transactions: true\n  state_topic: state\n",
-    ))
-    .replacen(
-        "outputs:\n",
-        "outputs:\n  - {outcome: matched, sink: published}\n",
-        1,
-    )
-    .replacen(
-        "sinks:\n",
-        &format!(
-            "sinks:\n  published: {{type: kafka, brokers: {}, topic: alerts, properties: \
-             {{transactional.id: tx}}}}\n",
-            scenario.brokers
-        ),
-        1,
-    );
-    std::fs::write(&pipeline, text).expect("written");
+    scenario.publish_in_transactions("  state_topic: state\n");
     let logs = killed_and_joining_on(&scenario, |n| {
         ["state-1", "state-2", "state-3", "state-4"][n - 1]
     });
@@ -989,27 +996,7 @@ fn against_a_broker_process_processes_of_a_group_write_in_transactions() {
     }
     broker.create_topic("alerts", 1);
     let scenario = Scenario::on("kafka_join_transactions", Cluster::Process(broker));
-    let pipeline = scenario.dir.join("pipeline.yaml");
-    let text = std::fs::read_to_string(&pipeline).expect("written");
-    let text = (text.replace(
-        "checkpoint:\n  interval: 1s\n",
-        "checkpoint:\n  interval: 1s\n  transactions: true\n",
-    ))
-    .replacen(
-        "outputs:\n",
-        "outputs:\n  - {outcome: matched, sink: published}\n",
-        1,
-    )
-    .replacen(
-        "sinks:\n",
-        &format!(
-            "sinks:\n  published: {{type: kafka, brokers: {}, topic: alerts, properties: \
-             {{transactional.id: tx}}}}\n",
-            scenario.brokers
-        ),
-        1,
-    );
-    std::fs::write(&pipeline, text).expect("written");
+    scenario.publish_in_transactions("");
     killed_and_joining(&scenario);
     let logs: String = ["1.log", "2.log", "3.log", "4.log"]
         .iter()

@@ -1342,8 +1342,9 @@ mod tests {
         u32::from(digit - b'0') % 4
     }
 
-    #[test]
-    fn a_key_keeps_its_partition_and_a_state_divides_by_partition() {
+    /// A matcher of three sides holding keys `k0` to `k7` from their
+    /// partitions, some pending and some remembered.
+    fn partitioned() -> Matcher {
         let mut whole = three();
         let mut out = Vec::new();
         for n in 0..60_i64 {
@@ -1358,6 +1359,12 @@ mod tests {
                 );
             }
         }
+        whole
+    }
+
+    #[test]
+    fn a_key_keeps_its_partition_and_a_state_divides_by_partition() {
+        let whole = partitioned();
         assert!(whole.pending() > 0 && whole.remembered_keys() > 0);
         let state = whole.state();
         let mut parts = Vec::new();
@@ -1394,20 +1401,7 @@ mod tests {
 
     #[test]
     fn a_state_split_by_partition_reads_back_as_the_whole_divided() {
-        let mut whole = three();
-        let mut out = Vec::new();
-        for n in 0..60_i64 {
-            let key = format!("k{}", n % 8);
-            let mut event = event(usize::try_from(n % 3).unwrap_or(0), &key, n * 450);
-            event.partition = Some(partition_of(&Value::from(key.as_str())));
-            whole.on_event(event, &mut out);
-            if n == 40 {
-                whole.on_watermark(
-                    Watermark::bounded(EventTime::from_millis(n * 450), Duration::ZERO),
-                    &mut out,
-                );
-            }
-        }
+        let whole = partitioned();
         let state = whole.state();
         let (none, divided) = whole.split_by_partition(&state).expect("divided");
         assert_eq!(divided.keys().copied().collect::<Vec<_>>(), [0, 1, 2, 3]);

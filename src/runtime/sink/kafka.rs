@@ -510,20 +510,27 @@ fn tagged(base: &str, tag: Option<&str>) -> String {
 /// transaction committed as `id`; with the sink's properties for reaching
 /// the brokers.
 fn marker_of(first: &KafkaSink, id: &str) -> Result<BaseConsumer, KafkaError> {
-    let mut marker = ClientConfig::new();
-    marker
+    consumer_of(first, id).create()
+}
+
+/// A consumer's configuration for the brokers of the Kafka sink `first`,
+/// in the group `group`, committing nothing by itself: the sink's
+/// properties for reaching the brokers, none of the producer's.
+fn consumer_of(first: &KafkaSink, group: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", &first.brokers.value)
-        .set("group.id", id)
+        .set("group.id", group)
         .set("enable.auto.commit", "false");
     for (name, value) in &first.properties {
         if CONSUMER_TOO
             .iter()
             .any(|prefix| name.value.starts_with(prefix))
         {
-            marker.set(&name.value, &value.value);
+            config.set(&name.value, &value.value);
         }
     }
-    marker.create()
+    config
 }
 
 /// The number `marker`, a client of the group `id`, reads on partition 0

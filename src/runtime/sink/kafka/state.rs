@@ -19,14 +19,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseRecord, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{CONSUMER_TOO, Transactions};
+use super::{Transactions, consumer_of};
 use crate::checkpoint::{Checkpoint, from_bytes, to_bytes};
 use crate::runtime::matcher::{Divided, Matcher};
 
@@ -642,23 +641,11 @@ fn whole(chunks: &[Option<Vec<u8>>]) -> Option<Vec<u8>> {
 /// before the first open transaction's records), that says when it
 /// reaches each partition's end.
 fn reader_of(transactions: &Transactions, isolation: &str) -> Result<BaseConsumer, KafkaError> {
-    let sink = &transactions.sink;
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &sink.brokers.value)
-        .set("group.id", format!("{}.state", transactions.base))
-        .set("enable.auto.commit", "false")
+    let group = format!("{}.state", transactions.base);
+    consumer_of(&transactions.sink, &group)
         .set("isolation.level", isolation)
-        .set("enable.partition.eof", "true");
-    for (name, value) in &sink.properties {
-        if CONSUMER_TOO
-            .iter()
-            .any(|prefix| name.value.starts_with(prefix))
-        {
-            config.set(&name.value, &value.value);
-        }
-    }
-    config.create()
+        .set("enable.partition.eof", "true")
+        .create()
 }
 
 impl Transactions {
