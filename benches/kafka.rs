@@ -187,6 +187,39 @@ fn produce(
     producing
 }
 
+/// One process on the Kafka pipeline in `dir` again, a checkpoint every
+/// second, its alerts to a topic of `cluster` (of `partitions`
+/// partitions) in transactions; then with every partition's state written
+/// to a state topic in them too. How long each took.
+fn transacted(
+    dir: &Path,
+    cluster: &MockCluster<'static, DefaultProducerContext>,
+    partitions: i32,
+) -> (Duration, Duration) {
+    let brokers = cluster.bootstrap_servers();
+    let text = std::fs::read_to_string(dir.join("pipeline.yaml")).expect("written");
+    let transacted = |extra: &str| {
+        text.replace(
+            "  alerts: {type: file, path: out/alerts.jsonl}\n",
+            &format!(
+                "  alerts: {{type: kafka, brokers: {brokers}, topic: alerts}}\n\
+                 checkpoint: {{interval: 1s, transactions: true{extra}}}\n"
+            ),
+        )
+    };
+    for topic in ["alerts", "state"] {
+        cluster.create_topic(topic, partitions, 1).expect("a topic");
+    }
+    std::fs::write(dir.join("pipeline.yaml"), transacted("")).expect("written");
+    clear(dir);
+    let (in_transactions, _) = run(dir);
+    let with_state = transacted(", state_topic: state");
+    std::fs::write(dir.join("pipeline.yaml"), with_state).expect("written");
+    clear(dir);
+    let (with_state_topic, _) = run(dir);
+    (in_transactions, with_state_topic)
+}
+
 #[allow(clippy::cast_precision_loss)] // Rates as floats.
 fn main() {
     let mut args = std::env::args()
@@ -270,6 +303,7 @@ fn main() {
     clear(&dir);
     let (two_processes, two_memory) = run_instances(&dir, 2);
     let two_wrote = written(&dir);
+    let (in_transactions, with_state_topic) = transacted(&dir, &cluster, partitions);
     let rate = |took: Duration| events as f64 / took.as_secs_f64();
     println!("kafka_events {events} events");
     println!("kafka_partitions {partitions} partitions");
@@ -277,6 +311,10 @@ fn main() {
     println!("kafka_one_process {:.0} events/s", rate(through_kafka));
     println!("kafka_two_processes {:.0} events/s", rate(two_processes));
     println!("kafka_files_same_events {:.0} events/s", rate(from_files));
+    let in_transactions = rate(in_transactions);
+    println!("kafka_in_transactions {in_transactions:.0} events/s");
+    let with_state_topic = rate(with_state_topic);
+    println!("kafka_with_state_topic {with_state_topic:.0} events/s");
     println!("kafka_one_process_memory {kafka_memory} MB");
     println!("kafka_two_processes_memory {two_memory} MB (each, at most)");
     println!("kafka_files_memory {files_memory} MB");

@@ -346,47 +346,83 @@ impl StateTopic {
         Ok(newest)
     }
 
-    /// The offsets of partition `partition` of the topic once no
-    /// transaction is open on it: `reader`'s (`read_committed`) end then
-    /// is the end of every record written, so it misses none that
-    /// committed, a transaction open before it included (one that its
-    /// writer, fenced off, aborted, or another committing, settles). Waits
-    /// for them up to [`READ_WAIT`].
+    /// The end of each of `partitions` of the topic, as `client` sees it
+    /// (at its isolation level), asked in one request.
+    ///
+    /// # Errors
+    ///
+    /// The brokers do not answer.
+    fn ends(
+        &self,
+        client: &BaseConsumer,
+        partitions: &BTreeSet<i32>,
+    ) -> Result<BTreeMap<i32, i64>, String> {
+        let failed = |error: KafkaError| format!("the state topic `{}`: {error}", self.topic);
+        let mut list = TopicPartitionList::new();
+        for &partition in partitions {
+            // The time -1 asks for the latest offset.
+            (list.add_partition_offset(&self.topic, partition, Offset::End)).map_err(failed)?;
+        }
+        let found = (client.offsets_for_times(list, READ_WAIT)).map_err(failed)?;
+        let mut ends = BTreeMap::new();
+        for element in found.elements() {
+            element.error().map_err(failed)?;
+            let end = match element.offset() {
+                Offset::Offset(end) => end,
+                _ => 0,
+            };
+            ends.insert(element.partition(), end);
+        }
+        Ok(ends)
+    }
+
+    /// The end of each of `partitions` of the topic once no transaction is
+    /// open on them, as `reader` (`read_committed`) and `all`
+    /// (`read_uncommitted`) see them: `reader`'s end then is the end of
+    /// every record written, so it misses none that committed, a
+    /// transaction open before it included (one that its writer, fenced
+    /// off, aborted, or another committing, settles). Waits for them up to
+    /// [`READ_WAIT`]; the writers of a transaction open longer than
+    /// [`SETTLE_GRACE`] are fenced off.
     ///
     /// # Errors
     ///
     /// The brokers do not answer, or a transaction stays open.
     fn settled(
         &self,
-        transactions: &Transactions,
-        reader: &BaseConsumer,
-        partition: i32,
+        (reader, all): (&BaseConsumer, &BaseConsumer),
+        partitions: &BTreeSet<i32>,
         settling: &Settling<'_>,
-    ) -> Result<(i64, i64), String> {
-        let failed = |error: KafkaError| format!("the state topic `{}`: {error}", self.topic);
-        let all = reader_of(transactions, "read_uncommitted").map_err(failed)?;
+    ) -> Result<BTreeMap<i32, i64>, String> {
         let began = Instant::now();
-        let deadline = began + READ_WAIT;
         let mut fenced = false;
         loop {
-            let (low, stable) =
-                (reader.fetch_watermarks(&self.topic, partition, READ_WAIT)).map_err(failed)?;
-            let (_, written) =
-                (all.fetch_watermarks(&self.topic, partition, READ_WAIT)).map_err(failed)?;
-            if stable >= written {
-                return Ok((low, stable));
+            let stable = self.ends(reader, partitions)?;
+            let written = self.ends(all, partitions)?;
+            let open: Vec<(i32, i64, i64)> = (written.iter())
+                .map(|(&partition, &written)| {
+                    let stable = stable.get(&partition).copied().unwrap_or(0);
+                    (partition, stable, written)
+                })
+                .filter(|&(_, stable, written)| stable < written)
+                .collect();
+            if open.is_empty() {
+                return Ok(stable);
             }
             if !fenced && began.elapsed() > SETTLE_GRACE {
                 // Open too long: its writers died writing snapshots of the
                 // partitions read (a live one commits at once).
-                for tag in self.writers(&all, partition, stable, settling.partitions)? {
-                    if tag.as_deref() != settling.own {
-                        (settling.fence)(tag.as_deref())?;
+                for &(partition, stable, _) in &open {
+                    for tag in self.writers(all, partition, stable, settling.partitions)? {
+                        if tag.as_deref() != settling.own {
+                            (settling.fence)(tag.as_deref())?;
+                        }
                     }
                 }
                 fenced = true;
             }
-            if Instant::now() > deadline {
+            if began.elapsed() > READ_WAIT {
+                let (partition, stable, written) = open[0];
                 return Err(format!(
                     "the state topic `{}`: partition {partition} has had a transaction open for \
                      {}s (offsets {stable} to {written}), whose snapshots may be newer than \
@@ -451,28 +487,26 @@ impl StateTopic {
         let metadata = (reader.fetch_metadata(Some(&self.topic), READ_WAIT)).map_err(failed)?;
         let count = partition_count(&metadata, &self.topic)?;
         (self.chunks.lock().unwrap_or_else(PoisonError::into_inner)).partitions = Some(count);
-        let partitions: BTreeSet<u32> = match only {
-            Some(only) => (only.partitions.iter())
-                .map(|partition| partition % count)
-                .collect(),
-            None => (0..count).collect(),
+        let place = |partition: u32| i32::try_from(partition % count).unwrap_or(0);
+        let partitions: BTreeSet<i32> = match only {
+            Some(only) => only.partitions.iter().map(|&partition| place(partition)).collect(),
+            None => (0..count).map(place).collect(),
+        };
+        let ends = match only {
+            // Every transaction that wrote to them settled: what the
+            // snapshots of these partitions' writers committed.
+            Some(settling) => {
+                let all = reader_of(transactions, "read_uncommitted").map_err(failed)?;
+                self.settled((&reader, &all), &partitions, settling)?
+            }
+            None => self.ends(&reader, &partitions)?,
         };
         let mut list = TopicPartitionList::new();
         let mut open = BTreeSet::new();
-        for partition in partitions {
-            let partition = i32::try_from(partition).unwrap_or(0);
-            let (low, high) = if let Some(settling) = only {
-                // Every transaction that wrote to it settled: what the
-                // snapshots of these partitions' writers committed.
-                self.settled(transactions, &reader, partition, settling)?
-            } else {
-                (reader.fetch_watermarks(&self.topic, partition, READ_WAIT)).map_err(failed)?
-            };
-            if high > low {
-                (list.add_partition_offset(&self.topic, partition, Offset::Beginning))
-                    .map_err(failed)?;
-                open.insert(partition);
-            }
+        for (&partition, _) in ends.iter().filter(|&(_, &end)| end > 0) {
+            (list.add_partition_offset(&self.topic, partition, Offset::Beginning))
+                .map_err(failed)?;
+            open.insert(partition);
         }
         let mut found: BTreeMap<u32, BTreeMap<u64, Pieces>> = BTreeMap::new();
         if open.is_empty() {
