@@ -201,11 +201,11 @@ struct Timer {
 
 /// Timers, earliest first: a wheel of buckets of about a second of event
 /// time each, and a heap. A timer goes into its bucket unsorted, in
-/// constant time; the first bucket is kept sorted (latest first, so the
-/// earliest pops off its end), and each bucket is sorted once, when it
-/// comes first. A timer before the first bucket (a straggler) or beyond
-/// the wheel's reach (a far future, which would need a bucket for every
-/// second until it) goes to the heap, at a logarithm's cost.
+/// constant time; each bucket is sorted once, when it comes first (latest
+/// first, so the earliest pops off its end). A timer for the first bucket
+/// or before it (a straggler), or beyond the wheel's reach (a far future,
+/// which would need a bucket for every second until it), goes to the
+/// heap, at a logarithm's cost.
 #[derive(Debug, Default)]
 struct Timers {
     /// Buckets from `base` on; the first, if any, is not empty.
@@ -240,14 +240,16 @@ impl Timers {
             let bucket = self.spare.pop().unwrap_or_default();
             self.wheel.push_back(bucket);
         }
-        let timers = &mut self.wheel[offset];
         if offset == 0 {
-            // The first bucket stays sorted, latest first.
-            let at = timers.partition_point(|t| *t > timer);
-            timers.insert(at, timer);
-        } else {
-            timers.push(timer);
+            // The first bucket stays sorted, latest first, as it was when
+            // it came first: a timer for it goes to the heap. Inserted in
+            // order, it would move every later one, and timers come
+            // mostly latest: a second of event time holding a million
+            // keys' deadlines took minutes.
+            self.heap.push(Reverse(timer));
+            return;
         }
+        self.wheel[offset].push(timer);
     }
 
     /// The earliest timer.

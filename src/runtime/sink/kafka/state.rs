@@ -489,7 +489,11 @@ impl StateTopic {
         (self.chunks.lock().unwrap_or_else(PoisonError::into_inner)).partitions = Some(count);
         let place = |partition: u32| i32::try_from(partition % count).unwrap_or(0);
         let partitions: BTreeSet<i32> = match only {
-            Some(only) => only.partitions.iter().map(|&partition| place(partition)).collect(),
+            Some(only) => only
+                .partitions
+                .iter()
+                .map(|&partition| place(partition))
+                .collect(),
             None => (0..count).map(place).collect(),
         };
         let ends = match only {
