@@ -226,12 +226,22 @@ impl Timers {
     fn push(&mut self, timer: Timer) {
         let bucket = timer.at.millis() >> Self::SHIFT;
         if self.wheel.is_empty() {
+            // The first bucket, sorted as it holds one timer.
             self.base = bucket;
+            let mut first = self.spare.pop().unwrap_or_default();
+            first.push(timer);
+            self.wheel.push_back(first);
+            return;
         }
         let Some(offset) = bucket
             .checked_sub(self.base)
-            .filter(|offset| (0..Self::REACH).contains(offset))
+            .filter(|offset| (1..Self::REACH).contains(offset))
         else {
+            // The first bucket stays sorted, latest first, as it was when
+            // it came first: a timer for it goes to the heap too. Inserted
+            // in order, it would move every later one, and timers come
+            // mostly latest: a second of event time holding a million
+            // keys' deadlines took minutes.
             self.heap.push(Reverse(timer));
             return;
         };
@@ -239,15 +249,6 @@ impl Timers {
         while self.wheel.len() <= offset {
             let bucket = self.spare.pop().unwrap_or_default();
             self.wheel.push_back(bucket);
-        }
-        if offset == 0 {
-            // The first bucket stays sorted, latest first, as it was when
-            // it came first: a timer for it goes to the heap. Inserted in
-            // order, it would move every later one, and timers come
-            // mostly latest: a second of event time holding a million
-            // keys' deadlines took minutes.
-            self.heap.push(Reverse(timer));
-            return;
         }
         self.wheel[offset].push(timer);
     }
