@@ -319,3 +319,49 @@ fn a_run_read_to_its_end_leaves_no_snapshot_to_take() {
         "{stderr}"
     );
 }
+
+/// Processes by number (`--instance 1/2`, `2/2`), each on a state
+/// directory of its own, leave orders pending; a process alone on a new
+/// state directory takes every partition from the state topic, fencing
+/// off both processes' transactional ids, and matches the orders.
+#[test]
+fn a_process_alone_takes_over_from_processes_by_number_through_the_state_topic() {
+    let cluster = topics();
+    cluster.create_topic("alerts", 1, 1).expect("a topic");
+    cluster.create_topic("state", 8, 1).expect("a topic");
+    let brokers = cluster.bootstrap_servers();
+    let dir = scratch("kafka_state_topic_numbered");
+    with_state_topic(&dir, &brokers, "");
+    send(&brokers, "orders", 0);
+    for which in ["1/2", "2/2"] {
+        let state = dir.join(format!("state-{}", which.replace('/', "-of-")));
+        let stderr = run_briefly(
+            &dir,
+            &[
+                "--instance",
+                which,
+                "--state-dir",
+                state.to_str().expect("UTF-8"),
+            ],
+        );
+        assert!(stderr.contains("pending"), "{stderr}");
+    }
+    assert!(matched_keys(&dir).is_empty());
+    send(&brokers, "payments", 1);
+    let alone = dir.join("state-alone");
+    let stderr = run_briefly(&dir, &["--state-dir", alone.to_str().expect("UTF-8")]);
+    assert!(
+        stderr.contains("took over  its partitions from the checkpoints of 2 processes (newest")
+            && stderr.contains("8 partitions of them from the state topic: 16 keys pending"),
+        "{stderr}"
+    );
+    for id in ["tx-1-of-2", "tx-2-of-2"] {
+        assert!(
+            stderr.contains(&format!(
+                "kafka transactions of another process fenced off id={id}"
+            )),
+            "{stderr}"
+        );
+    }
+    assert_eq!(matched_keys(&dir), every_key(), "{stderr}");
+}
