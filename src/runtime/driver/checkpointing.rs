@@ -987,7 +987,16 @@ impl Driver {
         // that would take its partitions from the state topic.
         if let Some(state) = &checkpointing.state {
             let tag = checkpointing.instance.tag();
-            (state.delete(&transactions, checkpointing.sequence, tag.as_deref()))
+            let read: std::collections::BTreeSet<u32> = (self.inputs.iter())
+                .flat_map(|input| {
+                    input
+                        .buffer
+                        .partitions
+                        .iter()
+                        .map(|&(partition, _)| partition)
+                })
+                .collect();
+            (state.delete(&transactions, checkpointing.sequence, tag.as_deref(), &read))
                 .map_err(RunError::Save)?;
         }
         let commits = (self.inputs.iter())

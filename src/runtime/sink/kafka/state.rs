@@ -13,7 +13,13 @@
 //! at most [`CHUNK`] bytes of it, after a header: the format, the
 //! checkpoint's number, the partition, the chunk's place and how many
 //! there are, and the writing process's tag. Chunks a newer snapshot no
-//! longer has are deleted with tombstones.
+//! longer has are deleted with tombstones; a run read to its end leaves,
+//! in each partition's first chunk, a record saying its snapshots are
+//! deleted. Partition `p`'s records go to the topic's partition `p`
+//! modulo its count, so that a process reading its partitions' snapshots
+//! waits only for their own writers' open transactions: a
+//! `read_committed` reader ends before the first one open, which would
+//! hide newer snapshots behind it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, PoisonError};
@@ -37,7 +43,7 @@ const FORMAT: u32 = 1;
 
 /// The most bytes of a snapshot in one record: brokers refuse records of
 /// more than 1 MB unless told otherwise.
-pub(crate) const CHUNK: usize = 512 * 1024;
+const CHUNK: usize = 512 * 1024;
 
 /// How long reading the topic waits for the brokers without hearing from
 /// them before it gives up.
@@ -112,8 +118,8 @@ struct Header<'a> {
 }
 
 impl StateTopic {
-    /// The state topic `topic` of a pipeline whose matcher `splitter` is
-    /// an empty one of (of its sides and rules).
+    /// The state topic `topic`, `splitter` being an empty matcher of the
+    /// pipeline's sides.
     pub(crate) fn new(topic: &str, splitter: Matcher) -> Self {
         Self {
             topic: topic.to_string(),
@@ -219,11 +225,12 @@ impl StateTopic {
     }
 
     /// Deletes, in the open transaction of `transactions`, the snapshots
-    /// of the partitions this run wrote, as the process tagged `tag`
-    /// committing the number `sequence`: a run that read its inputs to
-    /// their end leaves nothing to resume. Each partition's first chunk
-    /// becomes a record saying so, with no snapshot (a reader passes over
-    /// the older ones it still finds), and its other chunks are deleted.
+    /// of the partitions `read` (and of those this run wrote), as the
+    /// process tagged `tag` committing the number `sequence`: a run that
+    /// read its inputs to their end leaves nothing to resume. Each
+    /// partition's first chunk becomes a record saying so, with no
+    /// snapshot (a reader passes over the older ones it still finds), and
+    /// its other chunks are deleted.
     ///
     /// # Errors
     ///
@@ -233,6 +240,7 @@ impl StateTopic {
         transactions: &Transactions,
         sequence: u64,
         tag: Option<&str>,
+        read: &BTreeSet<u32>,
     ) -> Result<(), String> {
         let mut chunks = self.chunks.lock().unwrap_or_else(PoisonError::into_inner);
         let Chunks {
@@ -242,11 +250,13 @@ impl StateTopic {
             ..
         } = &mut *chunks;
         let count = partitions.unwrap_or(1);
-        for partition in std::mem::take(written) {
+        let mut deleted = std::mem::take(written);
+        deleted.extend(read);
+        for partition in deleted {
             let place = i32::try_from(partition % count).unwrap_or(0);
-            let deleted = header(sequence, partition, 0, 0, tag);
+            let marker = header(sequence, partition, 0, 0, tag);
             let key = Self::key(transactions, partition, 0);
-            transactions.send_state(&self.topic, place, &key, Some(&deleted))?;
+            transactions.send_state(&self.topic, place, &key, Some(&marker))?;
             for chunk in 1..counts.remove(&partition).unwrap_or(0) {
                 let key = Self::key(transactions, partition, chunk);
                 transactions.send_state(&self.topic, place, &key, None)?;
