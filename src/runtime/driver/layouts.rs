@@ -26,6 +26,11 @@
 //! checkpoint directory before it takes from it: it fences off the
 //! transactional id of the process that kept it and drops its
 //! checkpoints whose transactions did not commit.
+//!
+//! Where the pipeline keeps a state topic, its partitions' snapshots are
+//! one more holder of each partition's state, beside the directories: a
+//! process on a state directory of its own takes a partition from the
+//! topic where the topic's snapshot is newer than every checkpoint here.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -155,8 +160,8 @@ pub(super) struct Resolved {
     pub(super) picked: Option<Picked>,
     /// How many partitions it took from the state topic.
     pub(super) from_topic: usize,
-    /// The number of the newest snapshot on the state topic, of any
-    /// partition: the run numbers its checkpoints after it.
+    /// The highest number on the state topic, of any partition's snapshot
+    /// or its deletion: the run numbers its checkpoints after it.
     pub(super) topic_newest: Option<u64>,
     /// About damaged checkpoints.
     pub(super) warnings: Vec<String>,
@@ -168,12 +173,15 @@ pub(super) struct Resolved {
 /// over from those of one other number (`resume` becomes what they hold),
 /// or, of several numbers or a group's, takes each partition from the
 /// checkpoint holding it newest; with its own, it refuses newer ones,
-/// which took its partitions over since.
+/// which took its partitions over since. Where the pipeline keeps a state
+/// topic holding snapshots newer than every checkpoint here, each
+/// partition is taken from where it is newest, the topic included.
 ///
 /// # Errors
 ///
 /// Newer checkpoints of another number, checkpoints that do not agree on
-/// the partitions' count, or a take-over that fails.
+/// the partitions' count, a state topic that cannot be read, or a
+/// take-over that fails.
 pub(super) fn resolve(
     dir: &Path,
     instance: Instance,
@@ -354,9 +362,13 @@ impl Found {
 }
 
 /// The newest committed snapshot on the state topic of each partition
-/// `instance` reads: the topic is read once, the transactional ids of the
-/// other processes that wrote them fenced off (their open transactions
-/// are aborted, those being committed settle), and read again.
+/// `instance` reads: the topic is read once; unless the run is not
+/// `taking` (it starts over), the transactional ids of the other
+/// processes that wrote snapshots newer than the checkpoints in the
+/// pipeline's state directory `dir` are fenced off (their open
+/// transactions are aborted, those being committed settle), and the
+/// topic's partitions holding this process's are read again once no
+/// transaction is open on them.
 ///
 /// # Errors
 ///
