@@ -86,18 +86,13 @@ pub(crate) struct Snapshot {
 
 /// Which partitions' snapshots to read once the transactions open on them
 /// settled, and how: the reading process's tag, and how to fence off the
-/// transactional id of another process (by its tag) whose transaction
-/// stays open, having died while it wrote its snapshots.
+/// transactional id of another process (by its tag), the partitions' last
+/// owner, whose open transaction may hold newer snapshots.
 pub(crate) struct Settling<'a> {
     pub(crate) partitions: &'a BTreeSet<u32>,
     pub(crate) own: Option<&'a str>,
     pub(crate) fence: &'a dyn Fn(Option<&str>) -> Result<(), String>,
 }
-
-/// How long a transaction may stay open on a partition of the topic being
-/// read before its writer is taken for gone and fenced off: a live one
-/// writes its snapshots just before it commits.
-const SETTLE_GRACE: Duration = Duration::from_secs(2);
 
 /// The chunks of one snapshot found so far, or that a partition's
 /// snapshots were deleted (its process read its inputs to their end).
@@ -390,10 +385,11 @@ impl StateTopic {
     /// open on them, as `reader` (`read_committed`) and `all`
     /// (`read_uncommitted`) see them: `reader`'s end then is the end of
     /// every record written, so it misses none that committed, a
-    /// transaction open before it included (one that its writer, fenced
-    /// off, aborted, or another committing, settles). Waits for them up to
-    /// [`READ_WAIT`]; the writers of a transaction open longer than
-    /// [`SETTLE_GRACE`] are fenced off.
+    /// transaction open before it included. First the processes that
+    /// wrote the newest record of each of the partitions read (their last
+    /// owners, committed or not) are fenced off, which aborts a
+    /// transaction one of them left open, dying; one being committed
+    /// settles. Waits up to [`READ_WAIT`].
     ///
     /// # Errors
     ///
@@ -403,41 +399,32 @@ impl StateTopic {
         (reader, all): (&BaseConsumer, &BaseConsumer),
         partitions: &BTreeSet<i32>,
         settling: &Settling<'_>,
+        prefix: &str,
     ) -> Result<BTreeMap<i32, i64>, String> {
+        for tag in self.last_writers(all, partitions, settling.partitions, prefix)? {
+            if tag.as_deref() != settling.own {
+                (settling.fence)(tag.as_deref())?;
+            }
+        }
         let began = Instant::now();
-        let mut fenced = false;
         loop {
             let stable = self.ends(reader, partitions)?;
             let written = self.ends(all, partitions)?;
-            let open: Vec<(i32, i64, i64)> = (written.iter())
+            let open = (written.iter())
                 .map(|(&partition, &written)| {
                     let stable = stable.get(&partition).copied().unwrap_or(0);
                     (partition, stable, written)
                 })
-                .filter(|&(_, stable, written)| stable < written)
-                .collect();
-            if open.is_empty() {
+                .find(|&(_, stable, written)| stable < written);
+            let Some((partition, stable_end, written)) = open else {
                 return Ok(stable);
-            }
-            if !fenced && began.elapsed() > SETTLE_GRACE {
-                // Open too long: its writers died writing snapshots of the
-                // partitions read (a live one commits at once).
-                for &(partition, stable, _) in &open {
-                    for tag in self.writers(all, partition, stable, settling.partitions)? {
-                        if tag.as_deref() != settling.own {
-                            (settling.fence)(tag.as_deref())?;
-                        }
-                    }
-                }
-                fenced = true;
-            }
+            };
             if began.elapsed() > READ_WAIT {
-                let (partition, stable, written) = open[0];
                 return Err(format!(
                     "the state topic `{}`: partition {partition} has had a transaction open for \
-                     {}s (offsets {stable} to {written}), whose snapshots may be newer than \
-                     those before it; a process writing them that is gone is fenced off once \
-                     a process takes its partitions, or its transaction times out",
+                     {}s (offsets {stable_end} to {written}), whose snapshots may be newer than \
+                     those before it; it ends once its process commits it, or is fenced off, or \
+                     its transaction times out",
                     self.topic,
                     READ_WAIT.as_secs()
                 ));
@@ -446,41 +433,60 @@ impl StateTopic {
         }
     }
 
-    /// The tags of the processes that wrote snapshots of `partitions` to
-    /// partition `partition` of the topic from offset `from` on, as `all`
-    /// (a `read_uncommitted` reader) sees them.
+    /// The tags of the processes that wrote the newest record (by number)
+    /// of each of `mine`, the partitions read, in `partitions` of the
+    /// topic, as `all` (a `read_uncommitted` reader) sees them: records of
+    /// transactions that did not commit, or are still open, included.
+    /// Records whose keys do not start with `prefix` are another
+    /// pipeline's.
     ///
     /// # Errors
     ///
     /// The brokers do not answer.
-    fn writers(
+    fn last_writers(
         &self,
         all: &BaseConsumer,
-        partition: i32,
-        from: i64,
-        partitions: &BTreeSet<u32>,
+        partitions: &BTreeSet<i32>,
+        mine: &BTreeSet<u32>,
+        prefix: &str,
     ) -> Result<BTreeSet<Option<String>>, String> {
         let failed = |error: KafkaError| format!("the state topic `{}`: {error}", self.topic);
+        let ends = self.ends(all, partitions)?;
         let mut list = TopicPartitionList::new();
-        (list.add_partition_offset(&self.topic, partition, Offset::Offset(from)))
-            .map_err(failed)?;
+        let mut open = BTreeSet::new();
+        for (&partition, _) in ends.iter().filter(|&(_, &end)| end > 0) {
+            (list.add_partition_offset(&self.topic, partition, Offset::Beginning))
+                .map_err(failed)?;
+            open.insert(partition);
+        }
+        let mut newest: BTreeMap<u32, (u64, Option<String>)> = BTreeMap::new();
+        if open.is_empty() {
+            return Ok(BTreeSet::new());
+        }
         all.assign(&list).map_err(failed)?;
-        let mut tags = BTreeSet::new();
         let deadline = Instant::now() + READ_WAIT;
-        while Instant::now() < deadline {
+        while !open.is_empty() && Instant::now() < deadline {
             match all.poll(Duration::from_millis(100)) {
                 Some(Ok(message)) => {
-                    let header = message.payload().and_then(read_header);
-                    if let Some(header) = header.filter(|h| partitions.contains(&h.partition)) {
-                        tags.insert(header.tag);
+                    let ours =
+                        (message.key()).is_some_and(|key| key.starts_with(prefix.as_bytes()));
+                    let header = message.payload().filter(|_| ours).and_then(read_header);
+                    if let Some(header) = header.filter(|h| mine.contains(&h.partition)) {
+                        let newer = (newest.get(&header.partition))
+                            .is_none_or(|(sequence, _)| header.sequence >= *sequence);
+                        if newer {
+                            newest.insert(header.partition, (header.sequence, header.tag));
+                        }
                     }
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    open.remove(&partition);
+                }
                 Some(Err(error)) => return Err(failed(error)),
                 None => {}
             }
         }
-        Ok(tags)
+        Ok(newest.into_values().map(|(_, tag)| tag).collect())
     }
 
     /// Every snapshot of this pipeline on the topic (`only` those of the
@@ -511,7 +517,8 @@ impl StateTopic {
             // snapshots of these partitions' writers committed.
             Some(settling) => {
                 let all = reader_of(transactions, "read_uncommitted").map_err(failed)?;
-                self.settled((&reader, &all), &partitions, settling)?
+                let prefix = format!("{}/", transactions.base);
+                self.settled((&reader, &all), &partitions, settling, &prefix)?
             }
             None => self.ends(&reader, &partitions)?,
         };
