@@ -11,6 +11,17 @@ use crate::kafka_instances::{
     pipeline_reading, produce, read_to_end, refusal, run_briefly, spawn, stop, topics, wait_until,
 };
 
+/// The mock cluster of `topics()`, with the topics `alerts` (for the
+/// transactional sink) and `state` of `state_partitions` partitions.
+fn with_topics(
+    state_partitions: i32,
+) -> rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+    let cluster = topics();
+    cluster.create_topic("alerts", 1, 1).expect("a topic");
+    (cluster.create_topic("state", state_partitions, 1)).expect("a topic");
+    cluster
+}
+
 /// A pipeline over the mock cluster `brokers` in `dir` whose checkpoints
 /// (every 300 ms) keep every partition's state in the topic `state` too,
 /// with its sources' `extra`.
@@ -43,9 +54,7 @@ fn send(brokers: &str, topic: &str, second: u32) {
 /// the sources' topics is worth a warning.
 #[test]
 fn a_process_on_a_new_state_directory_takes_its_partitions_from_the_state_topic() {
-    let cluster = topics();
-    cluster.create_topic("alerts", 1, 1).expect("a topic");
-    cluster.create_topic("state", 3, 1).expect("a topic");
+    let cluster = with_topics(3);
     let brokers = cluster.bootstrap_servers();
     let dir = scratch("kafka_state_topic_alone");
     with_state_topic(&dir, &brokers, "");
@@ -103,9 +112,7 @@ fn member_on(dir: &Path, state: &str, log: &'static str) -> (Child, &'static str
 /// payments that come next match every order once.
 #[test]
 fn processes_of_a_group_on_state_directories_of_their_own_move_partitions_through_the_topic() {
-    let cluster = topics();
-    cluster.create_topic("alerts", 1, 1).expect("a topic");
-    cluster.create_topic("state", 8, 1).expect("a topic");
+    let cluster = with_topics(8);
     let brokers = cluster.bootstrap_servers();
     let dir = scratch("kafka_state_topic_group");
     with_state_topic(
@@ -156,8 +163,8 @@ fn processes_of_a_group_on_state_directories_of_their_own_move_partitions_throug
     );
 }
 
-/// A state topic needs transactions, and sources that all read Kafka:
-/// refused, pointed at, otherwise.
+/// A state topic needs a name, transactions, and sources that all read
+/// Kafka: refused, pointed at, otherwise.
 #[test]
 fn a_state_topic_without_what_it_needs_is_refused() {
     let dir = scratch("kafka_state_topic_refused");
@@ -165,6 +172,15 @@ fn a_state_topic_without_what_it_needs_is_refused() {
     let path = dir.join("pipeline.yaml");
     let text = std::fs::read_to_string(&path).expect("written");
     for (name, text, problem) in [
+        (
+            "unnamed.yaml",
+            text.replace(
+                "sinks:\n",
+                "checkpoint: {transactions: true, state_topic: \"\"}\nsinks:\n  alerts: {type: \
+                 kafka, brokers: 127.0.0.1:9, topic: alerts}\n",
+            ),
+            "a state topic needs a name",
+        ),
         (
             "untransacted.yaml",
             text.replace("sinks:\n", "checkpoint: {state_topic: state}\nsinks:\n"),
@@ -198,19 +214,14 @@ fn a_state_topic_without_what_it_needs_is_refused() {
     }
 }
 
-/// Orders of 1,000-byte ids in the mock cluster's topics, with a pipeline
-/// keeping its state in the topic `state` of `partitions` partitions, a
-/// checkpoint every 2 seconds; gives the directory.
+/// Orders of 1,000-byte ids in the mock cluster's topics (of
+/// [`with_topics`]), with a pipeline keeping its state in the topic
+/// `state`, a checkpoint every 2 seconds; gives the directory.
 fn large_state(
     cluster: &rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
     name: &str,
     orders: usize,
-    partitions: i32,
 ) -> std::path::PathBuf {
-    cluster.create_topic("alerts", 1, 1).expect("a topic");
-    cluster
-        .create_topic("state", partitions, 1)
-        .expect("a topic");
     let brokers = cluster.bootstrap_servers();
     let dir = scratch(name);
     // The orders wait for no payments, the other source idle.
@@ -242,8 +253,8 @@ fn large_state(
 /// about 5 MB per partition).
 #[test]
 fn a_partition_state_larger_than_a_record_is_taken_whole() {
-    let cluster = topics();
-    let dir = large_state(&cluster, "kafka_state_topic_chunks", 3_000, 8);
+    let cluster = with_topics(8);
+    let dir = large_state(&cluster, "kafka_state_topic_chunks", 3_000);
     let second = dir.join("second");
     let stderr = run_briefly(&dir, &["--state-dir", second.to_str().expect("UTF-8")]);
     assert!(
@@ -258,8 +269,8 @@ fn a_partition_state_larger_than_a_record_is_taken_whole() {
 /// not passed over, which would lose its keys: the run refuses to start.
 #[test]
 fn a_snapshot_whose_records_are_gone_is_refused() {
-    let cluster = topics();
-    let dir = large_state(&cluster, "kafka_state_topic_gone", 6_000, 1);
+    let cluster = with_topics(1);
+    let dir = large_state(&cluster, "kafka_state_topic_gone", 6_000);
     let second = dir.join("second");
     let stderr = refusal(&dir, &["--state-dir", second.to_str().expect("UTF-8")]);
     assert!(
@@ -275,9 +286,7 @@ fn a_snapshot_whose_records_are_gone_is_refused() {
 /// after it takes its snapshots.
 #[test]
 fn a_run_read_to_its_end_leaves_no_snapshot_to_take() {
-    let cluster = topics();
-    cluster.create_topic("alerts", 1, 1).expect("a topic");
-    cluster.create_topic("state", 8, 1).expect("a topic");
+    let cluster = with_topics(8);
     let brokers = cluster.bootstrap_servers();
     let dir = scratch("kafka_state_topic_ended");
     with_state_topic(&dir, &brokers, "");
@@ -329,9 +338,7 @@ fn a_run_read_to_its_end_leaves_no_snapshot_to_take() {
 /// off both processes' transactional ids, and matches the orders.
 #[test]
 fn a_process_alone_takes_over_from_processes_by_number_through_the_state_topic() {
-    let cluster = topics();
-    cluster.create_topic("alerts", 1, 1).expect("a topic");
-    cluster.create_topic("state", 8, 1).expect("a topic");
+    let cluster = with_topics(8);
     let brokers = cluster.bootstrap_servers();
     let dir = scratch("kafka_state_topic_numbered");
     with_state_topic(&dir, &brokers, "");

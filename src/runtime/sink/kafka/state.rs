@@ -159,14 +159,9 @@ impl StateTopic {
                 None => none = Some(header),
             }
             for (partition, part) in parts {
-                match divided.entry(partition) {
-                    std::collections::btree_map::Entry::Occupied(mut into) => {
-                        into.get_mut().absorb(&part);
-                    }
-                    std::collections::btree_map::Entry::Vacant(into) => {
-                        into.insert(part);
-                    }
-                }
+                (divided.entry(partition))
+                    .and_modify(|into| into.absorb(&part))
+                    .or_insert(part);
             }
         }
         let none = none.unwrap_or_default();
@@ -381,6 +376,31 @@ impl StateTopic {
         Ok(ends)
     }
 
+    /// Has `client` read, from their start, the partitions of the topic
+    /// that `ends` says hold records; gives them (none: nothing assigned).
+    ///
+    /// # Errors
+    ///
+    /// The client refuses the assignment.
+    fn read_from_start(
+        &self,
+        client: &BaseConsumer,
+        ends: &BTreeMap<i32, i64>,
+    ) -> Result<BTreeSet<i32>, String> {
+        let failed = |error: KafkaError| format!("the state topic `{}`: {error}", self.topic);
+        let mut list = TopicPartitionList::new();
+        let mut open = BTreeSet::new();
+        for (&partition, _) in ends.iter().filter(|&(_, &end)| end > 0) {
+            (list.add_partition_offset(&self.topic, partition, Offset::Beginning))
+                .map_err(failed)?;
+            open.insert(partition);
+        }
+        if !open.is_empty() {
+            client.assign(&list).map_err(failed)?;
+        }
+        Ok(open)
+    }
+
     /// The end of each of `partitions` of the topic once no transaction is
     /// open on them, as `reader` (`read_committed`) and `all`
     /// (`read_uncommitted`) see them: `reader`'s end then is the end of
@@ -451,19 +471,8 @@ impl StateTopic {
         prefix: &str,
     ) -> Result<BTreeSet<Option<String>>, String> {
         let failed = |error: KafkaError| format!("the state topic `{}`: {error}", self.topic);
-        let ends = self.ends(all, partitions)?;
-        let mut list = TopicPartitionList::new();
-        let mut open = BTreeSet::new();
-        for (&partition, _) in ends.iter().filter(|&(_, &end)| end > 0) {
-            (list.add_partition_offset(&self.topic, partition, Offset::Beginning))
-                .map_err(failed)?;
-            open.insert(partition);
-        }
+        let mut open = self.read_from_start(all, &self.ends(all, partitions)?)?;
         let mut newest: BTreeMap<u32, (u64, Option<String>)> = BTreeMap::new();
-        if open.is_empty() {
-            return Ok(BTreeSet::new());
-        }
-        all.assign(&list).map_err(failed)?;
         let deadline = Instant::now() + READ_WAIT;
         while !open.is_empty() && Instant::now() < deadline {
             match all.poll(Duration::from_millis(100)) {
@@ -522,18 +531,8 @@ impl StateTopic {
             }
             None => self.ends(&reader, &partitions)?,
         };
-        let mut list = TopicPartitionList::new();
-        let mut open = BTreeSet::new();
-        for (&partition, _) in ends.iter().filter(|&(_, &end)| end > 0) {
-            (list.add_partition_offset(&self.topic, partition, Offset::Beginning))
-                .map_err(failed)?;
-            open.insert(partition);
-        }
+        let mut open = self.read_from_start(&reader, &ends)?;
         let mut found: BTreeMap<u32, BTreeMap<u64, Pieces>> = BTreeMap::new();
-        if open.is_empty() {
-            return Ok(found);
-        }
-        reader.assign(&list).map_err(failed)?;
         let prefix = format!("{}/", transactions.base);
         let mut foreign = 0_usize;
         let mut heard = Instant::now();
