@@ -260,9 +260,16 @@ impl Broker {
 
     /// Creates `topic` with `partitions` partitions.
     pub(crate) fn create_topic(&self, topic: &str, partitions: i32) {
+        self.create_topic_with(topic, partitions, &[]);
+    }
+
+    /// Creates `topic` with `partitions` partitions and the settings
+    /// `configs` (`name=value`).
+    pub(crate) fn create_topic_with(&self, topic: &str, partitions: i32, configs: &[&str]) {
         let created = std::process::Command::new(&self.tansu)
             .args(["topic", "create", topic, "--broker", &self.url])
             .args(["--partitions", &partitions.to_string()])
+            .args(configs.iter().flat_map(|config| ["--config", config]))
             .output()
             .expect("tansu topic runs");
         assert!(created.status.success(), "{created:?}");

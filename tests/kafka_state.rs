@@ -375,3 +375,46 @@ fn a_process_alone_takes_over_from_processes_by_number_through_the_state_topic()
     }
     assert_eq!(matched_keys(&dir), every_key(), "{stderr}");
 }
+
+/// A run asks the brokers whether its state topic is compacted (without
+/// waiting for the answer): one whose `cleanup.policy` is `delete`, which
+/// grows with every checkpoint and loses snapshots to retention, is worth
+/// a warning; one compacted is not. Against a broker process: librdkafka's
+/// mock cluster cannot describe a topic's settings.
+#[test]
+fn against_a_broker_process_a_state_topic_not_compacted_is_warned_of() {
+    let broker = crate::kafka::Broker::start();
+    for topic in ["orders", "payments"] {
+        broker.create_topic(topic, 2);
+    }
+    broker.create_topic("alerts", 1);
+    broker.create_topic_with("deleted", 1, &["cleanup.policy=delete"]);
+    broker.create_topic_with("compacted", 1, &["cleanup.policy=compact"]);
+    let dir = scratch("kafka_state_topic_policy");
+    for (topic, warned) in [("deleted", true), ("compacted", false)] {
+        pipeline_reading(&dir, &broker.brokers, "");
+        let checkpoint = format!("state_topic: {topic}, ");
+        add_transactional_sink(&dir, &broker.brokers, &checkpoint, "");
+        let run = spawn(&dir, &["--log", "text", "--fresh"], "policy.log");
+        let mut running = Running(vec![(run, "policy.log")]);
+        wait_until("the state topic's cleanup policy", &dir, || {
+            let log = std::fs::read_to_string(dir.join("policy.log")).unwrap_or_default();
+            log.contains("state topic cleanup policy")
+        });
+        let (run, _) = running.0.remove(0);
+        let (status, stderr) = stop(run, &dir, "policy.log");
+        assert_eq!(status, Some(0), "{stderr}");
+        let warning = format!(
+            "warning: the state topic `{topic}` has cleanup.policy=delete: it should be \
+             compacted alone (cleanup.policy=compact)"
+        );
+        assert_eq!(stderr.contains(&warning), warned, "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "policy={}",
+                if warned { "delete" } else { "compact" }
+            )),
+            "{stderr}"
+        );
+    }
+}

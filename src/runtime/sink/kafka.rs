@@ -517,11 +517,18 @@ fn marker_of(first: &KafkaSink, id: &str) -> Result<BaseConsumer, KafkaError> {
 /// in the group `group`, committing nothing by itself: the sink's
 /// properties for reaching the brokers, none of the producer's.
 fn consumer_of(first: &KafkaSink, group: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
+    let mut config = client_of(first);
     config
-        .set("bootstrap.servers", &first.brokers.value)
         .set("group.id", group)
         .set("enable.auto.commit", "false");
+    config
+}
+
+/// A client's configuration for the brokers of the Kafka sink `first`:
+/// the sink's properties for reaching them, none of the producer's.
+fn client_of(first: &KafkaSink) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &first.brokers.value);
     for (name, value) in &first.properties {
         if CONSUMER_TOO
             .iter()

@@ -25,14 +25,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseRecord, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{Transactions, consumer_of};
+use super::{Transactions, client_of, consumer_of};
 use crate::checkpoint::{Checkpoint, from_bytes, to_bytes};
+use crate::config::KafkaSink;
 use crate::runtime::matcher::{Divided, Matcher};
 
 /// The first bytes of every record's value.
@@ -72,6 +75,8 @@ struct Chunks {
     highest: Option<u64>,
     /// How many partitions the topic has.
     partitions: Option<u32>,
+    /// Whether the topic's cleanup policy was asked of the brokers.
+    policy_asked: bool,
 }
 
 /// A partition's newest snapshot on the topic whose transaction
@@ -279,6 +284,13 @@ impl StateTopic {
         only: Option<&Settling<'_>>,
         warnings: &mut Vec<String>,
     ) -> Result<BTreeMap<u32, Snapshot>, String> {
+        let ask = !std::mem::replace(
+            &mut (self.chunks.lock().unwrap_or_else(PoisonError::into_inner)).policy_asked,
+            true,
+        );
+        if ask {
+            self.check_policy(transactions);
+        }
         let found = self.fetch(transactions, only, warnings)?;
         let mut committed: HashMap<Option<String>, Option<u64>> = HashMap::new();
         let mut newest = BTreeMap::new();
@@ -344,6 +356,34 @@ impl StateTopic {
             "state topic read"
         );
         Ok(newest)
+    }
+
+    /// Asks the brokers, on a thread of its own, whether the topic is
+    /// compacted alone (`cleanup.policy=compact`), and warns when it is not:
+    /// with `delete` it grows with every checkpoint until its retention,
+    /// and then loses snapshots, the newest too once its pipeline stopped
+    /// for that long. The run does not wait for the answer: brokers that
+    /// cannot describe a topic's settings (or do not let this client ask)
+    /// may take the request's whole timeout to say so.
+    fn check_policy(&self, transactions: &Transactions) {
+        let (sink, topic) = (transactions.sink.clone(), self.topic.clone());
+        let asked = std::thread::Builder::new()
+            .name("state-topic-policy".into())
+            .spawn(move || match cleanup_policy(&sink, &topic) {
+                Ok(policy) => {
+                    let policy = policy.as_deref().unwrap_or("compact");
+                    tracing::info!(topic = %topic, policy = %policy, "state topic cleanup policy");
+                    if let Some(warning) = policy_warning(&topic, policy) {
+                        eprintln!("warning: {warning}");
+                    }
+                }
+                Err(error) => {
+                    tracing::info!(topic = %topic, %error, "state topic cleanup policy not known");
+                }
+            });
+        if let Err(error) = asked {
+            tracing::info!(topic = %self.topic, %error, "the state topic's cleanup.policy is not asked");
+        }
     }
 
     /// The end of each of `partitions` of the topic, as `client` sees it
@@ -681,6 +721,59 @@ fn read_header(value: &[u8]) -> Option<Header<'_>> {
     })
 }
 
+/// The warning for the state topic `topic` whose `cleanup.policy` is
+/// `policy`, unless that is `compact` alone.
+fn policy_warning(topic: &str, policy: &str) -> Option<String> {
+    let policies: Vec<&str> = policy.split(',').map(str::trim).collect();
+    (policies != ["compact"]).then(|| {
+        format!(
+            "the state topic `{topic}` has cleanup.policy={policy}: it should be compacted \
+             alone (cleanup.policy=compact); as it is, it keeps every checkpoint's snapshots \
+             until their retention (retention.ms) and then deletes them, the newest too once \
+             the pipeline has stopped for that long, and a process that takes its partitions \
+             over then refuses to start"
+        )
+    })
+}
+
+/// The `cleanup.policy` of `topic`, as the brokers of `sink` describe it.
+///
+/// # Errors
+///
+/// The brokers do not answer, or cannot describe topics' settings.
+fn cleanup_policy(sink: &KafkaSink, topic: &str) -> Result<Option<String>, String> {
+    let admin: AdminClient<DefaultClientContext> =
+        (client_of(sink).create()).map_err(|error| error.to_string())?;
+    let options = AdminOptions::new().request_timeout(Some(READ_WAIT));
+    let described = wait(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &options));
+    let resource = (described.map_err(|error| error.to_string())?)
+        .into_iter()
+        .next()
+        .ok_or("no answer")?
+        .map_err(|code| code.to_string())?;
+    Ok((resource.get("cleanup.policy")).and_then(|entry| entry.value.clone()))
+}
+
+/// Waits on this thread for `future` to be ready (librdkafka's own
+/// threads make the admin client's answers ready, not a runtime).
+fn wait<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut context = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
 /// A snapshot's bytes, when every chunk of it was found.
 fn whole(chunks: &[Option<Vec<u8>>]) -> Option<Vec<u8>> {
     let mut bytes = Vec::new();
@@ -753,6 +846,21 @@ mod tests {
         assert_eq!(read_header(&alone).unwrap().tag, None);
         assert!(read_header(b"{\"json\": true}").is_none());
         assert!(read_header(&value[..20]).is_none());
+    }
+
+    #[test]
+    fn a_state_topic_is_warned_of_unless_compacted_alone() {
+        assert_eq!(policy_warning("state", "compact"), None);
+        assert_eq!(policy_warning("state", " compact "), None);
+        for policy in ["delete", "compact,delete", "delete, compact", ""] {
+            let warning = policy_warning("state", policy).unwrap_or_default();
+            assert!(
+                warning.starts_with(&format!(
+                    "the state topic `state` has cleanup.policy={policy}: it should be compacted"
+                )),
+                "{policy:?}: {warning}"
+            );
+        }
     }
 
     #[test]
