@@ -681,7 +681,7 @@ fn killed_and_joining(scenario: &Scenario) {
         "{logs}"
     );
     assert!(
-        !logs.contains("no checkpoint in the state directory holds"),
+        !logs.contains("no checkpoint in the state directory"),
         "{logs}"
     );
     assert_same(&outcomes(dir), expected);
@@ -736,7 +736,7 @@ fn against_a_broker_process_processes_of_a_group_apart_move_partitions_through_a
     });
     assert!(logs.contains("of them from the state topic"), "{logs}");
     assert!(
-        !logs.contains("no checkpoint in the state directory holds"),
+        !logs.contains("no checkpoint in the state directory"),
         "{logs}"
     );
     let written = outcomes(dir);
@@ -864,7 +864,7 @@ fn a_process_of_a_group_without_the_state_of_partitions_read_before_says_so() {
             &["--join", "--state-dir", state.to_str().expect("UTF-8")],
         )
     };
-    let without = "but no checkpoint in the state directory holds";
+    let without = "but no checkpoint in the state directory";
     let first = run(&here);
     assert!(!first.contains(without), "{first}");
     // Resumed from its own checkpoint: its keys are there.
@@ -875,8 +875,8 @@ fn a_process_of_a_group_without_the_state_of_partitions_read_before_says_so() {
     assert!(
         apart.contains(
             "warning: kafka source `app`: partition 1 of `orders` starts at the offsets \
-             committed in group `g`, but no checkpoint in the state directory holds it: the \
-             keys read from it before are not here"
+             committed in group `g`, but no checkpoint in the state directory (or on a state \
+             topic) holds it: the keys read from it before are not here"
         ),
         "{apart}"
     );

@@ -483,9 +483,10 @@ impl Consumer {
             };
             eprintln!(
                 "warning: kafka source `{source}`: {which} at the offsets \
-                 committed in group `{}`, but no checkpoint in the state directory holds {them}: \
-                 the keys read from {them} before are not here (the processes of a group must \
-                 share a state directory)",
+                 committed in group `{}`, but no checkpoint in the state directory (or on a \
+                 state topic) holds {them}: the keys read from {them} before are not here (the \
+                 processes of a group share a state directory, or keep their state in a \
+                 `state_topic`)",
                 self.config.group.value
             );
         }
