@@ -418,3 +418,74 @@ fn against_a_broker_process_a_state_topic_not_compacted_is_warned_of() {
         );
     }
 }
+
+/// `runner state inspect` of a pipeline with a state topic lists, after
+/// what its state directory holds (nothing here: another machine's), each
+/// partition's newest snapshot on the topic with its offsets and pending
+/// keys: what a process taking the partition over resumes from. It only
+/// looks: the process that wrote them is not fenced off.
+#[test]
+fn state_inspect_lists_each_partition_snapshot_on_the_state_topic() {
+    let cluster = with_topics(8);
+    let brokers = cluster.bootstrap_servers();
+    let dir = scratch("kafka_state_topic_inspect");
+    with_state_topic(&dir, &brokers, "");
+    send(&brokers, "orders", 0);
+    let first = dir.join("first");
+    run_briefly(&dir, &["--state-dir", first.to_str().expect("UTF-8")]);
+    let elsewhere = dir.join("elsewhere");
+    let pipeline = dir.join("pipeline.yaml");
+    let listed = runner(&[
+        "state",
+        "inspect",
+        "--state-dir",
+        elsewhere.to_str().expect("UTF-8"),
+        pipeline.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(listed.status, 0, "{}", listed.stderr);
+    let out = &listed.stdout;
+    assert!(out.starts_with("no checkpoint in `"), "{out}");
+    let mut section = None;
+    let mut keys = Vec::new();
+    for line in out.lines() {
+        if let Some(rest) = line.strip_prefix("partition ") {
+            let (number, rest) = rest.split_once(' ').expect("a header");
+            assert!(
+                rest.starts_with(
+                    "on the state topic `state`, written by a process alone: checkpoint "
+                ),
+                "{line}"
+            );
+            section = Some(number.parse::<i32>().expect("a partition"));
+        } else if let Some(rest) = line.strip_prefix("    k") {
+            let key = format!("k{}", rest.split(' ').next().expect("a key"));
+            let place = format!(
+                "(partition {})  app 2026-11-02T12:00:00",
+                partition_of(&key)
+            );
+            assert!(rest.contains(&place), "{line}");
+            assert_eq!(
+                section,
+                Some(partition_of(&key)),
+                "{line} under another partition"
+            );
+            keys.push(key);
+        }
+    }
+    assert_eq!(section, Some(7), "{out}");
+    keys.sort();
+    let mut every: Vec<String> = (0..16).map(|n| format!("k{n}")).collect();
+    every.sort();
+    assert_eq!(keys, every, "{out}");
+    assert!(
+        (out.lines())
+            .any(|line| line.starts_with("  source app ")
+                && line.contains(" partition 5 at offset ")),
+        "{out}"
+    );
+    // The process that wrote them was not fenced off: it resumes from its
+    // own directory and matches what comes.
+    send(&brokers, "payments", 1);
+    let stderr = run_briefly(&dir, &["--state-dir", first.to_str().expect("UTF-8")]);
+    assert_eq!(matched_keys(&dir), every_key(), "{stderr}");
+}

@@ -114,7 +114,7 @@ Usage:
   runner validate <PATH>...  check pipelines without running them
   runner test <PATH>...      run the test cases in pipelines' `tests` sections
   runner schema              print the JSON Schema of the pipeline format
-  runner state inspect <FILE>  list what the pipeline's last checkpoint holds
+  runner state inspect <FILE>  list what the pipeline's last checkpoint (and state topic) holds
   runner gen                 write bill-check data: orders.jsonl, payments.jsonl
                              and settlements.csv
 

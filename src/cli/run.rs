@@ -32,7 +32,8 @@ fn state_dir(path: &Path, dir: Option<&str>) -> PathBuf {
         .join(stem(path))
 }
 
-/// `runner state inspect`: what the pipeline's last checkpoint holds.
+/// `runner state inspect`: what the pipeline's last checkpoint holds, and
+/// what its state topic holds, if it keeps one.
 pub(super) fn inspect(
     file: &SourceFile,
     path: &Path,
@@ -46,43 +47,62 @@ pub(super) fn inspect(
     let Some(graph) = graph else {
         return ExitCode::from(FAILED);
     };
-    let store = Store::new(instance.state_dir(&state_dir(path, dir)));
-    let (checkpoint, warnings) = match store.load() {
-        Ok(loaded) => loaded,
+    let dir = state_dir(path, dir);
+    let listing = match directory_listing(&graph, &dir, instance) {
+        Ok(listing) => listing,
+        Err(code) => return code,
+    };
+    let printed = print(&listing);
+    if graph.state_topic.is_none() || printed != ExitCode::SUCCESS {
+        return printed;
+    }
+    match runtime::state_topic_listing(&graph, &dir) {
+        Ok(listing) => {
+            let (listing, warnings) = listing.unwrap_or_default();
+            for warning in warnings {
+                eprintln!("warning: {warning}");
+            }
+            print(&listing)
+        }
         Err(error) => {
             eprintln!("error: {error}");
-            return ExitCode::from(USAGE);
+            ExitCode::from(USAGE)
         }
-    };
+    }
+}
+
+/// What the newest checkpoint in the state directory `dir` of `graph`
+/// holds, for `instance`; errors told on stderr, with the exit code.
+fn directory_listing(graph: &Graph, dir: &Path, instance: Instance) -> Result<String, ExitCode> {
+    let store = Store::new(instance.state_dir(dir));
+    let (checkpoint, warnings) = store.load().map_err(|error| {
+        eprintln!("error: {error}");
+        ExitCode::from(USAGE)
+    })?;
     for warning in warnings {
         eprintln!("warning: {warning}");
     }
     let Some(checkpoint) = checkpoint else {
-        let others = runner::runtime::other_checkpoints(&state_dir(path, dir), instance);
-        match &others[..] {
-            [] => {}
-            [one] => {
-                return print(&format!(
-                    "no checkpoint in `{}` yet: started, this process takes its partitions over \
-                     from the checkpoints of {one} (`state inspect` with their `--instance` or \
-                     `--state-dir` lists them)\n",
-                    store.dir().display(),
-                ));
-            }
-            several => {
-                return print(&format!(
-                    "no checkpoint in `{}` yet: started, this process takes each of its \
-                     partitions over from the checkpoint that holds it newest, of {} \
-                     (`state inspect` with their `--instance` or `--state-dir` lists them)\n",
-                    store.dir().display(),
-                    several.join("; ")
-                ));
-            }
-        }
-        return print(&format!(
-            "no checkpoint in `{}`: the pipeline has not run, or ran to its end\n",
-            store.dir().display()
-        ));
+        let others = runner::runtime::other_checkpoints(dir, instance);
+        return Ok(match &others[..] {
+            [] => format!(
+                "no checkpoint in `{}`: the pipeline has not run, or ran to its end\n",
+                store.dir().display()
+            ),
+            [one] => format!(
+                "no checkpoint in `{}` yet: started, this process takes its partitions over from \
+                 the checkpoints of {one} (`state inspect` with their `--instance` or \
+                 `--state-dir` lists them)\n",
+                store.dir().display(),
+            ),
+            several => format!(
+                "no checkpoint in `{}` yet: started, this process takes each of its partitions \
+                 over from the checkpoint that holds it newest, of {} (`state inspect` with \
+                 their `--instance` or `--state-dir` lists them)\n",
+                store.dir().display(),
+                several.join("; ")
+            ),
+        });
     };
     // Whatever the processes' layout was, the pipeline is what must match.
     let mut now = graph.fingerprint();
@@ -94,13 +114,10 @@ pub(super) fn inspect(
     if let Some(why) = checkpoint.mismatch(&now) {
         eprintln!("warning: the pipeline changed since the checkpoint was taken ({why})");
     }
-    match runner::checkpoint::inspect(&checkpoint) {
-        Ok(listing) => print(&listing),
-        Err(error) => {
-            eprintln!("error: `{}`: {error}", store.dir().display());
-            ExitCode::from(USAGE)
-        }
-    }
+    runner::checkpoint::inspect(&checkpoint).map_err(|error| {
+        eprintln!("error: `{}`: {error}", store.dir().display());
+        ExitCode::from(USAGE)
+    })
 }
 
 pub(super) fn run(file: &SourceFile, path: &Path, args: &RunArgs) -> ExitCode {

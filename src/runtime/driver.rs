@@ -22,6 +22,7 @@
 mod checkpointing;
 mod layouts;
 
+pub use checkpointing::state_topic_listing;
 pub use layouts::other_checkpoints;
 
 use std::collections::VecDeque;

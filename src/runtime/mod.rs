@@ -33,7 +33,7 @@ pub use operator::{Detail, Malformed, Operator, Outcome, Prior};
 pub use sink::{Outputs, SharedBuffer};
 pub use watermarks::Watermarks;
 
-pub use driver::{Options, other_checkpoints};
+pub use driver::{Options, other_checkpoints, state_topic_listing};
 
 use crate::config::OutcomeKind;
 use crate::plan::Graph;

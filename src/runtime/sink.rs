@@ -12,7 +12,7 @@
 
 mod kafka;
 
-pub(crate) use kafka::{Settling, Snapshot, StateTopic, Transactions};
+pub(crate) use kafka::{Onlooker, Settling, Snapshot, StateTopic, Transactions};
 
 use std::io::{self, Write};
 use std::path::Path;

@@ -1,5 +1,6 @@
 //! Checkpoints in a run: resuming from the last one, and taking them.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -231,6 +232,52 @@ fn state_topic(graph: &Graph) -> Option<Arc<StateTopic>> {
     let waits = graph.matcher.sides.iter().map(|side| side.wait);
     let splitter = crate::runtime::Matcher::new(waits, Vec::new(), graph.matcher.retention);
     Some(Arc::new(StateTopic::new(topic, splitter)))
+}
+
+/// What `graph`'s state topic holds, for `runner state inspect` (the
+/// pipeline's state directory being `dir`): each partition's newest
+/// snapshot whose transaction committed, listed as a checkpoint is, and
+/// warnings; `None` without a state topic. Read as an onlooker: no one
+/// is fenced off, and a transaction open on the topic hides the
+/// snapshots after it.
+///
+/// # Errors
+///
+/// The topic cannot be read, or a snapshot does not read back.
+pub fn state_topic_listing(
+    graph: &Graph,
+    dir: &Path,
+) -> Result<Option<(String, Vec<String>)>, String> {
+    let Some(state) = state_topic(graph) else {
+        return Ok(None);
+    };
+    let onlooker = crate::runtime::sink::Onlooker::new(&graph.sinks, &transactional_id(graph, dir))
+        .map_err(|error| error.to_string())?;
+    let mut warnings = Vec::new();
+    let snapshots = state.read(&onlooker, None, &mut warnings)?;
+    let mut out = String::new();
+    if snapshots.is_empty() {
+        let _ = writeln!(
+            out,
+            "no snapshot on the state topic `{}`: the pipeline has not taken a checkpoint \
+             with it, or ran to its end",
+            state.topic()
+        );
+    }
+    for snapshot in snapshots.values() {
+        let writer = snapshot.tag.as_deref().map_or_else(
+            || "a process alone".to_string(),
+            |tag| format!("the process tagged `{tag}`"),
+        );
+        let _ = write!(
+            out,
+            "partition {} on the state topic `{}`, written by {writer}: ",
+            snapshot.partition,
+            state.topic()
+        );
+        out.push_str(&crate::checkpoint::inspect(&snapshot.checkpoint)?);
+    }
+    Ok(Some((out, warnings)))
 }
 
 /// Fences off the transactional id of the process tagged `tag`, of the

@@ -11,7 +11,7 @@
 
 mod state;
 
-pub(crate) use state::{Settling, Snapshot, StateTopic};
+pub(crate) use state::{Onlooker, Settling, Snapshot, StateTopic};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -253,10 +253,7 @@ impl Transactions {
         interval: Duration,
     ) -> Result<Arc<Self>, RunError> {
         let kafka = kafka_sinks(sinks)?;
-        let id = (kafka[0].1.properties.iter())
-            .find(|(name, _)| name.value == "transactional.id")
-            .map_or(id, |(_, value)| value.value.as_str());
-        let started = Self::open(&kafka, id, tag, interval)?;
+        let started = Self::open(&kafka, id_for(&kafka, id), tag, interval)?;
         (started.client.begin_transaction()).map_err(|error| started.not_started(&error))?;
         tracing::info!(id = %started.id, "kafka transactions started");
         Ok(Arc::new(started))
@@ -498,6 +495,14 @@ impl Transactions {
 
 /// The transactional id `base` of the process tagged `tag`: with the tag
 /// after it, for one of several processes (`None`: alone).
+/// The transactional id of the Kafka sinks `kafka` (one at least): the
+/// first one's `transactional.id` property, else `id`.
+fn id_for<'a>(kafka: &[(&str, &'a KafkaSink)], id: &'a str) -> &'a str {
+    (kafka[0].1.properties.iter())
+        .find(|(name, _)| name.value == "transactional.id")
+        .map_or(id, |(_, value)| value.value.as_str())
+}
+
 fn tagged(base: &str, tag: Option<&str>) -> String {
     match tag {
         Some(tag) => format!("{base}-{tag}"),

@@ -33,9 +33,14 @@ use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseRecord, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{Transactions, client_of, consumer_of};
+use super::{
+    ASKED_WAIT, Transactions, client_of, consumer_of, id_for, kafka_sinks, marker_of, read_marker,
+    tagged,
+};
 use crate::checkpoint::{Checkpoint, from_bytes, to_bytes};
 use crate::config::KafkaSink;
+use crate::plan::SinkNode;
+use crate::runtime::error::RunError;
 use crate::runtime::matcher::{Divided, Matcher};
 
 /// The first bytes of every record's value.
@@ -51,6 +56,71 @@ const CHUNK: usize = 512 * 1024;
 /// How long reading the topic waits for the brokers without hearing from
 /// them before it gives up.
 const READ_WAIT: Duration = Duration::from_secs(30);
+
+/// What reading the topic asks of its brokers: how to reach them, the
+/// transactional id of the pipeline's processes without their tags (its
+/// records' keys start with it), and the number of the last checkpoint
+/// whose transaction committed as the process tagged `tag`.
+pub(crate) trait Brokers {
+    fn sink(&self) -> &KafkaSink;
+    fn base(&self) -> &str;
+    fn committed_of(&self, tag: Option<&str>) -> Result<Option<u64>, String>;
+}
+
+impl Brokers for Transactions {
+    fn sink(&self) -> &KafkaSink {
+        &self.sink
+    }
+
+    fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn committed_of(&self, tag: Option<&str>) -> Result<Option<u64>, String> {
+        Transactions::committed_of(self, tag)
+    }
+}
+
+/// The brokers of a pipeline's state topic as one that writes nothing
+/// sees them (`runner state inspect`): no transactional producer, which
+/// would fence off the running processes.
+pub(crate) struct Onlooker {
+    sink: KafkaSink,
+    base: String,
+}
+
+impl Onlooker {
+    /// The brokers of `sinks`' first Kafka sink, where the pipeline's
+    /// processes write as `id` unless its properties name a
+    /// `transactional.id`.
+    ///
+    /// # Errors
+    ///
+    /// No sink writes Kafka.
+    pub(crate) fn new(sinks: &[SinkNode], id: &str) -> Result<Self, RunError> {
+        let kafka = kafka_sinks(sinks)?;
+        Ok(Self {
+            base: id_for(&kafka, id).to_string(),
+            sink: kafka[0].1.clone(),
+        })
+    }
+}
+
+impl Brokers for Onlooker {
+    fn sink(&self) -> &KafkaSink {
+        &self.sink
+    }
+
+    fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn committed_of(&self, tag: Option<&str>) -> Result<Option<u64>, String> {
+        let id = tagged(&self.base, tag);
+        let marker = marker_of(&self.sink, &id).map_err(|error| error.to_string())?;
+        read_marker(&marker, &self.sink.topic.value, &id, ASKED_WAIT)
+    }
+}
 
 /// A run's state topic.
 pub(crate) struct StateTopic {
@@ -280,7 +350,7 @@ impl StateTopic {
     /// that committed does not read back.
     pub(crate) fn read(
         &self,
-        transactions: &Transactions,
+        transactions: &dyn Brokers,
         only: Option<&Settling<'_>>,
         warnings: &mut Vec<String>,
     ) -> Result<BTreeMap<u32, Snapshot>, String> {
@@ -365,8 +435,8 @@ impl StateTopic {
     /// for that long. The run does not wait for the answer: brokers that
     /// cannot describe a topic's settings (or do not let this client ask)
     /// may take the request's whole timeout to say so.
-    fn check_policy(&self, transactions: &Transactions) {
-        let (sink, topic) = (transactions.sink.clone(), self.topic.clone());
+    fn check_policy(&self, transactions: &dyn Brokers) {
+        let (sink, topic) = (transactions.sink().clone(), self.topic.clone());
         let asked = std::thread::Builder::new()
             .name("state-topic-policy".into())
             .spawn(move || match cleanup_policy(&sink, &topic) {
@@ -543,7 +613,7 @@ impl StateTopic {
     /// partition and number.
     fn fetch(
         &self,
-        transactions: &Transactions,
+        transactions: &dyn Brokers,
         only: Option<&Settling<'_>>,
         warnings: &mut Vec<String>,
     ) -> Result<BTreeMap<u32, BTreeMap<u64, Pieces>>, String> {
@@ -566,14 +636,14 @@ impl StateTopic {
             // snapshots of these partitions' writers committed.
             Some(settling) => {
                 let all = reader_of(transactions, "read_uncommitted").map_err(failed)?;
-                let prefix = format!("{}/", transactions.base);
+                let prefix = format!("{}/", transactions.base());
                 self.settled((&reader, &all), &partitions, settling, &prefix)?
             }
             None => self.ends(&reader, &partitions)?,
         };
         let mut open = self.read_from_start(&reader, &ends)?;
         let mut found: BTreeMap<u32, BTreeMap<u64, Pieces>> = BTreeMap::new();
-        let prefix = format!("{}/", transactions.base);
+        let prefix = format!("{}/", transactions.base());
         let mut foreign = 0_usize;
         let mut heard = Instant::now();
         while !open.is_empty() {
@@ -787,9 +857,9 @@ fn whole(chunks: &[Option<Vec<u8>>]) -> Option<Vec<u8>> {
 /// `isolation` (`read_committed` sees only what committed, and its end is
 /// before the first open transaction's records), that says when it
 /// reaches each partition's end.
-fn reader_of(transactions: &Transactions, isolation: &str) -> Result<BaseConsumer, KafkaError> {
-    let group = format!("{}.state", transactions.base);
-    consumer_of(&transactions.sink, &group)
+fn reader_of(transactions: &dyn Brokers, isolation: &str) -> Result<BaseConsumer, KafkaError> {
+    let group = format!("{}.state", transactions.base());
+    consumer_of(transactions.sink(), &group)
         .set("isolation.level", isolation)
         .set("enable.partition.eof", "true")
         .create()
