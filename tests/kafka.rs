@@ -753,7 +753,7 @@ fn transactions_without_what_they_need_are_refused() {
                     ),
                     "",
                 ),
-            "transactions are for Kafka sinks, and no sink writes Kafka",
+            "transactions are for Kafka sinks and the state topic, and no sink writes Kafka",
         ),
         (
             "two_clusters.yaml",

@@ -184,7 +184,7 @@ fn a_state_topic_without_what_it_needs_is_refused() {
         (
             "untransacted.yaml",
             text.replace("sinks:\n", "checkpoint: {state_topic: state}\nsinks:\n"),
-            "the state topic is written in the Kafka sinks' transactions, which are off",
+            "the state topic is written in the checkpoints' Kafka transactions, which are off",
         ),
         (
             "file.yaml",
@@ -197,6 +197,20 @@ fn a_state_topic_without_what_it_needs_is_refused() {
                 "sinks:\n",
                 "checkpoint: {transactions: true, state_topic: state}\nsinks:\n  alerts: {type: \
                  kafka, brokers: 127.0.0.1:9, topic: alerts}\n",
+            ),
+            "state kept in a Kafka topic is kept by partition, and source `app` does not read \
+             Kafka",
+        ),
+        (
+            "file_without_kafka_sink.yaml",
+            text.replacen(
+                "    type: kafka\n    brokers: 127.0.0.1:9\n    topic: orders\n    group: g\n",
+                "    type: file\n    path: orders.jsonl\n",
+                1,
+            )
+            .replace(
+                "sinks:\n",
+                "checkpoint: {transactions: true, state_topic: state}\nsinks:\n",
             ),
             "state kept in a Kafka topic is kept by partition, and source `app` does not read \
              Kafka",
@@ -487,5 +501,39 @@ fn state_inspect_lists_each_partition_snapshot_on_the_state_topic() {
     // own directory and matches what comes.
     send(&brokers, "payments", 1);
     let stderr = run_briefly(&dir, &["--state-dir", first.to_str().expect("UTF-8")]);
+    assert_eq!(matched_keys(&dir), every_key(), "{stderr}");
+}
+
+/// Without a Kafka sink, the checkpoints' transactions hold the state
+/// topic's snapshots and the sources' offsets alone, on the sources'
+/// cluster: a process on a new state directory takes the pending orders
+/// from the topic and matches them into its files.
+#[test]
+fn without_a_kafka_sink_the_state_topic_is_written_on_the_sources_cluster() {
+    let cluster = with_topics(8);
+    let brokers = cluster.bootstrap_servers();
+    let dir = scratch("kafka_state_topic_files_only");
+    pipeline_reading(&dir, &brokers, "");
+    let path = dir.join("pipeline.yaml");
+    let text = std::fs::read_to_string(&path).expect("written").replace(
+        "sinks:\n",
+        "checkpoint: {interval: 300ms, transactions: true, state_topic: state}\nsinks:\n",
+    );
+    std::fs::write(&path, text).expect("written");
+    send(&brokers, "orders", 0);
+    let first = dir.join("first");
+    let stderr = run_briefly(&dir, &["--state-dir", first.to_str().expect("UTF-8")]);
+    assert!(
+        stderr.contains("kafka transaction committed id=runner-pipeline-state"),
+        "{stderr}"
+    );
+    assert!(matched_keys(&dir).is_empty(), "{stderr}");
+    send(&brokers, "payments", 1);
+    let second = dir.join("second");
+    let stderr = run_briefly(&dir, &["--state-dir", second.to_str().expect("UTF-8")]);
+    assert!(
+        stderr.contains("8 partitions of them from the state topic: 16 keys pending"),
+        "{stderr}"
+    );
     assert_eq!(matched_keys(&dir), every_key(), "{stderr}");
 }

@@ -64,7 +64,7 @@ codes! {
     InvalidTest = "E308": "a test case that names a side that is not connected, or expects what its outcome cannot carry",
     FileConflict = "E309": "two sinks that write one file, a sink that writes a file a source reads, two sources on standard input, or a template for a CSV sink",
     NotResumable = "E310": "checkpoints turned on for a pipeline that reads standard input, which cannot be read again",
-    Transactions = "E311": "checkpoint `transactions` without checkpoints or Kafka sinks, or with Kafka sinks of different clusters or properties; a `state_topic` without transactions or with a source that is not Kafka",
+    Transactions = "E311": "checkpoint `transactions` without checkpoints, without Kafka sinks or a state topic, or with Kafka sinks of different clusters or properties; a `state_topic` without transactions or with a source that is not Kafka",
     EvalFailed = "E401": "an expression failed while evaluating a record",
     OpenFailed = "E402": "a file that a source reads or a sink writes cannot be opened",
     NotShareable = "E403": "a pipeline that processes cannot share (`--instance`, `--join`): a source that is not Kafka (or, with `--join`, bounded), or topics not partitioned alike",

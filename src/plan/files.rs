@@ -185,9 +185,9 @@ impl Builder<'_> {
         enabled.then_some(interval)
     }
 
-    /// Whether Kafka sinks write in a transaction per checkpoint: only with
-    /// checkpoints (`checkpointed`), and Kafka sinks of one cluster, which
-    /// one producer writes for all.
+    /// Whether Kafka sinks (or the state topic, without any) write in a
+    /// transaction per checkpoint: only with checkpoints (`checkpointed`),
+    /// and Kafka sinks of one cluster, which one producer writes for all.
     pub(super) fn transactions(&mut self, checkpointed: bool) -> bool {
         let pipeline = self.pipeline;
         let Some(asked) = (pipeline.checkpoint.as_ref())
@@ -196,6 +196,9 @@ impl Builder<'_> {
         else {
             return false;
         };
+        let state_topic = (pipeline.checkpoint.as_ref())
+            .and_then(|c| c.state_topic.as_ref())
+            .is_some_and(|topic| !topic.value.trim().is_empty());
         let kafka: Vec<&crate::config::KafkaSink> = (pipeline.sinks.items.iter())
             .filter_map(|sink| match &sink.kind {
                 SinkKind::Kafka(kafka) => Some(kafka),
@@ -208,12 +211,16 @@ impl Builder<'_> {
                 "transactions are committed with checkpoints, which are off".to_string(),
                 "turn checkpoints on with `enabled: true`".to_string(),
             ))
-        } else if kafka.is_empty() {
+        } else if kafka.is_empty() && !state_topic {
             Some((
                 asked.span,
-                "transactions are for Kafka sinks, and no sink writes Kafka".to_string(),
-                "drop `transactions`".to_string(),
+                "transactions are for Kafka sinks and the state topic, and no sink writes Kafka"
+                    .to_string(),
+                "drop `transactions`, or keep the state in a `state_topic`".to_string(),
             ))
+        } else if kafka.is_empty() {
+            // The state topic's alone: its own check follows.
+            None
         } else {
             let first = kafka[0];
             (kafka.iter().skip(1)).find_map(|other| {
@@ -255,9 +262,10 @@ impl Builder<'_> {
     }
 
     /// The compacted Kafka topic each checkpoint's transaction writes every
-    /// partition's state to, if the pipeline names one: only where the
-    /// Kafka sinks write in `transactions`, and every source reads Kafka
-    /// (a key's state goes with its partition).
+    /// partition's state to, if the pipeline names one: only with
+    /// `transactions`, and where every source reads Kafka (a key's state
+    /// goes with its partition). On the Kafka sinks' cluster, or, without
+    /// Kafka sinks, the first source's.
     pub(super) fn state_topic(&mut self, transactions: bool) -> Option<String> {
         let pipeline = self.pipeline;
         let topic = (pipeline.checkpoint.as_ref()).and_then(|c| c.state_topic.as_ref())?;
@@ -270,9 +278,9 @@ impl Builder<'_> {
             ))
         } else if !transactions {
             Some((
-                "the state topic is written in the Kafka sinks' transactions, which are off"
+                "the state topic is written in the checkpoints' Kafka transactions, which are off"
                     .to_string(),
-                "add `transactions: true`, with a Kafka sink".to_string(),
+                "add `transactions: true`".to_string(),
             ))
         } else {
             not_kafka.map(|source| {

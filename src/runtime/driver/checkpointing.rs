@@ -251,7 +251,7 @@ pub fn state_topic_listing(
     let Some(state) = state_topic(graph) else {
         return Ok(None);
     };
-    let onlooker = crate::runtime::sink::Onlooker::new(&graph.sinks, &transactional_id(graph, dir))
+    let onlooker = crate::runtime::sink::Onlooker::new(graph, &transactional_id(graph, dir))
         .map_err(|error| error.to_string())?;
     let mut warnings = Vec::new();
     let snapshots = state.read(&onlooker, None, &mut warnings)?;
@@ -296,7 +296,7 @@ fn fence(
     let Some(transactions) = transactions else {
         return Ok(());
     };
-    Transactions::fence(&graph.sinks, &transactions.id_of(tag), interval).map(|_| ())
+    Transactions::fence(graph, &transactions.id_of(tag), interval).map(|_| ())
 }
 
 /// `checkpoint` with the paths it keeps as the run opens them, from the
@@ -331,7 +331,7 @@ fn start_transactions(
     }
     let id = transactional_id(graph, dir);
     let tag = instance.tag();
-    Transactions::start(&graph.sinks, &id, tag.as_deref(), interval).map(Some)
+    Transactions::start(graph, &id, tag.as_deref(), interval).map(Some)
 }
 
 /// The process's own checkpoint in `store` to resume from, if any: its
@@ -483,7 +483,7 @@ fn settle(
     let Some(id) = newest.as_ref().and_then(transactional_id_of) else {
         return Ok(warnings);
     };
-    let marker = Transactions::fence(&graph.sinks, &id, interval)?;
+    let marker = Transactions::fence(graph, &id, interval)?;
     warnings.extend(keep_committed(store, &id, marker)?);
     Ok(warnings)
 }

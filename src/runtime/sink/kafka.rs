@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Message, QUEUE, SinkThread, Written};
 use crate::config::{KafkaSink, SinkKind, Spanned};
-use crate::plan::SinkNode;
+use crate::plan::{Graph, Input};
 use crate::runtime::error::RunError;
 use crate::runtime::returns::{Returns, Ways};
 use crate::runtime::router::Router;
@@ -236,8 +236,9 @@ struct Epochs {
 }
 
 impl Transactions {
-    /// Starts the transactions of `sinks`' Kafka sinks as `id`, unless the
-    /// first Kafka sink's properties name a `transactional.id`, and then
+    /// Starts the transactions of `graph`'s Kafka sinks (or, without any,
+    /// of its state topic: [`kafka_of`]) as `id`, unless the first Kafka
+    /// sink's properties name a `transactional.id`, and then
     /// with `-tag` after it (one of several processes: each has its own):
     /// a producer of that id that ran before is fenced off, and its open
     /// transaction aborted.
@@ -247,12 +248,13 @@ impl Transactions {
     /// A client property librdkafka does not take, or brokers that do not
     /// answer.
     pub(crate) fn start(
-        sinks: &[SinkNode],
+        graph: &Graph,
         id: &str,
         tag: Option<&str>,
         interval: Duration,
     ) -> Result<Arc<Self>, RunError> {
-        let kafka = kafka_sinks(sinks)?;
+        let kafka = kafka_of(graph)?;
+        let kafka = as_refs(&kafka);
         let started = Self::open(&kafka, id_for(&kafka, id), tag, interval)?;
         (started.client.begin_transaction()).map_err(|error| started.not_started(&error))?;
         tracing::info!(id = %started.id, "kafka transactions started");
@@ -270,11 +272,11 @@ impl Transactions {
     /// A client property librdkafka does not take, or brokers that do not
     /// answer.
     pub(crate) fn fence(
-        sinks: &[SinkNode],
+        graph: &Graph,
         id: &str,
         interval: Duration,
     ) -> Result<Option<u64>, RunError> {
-        let fenced = Self::open(&kafka_sinks(sinks)?, id, None, interval)?;
+        let fenced = Self::open(&as_refs(&kafka_of(graph)?), id, None, interval)?;
         tracing::info!(id = %id, "kafka transactions of another process fenced off");
         (fenced.committed())
             .map_err(|error| RunError::Checkpoint(format!("kafka transactions as `{id}`: {error}")))
@@ -566,24 +568,57 @@ fn read_marker(
     )
 }
 
-/// The Kafka sinks of `sinks`, each's name and node: one at least.
+/// What `graph`'s Kafka transactions write, each's name and node: its
+/// Kafka sinks; without any, its state topic, as a sink of the first
+/// Kafka source's brokers, with the source's properties for reaching
+/// them (the producer's own are librdkafka's defaults).
 ///
 /// # Errors
 ///
-/// There is none.
-fn kafka_sinks(sinks: &[SinkNode]) -> Result<Vec<(&str, &KafkaSink)>, RunError> {
-    let kafka: Vec<(&str, &KafkaSink)> = (sinks.iter())
+/// There is neither.
+fn kafka_of(graph: &Graph) -> Result<Vec<(String, KafkaSink)>, RunError> {
+    let sinks: Vec<(String, KafkaSink)> = (graph.sinks.iter())
         .filter_map(|sink| match &sink.kind {
-            SinkKind::Kafka(kafka) => Some((sink.name.as_str(), kafka)),
+            SinkKind::Kafka(kafka) => Some((sink.name.clone(), kafka.clone())),
             _ => None,
         })
         .collect();
-    if kafka.is_empty() {
-        return Err(RunError::Checkpoint(
-            "transactions are for Kafka sinks, and no sink writes Kafka".to_string(),
-        ));
+    if !sinks.is_empty() {
+        return Ok(sinks);
     }
-    Ok(kafka)
+    let source = (graph.sources.iter()).find_map(|source| match &source.input {
+        Input::Kafka(kafka) => Some(kafka),
+        _ => None,
+    });
+    match (&graph.state_topic, source) {
+        (Some(topic), Some(source)) => {
+            let properties = (source.properties.iter())
+                .filter(|(name, _)| CONSUMER_TOO.iter().any(|p| name.value.starts_with(p)))
+                .cloned()
+                .collect();
+            let sink = KafkaSink {
+                brokers: source.brokers.clone(),
+                topic: Spanned {
+                    value: topic.clone(),
+                    span: source.topic.span,
+                },
+                key: None,
+                properties,
+            };
+            Ok(vec![("the state topic".to_string(), sink)])
+        }
+        _ => Err(RunError::Checkpoint(
+            "transactions are for Kafka sinks and the state topic, and neither is written"
+                .to_string(),
+        )),
+    }
+}
+
+/// `kafka` borrowed, as [`Transactions::open`] takes it.
+fn as_refs(kafka: &[(String, KafkaSink)]) -> Vec<(&str, &KafkaSink)> {
+    (kafka.iter())
+        .map(|(name, sink)| (name.as_str(), sink))
+        .collect()
 }
 
 /// The client properties the group that keeps a transaction's checkpoint

@@ -34,12 +34,12 @@ use rdkafka::producer::{BaseRecord, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{
-    ASKED_WAIT, Transactions, client_of, consumer_of, id_for, kafka_sinks, marker_of, read_marker,
-    tagged,
+    ASKED_WAIT, Transactions, as_refs, client_of, consumer_of, id_for, kafka_of, marker_of,
+    read_marker, tagged,
 };
 use crate::checkpoint::{Checkpoint, from_bytes, to_bytes};
 use crate::config::KafkaSink;
-use crate::plan::SinkNode;
+use crate::plan::Graph;
 use crate::runtime::error::RunError;
 use crate::runtime::matcher::{Divided, Matcher};
 
@@ -90,15 +90,16 @@ pub(crate) struct Onlooker {
 }
 
 impl Onlooker {
-    /// The brokers of `sinks`' first Kafka sink, where the pipeline's
-    /// processes write as `id` unless its properties name a
-    /// `transactional.id`.
+    /// The brokers of `graph`'s transactions (its first Kafka sink's, or
+    /// its first Kafka source's without any), where its processes write
+    /// as `id` unless the sink's properties name a `transactional.id`.
     ///
     /// # Errors
     ///
-    /// No sink writes Kafka.
-    pub(crate) fn new(sinks: &[SinkNode], id: &str) -> Result<Self, RunError> {
-        let kafka = kafka_sinks(sinks)?;
+    /// No sink writes Kafka, and there is no state topic.
+    pub(crate) fn new(graph: &Graph, id: &str) -> Result<Self, RunError> {
+        let kafka = kafka_of(graph)?;
+        let kafka = as_refs(&kafka);
         Ok(Self {
             base: id_for(&kafka, id).to_string(),
             sink: kafka[0].1.clone(),
