@@ -520,6 +520,15 @@ fn without_a_kafka_sink_the_state_topic_is_written_on_the_sources_cluster() {
         "checkpoint: {interval: 300ms, transactions: true, state_topic: state}\nsinks:\n",
     );
     std::fs::write(&path, text).expect("written");
+    let explained = runner(&["explain", path.to_str().expect("UTF-8")]);
+    assert!(
+        explained.stdout.contains(
+            "file sink lengths; each partition's state (to `state`) committed with each, in a \
+             transaction"
+        ),
+        "{}",
+        explained.stdout
+    );
     send(&brokers, "orders", 0);
     let first = dir.join("first");
     let stderr = run_briefly(&dir, &["--state-dir", first.to_str().expect("UTF-8")]);

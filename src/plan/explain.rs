@@ -162,7 +162,11 @@ impl Graph {
             .map(|kind| kind.name())
             .collect();
         row(f, "emits", emits.join(", "))?;
+        let kafka_sinks = (self.sinks.iter()).any(|sink| matches!(sink.kind, SinkKind::Kafka(_)));
         let transactions = match (self.transactions, &self.state_topic) {
+            (true, Some(topic)) if !kafka_sinks => format!(
+                "; each partition's state (to `{topic}`) committed with each, in a transaction"
+            ),
             (true, Some(topic)) => format!(
                 "; Kafka sinks' records and each partition's state (to `{topic}`) committed \
                  with each, in a transaction"
