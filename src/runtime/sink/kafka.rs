@@ -495,8 +495,6 @@ impl Transactions {
     }
 }
 
-/// The transactional id `base` of the process tagged `tag`: with the tag
-/// after it, for one of several processes (`None`: alone).
 /// The transactional id of the Kafka sinks `kafka` (one at least): the
 /// first one's `transactional.id` property, else `id`.
 fn id_for<'a>(kafka: &[(&str, &'a KafkaSink)], id: &'a str) -> &'a str {
@@ -505,6 +503,8 @@ fn id_for<'a>(kafka: &[(&str, &'a KafkaSink)], id: &'a str) -> &'a str {
         .map_or(id, |(_, value)| value.value.as_str())
 }
 
+/// The transactional id `base` of the process tagged `tag`: with the tag
+/// after it, for one of several processes (`None`: alone).
 fn tagged(base: &str, tag: Option<&str>) -> String {
     match tag {
         Some(tag) => format!("{base}-{tag}"),

@@ -336,11 +336,10 @@ impl StateTopic {
         format!("{}/{partition}/{chunk}", transactions.base)
     }
 
-    /// Reads the topic, as a `read_committed` reader of the brokers of
-    /// `transactions` sees it (its partitions holding the snapshots of
-    /// `only` the partitions given, or all), and gives each partition's
-    /// newest
-    /// snapshot of this pipeline whose transaction committed: whose number
+    /// Reads the topic, as a `read_committed` reader of `brokers` sees it
+    /// (its partitions holding the snapshots of `only` the partitions
+    /// given, or all), and gives each partition's newest snapshot of this
+    /// pipeline whose transaction committed: whose number
     /// is not past the last the brokers hold for its process's id (brokers
     /// that show aborted records to `read_committed` readers are not
     /// trusted to hide them). Warnings go to `warnings`.
@@ -351,7 +350,7 @@ impl StateTopic {
     /// that committed does not read back.
     pub(crate) fn read(
         &self,
-        transactions: &dyn Brokers,
+        brokers: &dyn Brokers,
         only: Option<&Settling<'_>>,
         warnings: &mut Vec<String>,
     ) -> Result<BTreeMap<u32, Snapshot>, String> {
@@ -360,9 +359,9 @@ impl StateTopic {
             true,
         );
         if ask {
-            self.check_policy(transactions);
+            self.check_policy(brokers);
         }
-        let found = self.fetch(transactions, only, warnings)?;
+        let found = self.fetch(brokers, only, warnings)?;
         let mut committed: HashMap<Option<String>, Option<u64>> = HashMap::new();
         let mut newest = BTreeMap::new();
         let mut chunks = self.chunks.lock().unwrap_or_else(PoisonError::into_inner);
@@ -376,7 +375,7 @@ impl StateTopic {
             *known = (*known).max(most);
             for (sequence, pieces) in snapshots.into_iter().rev() {
                 if !committed.contains_key(&pieces.tag) {
-                    let number = transactions.committed_of(pieces.tag.as_deref())?;
+                    let number = brokers.committed_of(pieces.tag.as_deref())?;
                     committed.insert(pieces.tag.clone(), number);
                 }
                 let number = committed.get(&pieces.tag).copied().flatten();
@@ -436,8 +435,8 @@ impl StateTopic {
     /// for that long. The run does not wait for the answer: brokers that
     /// cannot describe a topic's settings (or do not let this client ask)
     /// may take the request's whole timeout to say so.
-    fn check_policy(&self, transactions: &dyn Brokers) {
-        let (sink, topic) = (transactions.sink().clone(), self.topic.clone());
+    fn check_policy(&self, brokers: &dyn Brokers) {
+        let (sink, topic) = (brokers.sink().clone(), self.topic.clone());
         let asked = std::thread::Builder::new()
             .name("state-topic-policy".into())
             .spawn(move || match cleanup_policy(&sink, &topic) {
@@ -453,7 +452,7 @@ impl StateTopic {
                 }
             });
         if let Err(error) = asked {
-            tracing::info!(topic = %self.topic, %error, "the state topic's cleanup.policy is not asked");
+            tracing::info!(topic = %self.topic, %error, "state topic cleanup policy not asked");
         }
     }
 
@@ -614,12 +613,12 @@ impl StateTopic {
     /// partition and number.
     fn fetch(
         &self,
-        transactions: &dyn Brokers,
+        brokers: &dyn Brokers,
         only: Option<&Settling<'_>>,
         warnings: &mut Vec<String>,
     ) -> Result<BTreeMap<u32, BTreeMap<u64, Pieces>>, String> {
         let failed = |error: KafkaError| format!("the state topic `{}`: {error}", self.topic);
-        let reader = reader_of(transactions, "read_committed").map_err(failed)?;
+        let reader = reader_of(brokers, "read_committed").map_err(failed)?;
         let metadata = (reader.fetch_metadata(Some(&self.topic), READ_WAIT)).map_err(failed)?;
         let count = partition_count(&metadata, &self.topic)?;
         (self.chunks.lock().unwrap_or_else(PoisonError::into_inner)).partitions = Some(count);
@@ -636,15 +635,15 @@ impl StateTopic {
             // Every transaction that wrote to them settled: what the
             // snapshots of these partitions' writers committed.
             Some(settling) => {
-                let all = reader_of(transactions, "read_uncommitted").map_err(failed)?;
-                let prefix = format!("{}/", transactions.base());
+                let all = reader_of(brokers, "read_uncommitted").map_err(failed)?;
+                let prefix = format!("{}/", brokers.base());
                 self.settled((&reader, &all), &partitions, settling, &prefix)?
             }
             None => self.ends(&reader, &partitions)?,
         };
         let mut open = self.read_from_start(&reader, &ends)?;
         let mut found: BTreeMap<u32, BTreeMap<u64, Pieces>> = BTreeMap::new();
-        let prefix = format!("{}/", transactions.base());
+        let prefix = format!("{}/", brokers.base());
         let mut foreign = 0_usize;
         let mut heard = Instant::now();
         while !open.is_empty() {
@@ -854,13 +853,13 @@ fn whole(chunks: &[Option<Vec<u8>>]) -> Option<Vec<u8>> {
     (!chunks.is_empty()).then_some(bytes)
 }
 
-/// A reader of the topic, on the brokers of `transactions`, at
+/// A reader of the topic, on `brokers`, at
 /// `isolation` (`read_committed` sees only what committed, and its end is
 /// before the first open transaction's records), that says when it
 /// reaches each partition's end.
-fn reader_of(transactions: &dyn Brokers, isolation: &str) -> Result<BaseConsumer, KafkaError> {
-    let group = format!("{}.state", transactions.base());
-    consumer_of(transactions.sink(), &group)
+fn reader_of(brokers: &dyn Brokers, isolation: &str) -> Result<BaseConsumer, KafkaError> {
+    let group = format!("{}.state", brokers.base());
+    consumer_of(brokers.sink(), &group)
         .set("isolation.level", isolation)
         .set("enable.partition.eof", "true")
         .create()
