@@ -35,6 +35,26 @@ fn with_state_topic(dir: &Path, brokers: &str, extra: &str) {
     );
 }
 
+/// A mock cluster of `with_topics(state_partitions)` and, in the scratch
+/// directory `name`, a pipeline over it keeping its state in the topic
+/// `state`, with orders `k0` to `k15` sent: gives the cluster (to keep
+/// while it is used), its brokers and the directory.
+fn orders_sent(
+    name: &str,
+    state_partitions: i32,
+) -> (
+    rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    String,
+    std::path::PathBuf,
+) {
+    let cluster = with_topics(state_partitions);
+    let brokers = cluster.bootstrap_servers();
+    let dir = scratch(name);
+    with_state_topic(&dir, &brokers, "");
+    send(&brokers, "orders", 0);
+    (cluster, brokers, dir)
+}
+
 /// 16 events of `topic`, keys `k0` to `k15`, at `second`.
 fn send(brokers: &str, topic: &str, second: u32) {
     let lines: Vec<String> = (0..16)
@@ -54,11 +74,7 @@ fn send(brokers: &str, topic: &str, second: u32) {
 /// the sources' topics is worth a warning.
 #[test]
 fn a_process_on_a_new_state_directory_takes_its_partitions_from_the_state_topic() {
-    let cluster = with_topics(3);
-    let brokers = cluster.bootstrap_servers();
-    let dir = scratch("kafka_state_topic_alone");
-    with_state_topic(&dir, &brokers, "");
-    send(&brokers, "orders", 0);
+    let (_cluster, brokers, dir) = orders_sent("kafka_state_topic_alone", 3);
     let first = dir.join("first");
     run_briefly(&dir, &["--state-dir", first.to_str().expect("UTF-8")]);
     assert!(matched_keys(&dir).is_empty());
@@ -352,11 +368,7 @@ fn a_run_read_to_its_end_leaves_no_snapshot_to_take() {
 /// off both processes' transactional ids, and matches the orders.
 #[test]
 fn a_process_alone_takes_over_from_processes_by_number_through_the_state_topic() {
-    let cluster = with_topics(8);
-    let brokers = cluster.bootstrap_servers();
-    let dir = scratch("kafka_state_topic_numbered");
-    with_state_topic(&dir, &brokers, "");
-    send(&brokers, "orders", 0);
+    let (_cluster, brokers, dir) = orders_sent("kafka_state_topic_numbered", 8);
     for which in ["1/2", "2/2"] {
         let state = dir.join(format!("state-{}", which.replace('/', "-of-")));
         let stderr = run_briefly(
@@ -440,11 +452,7 @@ fn against_a_broker_process_a_state_topic_not_compacted_is_warned_of() {
 /// looks: the process that wrote them is not fenced off.
 #[test]
 fn state_inspect_lists_each_partition_snapshot_on_the_state_topic() {
-    let cluster = with_topics(8);
-    let brokers = cluster.bootstrap_servers();
-    let dir = scratch("kafka_state_topic_inspect");
-    with_state_topic(&dir, &brokers, "");
-    send(&brokers, "orders", 0);
+    let (_cluster, brokers, dir) = orders_sent("kafka_state_topic_inspect", 8);
     let first = dir.join("first");
     run_briefly(&dir, &["--state-dir", first.to_str().expect("UTF-8")]);
     let elsewhere = dir.join("elsewhere");
