@@ -419,7 +419,9 @@ fn read_topic(
     // A snapshot no newer than a checkpoint here is not taken: its writer
     // need not be fenced off.
     let here = holders(dir, of);
-    let mut fenced = Vec::new();
+    // Each writer fenced off, with the newest number of its snapshots
+    // taken then.
+    let mut fenced: Vec<(Option<String>, u64)> = Vec::new();
     for partition in mine.clone() {
         let newest_here = (here.iter())
             .filter(|holder| holder.holds.contains(&partition))
@@ -428,16 +430,29 @@ fn read_topic(
         if let Some(snapshot) = snapshots.get(&partition).filter(|_| taking)
             && Some(snapshot.checkpoint.sequence) > newest_here
             && snapshot.tag != own
-            && !fenced.contains(&snapshot.tag)
         {
-            (topic.fence)(snapshot.tag.as_deref())?;
-            fenced.push(snapshot.tag.clone());
+            let sequence = snapshot.checkpoint.sequence;
+            if let Some((_, newest)) = fenced.iter_mut().find(|(tag, _)| *tag == snapshot.tag) {
+                *newest = (*newest).max(sequence);
+            } else {
+                (topic.fence)(snapshot.tag.as_deref())?;
+                fenced.push((snapshot.tag.clone(), sequence));
+            }
         }
     }
     if taking && !mine.is_empty() {
         // Again, their writers fenced off, once their transactions settled:
-        // the first read ends before the first transaction open.
-        let fence = |tag: Option<&str>| (topic.fence)(tag).map_err(|error| error.to_string());
+        // the first read ends before the first transaction open. A writer
+        // fenced off just now that wrote nothing newer since has no
+        // transaction open on them (the fence aborted it).
+        let fence = |tag: Option<&str>, newest: u64| {
+            let settled =
+                (fenced.iter()).any(|(fenced, then)| fenced.as_deref() == tag && newest <= *then);
+            if settled {
+                return Ok(());
+            }
+            (topic.fence)(tag).map_err(|error| error.to_string())
+        };
         let settling = Settling {
             partitions: &mine.clone().collect(),
             own: own.as_deref(),

@@ -163,12 +163,17 @@ pub(crate) struct Snapshot {
 /// Which partitions' snapshots to read once the transactions open on them
 /// settled, and how: the reading process's tag, and how to fence off the
 /// transactional id of another process (by its tag), the partitions' last
-/// owner, whose open transaction may hold newer snapshots.
+/// owner, whose open transaction may hold newer snapshots (given the
+/// highest number of its records on them, committed or not).
 pub(crate) struct Settling<'a> {
     pub(crate) partitions: &'a BTreeSet<u32>,
     pub(crate) own: Option<&'a str>,
-    pub(crate) fence: &'a dyn Fn(Option<&str>) -> Result<(), String>,
+    pub(crate) fence: &'a Fence<'a>,
 }
+
+/// Fences off the process tagged so, the highest number of whose records
+/// on the partitions read is given.
+pub(crate) type Fence<'a> = dyn Fn(Option<&str>, u64) -> Result<(), String> + 'a;
 
 /// The chunks of one snapshot found so far, or that a partition's
 /// snapshots were deleted (its process read its inputs to their end).
@@ -531,9 +536,9 @@ impl StateTopic {
         settling: &Settling<'_>,
         prefix: &str,
     ) -> Result<BTreeMap<i32, i64>, String> {
-        for tag in self.last_writers(all, partitions, settling.partitions, prefix)? {
+        for (tag, newest) in self.last_writers(all, partitions, settling.partitions, prefix)? {
             if tag.as_deref() != settling.own {
-                (settling.fence)(tag.as_deref())?;
+                (settling.fence)(tag.as_deref(), newest)?;
             }
         }
         let began = Instant::now();
@@ -566,9 +571,9 @@ impl StateTopic {
     /// The tags of the processes that wrote the newest record (by number)
     /// of each of `mine`, the partitions read, in `partitions` of the
     /// topic, as `all` (a `read_uncommitted` reader) sees them: records of
-    /// transactions that did not commit, or are still open, included.
-    /// Records whose keys do not start with `prefix` are another
-    /// pipeline's.
+    /// transactions that did not commit, or are still open, included;
+    /// each with the highest of those numbers. Records whose keys do not
+    /// start with `prefix` are another pipeline's.
     ///
     /// # Errors
     ///
@@ -579,7 +584,7 @@ impl StateTopic {
         partitions: &BTreeSet<i32>,
         mine: &BTreeSet<u32>,
         prefix: &str,
-    ) -> Result<BTreeSet<Option<String>>, String> {
+    ) -> Result<BTreeMap<Option<String>, u64>, String> {
         let failed = |error: KafkaError| format!("the state topic `{}`: {error}", self.topic);
         let mut open = self.read_from_start(all, &self.ends(all, partitions)?)?;
         let mut newest: BTreeMap<u32, (u64, Option<String>)> = BTreeMap::new();
@@ -605,7 +610,12 @@ impl StateTopic {
                 None => {}
             }
         }
-        Ok(newest.into_values().map(|(_, tag)| tag).collect())
+        let mut writers = BTreeMap::new();
+        for (sequence, tag) in newest.into_values() {
+            let highest = writers.entry(tag).or_insert(sequence);
+            *highest = (*highest).max(sequence);
+        }
+        Ok(writers)
     }
 
     /// Every snapshot of this pipeline on the topic (`only` those of the
