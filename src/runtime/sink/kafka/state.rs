@@ -825,33 +825,17 @@ fn cleanup_policy(sink: &KafkaSink, topic: &str) -> Result<Option<String>, Strin
     let admin: AdminClient<DefaultClientContext> =
         (client_of(sink).create()).map_err(|error| error.to_string())?;
     let options = AdminOptions::new().request_timeout(Some(READ_WAIT));
-    let described = wait(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &options));
+    // On its own thread, outside the run's runtime: one of its own to wait.
+    let runtime = (tokio::runtime::Builder::new_current_thread().build())
+        .map_err(|error| error.to_string())?;
+    let described =
+        runtime.block_on(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &options));
     let resource = (described.map_err(|error| error.to_string())?)
         .into_iter()
         .next()
         .ok_or("no answer")?
         .map_err(|code| code.to_string())?;
     Ok((resource.get("cleanup.policy")).and_then(|entry| entry.value.clone()))
-}
-
-/// Waits on this thread for `future` to be ready (librdkafka's own
-/// threads make the admin client's answers ready, not a runtime).
-fn wait<F: Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
-    let mut context = std::task::Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-        std::thread::park();
-    }
 }
 
 /// A snapshot's bytes, when every chunk of it was found.
